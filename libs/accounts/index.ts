@@ -1,0 +1,74 @@
+// Accounts and hosted domains on top of the store.
+// Keys: {alice@example.com}:account  creds → msgpack(StoredCredentials), created → ms
+//       {$domain:example.com}:users   alice → ''   (the per-domain user index)
+//       {$domains}:list               example.com → msgpack({added})
+import { pack, unpack } from 'msgpackr';
+import { deriveCredentials, type StoredCredentials } from '../auth/credentials.ts';
+import { parseJid } from '../jid/index.ts';
+import type { Store } from '../store/store.ts';
+
+const EMPTY = new Uint8Array(0);
+
+export class Accounts {
+  constructor(private readonly store: Store, private readonly iterations = 4096) {}
+
+  async credentials(bare: string): Promise<StoredCredentials | undefined> {
+    const v = await this.store.hget(bare, 'account', 'creds');
+    return v ? (unpack(v) as StoredCredentials) : undefined;
+  }
+
+  async exists(bare: string): Promise<boolean> {
+    return (await this.store.hget(bare, 'account', 'creds')) !== undefined;
+  }
+
+  /** Creates the account; false when it exists already. */
+  async add(jid: string, password: string): Promise<boolean> {
+    const j = parseJid(jid);
+    if (!j.local || j.resource) throw new Error(`not a user JID: ${jid}`);
+    const creds = await deriveCredentials(password, this.iterations);
+    const created = await this.store.hsetnx(j.bare, 'account', 'creds', pack(creds));
+    if (!created) return false;
+    await this.store.batch(j.bare).hset('account', 'created', pack(Date.now())).exec();
+    await this.store.hset(`$domain:${j.domain}`, 'users', j.local, EMPTY);
+    return true;
+  }
+
+  async setPassword(jid: string, password: string): Promise<boolean> {
+    const j = parseJid(jid);
+    if (!(await this.exists(j.bare))) return false;
+    await this.store.hset(j.bare, 'account', 'creds', pack(await deriveCredentials(password, this.iterations)));
+    return true;
+  }
+
+  /** Removes the account and every collection named; false when absent. */
+  async remove(jid: string, collections: readonly string[] = []): Promise<boolean> {
+    const j = parseJid(jid);
+    if (!(await this.exists(j.bare))) return false;
+    const b = this.store.batch(j.bare).del('account');
+    for (const c of collections) b.del(c);
+    await b.exec();
+    await this.store.hdel(`$domain:${j.domain}`, 'users', j.local);
+    return true;
+  }
+
+  async list(domain: string): Promise<string[]> {
+    const users = await this.store.hgetall(`$domain:${domain}`, 'users');
+    return [...users.keys()].sort().map((u) => `${u}@${domain}`);
+  }
+}
+
+export class Domains {
+  constructor(private readonly store: Store) {}
+
+  async add(domain: string): Promise<void> {
+    await this.store.hset('$domains', 'list', parseJid(domain).domain, pack({ added: Date.now() }));
+  }
+
+  async remove(domain: string): Promise<boolean> {
+    return this.store.hdel('$domains', 'list', parseJid(domain).domain);
+  }
+
+  async list(): Promise<string[]> {
+    return [...(await this.store.hgetall('$domains', 'list')).keys()].sort();
+  }
+}

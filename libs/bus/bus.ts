@@ -1,0 +1,32 @@
+// One bus interface, two implementations: in-process (embedded mode) and NATS (cluster).
+import type { Envelope } from './envelope.ts';
+
+export interface Subscription {
+  unsubscribe(): void;
+}
+
+export interface Bus {
+  readonly kind: 'inprocess' | 'nats';
+  /** Stamped into every published envelope; unique per process. */
+  readonly origin: string;
+  /**
+   * Fire and forget. Envelopes one process publishes to one subject arrive in
+   * the order published; nothing is promised across subjects or publishers.
+   */
+  publish(subject: string, env: Envelope): void;
+  /** The handler runs synchronously in arrival order; it must not block. */
+  subscribe(subject: string, handler: (env: Envelope) => void): Subscription;
+  /** Resolves once every subscription made so far is registered with the server. */
+  flush(): Promise<void>;
+  /** True while the bus can carry messages (readiness). */
+  healthy(): boolean;
+  close(): Promise<void>;
+}
+
+/** Subject names, in one place: docs/architecture.md describes the scheme. */
+export class Subjects {
+  constructor(readonly prefix = 'parley') {}
+  shard(n: number): string { return `${this.prefix}.shard.${n}`; }
+  c2s(node: string): string { return `${this.prefix}.c2s.${node}`; }
+  control(node: string): string { return `${this.prefix}.ctl.${node}`; }
+}

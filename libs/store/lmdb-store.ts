@@ -1,0 +1,134 @@
+// The Store on lmdb: one embedded, durable database in a data directory.
+//
+// Keys are ordered-binary arrays, so one collection is one contiguous key range:
+//   hash field   [scope, coll, field]   (field: string)
+//   list item    [scope, coll, seq]     (seq: number; numbers sort before strings)
+//   list meta    [scope, coll]          (16 bytes: head seq, next seq)
+// A list is dense between head and next, so rpush, llen and index lookups are
+// O(1) and ltrim only touches what it removes. Values are stored as raw bytes.
+//
+// lmdb is multi-process safe: the CLI may open the same directory while the
+// server runs. Every read-modify-write runs inside `transaction`, which holds
+// lmdb's (cross-process) write lock, so concurrent writers cannot interleave.
+// Write promises resolve once the transaction is committed (lmdb's default
+// overlappingSync: visible to all processes, survives a process crash; the OS
+// flush follows in order).
+import { open, type Key, type RootDatabase } from 'lmdb';
+import type { Bytes, Store, StoreBatch } from './store.ts';
+
+type Db = RootDatabase<Buffer, Key>;
+
+/** Sorts after every encoded string and number, closing a [scope, coll, …] range. */
+const END = new Uint8Array([0xff]);
+
+const buf = (v: Bytes): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+
+interface ListMeta { head: number; next: number }
+
+export async function openLmdbStore(path: string): Promise<Store> {
+  const db: Db = open<Buffer, Key>({ path, encoding: 'binary', keyEncoding: 'ordered-binary' });
+
+  // --- helpers that must run inside a write transaction (or a batch's) ---
+
+  const readMeta = (scope: string, coll: string): ListMeta => {
+    const m = db.get([scope, coll]);
+    return m ? { head: m.readDoubleLE(0), next: m.readDoubleLE(8) } : { head: 0, next: 0 };
+  };
+  const writeMeta = (scope: string, coll: string, { head, next }: ListMeta): void => {
+    // An emptied list disappears, as in Redis.
+    if (head >= next) { db.removeSync([scope, coll]); return; }
+    const m = Buffer.allocUnsafe(16);
+    m.writeDoubleLE(head, 0);
+    m.writeDoubleLE(next, 8);
+    db.putSync([scope, coll], m);
+  };
+  const rpushTx = (scope: string, coll: string, value: Bytes): number => {
+    const m = readMeta(scope, coll);
+    db.putSync([scope, coll, m.next], buf(value));
+    writeMeta(scope, coll, { head: m.head, next: m.next + 1 });
+    return m.next + 1 - m.head;
+  };
+  const delTx = (scope: string, coll: string): void => {
+    for (const k of db.getKeys({ start: [scope, coll], end: [scope, coll, END] })) db.removeSync(k);
+  };
+  const hsetTx = (scope: string, coll: string, field: string, value: Bytes): void => {
+    db.putSync([scope, coll, field], buf(value));
+  };
+  const hdelTx = (scope: string, coll: string, field: string): boolean => db.removeSync([scope, coll, field]);
+
+  // --- reads (each runs in one lmdb read snapshot) ---
+
+  const hgetall = (scope: string, coll: string): Map<string, Bytes> => {
+    const out = new Map<string, Bytes>();
+    // Starting at '' skips the list meta and items, which are not hash fields.
+    for (const { key, value } of db.getRange({ start: [scope, coll, ''], end: [scope, coll, END] })) {
+      out.set((key as Key[])[2] as string, value);
+    }
+    return out;
+  };
+  /** Redis LRANGE/LTRIM index normalization: inclusive [from, to] or null when empty. */
+  const span = (len: number, start: number, stop: number): [number, number] | null => {
+    if (start < 0) start = Math.max(0, start + len);
+    if (stop < 0) stop += len;
+    if (stop >= len) stop = len - 1;
+    return start > stop ? null : [start, stop];
+  };
+
+  const batch = (scope: string): StoreBatch => {
+    const ops: (() => void)[] = [];
+    const b: StoreBatch = {
+      hset(coll, field, value) { ops.push(() => hsetTx(scope, coll, field, value)); return this; },
+      hdel(coll, field) { ops.push(() => hdelTx(scope, coll, field)); return this; },
+      del(coll) { ops.push(() => delTx(scope, coll)); return this; },
+      rpush(coll, value) { ops.push(() => rpushTx(scope, coll, value)); return this; },
+      async exec() {
+        if (ops.length === 0) return;
+        await db.transaction(() => { for (const op of ops) op(); });
+      },
+    };
+    return b;
+  };
+
+  return {
+    kind: 'lmdb',
+    async hget(scope, coll, field) { return db.get([scope, coll, field]); },
+    async hgetall(scope, coll) { return hgetall(scope, coll); },
+    async hset(scope, coll, field, value) { await db.put([scope, coll, field], buf(value)); },
+    hdel: (scope, coll, field) => db.transaction(() => hdelTx(scope, coll, field)),
+    async hlen(scope, coll) { return db.getKeysCount({ start: [scope, coll, ''], end: [scope, coll, END] }); },
+    hsetnx: (scope, coll, field, value) => db.transaction(() => {
+      if (db.doesExist([scope, coll, field])) return false;
+      hsetTx(scope, coll, field, value);
+      return true;
+    }),
+
+    rpush: (scope, coll, value) => db.transaction(() => rpushTx(scope, coll, value)),
+    async lrange(scope, coll, start, stop) {
+      const m = readMeta(scope, coll);
+      const s = span(m.next - m.head, start, stop);
+      if (!s) return [];
+      return db.getRange({ start: [scope, coll, m.head + s[0]], end: [scope, coll, m.head + s[1] + 1] })
+        .map(({ value }) => value as Bytes).asArray;
+    },
+    async llen(scope, coll) { const m = readMeta(scope, coll); return m.next - m.head; },
+    async ltrim(scope, coll, start, stop) {
+      await db.transaction(() => {
+        const m = readMeta(scope, coll);
+        const s = span(m.next - m.head, start, stop);
+        const keep: ListMeta = s ? { head: m.head + s[0], next: m.head + s[1] + 1 } : { head: m.next, next: m.next };
+        for (let seq = m.head; seq < keep.head; seq++) db.removeSync([scope, coll, seq]);
+        for (let seq = keep.next; seq < m.next; seq++) db.removeSync([scope, coll, seq]);
+        writeMeta(scope, coll, keep);
+      });
+    },
+
+    async del(scope, coll) { await db.transaction(() => delTx(scope, coll)); },
+
+    async load(scope, colls) {
+      // Synchronous reads in one turn share one lmdb read snapshot: a consistent view.
+      return new Map(colls.map((c) => [c, hgetall(scope, c)]));
+    },
+    batch,
+    async close() { await db.close(); },
+  };
+}

@@ -1,0 +1,330 @@
+// One behaviour suite, run unchanged against both backends, plus what only
+// one backend can show: Redis key names (the hash tag), lmdb across processes.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openStore, openLmdbStore, createRedisClient, type Bytes, type Store } from './index.ts';
+import { startRedis, tempDir, type Spawned } from '../../test/support/servers.ts';
+
+const b = (s: string): Bytes => Buffer.from(s);
+const str = (v: Bytes | undefined): string | undefined => (v === undefined ? undefined : Buffer.from(v).toString());
+const strs = (vs: Bytes[]): string[] => vs.map((v) => Buffer.from(v).toString());
+const entries = (m: Map<string, Bytes>): [string, string][] =>
+  [...m].map(([k, v]): [string, string] => [k, Buffer.from(v).toString()]).sort(([x], [y]) => (x < y ? -1 : 1));
+
+function storeSuite(name: string, open: () => Promise<{ store: Store; close(): Promise<void> }>): void {
+  describe(`store: ${name}`, () => {
+    let store: Store;
+    let close: () => Promise<void>;
+    let n = 0;
+    // Every test gets its own scope, so tests never see each other's data.
+    const fresh = (): string => `user${++n}@example.com`;
+
+    before(async () => ({ store, close } = await open()));
+    after(async () => close());
+
+    it('reports its kind', () => assert.equal(store.kind, name));
+
+    it('hashes: hset, hget, hgetall, hdel, hlen, hsetnx', async () => {
+      const s = fresh();
+      assert.equal(await store.hget(s, 'roster', 'bob'), undefined);
+      assert.deepEqual(entries(await store.hgetall(s, 'roster')), []);
+      assert.equal(await store.hlen(s, 'roster'), 0);
+
+      await store.hset(s, 'roster', 'bob', b('B1'));
+      await store.hset(s, 'roster', 'carol', b('C'));
+      await store.hset(s, 'roster', 'bob', b('B2')); // overwrite
+      await store.hset(s, 'roster', 'empty', b(''));
+      assert.equal(str(await store.hget(s, 'roster', 'bob')), 'B2');
+      assert.equal(str(await store.hget(s, 'roster', 'empty')), '');
+      assert.equal(await store.hlen(s, 'roster'), 3);
+      assert.deepEqual(entries(await store.hgetall(s, 'roster')), [['bob', 'B2'], ['carol', 'C'], ['empty', '']]);
+
+      assert.equal(await store.hdel(s, 'roster', 'carol'), true);
+      assert.equal(await store.hdel(s, 'roster', 'carol'), false);
+      assert.equal(await store.hget(s, 'roster', 'carol'), undefined);
+      assert.equal(await store.hlen(s, 'roster'), 2);
+
+      assert.equal(await store.hsetnx(s, 'roster', 'bob', b('X')), false);
+      assert.equal(str(await store.hget(s, 'roster', 'bob')), 'B2');
+      assert.equal(await store.hsetnx(s, 'roster', 'dave', b('D')), true);
+      assert.equal(str(await store.hget(s, 'roster', 'dave')), 'D');
+    });
+
+    it('lists: rpush, lrange (positive, negative, out of range), llen', async () => {
+      const s = fresh();
+      assert.deepEqual(await store.lrange(s, 'offline', 0, -1), []);
+      assert.equal(await store.llen(s, 'offline'), 0);
+      for (let i = 0; i < 5; i++) assert.equal(await store.rpush(s, 'offline', b(`m${i}`)), i + 1);
+      assert.equal(await store.llen(s, 'offline'), 5);
+      const r = async (a: number, z: number) => strs(await store.lrange(s, 'offline', a, z));
+      assert.deepEqual(await r(0, -1), ['m0', 'm1', 'm2', 'm3', 'm4']);
+      assert.deepEqual(await r(1, 3), ['m1', 'm2', 'm3']);
+      assert.deepEqual(await r(0, 0), ['m0']);
+      assert.deepEqual(await r(-2, -1), ['m3', 'm4']);
+      assert.deepEqual(await r(-100, 1), ['m0', 'm1']);
+      assert.deepEqual(await r(3, 100), ['m3', 'm4']);
+      assert.deepEqual(await r(-3, 3), ['m2', 'm3']);
+      assert.deepEqual(await r(5, 10), []);
+      assert.deepEqual(await r(2, 1), []);
+      assert.deepEqual(await r(0, -6), []);
+    });
+
+    it('lists: ltrim keeps a window; pushing after a trim appends', async () => {
+      const s = fresh();
+      for (let i = 0; i < 10; i++) await store.rpush(s, 'q', b(`m${i}`));
+      await store.ltrim(s, 'q', 2, -3);
+      assert.deepEqual(strs(await store.lrange(s, 'q', 0, -1)), ['m2', 'm3', 'm4', 'm5', 'm6', 'm7']);
+      assert.equal(await store.llen(s, 'q'), 6);
+      assert.equal(await store.rpush(s, 'q', b('m10')), 7);
+      assert.deepEqual(strs(await store.lrange(s, 'q', 0, 1)), ['m2', 'm3']);
+      await store.ltrim(s, 'q', -3, 100); // keep the last 3 (an archive cap)
+      assert.deepEqual(strs(await store.lrange(s, 'q', 0, -1)), ['m6', 'm7', 'm10']);
+      await store.ltrim(s, 'q', 0, -1); // no-op
+      assert.equal(await store.llen(s, 'q'), 3);
+      await store.ltrim(s, 'q', 5, 1); // empty window empties the list
+      assert.equal(await store.llen(s, 'q'), 0);
+      assert.deepEqual(await store.lrange(s, 'q', 0, -1), []);
+      assert.equal(await store.rpush(s, 'q', b('again')), 1);
+      assert.deepEqual(strs(await store.lrange(s, 'q', 0, -1)), ['again']);
+      await store.ltrim(s, 'missing', 0, 1); // no error
+    });
+
+    it('del removes a hash or a list, not its neighbours', async () => {
+      const s = fresh();
+      await store.hset(s, 'roster', 'bob', b('B'));
+      await store.hset(s, 'roster2', 'bob', b('B'));
+      await store.rpush(s, 'offline', b('m'));
+      await store.rpush(s, 'offline2', b('m'));
+      await store.del(s, 'roster');
+      await store.del(s, 'offline');
+      await store.del(s, 'never-existed');
+      assert.equal(await store.hlen(s, 'roster'), 0);
+      assert.equal(await store.llen(s, 'offline'), 0);
+      assert.equal(await store.hlen(s, 'roster2'), 1);
+      assert.equal(await store.llen(s, 'offline2'), 1);
+      assert.equal(await store.rpush(s, 'offline', b('m')), 1);
+    });
+
+    it('load reads several hashes; missing ones are empty maps', async () => {
+      const s = fresh();
+      await store.hset(s, 'account', 'password', b('pw'));
+      await store.hset(s, 'roster', 'bob', b('B'));
+      await store.hset(s, 'roster', 'carol', b('C'));
+      const m = await store.load(s, ['account', 'roster', 'privacy']);
+      assert.deepEqual([...m.keys()], ['account', 'roster', 'privacy']);
+      assert.deepEqual(entries(m.get('account')!), [['password', 'pw']]);
+      assert.deepEqual(entries(m.get('roster')!), [['bob', 'B'], ['carol', 'C']]);
+      assert.equal(m.get('privacy')!.size, 0);
+      assert.equal((await store.load(s, [])).size, 0);
+    });
+
+    it('batch applies nothing before exec and everything after', async () => {
+      const s = fresh();
+      await store.hset(s, 'roster', 'gone', b('G'));
+      await store.hset(s, 'vcard', 'fn', b('old'));
+      const batch = store.batch(s)
+        .hset('roster', 'bob', b('B'))
+        .hset('roster', 'carol', b('C'))
+        .hdel('roster', 'gone')
+        .del('vcard')
+        .rpush('offline', b('m1'))
+        .rpush('offline', b('m2'));
+      assert.equal(await store.hget(s, 'roster', 'bob'), undefined);
+      assert.equal(await store.llen(s, 'offline'), 0);
+      await batch.exec();
+      assert.deepEqual(entries(await store.hgetall(s, 'roster')), [['bob', 'B'], ['carol', 'C']]);
+      assert.equal(await store.hlen(s, 'vcard'), 0);
+      assert.deepEqual(strs(await store.lrange(s, 'offline', 0, -1)), ['m1', 'm2']);
+      await store.batch(s).exec(); // an empty batch is fine
+      // Ops in a batch apply in order: del then hset leaves the new field only.
+      await store.batch(s).hset('roster', 'x', b('X')).del('roster').hset('roster', 'y', b('Y')).exec();
+      assert.deepEqual(entries(await store.hgetall(s, 'roster')), [['y', 'Y']]);
+    });
+
+    it('scopes are isolated, including scopes that prefix one another', async () => {
+      const a = fresh(), a2 = `${a}.org`, g = '$domains';
+      for (const s of [a, a2, g]) {
+        await store.hset(s, 'roster', 'who', b(s));
+        await store.rpush(s, 'offline', b(s));
+      }
+      await store.del(a, 'roster');
+      await store.ltrim(a, 'offline', 1, 0);
+      assert.equal(await store.hlen(a, 'roster'), 0);
+      assert.equal(await store.llen(a, 'offline'), 0);
+      for (const s of [a2, g]) {
+        assert.deepEqual(entries(await store.hgetall(s, 'roster')), [['who', s]]);
+        assert.deepEqual(strs(await store.lrange(s, 'offline', 0, -1)), [s]);
+      }
+      await store.del(g, 'roster');
+      await store.del(g, 'offline');
+    });
+
+    it('values are raw bytes (all 256 byte values); fields may be any string', async () => {
+      const s = fresh();
+      const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+      const reversed = Uint8Array.from({ length: 256 }, (_, i) => 255 - i);
+      const field = 'ünïcødé \u{1F600} \u0001 :{}';
+      await store.hset(s, 'bin', field, all);
+      await store.rpush(s, 'binl', all);
+      await store.batch(s).hset('bin', 'r', reversed).rpush('binl', reversed).exec();
+      const eq = (got: Bytes | undefined, want: Uint8Array) => assert.ok(got && Buffer.from(want).equals(got));
+      eq(await store.hget(s, 'bin', field), all);
+      const h = await store.hgetall(s, 'bin');
+      eq(h.get(field), all);
+      eq(h.get('r'), reversed);
+      const l = await store.lrange(s, 'binl', 0, -1);
+      eq(l[0], all);
+      eq(l[1], reversed);
+      // A subarray view must be stored as exactly its own bytes.
+      await store.hset(s, 'bin', 'view', all.subarray(10, 20));
+      eq(await store.hget(s, 'bin', 'view'), all.subarray(10, 20));
+    });
+
+    it('a 5,000-field hash loads with one call', async () => {
+      const s = fresh();
+      const N = 5000;
+      const batch = store.batch(s);
+      for (let i = 0; i < N; i++) batch.hset('roster', `contact${i}@example.net`, b(`item-${i}`));
+      await batch.exec();
+      assert.equal(await store.hlen(s, 'roster'), N);
+      const m = (await store.load(s, ['roster'])).get('roster')!;
+      assert.equal(m.size, N);
+      for (const i of [0, 1, 2500, N - 1]) assert.equal(str(m.get(`contact${i}@example.net`)), `item-${i}`);
+    });
+  });
+}
+
+// ---------------------------------------------------------------- backends
+
+const lmdbDir = tempDir('parley-store-test');
+storeSuite('lmdb', async () => {
+  const store = await openStore({ kind: 'lmdb', path: join(lmdbDir, 'shared') });
+  return { store, close: () => store.close() };
+});
+
+let redis: Spawned | undefined;
+storeSuite('redis', async () => {
+  redis = await startRedis();
+  const store = await openStore({ kind: 'redis', url: redis.url });
+  return { store, close: async () => { await store.close(); await redis!.stop(); } };
+});
+
+// ---------------------------------------------------------------- redis only
+
+describe('redis key layout', () => {
+  let srv: Spawned;
+  before(async () => { srv = await startRedis(); });
+  after(async () => srv.stop());
+
+  it('uses {scope} as the hash tag after the prefix', async () => {
+    const raw = createRedisClient(srv.url);
+    const store = await openStore({ kind: 'redis', url: srv.url });
+    const custom = await openStore({ kind: 'redis', url: srv.url, keyPrefix: 'test:' });
+    try {
+      await store.hset('alice@example.com', 'roster', 'bob@example.com', b('B'));
+      await store.rpush('alice@example.com', 'offline', b('m'));
+      await store.batch('$domains').hset('hosts', 'example.com', b('1')).exec();
+      await custom.hset('alice@example.com', 'roster', 'x', b('X'));
+      assert.equal(await raw.type('parley:{alice@example.com}:roster'), 'hash');
+      assert.equal(await raw.type('parley:{alice@example.com}:offline'), 'list');
+      assert.equal(await raw.type('parley:{$domains}:hosts'), 'hash');
+      assert.equal(await raw.type('test:{alice@example.com}:roster'), 'hash');
+      assert.deepEqual((await raw.keys('*')).sort(), [
+        'parley:{$domains}:hosts',
+        'parley:{alice@example.com}:offline',
+        'parley:{alice@example.com}:roster',
+        'test:{alice@example.com}:roster',
+      ]);
+      const v = await raw.hgetBuffer('parley:{alice@example.com}:roster', 'bob@example.com');
+      assert.equal(v?.toString(), 'B');
+    } finally {
+      await Promise.all([store.close(), custom.close(), raw.quit()]);
+    }
+  });
+});
+
+// ---------------------------------------------------------------- lmdb only
+
+describe('lmdb across opens and processes', () => {
+  const repo = fileURLToPath(new URL('../..', import.meta.url));
+  const module = fileURLToPath(new URL('./lmdb-store.ts', import.meta.url));
+
+  /** Run `body` in a child node process with `store` opened on `path`; resolves to its stdout. */
+  function child(path: string, body: string, onOutput?: () => void): Promise<string> {
+    const code = `const { openLmdbStore } = await import(${JSON.stringify(module)});
+      const store = await openLmdbStore(${JSON.stringify(path)});
+      ${body}
+      await store.close();`;
+    return new Promise((resolve, reject) => {
+      const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: repo });
+      let out = '', err = '';
+      p.stdout.on('data', (d) => { out += d; onOutput?.(); });
+      p.stderr.on('data', (d) => (err += d));
+      p.on('error', reject);
+      p.on('exit', (c) => (c === 0 ? resolve(out) : reject(new Error(`child exited ${c}: ${err}`))));
+    });
+  }
+
+  it('a second open of the same path sees the first one\'s writes, and data survives reopening', async () => {
+    const path = join(lmdbDir, 'reopen');
+    const one = await openLmdbStore(path);
+    const two = await openLmdbStore(path);
+    await one.hset('$accounts', 'users', 'alice', b('A'));
+    await one.rpush('alice@example.com', 'offline', b('m'));
+    assert.equal(str(await two.hget('$accounts', 'users', 'alice')), 'A');
+    assert.deepEqual(strs(await two.lrange('alice@example.com', 'offline', 0, -1)), ['m']);
+    await two.close();
+    assert.equal(str(await one.hget('$accounts', 'users', 'alice')), 'A'); // closing one handle leaves the other working
+    await one.close();
+    const three = await openLmdbStore(path);
+    assert.equal(str(await three.hget('$accounts', 'users', 'alice')), 'A');
+    await three.close();
+  });
+
+  it('another process sees our writes and we see its writes, while both are open', async () => {
+    const path = join(lmdbDir, 'multiproc');
+    const store = await openLmdbStore(path);
+    try {
+      await store.hset('$accounts', 'users', 'server', b('S'));
+      // Like the CLI adding a user while the server runs.
+      const out = await child(path, `
+        process.stdout.write(Buffer.from(await store.hget('$accounts', 'users', 'server')).toString());
+        await store.hset('$accounts', 'users', 'cli', Buffer.from('C'));`);
+      assert.equal(out, 'S');
+      assert.equal(str(await store.hget('$accounts', 'users', 'cli')), 'C');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('concurrent rpush from two processes loses nothing', async () => {
+    const path = join(lmdbDir, 'contended');
+    const store = await openLmdbStore(path);
+    try {
+      const N = 300;
+      // Both sides push one committed transaction at a time, starting together,
+      // so their read-modify-writes of the list meta really interleave.
+      let go!: () => void;
+      const started = new Promise<void>((r) => (go = r));
+      const theirs = child(path, `
+        process.stdout.write('go');
+        for (let i = 0; i < ${N}; i++) await store.rpush('s', 'q', Buffer.from('c' + i));`, go);
+      await started;
+      for (let i = 0; i < N; i++) await store.rpush('s', 'q', b(`p${i}`));
+      await theirs;
+      const all = strs(await store.lrange('s', 'q', 0, -1));
+      assert.equal(await store.llen('s', 'q'), 2 * N);
+      assert.equal(new Set(all).size, 2 * N);
+      // Each process's own pushes keep their order.
+      assert.deepEqual(all.filter((x) => x[0] === 'p'), Array.from({ length: N }, (_, i) => `p${i}`));
+      assert.deepEqual(all.filter((x) => x[0] === 'c'), Array.from({ length: N }, (_, i) => `c${i}`));
+      const switches = all.filter((x, i) => i > 0 && x[0] !== all[i - 1][0]).length;
+      assert.ok(switches > 1, 'the two writers did not overlap');
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -1,0 +1,51 @@
+// The store: small primitives over named collections inside a *scope*.
+// A scope is a bare JID (all of one user's data) or a global name starting
+// with '$' ('$domains', '$node:c2s-1'). In Redis a collection is the key
+// `{scope}:coll`, so every key of one scope shares a Redis Cluster hash tag
+// and a batch over one scope runs as one MULTI in one slot. In lmdb a
+// collection is the key range [scope, coll, …].
+//
+// Values are opaque bytes; typed layers (accounts, sessions, rosters…) encode
+// them with msgpack. Nothing above this interface knows which backend runs.
+
+export type Bytes = Uint8Array;
+
+export interface StoreBatch {
+  hset(coll: string, field: string, value: Bytes): this;
+  hdel(coll: string, field: string): this;
+  del(coll: string): this;
+  rpush(coll: string, value: Bytes): this;
+  /** Apply every queued operation atomically, in one round trip. */
+  exec(): Promise<void>;
+}
+
+export interface Store {
+  readonly kind: 'lmdb' | 'redis';
+
+  hget(scope: string, coll: string, field: string): Promise<Bytes | undefined>;
+  hgetall(scope: string, coll: string): Promise<Map<string, Bytes>>;
+  hset(scope: string, coll: string, field: string, value: Bytes): Promise<void>;
+  /** Returns true when the field existed. */
+  hdel(scope: string, coll: string, field: string): Promise<boolean>;
+  hlen(scope: string, coll: string): Promise<number>;
+  /** Set the field only if absent; true when it was set. */
+  hsetnx(scope: string, coll: string, field: string, value: Bytes): Promise<boolean>;
+
+  /** Ordered lists (offline queues, archives). Index semantics as Redis LRANGE (inclusive, negative from the end). */
+  rpush(scope: string, coll: string, value: Bytes): Promise<number>;
+  lrange(scope: string, coll: string, start: number, stop: number): Promise<Bytes[]>;
+  llen(scope: string, coll: string): Promise<number>;
+  /** Keep only [start, stop] like Redis LTRIM. */
+  ltrim(scope: string, coll: string, start: number, stop: number): Promise<void>;
+
+  /** Delete a whole collection (hash or list). */
+  del(scope: string, coll: string): Promise<void>;
+
+  /** Read several whole hashes of one scope in one round trip (an actor's activation). */
+  load(scope: string, colls: readonly string[]): Promise<Map<string, Map<string, Bytes>>>;
+
+  /** Operations on one scope applied atomically (Redis MULTI / one lmdb transaction). */
+  batch(scope: string): StoreBatch;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,341 @@
+// Incremental XMPP stream parser on saxes. Emits the stream header, each
+// complete depth-1 element as a light Element tree, and the stream close.
+// Namespaces are not resolved: `xmlns` / `xmlns:p` stay plain attributes and
+// names keep their prefix, which is all XMPP routing needs and much cheaper.
+import { StringDecoder } from 'node:string_decoder';
+import { SaxesParser, type SaxesTagPlain } from 'saxes';
+import { StreamError, type StreamErrorCondition } from '../errors/index.ts';
+import type { Element } from './element.ts';
+
+export interface StreamParserLimits {
+  maxStanzaBytes: number;
+  maxDepth: number;
+  maxAttributes: number;
+}
+
+export const DEFAULT_LIMITS: StreamParserLimits = { maxStanzaBytes: 262144, maxDepth: 32, maxAttributes: 64 };
+
+export interface StreamParserHandler {
+  /** The <stream:stream ...> start tag (depth 0). */
+  streamOpen(name: string, attrs: Record<string, string>): void;
+  /** Each complete depth-1 element; `bytes` is its approximate size on the wire. */
+  stanza(el: Element, bytes: number): void;
+  /** </stream:stream>; further input is ignored until reset(). */
+  streamClose(): void;
+  /** Fatal; further input is ignored until reset(). */
+  error(err: StreamError): void;
+}
+
+type SaxOptions = { xmlns: false; fragment: false };
+
+// saxes' on() stores each handler with a keyed store (this[name] = h); after
+// about seven such additions V8 turns the parser into a dictionary-mode object
+// and every this.i / this.chunk access in its per-character loop gets ~5x
+// slower. Declaring the slots up front with named stores keeps it in fast mode.
+// The names are saxes 6 internals: should they change, this is only slower.
+class FastSaxes extends SaxesParser<SaxOptions> {
+  constructor() {
+    super({ xmlns: false, fragment: false });
+    const slots = this as unknown as Record<string, unknown>;
+    slots.xmldeclHandler = undefined;
+    slots.textHandler = undefined;
+    slots.piHandler = undefined;
+    slots.doctypeHandler = undefined;
+    slots.commentHandler = undefined;
+    slots.openTagStartHandler = undefined;
+    slots.attributeHandler = undefined;
+    slots.openTagHandler = undefined;
+    slots.closeTagHandler = undefined;
+    slots.cdataHandler = undefined;
+    slots.errorHandler = undefined;
+    slots.endHandler = undefined;
+    slots.readyHandler = undefined;
+  }
+}
+
+/** Thrown from inside saxes callbacks to unwind its write loop; never escapes write(). */
+const ABORT = Symbol('abort');
+
+const enum Pending { None, Stanza, Close }
+
+// saxes `fail()` messages (v6) → RFC 6120 §11 conditions. Anything else is not-well-formed.
+function conditionFor(message: string): StreamErrorCondition {
+  if (message.includes('doctype') || message.includes('processing instruction') ||
+      message.includes('at the start of the document') || message.includes('undefined entity')) return 'restricted-xml';
+  return 'not-well-formed';
+}
+
+function isWhitespace(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c !== 0x20 && c !== 0x0a && c !== 0x09 && c !== 0x0d) return false;
+  }
+  return true;
+}
+
+/** Last non-whitespace char code of s, or -1. */
+function lastSignificant(s: string): number {
+  for (let i = s.length - 1; i >= 0; i--) {
+    const c = s.charCodeAt(i);
+    if (c !== 0x20 && c !== 0x0a && c !== 0x09 && c !== 0x0d) return c;
+  }
+  return -1;
+}
+
+export class StreamParser {
+  private readonly handler: StreamParserHandler;
+  private readonly limits: StreamParserLimits;
+  private sax!: FastSaxes;
+  private decoder!: StringDecoder;
+
+  private opened = false;       // saw the stream header
+  private opening = false;      // inside a stanza's start tag (name seen, '>' not yet)
+  private dead = false;         // error emitted or stream closed: ignore input
+  private inWrite = false;
+  private resetRequested = false;
+  private stack: Element[] = []; // open elements of the current stanza
+  private pending: Pending = Pending.None;
+  private pendingEl: Element | null = null;
+  private pendingBytes = 0;
+
+  // Byte accounting. saxes positions are UTF-16 offsets; we map them to bytes
+  // by interpolating across the current chunk (exact for ASCII chunks).
+  private bytesBefore = 0;   // bytes fed before the current chunk
+  private unitsBefore = 0;   // UTF-16 units fed to saxes before the current chunk
+  private ratio = 1;         // bytes per unit in the current chunk
+  private mark = 0;          // byte offset where the current stanza (or inter-stanza gap) began
+  private lastSig = -1;      // last non-whitespace char fed, to spot clean inter-stanza points
+
+  constructor(handler: StreamParserHandler, limits?: Partial<StreamParserLimits>) {
+    this.handler = handler;
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+    this.init();
+  }
+
+  write(chunk: Buffer | string): void {
+    if (this.dead) return;
+    if (this.inWrite) throw new Error('StreamParser.write is not reentrant');
+    let str: string;
+    let bytes: number;
+    if (typeof chunk === 'string') {
+      str = chunk;
+      bytes = Buffer.byteLength(chunk);
+    } else {
+      // StringDecoder keeps a trailing partial UTF-8 sequence for the next chunk;
+      // saxes' own Buffer path (chunk.toString()) would corrupt it.
+      str = this.decoder.write(chunk);
+      bytes = chunk.length;
+    }
+    const units = str.length;
+    // Whitespace keepalive at a clean point between stanzas: don't feed saxes
+    // at all, so it neither accumulates text nor counts toward the gap limit.
+    if (this.opened && this.stack.length === 0 && !this.opening && this.lastSig === 0x3e /* > */ && isWhitespace(str)) {
+      this.bytesBefore += bytes;
+      this.mark = this.bytesBefore;
+      return;
+    }
+
+    this.ratio = units === 0 ? 1 : bytes / units;
+    this.inWrite = true;
+    try {
+      if (units !== 0) this.sax.write(str);
+    } catch (e) {
+      if (e !== ABORT) throw e;
+    } finally {
+      this.inWrite = false;
+    }
+    if (this.resetRequested) { this.init(); return; }
+    if (this.dead) return;
+
+    this.bytesBefore += bytes;
+    this.unitsBefore += units;
+    const sig = lastSignificant(str);
+    if (sig !== -1) this.lastSig = sig;
+    if (this.pending !== Pending.None) {
+      this.flush();
+      if (this.resetRequested) { this.init(); return; }
+      if (this.dead) return;
+    }
+    // Mid-stanza (or mid-gap) size check: bounded by one chunk of overshoot.
+    if (this.bytesBefore - this.mark > this.limits.maxStanzaBytes) {
+      this.fail('policy-violation', this.stack.length > 0 || this.opening
+        ? `stanza too large (max ${this.limits.maxStanzaBytes} bytes)`
+        : `too much data between stanzas (max ${this.limits.maxStanzaBytes} bytes)`);
+    }
+  }
+
+  /**
+   * Start a fresh stream (after STARTTLS or SASL success). Called from inside a
+   * handler, the rest of the current chunk is discarded: bytes sent after
+   * <starttls/> belong to the plaintext layer and must not be processed.
+   */
+  reset(): void {
+    if (this.inWrite) this.resetRequested = true;
+    else this.init();
+  }
+
+  private init(): void {
+    if (this.sax === undefined) {
+      const sax = new FastSaxes();
+      sax.on('xmldecl', (d) => this.onXmlDecl(d.encoding));
+      sax.on('opentagstart', (t) => this.onOpenTagStart(t.name));
+      sax.on('opentag', (t) => this.onOpenTag(t));
+      sax.on('closetag', () => this.onCloseTag());
+      sax.on('text', (t) => this.onText(t));
+      sax.on('cdata', (t) => this.onText(t));
+      sax.on('comment', () => this.restricted('comments are not allowed'));
+      sax.on('processinginstruction', () => this.restricted('processing instructions are not allowed'));
+      sax.on('doctype', () => this.restricted('DTDs are not allowed'));
+      sax.on('error', (e) => this.onSaxError(e));
+      this.sax = sax;
+    } else {
+      this.sax._init();
+    }
+    this.decoder = new StringDecoder('utf8');
+    this.opened = false;
+    this.opening = false;
+    this.dead = false;
+    this.resetRequested = false;
+    this.stack = [];
+    this.pending = Pending.None;
+    this.pendingEl = null;
+    this.bytesBefore = 0;
+    this.unitsBefore = 0;
+    this.ratio = 1;
+    this.mark = 0;
+    this.lastSig = -1;
+  }
+
+  private byteAt(): number {
+    return this.bytesBefore + Math.round((this.sax.position - this.unitsBefore) * this.ratio);
+  }
+
+  /** Emits the error, goes dead, and unwinds saxes when called from inside it. */
+  private fail(condition: StreamErrorCondition, text: string): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.pending = Pending.None;
+    this.pendingEl = null;
+    this.handler.error(new StreamError(condition, text));
+    if (this.inWrite) throw ABORT;
+  }
+
+  private restricted(text: string): void {
+    this.flush();
+    this.fail('restricted-xml', text);
+  }
+
+  private onSaxError(e: Error): void {
+    // A held-back stanza or stream close is good unless saxes is complaining
+    // about that very close tag: deliver it before the error.
+    if (this.pending !== Pending.None && !/clos(e|ing) tag/.test(e.message)) this.flush();
+    this.fail(conditionFor(e.message), e.message);
+  }
+
+  private onXmlDecl(encoding: string | undefined): void {
+    if (encoding !== undefined && encoding.toLowerCase() !== 'utf-8') {
+      this.fail('unsupported-encoding', `only UTF-8 is supported, not ${encoding}`);
+    }
+  }
+
+  // saxes calls closetag *before* checking the close tag's name, so a finished
+  // stanza or stream close is held back until the next event (or the end of
+  // write) proves it was well-formed.
+  private flush(): void {
+    const p = this.pending;
+    if (p === Pending.None) return;
+    this.pending = Pending.None;
+    if (p === Pending.Stanza) {
+      const el = this.pendingEl!;
+      this.pendingEl = null;
+      this.handler.stanza(el, this.pendingBytes);
+    } else {
+      this.dead = true;
+      this.handler.streamClose();
+    }
+    // Stop saxes mid-chunk: after a reset the rest belongs to no stream, after
+    // the close it is ignored.
+    if (this.inWrite && (this.resetRequested || this.dead)) throw ABORT;
+  }
+
+  private onOpenTagStart(name: string): void {
+    if (this.pending !== Pending.None) this.flush();
+    const depth = this.stack.length;
+    if (!this.opened) {
+      const colon = name.indexOf(':');
+      if ((colon === -1 ? name : name.slice(colon + 1)) !== 'stream') {
+        this.fail('not-well-formed', `expected a stream header, got <${name}>`);
+      }
+      return;
+    }
+    if (depth === 0) {
+      this.opening = true;
+      this.mark = this.byteAt() - name.length - 2; // back to the '<'
+    } else if (depth >= this.limits.maxDepth) {
+      this.fail('policy-violation', `elements nested too deep (max ${this.limits.maxDepth})`);
+    }
+  }
+
+  private onOpenTag(tag: SaxesTagPlain): void {
+    // saxes hands out null-prototype attribute maps; copy into plain objects so
+    // stanzas look like those built with el() (and count while at it).
+    const src = tag.attributes;
+    const attrs: Record<string, string> = {};
+    let n = 0;
+    for (const k in src) {
+      if (++n > this.limits.maxAttributes) {
+        this.fail('policy-violation', `too many attributes on <${tag.name}> (max ${this.limits.maxAttributes})`);
+      }
+      if (k === '__proto__') Object.defineProperty(attrs, k, { value: src[k], enumerable: true, writable: true, configurable: true });
+      else attrs[k] = src[k];
+    }
+    if (!this.opened) {
+      this.opened = true;
+      this.handler.streamOpen(tag.name, attrs);
+      if (this.resetRequested) throw ABORT;
+      this.mark = this.byteAt();
+      return;
+    }
+    this.opening = false;
+    const el: Element = { name: tag.name, attrs, children: [] };
+    const stack = this.stack;
+    if (stack.length !== 0) stack[stack.length - 1].children.push(el);
+    stack.push(el);
+  }
+
+  private onCloseTag(): void {
+    if (this.pending !== Pending.None) this.flush();
+    const stack = this.stack;
+    if (stack.length === 0) {
+      this.pending = Pending.Close;
+      return;
+    }
+    const el = stack.pop()!;
+    if (stack.length !== 0) return;
+    const end = this.byteAt();
+    const size = end - this.mark;
+    if (size > this.limits.maxStanzaBytes) {
+      this.fail('policy-violation', `stanza too large (max ${this.limits.maxStanzaBytes} bytes)`);
+    }
+    this.mark = end;
+    this.pending = Pending.Stanza;
+    this.pendingEl = el;
+    this.pendingBytes = size;
+  }
+
+  private onText(t: string): void {
+    if (this.pending !== Pending.None) this.flush();
+    const stack = this.stack;
+    if (stack.length === 0) {
+      // Stream level: only whitespace keepalives are legitimate. Before the
+      // header saxes itself rejects non-whitespace.
+      if (this.opened && !isWhitespace(t)) this.fail('bad-format', 'text is not allowed between stanzas');
+      return;
+    }
+    const kids = stack[stack.length - 1].children;
+    const last = kids.length - 1;
+    // CDATA next to text arrives as separate events; keep one string child.
+    if (last >= 0 && typeof kids[last] === 'string') kids[last] += t;
+    else kids.push(t);
+  }
+}

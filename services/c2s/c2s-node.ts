@@ -1,0 +1,154 @@
+// A connection manager: it holds live client connections and nothing else.
+// Stanzas go to the sender's actor over the bus; deliveries come back on this
+// node's own subject, addressed by session id.
+import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:net';
+import type { SecureContext } from 'node:tls';
+import type { Accounts } from '../../libs/accounts/index.ts';
+import type { HostedDomains } from '../../libs/accounts/hosts.ts';
+import type { Bus, Subjects, Subscription } from '../../libs/bus/bus.ts';
+import { envelope, type Envelope } from '../../libs/bus/envelope.ts';
+import { shardOf } from '../../libs/cluster/shards.ts';
+import type { Config } from '../../libs/config/schema.ts';
+import { StreamError, type StanzaErrorCondition, type StreamErrorCondition } from '../../libs/errors/index.ts';
+import { logger } from '../../libs/log/index.ts';
+import { ClientStream } from './client-stream.ts';
+import type { BindResult, C2sContext, C2sMetrics } from './context.ts';
+import { listenTcp } from './tcp.ts';
+import type { ClientTransport } from './transport.ts';
+
+const log = logger('c2s');
+
+export interface C2sNodeOptions {
+  nodeId: string;
+  config: Config;
+  bus: Bus;
+  subjects: Subjects;
+  hosts: HostedDomains;
+  accounts: Accounts;
+  tls: SecureContext | undefined;
+  metrics: C2sMetrics;
+}
+
+export class C2sNode implements C2sContext {
+  readonly config: Config;
+  readonly hosts: HostedDomains;
+  readonly accounts: Accounts;
+  readonly metrics: C2sMetrics;
+  private readonly streams = new Map<string, ClientStream>();
+  private readonly pendingBinds = new Map<string, { resolve: (r: BindResult) => void; timer: NodeJS.Timeout }>();
+  private servers: Server[] = [];
+  private sub: Subscription | undefined;
+  private accepting = true;
+
+  constructor(private readonly o: C2sNodeOptions) {
+    this.config = o.config;
+    this.hosts = o.hosts;
+    this.accounts = o.accounts;
+    this.metrics = o.metrics;
+  }
+
+  get connections(): number {
+    return this.streams.size;
+  }
+
+  async start(): Promise<void> {
+    this.sub = this.o.bus.subscribe(this.o.subjects.c2s(this.o.nodeId), (env) => this.fromBus(env));
+    await this.o.bus.flush();
+    const { config } = this;
+    const limits = { maxStanzaBytes: config.limits.maxStanzaBytes, maxDepth: config.limits.maxDepth, maxAttributes: config.limits.maxAttributes };
+    this.servers.push(await listenTcp({
+      host: config.c2s.tcp.host, port: config.c2s.tcp.port, limits, tls: this.o.tls,
+      maxConnections: config.c2s.maxConnections, accept: (t) => this.accept(t),
+    }));
+  }
+
+  /** The port actually bound (for port 0 in tests). */
+  tcpPort(): number {
+    const a = this.servers[0]?.address();
+    return typeof a === 'object' && a ? a.port : 0;
+  }
+
+  accept(t: ClientTransport): void {
+    if (!this.accepting) {
+      t.closeStream(new StreamError('system-shutdown', 'this node is shutting down'));
+      return;
+    }
+    const s = new ClientStream(t, this);
+    this.streams.set(s.sid, s);
+  }
+
+  toActor(bare: string, env: Envelope): void {
+    this.o.bus.publish(this.o.subjects.shard(shardOf(bare, this.config.cluster.shards)), env);
+  }
+
+  bind(stream: ClientStream, resource: string): Promise<BindResult> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pendingBinds.delete(stream.sid);
+        resolve({ condition: 'internal-server-error', text: 'the session service did not answer in time' });
+      }, this.config.session.requestTimeoutMs);
+      this.pendingBinds.set(stream.sid, { resolve, timer });
+      this.toActor(stream.bare, envelope({ kind: 'ctl', dir: 'in', op: 'bind', to: stream.bare, sid: stream.sid, data: { node: this.o.nodeId, resource } }));
+    });
+  }
+
+  ended(stream: ClientStream, unbind: boolean, resource: string): void {
+    this.streams.delete(stream.sid);
+    const p = this.pendingBinds.get(stream.sid);
+    if (p) {
+      clearTimeout(p.timer);
+      this.pendingBinds.delete(stream.sid);
+    }
+    if ((unbind || p) && stream.bare) {
+      this.toActor(stream.bare, envelope({ kind: 'ctl', dir: 'in', op: 'unbind', to: stream.bare, sid: stream.sid, data: { resource } }));
+    }
+  }
+
+  private fromBus(env: Envelope): void {
+    const stream = this.streams.get(env.sid);
+    if (env.kind !== 'ctl') {
+      if (stream) return stream.deliver(env);
+      // The session is gone: hand the stanza back so its actor can route it elsewhere.
+      const bare = env.to.slice(0, env.to.indexOf('/') >>> 0);
+      this.toActor(bare, envelope({ kind: 'ctl', dir: 'in', op: 'undeliverable', to: bare, sid: env.sid, data: { kind: env.kind, to: env.to },
+        from: env.from, type: env.type, id: env.id, xml: env.xml }));
+      return;
+    }
+    switch (env.op) {
+      case 'bound':
+      case 'bind-failed': {
+        const p = this.pendingBinds.get(env.sid);
+        if (!p) {
+          // Bound after the stream went away: undo it.
+          if (env.op === 'bound' && !stream) log.debug('late bind', { sid: env.sid });
+          return;
+        }
+        clearTimeout(p.timer);
+        this.pendingBinds.delete(env.sid);
+        const d = env.data as { resource?: string; condition?: StanzaErrorCondition; text?: string };
+        p.resolve(env.op === 'bound' ? { resource: String(d.resource) } : { condition: d.condition ?? 'internal-server-error', text: d.text });
+        return;
+      }
+      case 'kick': {
+        const d = env.data as { condition: StreamErrorCondition; text: string };
+        stream?.kick(d.condition, d.text);
+        return;
+      }
+      default:
+        log.warn('unknown control op', { op: env.op });
+    }
+  }
+
+  /** Stop accepting, close every stream with a stream error, release the ports. */
+  async stop(condition: StreamErrorCondition = 'system-shutdown'): Promise<void> {
+    this.accepting = false;
+    for (const srv of this.servers) srv.close();
+    for (const s of [...this.streams.values()]) s.fail(new StreamError(condition, 'the server is shutting down'));
+    this.sub?.unsubscribe();
+  }
+}
+
+export function newNodeId(prefix: string): string {
+  return `${prefix}-${randomBytes(4).toString('hex')}`;
+}

@@ -1,0 +1,343 @@
+// One client's stream as an explicit state machine (RFC 6120 §4–§7). Every
+// (state, input) pair has one place that answers it; whatever arrives in the
+// wrong state gets a stream error, never silence.
+import { randomBytes } from 'node:crypto';
+import { createSaslSession, type SaslSession, type SaslStep } from '../../libs/auth/sasl.ts';
+import { envelope, type Envelope, type StanzaKind } from '../../libs/bus/envelope.ts';
+import { errorReply, StanzaError, StreamError } from '../../libs/errors/index.ts';
+import { normalizeLocal, normalizeResource, tryParseJid } from '../../libs/jid/index.ts';
+import { logger } from '../../libs/log/index.ts';
+import { child, el, text, type Element } from '../../libs/xml/element.ts';
+import { serialize } from '../../libs/xml/serialize.ts';
+import type { C2sContext } from './context.ts';
+import type { ClientTransport } from './transport.ts';
+
+const log = logger('c2s');
+
+const NS_CLIENT = 'jabber:client';
+const NS_STREAM = 'http://etherx.jabber.org/streams';
+const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
+const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
+const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
+const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
+
+export type C2sState =
+  | { name: 'wait-stream' }
+  | { name: 'wait-auth' }
+  | { name: 'wait-tls' }
+  | { name: 'wait-sasl-response'; sasl: SaslSession }
+  | { name: 'sasl-pending' }
+  | { name: 'wait-bind' }
+  | { name: 'binding' }
+  | { name: 'established' }
+  | { name: 'closed' };
+
+export class ClientStream {
+  readonly sid = randomBytes(12).toString('base64url');
+  state: C2sState = { name: 'wait-stream' };
+  private domain = '';
+  private user = '';
+  private resource = '';
+  /** local@domain/resource once bound. */
+  jid = '';
+  bare = '';
+  private authFailures = 0;
+  private mechanism = '';
+  /** Stanzas that arrived while an async step was pending (pipelining clients). */
+  private held: Element[] = [];
+  private authTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly t: ClientTransport, private readonly ctx: C2sContext) {
+    t.attach({
+      open: (attrs) => this.onOpen(attrs),
+      stanza: (e) => this.onStanza(e),
+      close: () => this.fail(undefined),
+      error: (err) => this.fail(err),
+      disconnected: () => this.onDisconnected(),
+    });
+    this.authTimer = setTimeout(() => this.fail(new StreamError('connection-timeout', 'no session was established in time')),
+      ctx.config.c2s.authTimeoutSeconds * 1000);
+    this.authTimer.unref();
+  }
+
+  get authenticated(): boolean {
+    return this.user !== '';
+  }
+
+  // ---- stream headers and features ----
+
+  private onOpen(attrs: Record<string, string>): void {
+    if (this.state.name !== 'wait-stream') return this.fail(new StreamError('invalid-xml', 'unexpected stream header'));
+    const to = tryParseJid(attrs.to ?? '');
+    const header = { xmlns: NS_CLIENT, 'xmlns:stream': NS_STREAM, id: randomBytes(8).toString('hex'), from: to?.domain ?? this.domain, version: '1.0', 'xml:lang': 'en' };
+    if (!to || to.local || to.resource || !this.ctx.hosts.has(to.domain)) {
+      this.t.openStream(header);
+      return this.fail(new StreamError('host-unknown', `this server does not serve '${attrs.to ?? ''}'`));
+    }
+    if (this.domain && to.domain !== this.domain) {
+      this.t.openStream(header);
+      return this.fail(new StreamError('host-unknown', 'the domain may not change within a session'));
+    }
+    this.domain = to.domain;
+    this.t.openStream(header);
+    if (attrs['xmlns:stream'] !== NS_STREAM) return this.fail(new StreamError('invalid-namespace', 'the stream namespace must be http://etherx.jabber.org/streams'));
+    if (attrs.xmlns !== undefined && attrs.xmlns !== NS_CLIENT) return this.fail(new StreamError('invalid-namespace', 'the content namespace must be jabber:client'));
+    if (attrs.version === undefined || !attrs.version.startsWith('1.')) return this.fail(new StreamError('unsupported-version', 'XMPP 1.0 streams only'));
+
+    if (!this.authenticated) {
+      this.t.send(serialize(el('stream:features', {}, ...this.preAuthFeatures())));
+      this.state = { name: 'wait-auth' };
+    } else {
+      this.t.send(serialize(el('stream:features', {},
+        el('bind', { xmlns: NS_BIND }),
+        el('session', { xmlns: NS_SESSION }, el('optional')))));
+      this.state = { name: 'wait-bind' };
+    }
+  }
+
+  /** TLS may be skipped only on loopback (when allowed) or when not required at all. */
+  private get tlsSatisfied(): boolean {
+    const c = this.ctx.config.c2s;
+    return this.t.secure || !c.requireTls || (c.allowPlainOnLoopback && this.t.loopback);
+  }
+
+  private mechanisms(): string[] {
+    if (!this.tlsSatisfied) return [];
+    const plainOk = this.t.secure || this.t.loopback;
+    return this.ctx.config.c2s.saslMechanisms.filter((m) => m !== 'PLAIN' || plainOk);
+  }
+
+  private preAuthFeatures(): Element[] {
+    const out: Element[] = [];
+    if (this.t.canStartTls) out.push(el('starttls', { xmlns: NS_TLS }, this.tlsSatisfied ? undefined : el('required')));
+    const mechs = this.mechanisms();
+    if (mechs.length) out.push(el('mechanisms', { xmlns: NS_SASL }, ...mechs.map((m) => el('mechanism', {}, m))));
+    return out;
+  }
+
+  // ---- elements ----
+
+  private onStanza(e: Element): void {
+    const s = this.state;
+    switch (s.name) {
+      case 'wait-stream':
+      case 'wait-tls':
+        return this.fail(new StreamError('not-authorized', 'no stream is open'));
+      case 'wait-auth':
+        return this.preAuth(e);
+      case 'wait-sasl-response':
+        return this.saslResponse(s.sasl, e);
+      case 'sasl-pending':
+      case 'binding':
+        this.held.push(e);
+        if (this.held.length > 100) this.fail(new StreamError('policy-violation', 'too many stanzas before the session was ready'));
+        return;
+      case 'wait-bind':
+        return this.beforeBind(e);
+      case 'established':
+        return this.stanza(e);
+      case 'closed':
+        return;
+      default: {
+        const unreachable: never = s;
+        return unreachable;
+      }
+    }
+  }
+
+  private preAuth(e: Element): void {
+    if (e.name === 'starttls' && e.attrs.xmlns === NS_TLS) {
+      if (!this.t.canStartTls) return this.fail(new StreamError('policy-violation', 'STARTTLS is not available here'));
+      this.t.send(`<proceed xmlns='${NS_TLS}'/>`);
+      this.state = { name: 'wait-tls' };
+      this.t.startTls().then(
+        () => { if (this.state.name === 'wait-tls') this.state = { name: 'wait-stream' }; },
+        (err: unknown) => { log.debug('TLS handshake failed', { error: err }); this.t.closeStream(); },
+      );
+      return;
+    }
+    if (e.name === 'auth' && e.attrs.xmlns === NS_SASL) {
+      if (!this.tlsSatisfied) return this.fail(new StreamError('policy-violation', 'TLS is required before authentication'));
+      const mech = e.attrs.mechanism ?? '';
+      const sasl = this.mechanisms().includes(mech) ? createSaslSession(mech, (u) => this.ctx.accounts.credentials(`${u}@${this.domain}`), { domain: this.domain }) : undefined;
+      if (!sasl) return this.saslFailure('invalid-mechanism', `mechanism '${mech}' is not offered`);
+      this.mechanism = mech;
+      const body = text(e);
+      return this.saslStep(sasl, body === '=' ? Buffer.alloc(0) : Buffer.from(body, 'base64'));
+    }
+    if (e.name === 'message' || e.name === 'presence' || e.name === 'iq') return this.fail(new StreamError('not-authorized', 'authenticate first'));
+    this.fail(new StreamError('unsupported-stanza-type', `<${e.name}/> is not expected before authentication`));
+  }
+
+  private saslResponse(sasl: SaslSession, e: Element): void {
+    if (e.attrs.xmlns === NS_SASL && e.name === 'response') return this.saslStep(sasl, Buffer.from(text(e), 'base64'));
+    if (e.attrs.xmlns === NS_SASL && e.name === 'abort') return this.saslFailure('aborted');
+    this.fail(new StreamError('not-authorized', 'authentication in progress'));
+  }
+
+  private saslStep(sasl: SaslSession, data: Buffer): void {
+    this.state = { name: 'sasl-pending' };
+    sasl.step(data).then((r) => this.saslResult(sasl, r), (err: unknown) => {
+      log.error('SASL failed', { error: err });
+      this.saslFailure('temporary-auth-failure');
+    });
+  }
+
+  private saslResult(sasl: SaslSession, r: SaslStep): void {
+    if (this.state.name !== 'sasl-pending') return;
+    switch (r.kind) {
+      case 'challenge':
+        this.t.send(`<challenge xmlns='${NS_SASL}'>${r.data.toString('base64')}</challenge>`);
+        this.state = { name: 'wait-sasl-response', sasl };
+        break;
+      case 'failure':
+        return this.saslFailure(r.condition, r.text);
+      case 'success': {
+        this.user = normalizeLocal(r.username);
+        this.ctx.metrics.auth(this.mechanism, true);
+        this.t.send(`<success xmlns='${NS_SASL}'>${r.data ? r.data.toString('base64') : ''}</success>`);
+        this.t.resetStream();
+        this.state = { name: 'wait-stream' };
+        break;
+      }
+    }
+    this.releaseHeld();
+  }
+
+  private saslFailure(condition: string, textMsg?: string): void {
+    this.ctx.metrics.auth(this.mechanism || 'none', false);
+    this.t.send(serialize(el('failure', { xmlns: NS_SASL }, el(condition), textMsg ? el('text', { 'xml:lang': 'en' }, textMsg) : undefined)));
+    this.state = { name: 'wait-auth' };
+    if (++this.authFailures >= this.ctx.config.c2s.maxAuthFailures) {
+      this.fail(new StreamError('policy-violation', 'too many failed authentication attempts'));
+    }
+    this.held = [];
+  }
+
+  private beforeBind(e: Element): void {
+    if (e.name !== 'iq') return this.fail(new StreamError('not-authorized', 'bind a resource first'));
+    const bind = child(e, 'bind', NS_BIND);
+    if (e.attrs.type !== 'set' || !bind) {
+      return this.t.send(serialize(errorReply(e, new StanzaError('not-allowed', 'bind a resource first'))));
+    }
+    let resource = '';
+    const r = text(child(bind, 'resource')).trim();
+    if (r) {
+      try {
+        resource = normalizeResource(r);
+      } catch {
+        return this.t.send(serialize(errorReply(e, new StanzaError('bad-request', 'malformed resource'))));
+      }
+    }
+    this.state = { name: 'binding' };
+    this.bare = `${this.user}@${this.domain}`;
+    this.ctx.bind(this, resource).then((res) => {
+      if (this.state.name !== 'binding') return;
+      if ('condition' in res) {
+        this.state = { name: 'wait-bind' };
+        this.t.send(serialize(errorReply(e, new StanzaError(res.condition, res.text), false)));
+      } else {
+        this.resource = res.resource;
+        this.jid = `${this.bare}/${this.resource}`;
+        this.state = { name: 'established' };
+        if (this.authTimer) clearTimeout(this.authTimer);
+        this.t.send(serialize(el('iq', { type: 'result', id: e.attrs.id }, el('bind', { xmlns: NS_BIND }, el('jid', {}, this.jid)))));
+      }
+      this.releaseHeld();
+    });
+  }
+
+  private releaseHeld(): void {
+    while (this.held.length && this.state.name !== 'binding' && this.state.name !== 'sasl-pending' && this.state.name !== 'closed') {
+      this.onStanza(this.held.shift()!);
+    }
+  }
+
+  // ---- the established session ----
+
+  private stanza(e: Element): void {
+    const name = e.name;
+    if (name !== 'message' && name !== 'presence' && name !== 'iq') {
+      return this.fail(new StreamError('unsupported-stanza-type', `<${name}/> is not a stanza`));
+    }
+    const a = e.attrs;
+    if (a.xmlns !== undefined) {
+      if (a.xmlns !== NS_CLIENT) return this.fail(new StreamError('invalid-namespace', 'stanzas must be in jabber:client'));
+      delete a.xmlns; // the recipient's stream supplies its own content namespace
+    }
+    if (a.from !== undefined && a.from !== this.jid && a.from !== this.bare) {
+      const f = tryParseJid(a.from);
+      if (!f || (f.full !== this.jid && f.full !== this.bare)) return this.fail(new StreamError('invalid-from', `'from' must be ${this.jid}`));
+    }
+    a.from = this.jid;
+    const type = a.type ?? '';
+    if (name === 'iq') {
+      if (a.id === undefined || (type !== 'get' && type !== 'set' && type !== 'result' && type !== 'error')) {
+        return this.replyError(e, new StanzaError('bad-request', 'an iq needs an id and a type of get, set, result or error'));
+      }
+      if (a.to === undefined && type === 'set' && child(e, 'session', NS_SESSION)) {
+        return this.t.send(serialize(el('iq', { type: 'result', id: a.id })));
+      }
+    }
+    let to = '';
+    if (a.to !== undefined) {
+      const j = tryParseJid(a.to);
+      if (!j) return this.replyError(e, new StanzaError('jid-malformed', `'${a.to}' is not a valid JID`));
+      to = j.full;
+      a.to = to;
+    }
+    let data: unknown;
+    if (name === 'presence' && to === '' && type === '') {
+      const p = Number.parseInt(text(child(e, 'priority')), 10);
+      data = { priority: Number.isFinite(p) ? Math.max(-128, Math.min(127, p)) : 0 };
+    }
+    this.ctx.metrics.stanzaIn(name);
+    this.ctx.toActor(this.bare, envelope({
+      kind: name as StanzaKind, dir: 'out', from: this.jid, to, type, id: a.id ?? '', sid: this.sid, xml: serialize(e), data,
+    }));
+  }
+
+  private replyError(e: Element, err: StanzaError): void {
+    if (e.attrs.type === 'error') return;
+    const reply = errorReply(e, err);
+    delete reply.attrs.from; // from the server on behalf of the account
+    reply.attrs.to = this.jid;
+    this.t.send(serialize(reply));
+  }
+
+  // ---- from the actors ----
+
+  deliver(env: Envelope): void {
+    if (this.state.name !== 'established') return;
+    this.t.send(env.xml);
+    this.ctx.metrics.stanzaOut(env.kind);
+    if (this.t.bufferedBytes() > this.ctx.config.limits.maxOutboundBufferBytes) {
+      this.fail(new StreamError('policy-violation', 'the client is not reading its stream'));
+    }
+  }
+
+  kick(condition: StreamError['condition'], textMsg: string): void {
+    this.fail(new StreamError(condition, textMsg), false);
+  }
+
+  // ---- ending ----
+
+  fail(err: StreamError | undefined, unbind = true): void {
+    if (this.state.name === 'closed') return;
+    if (err) log.debug('stream error', { sid: this.sid, condition: err.condition, text: err.text });
+    this.t.closeStream(err);
+    this.end(unbind);
+  }
+
+  private onDisconnected(): void {
+    this.end(true);
+  }
+
+  private end(unbind: boolean): void {
+    if (this.state.name === 'closed') return;
+    const wasBound = this.jid !== '';
+    this.state = { name: 'closed' };
+    if (this.authTimer) clearTimeout(this.authTimer);
+    this.ctx.ended(this, wasBound && unbind, this.resource);
+  }
+}

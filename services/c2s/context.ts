@@ -1,0 +1,28 @@
+// What a client stream needs from its connection manager.
+import type { Accounts } from '../../libs/accounts/index.ts';
+import type { HostedDomains } from '../../libs/accounts/hosts.ts';
+import type { Envelope } from '../../libs/bus/envelope.ts';
+import type { Config } from '../../libs/config/schema.ts';
+import type { StanzaErrorCondition } from '../../libs/errors/index.ts';
+import type { ClientStream } from './client-stream.ts';
+
+export type BindResult = { resource: string } | { condition: StanzaErrorCondition; text?: string };
+
+export interface C2sMetrics {
+  auth(mechanism: string, ok: boolean): void;
+  stanzaIn(kind: string): void;
+  stanzaOut(kind: string): void;
+}
+
+export interface C2sContext {
+  readonly config: Config;
+  readonly hosts: HostedDomains;
+  readonly accounts: Accounts;
+  readonly metrics: C2sMetrics;
+  /** Publish an envelope to the actor of a bare JID. */
+  toActor(bare: string, env: Envelope): void;
+  /** Ask the account's actor to bind a resource for this stream. */
+  bind(stream: ClientStream, resource: string): Promise<BindResult>;
+  /** The stream is over; unbind tells the actor. */
+  ended(stream: ClientStream, unbind: boolean, resource: string): void;
+}

@@ -1,0 +1,142 @@
+// TCP client connections (port 5222) with in-place STARTTLS (RFC 6120 §5).
+import { createServer, type Server, type Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import type { StreamError } from '../../libs/errors/index.ts';
+import { StreamParser, type StreamParserLimits } from '../../libs/xml/parser.ts';
+import { serialize, startTag } from '../../libs/xml/serialize.ts';
+import type { ClientTransport, StreamEvents } from './transport.ts';
+
+const XML_DECL = "<?xml version='1.0'?>";
+
+export function isLoopback(addr: string | undefined): boolean {
+  if (!addr) return false;
+  return addr.startsWith('127.') || addr === '::1' || addr.startsWith('::ffff:127.');
+}
+
+export class TcpTransport implements ClientTransport {
+  readonly kind: 'tcp' | 'tls';
+  readonly remoteAddress: string;
+  readonly loopback: boolean;
+  secure: boolean;
+  private socket: Socket;
+  private parser: StreamParser | undefined;
+  private events: StreamEvents | undefined;
+  private headerSent = false;
+  private closed = false;
+  private readonly onData = (chunk: Buffer) => this.parser?.write(chunk);
+
+  constructor(socket: Socket, private readonly limits: StreamParserLimits, private readonly tlsContext: SecureContext | undefined, direct = false) {
+    this.socket = socket;
+    this.kind = direct ? 'tls' : 'tcp';
+    this.secure = direct;
+    this.remoteAddress = socket.remoteAddress ?? '';
+    this.loopback = isLoopback(this.remoteAddress);
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 60_000);
+  }
+
+  get canStartTls(): boolean {
+    return !this.secure && this.tlsContext !== undefined;
+  }
+
+  attach(events: StreamEvents): void {
+    this.events = events;
+    this.parser = this.newParser();
+    this.wire(this.socket);
+  }
+
+  private newParser(): StreamParser {
+    const ev = this.events!;
+    return new StreamParser({
+      streamOpen: (_name, attrs) => ev.open(attrs),
+      stanza: (el) => ev.stanza(el),
+      streamClose: () => ev.close(),
+      error: (err) => ev.error(err),
+    }, this.limits);
+  }
+
+  private wire(socket: Socket): void {
+    socket.on('data', this.onData);
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => {
+      if (this.socket !== socket) return; // the plain socket under a TLS upgrade
+      this.closed = true;
+      this.events?.disconnected();
+    });
+  }
+
+  openStream(attrs: Record<string, string>): void {
+    this.headerSent = true;
+    this.socket.write(XML_DECL + startTag('stream:stream', attrs));
+  }
+
+  send(data: string | Uint8Array): void {
+    if (!this.closed) this.socket.write(data);
+  }
+
+  bufferedBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  resetStream(): void {
+    this.headerSent = false;
+    this.parser?.reset();
+  }
+
+  startTls(): Promise<void> {
+    const plain = this.socket;
+    plain.removeListener('data', this.onData);
+    return new Promise((resolve, reject) => {
+      const tls = new TLSSocket(plain, { isServer: true, secureContext: this.tlsContext, ALPNProtocols: ['xmpp-client'] });
+      this.socket = tls;
+      this.secure = true;
+      this.headerSent = false;
+      this.parser = this.newParser();
+      this.wire(tls);
+      tls.once('secure', () => resolve());
+      tls.once('error', (e) => reject(e));
+    });
+  }
+
+  closeStream(error?: StreamError): void {
+    if (this.closed) return;
+    let out = '';
+    if (!this.headerSent) out += XML_DECL + startTag('stream:stream', { xmlns: 'jabber:client', 'xmlns:stream': 'http://etherx.jabber.org/streams', version: '1.0' });
+    if (error) out += serialize(error.toElement());
+    out += '</stream:stream>';
+    this.closed = true;
+    this.socket.end(out);
+    // A peer that never closes its side must not hold the socket forever.
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+  }
+
+  pause(ms: number): void {
+    this.socket.pause();
+    setTimeout(() => this.socket.resume(), ms).unref();
+  }
+}
+
+export interface TcpListenerOptions {
+  host: string;
+  port: number;
+  limits: StreamParserLimits;
+  tls: SecureContext | undefined;
+  /** Direct TLS (XEP-0368) instead of STARTTLS. */
+  direct?: boolean;
+  maxConnections: number;
+  accept(t: TcpTransport): void;
+}
+
+export function listenTcp(opts: TcpListenerOptions): Promise<Server> {
+  const server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => {
+    opts.accept(new TcpTransport(socket, opts.limits, opts.tls, false));
+  });
+  server.maxConnections = opts.maxConnections;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.removeListener('error', reject);
+      resolve(server);
+    });
+  });
+}

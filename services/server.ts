@@ -1,0 +1,146 @@
+// Composes one Parley process from its configuration: the embedded mode
+// (in-process bus, lmdb) or any cluster role (NATS, Redis). The same services
+// run in both; only the bus, the store and the membership differ.
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Server } from 'node:http';
+import type { Redis } from 'ioredis';
+import { Accounts, Domains } from '../libs/accounts/index.ts';
+import { HostedDomains } from '../libs/accounts/hosts.ts';
+import { Subjects, type Bus } from '../libs/bus/bus.ts';
+import { InProcessBus } from '../libs/bus/inprocess.ts';
+import { NatsBus } from '../libs/bus/nats.ts';
+import { RedisMembership, StaticMembership, type Membership } from '../libs/cluster/membership.ts';
+import type { Config } from '../libs/config/schema.ts';
+import { logger } from '../libs/log/index.ts';
+import { Metrics, serveMetrics } from '../libs/metrics/index.ts';
+import { createRedisClient, openStore } from '../libs/store/index.ts';
+import type { Store } from '../libs/store/store.ts';
+import { loadOrCreateCertificate, secureContext } from '../libs/tls/index.ts';
+import { C2sNode, newNodeId } from './c2s/c2s-node.ts';
+import { purgeNodeSessionsOffline } from './session/directory.ts';
+import { SessionNode } from './session/session-node.ts';
+
+const log = logger('server');
+
+export interface RunningServer {
+  readonly nodeId: string;
+  readonly config: Config;
+  readonly store: Store;
+  readonly bus: Bus;
+  readonly accounts: Accounts;
+  readonly domains: Domains;
+  readonly c2s?: C2sNode;
+  readonly session?: SessionNode;
+  readonly metrics: Metrics;
+  metricsPort(): number;
+  /** Graceful: hand shards over and close streams; otherwise just stop. */
+  stop(graceful?: boolean): Promise<void>;
+}
+
+export function isEmbedded(config: Config): boolean {
+  return config.bus.kind === 'inprocess';
+}
+
+export async function openConfiguredStore(config: Config): Promise<Store> {
+  if (config.store.kind === 'redis') return openStore({ kind: 'redis', url: config.store.url, keyPrefix: config.store.keyPrefix });
+  const path = resolve(config.store.path ?? join(config.dataDir, 'db'));
+  mkdirSync(path, { recursive: true });
+  return openStore({ kind: 'lmdb', path });
+}
+
+export async function startServer(config: Config): Promise<RunningServer> {
+  const embedded = isEmbedded(config);
+  if (embedded && config.role !== 'all') throw new Error('the in-process bus runs every role in one process: use role "all" or the NATS bus');
+  if (!embedded && config.store.kind !== 'redis') throw new Error('a cluster (NATS bus) keeps its state in Redis: set store.kind to "redis"');
+  const nodeId = config.nodeId ?? (embedded ? 'embedded' : newNodeId(config.role));
+  const runsC2s = config.role === 'all' || config.role === 'c2s';
+  const runsSession = config.role === 'all' || config.role === 'session';
+  mkdirSync(config.dataDir, { recursive: true });
+
+  const store = await openConfiguredStore(config);
+  const domains = new Domains(store);
+  const hosts = new HostedDomains(config.domains, domains);
+  await hosts.start();
+  const accounts = new Accounts(store, config.auth.scramIterations);
+  const metrics = new Metrics();
+  const subjects = new Subjects(config.bus.kind === 'nats' ? config.bus.subjectPrefix : 'parley');
+  const bus: Bus = config.bus.kind === 'nats'
+    ? await NatsBus.connect(config.bus.url, nodeId, (e) => log.warn('bus error', { error: e }))
+    : new InProcessBus(nodeId);
+
+  let redis: Redis | undefined;
+  let sessionMembers: Membership;
+  let c2sMembers: Membership;
+  if (embedded) {
+    sessionMembers = new StaticMembership(nodeId);
+    c2sMembers = new StaticMembership(nodeId);
+    // One process: whatever sessions the last run left behind are gone.
+    const purged = await purgeNodeSessionsOffline(store, nodeId);
+    if (purged) log.info('cleared sessions of the previous run', { sessions: purged });
+  } else {
+    redis = createRedisClient((config.store as { url: string }).url);
+    const { heartbeatMs, memberTtlMs } = config.cluster;
+    const onError = (e: unknown) => log.warn('membership heartbeat failed', { error: e });
+    const prefix = config.store.kind === 'redis' ? config.store.keyPrefix : 'parley:';
+    sessionMembers = new RedisMembership(redis, { key: `${prefix}members:session`, self: runsSession ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
+    c2sMembers = new RedisMembership(redis, { key: `${prefix}members:c2s`, self: runsC2s ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
+  }
+
+  let session: SessionNode | undefined;
+  if (runsSession) {
+    session = new SessionNode({ config, bus, subjects, store, hosts, membership: sessionMembers, c2sMembers: () => c2sMembers.members() });
+    c2sMembers.onChange((now, prev) => {
+      for (const gone of prev) if (!now.includes(gone)) void session!.c2sGone(gone).catch((e: unknown) => log.error('cleanup failed', { node: gone, error: e }));
+    });
+  }
+  await c2sMembers.start();
+  if (session) await session.start();
+
+  let c2s: C2sNode | undefined;
+  if (runsC2s) {
+    const cert = await loadOrCreateCertificate(config.dataDir, hosts.list(), config.c2s.tls);
+    c2s = new C2sNode({
+      nodeId, config, bus, subjects, hosts, accounts, tls: secureContext(cert),
+      metrics: {
+        auth: (m, ok) => metrics.auth.labels(m, ok ? 'success' : 'failure').inc(),
+        stanzaIn: (k) => metrics.stanzaIn(k),
+        stanzaOut: (k) => metrics.stanzaOut(k),
+      },
+    });
+    await c2s.start();
+  }
+
+  let http: Server | undefined;
+  if (config.metrics.enabled) {
+    metrics.sources = {
+      connections: () => ({ tcp: c2s?.connections ?? 0 }),
+      shardsOwned: () => session?.shards.ownedCount() ?? 0,
+      actors: () => session?.actors.size ?? 0,
+      mailboxDepth: () => session?.actors.mailboxDepth() ?? 0,
+    };
+    http = await serveMetrics(metrics, config.metrics.host, config.metrics.port, { ready: () => bus.healthy() && (redis === undefined || redis.status === 'ready') });
+  }
+  log.info('started', { node: nodeId, role: config.role, mode: embedded ? 'embedded' : 'cluster', domains: hosts.list().join(','), c2s: c2s ? `${config.c2s.tcp.host}:${c2s.tcpPort()}` : 'off' });
+
+  let stopped = false;
+  return {
+    nodeId, config, store, bus, accounts, domains, c2s, session, metrics,
+    metricsPort: () => {
+      const a = http?.address();
+      return typeof a === 'object' && a ? a.port : 0;
+    },
+    async stop(graceful = true) {
+      if (stopped) return;
+      stopped = true;
+      await c2s?.stop();
+      await c2sMembers.stop();
+      await session?.stop(graceful);
+      hosts.stop();
+      http?.close();
+      await bus.close();
+      redis?.disconnect();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,67 @@
+// The live actors of this process, by bare JID: activated on first envelope,
+// passivated when idle (their state is in the store), drained per shard when
+// the shard moves to another process.
+import type { Envelope } from '../../libs/bus/envelope.ts';
+import { bareJid } from '../../libs/jid/split.ts';
+import type { SessionServices } from './services.ts';
+import { UserActor } from './user-actor.ts';
+
+export class ActorSystem {
+  private readonly actors = new Map<string, UserActor>();
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(private readonly svc: SessionServices) {}
+
+  get size(): number {
+    return this.actors.size;
+  }
+
+  /** The bare JID whose actor handles an envelope. */
+  static keyOf(env: Envelope): string {
+    if (env.kind === 'ctl') return env.to;
+    return bareJid(env.dir === 'out' ? env.from : env.to);
+  }
+
+  deliver(shard: number, env: Envelope): void {
+    const key = ActorSystem.keyOf(env);
+    let a = this.actors.get(key);
+    if (!a) {
+      a = new UserActor(key, shard, this.svc);
+      this.actors.set(key, a);
+    }
+    a.push(env);
+  }
+
+  get(bare: string): UserActor | undefined {
+    return this.actors.get(bare);
+  }
+
+  mailboxDepth(): number {
+    let n = 0;
+    for (const a of this.actors.values()) n += a.depth;
+    return n;
+  }
+
+  async drainShard(shard: number): Promise<void> {
+    const waits: Promise<void>[] = [];
+    for (const [k, a] of this.actors) {
+      if (a.shard !== shard) continue;
+      waits.push(a.idle().then(() => {
+        if (this.actors.get(k) === a) this.actors.delete(k);
+      }));
+    }
+    await Promise.all(waits);
+  }
+
+  startSweeper(idleMs: number): void {
+    this.sweeper = setInterval(() => {
+      const cutoff = Date.now() - idleMs;
+      for (const [k, a] of this.actors) if (!a.busy && !a.hasSessions && a.lastActive < cutoff) this.actors.delete(k);
+    }, Math.min(idleMs, 30_000));
+    this.sweeper.unref();
+  }
+
+  stop(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+  }
+}

@@ -1,0 +1,81 @@
+// An actor's mailbox: envelopes for one bare JID are handled one at a time, in
+// arrival order. A handler that needs no I/O runs synchronously, so a chat
+// message costs no promise; one that awaits holds the mailbox until it is done.
+import type { Envelope } from '../../libs/bus/envelope.ts';
+import { logger } from '../../libs/log/index.ts';
+
+const log = logger('actor');
+
+export abstract class Actor {
+  private readonly mailbox: Envelope[] = [];
+  private head = 0;
+  private running = false;
+  private loaded = false;
+  private idleWaiters: (() => void)[] = [];
+  lastActive = Date.now();
+
+  constructor(readonly key: string, readonly shard: number, readonly maxMailbox: number) {}
+
+  /** Read state from the store on activation. */
+  protected abstract load(): Promise<void>;
+  protected abstract handle(env: Envelope): void | Promise<void>;
+  /** An envelope this actor cannot take (mailbox full, state unreadable): answer its sender. */
+  protected abstract refuse(env: Envelope, reason: 'overflow' | 'unavailable'): void;
+
+  get depth(): number {
+    return this.mailbox.length - this.head;
+  }
+
+  get busy(): boolean {
+    return this.running || this.depth > 0;
+  }
+
+  push(env: Envelope): void {
+    if (this.depth >= this.maxMailbox) {
+      this.refuse(env, 'overflow');
+      return;
+    }
+    this.mailbox.push(env);
+    if (!this.running) void this.run();
+  }
+
+  private async run(): Promise<void> {
+    this.running = true;
+    try {
+      if (!this.loaded) {
+        await this.load();
+        this.loaded = true;
+      }
+      while (this.head < this.mailbox.length) {
+        const env = this.mailbox[this.head];
+        this.mailbox[this.head++] = undefined as unknown as Envelope;
+        if (this.head > 1024 && this.head * 2 > this.mailbox.length) {
+          this.mailbox.splice(0, this.head);
+          this.head = 0;
+        }
+        try {
+          const r = this.handle(env);
+          if (r !== undefined) await r;
+        } catch (e) {
+          log.error('handler failed', { actor: this.key, op: env.op || env.kind, error: e });
+        }
+      }
+    } catch (e) {
+      log.error('activation failed', { actor: this.key, error: e });
+      // Nothing queued is dropped silently: each sender hears that we could not take it.
+      for (let i = this.head; i < this.mailbox.length; i++) this.refuse(this.mailbox[i], 'unavailable');
+    } finally {
+      this.mailbox.length = 0;
+      this.head = 0;
+      this.running = false;
+      this.lastActive = Date.now();
+      for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  /** Resolves once the mailbox is empty and nothing runs. */
+  idle(): Promise<void> {
+    if (!this.busy) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+}

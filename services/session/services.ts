@@ -1,0 +1,23 @@
+// What an actor needs from its process, in one object.
+import { randomBytes } from 'node:crypto';
+import type { HostedDomains } from '../../libs/accounts/hosts.ts';
+import type { Config } from '../../libs/config/schema.ts';
+import type { Store } from '../../libs/store/store.ts';
+import type { ModuleRegistry, ServerContext } from './module.ts';
+import type { Router } from './router.ts';
+
+export interface SessionServices {
+  config: Config;
+  store: Store;
+  router: Router;
+  hosts: HostedDomains;
+  modules: ModuleRegistry;
+  context: ServerContext;
+  /** False once a c2s node's heartbeat has expired: its sessions are gone. */
+  c2sAlive(node: string): boolean;
+  newResource(): string;
+}
+
+export function newResource(): string {
+  return randomBytes(9).toString('base64url');
+}

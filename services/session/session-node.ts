@@ -1,0 +1,90 @@
+// A session process: it serves the shards the membership gives it, runs the
+// actors of their bare JIDs, and cleans up after connection managers that die.
+import type { HostedDomains } from '../../libs/accounts/hosts.ts';
+import type { Bus, Subjects } from '../../libs/bus/bus.ts';
+import { envelope } from '../../libs/bus/envelope.ts';
+import type { Membership } from '../../libs/cluster/membership.ts';
+import { hash32, ownerOf } from '../../libs/cluster/shards.ts';
+import type { Config } from '../../libs/config/schema.ts';
+import { bareJid, resourcePart } from '../../libs/jid/split.ts';
+import { logger } from '../../libs/log/index.ts';
+import type { Store } from '../../libs/store/store.ts';
+import { ActorSystem } from './actor-system.ts';
+import { nodeSessions } from './directory.ts';
+import { ModuleRegistry } from './module.ts';
+import { modules } from './modules/index.ts';
+import { Router } from './router.ts';
+import { newResource, type SessionServices } from './services.ts';
+import { ShardHost } from './shard-host.ts';
+
+const log = logger('session');
+
+export interface SessionNodeOptions {
+  config: Config;
+  bus: Bus;
+  subjects: Subjects;
+  store: Store;
+  hosts: HostedDomains;
+  /** The session processes (this one included). */
+  membership: Membership;
+  /** The live connection managers. */
+  c2sMembers: () => readonly string[];
+}
+
+export class SessionNode {
+  readonly actors: ActorSystem;
+  readonly shards: ShardHost;
+  readonly router: Router;
+
+  constructor(private readonly o: SessionNodeOptions) {
+    const registry = new ModuleRegistry(modules);
+    this.router = new Router(o.bus, o.subjects, o.config.cluster.shards);
+    const svc: SessionServices = {
+      config: o.config,
+      store: o.store,
+      router: this.router,
+      hosts: o.hosts,
+      modules: registry,
+      context: { config: o.config, store: o.store, hosts: o.hosts, features: registry.features },
+      c2sAlive: (node) => o.c2sMembers().includes(node),
+      newResource,
+    };
+    this.actors = new ActorSystem(svc);
+    this.shards = new ShardHost(o.bus, o.subjects, o.membership, {
+      shards: o.config.cluster.shards,
+      handoffTimeoutMs: o.config.cluster.handoffTimeoutMs,
+      deliver: (shard, env) => this.actors.deliver(shard, env),
+      drain: (shard) => this.actors.drainShard(shard),
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.o.membership.start();
+    this.shards.start();
+    await this.o.bus.flush();
+    this.actors.startSweeper(this.o.config.session.actorIdleSeconds * 1000);
+  }
+
+  /**
+   * Connection managers that left the membership: the session process that
+   * owns the dead node's cleanup shard tells each of its sessions' actors.
+   */
+  async c2sGone(node: string): Promise<void> {
+    const cleanupShard = hash32(node) % this.o.config.cluster.shards;
+    if (ownerOf(cleanupShard, this.o.membership.members()) !== this.o.membership.self) return;
+    const sessions = await nodeSessions(this.o.store, node);
+    log.info('connection manager gone; ending its sessions', { node, sessions: sessions.size });
+    for (const [full, sid] of sessions) {
+      const bare = bareJid(full);
+      this.router.toActor(bare, envelope({ kind: 'ctl', dir: 'in', op: 'unbind', to: bare, sid, data: { resource: resourcePart(full) } }));
+    }
+    await this.o.store.del(`$node:${node}`, 'sessions');
+  }
+
+  async stop(graceful: boolean): Promise<void> {
+    if (graceful && this.o.membership.members().length > 1) await this.shards.leave(this.o.config.cluster.handoffTimeoutMs);
+    else await this.o.membership.stop();
+    this.shards.stop();
+    this.actors.stop();
+  }
+}

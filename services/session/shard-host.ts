@@ -1,0 +1,194 @@
+// Which shards this process serves, and the handoff that moves a shard
+// between processes without losing, duplicating or reordering a stanza.
+//
+// Handoff (new owner N, old owner O, shard s):
+//  1. N subscribes to the shard's subject, buffers what arrives, flushes so the
+//     NATS server has registered the subscription, then sends `claim s` to O.
+//  2. O reads the claim on the same connection as the shard's traffic, so
+//     everything routed to O before N's subscription existed precedes it. O
+//     unsubscribes, lets the shard's actors finish their mailboxes, and answers
+//     `released s` with the last sequence number it processed per publisher.
+//  3. N drops buffered envelopes at or below those marks (O handled them) and
+//     processes the rest in order, then goes live.
+// If O is dead (left the membership) or silent past the handoff timeout, N
+// goes live at once; state is rebuilt from the store by the actors.
+import type { Bus, Subscription, Subjects } from '../../libs/bus/bus.ts';
+import { envelope, type Envelope } from '../../libs/bus/envelope.ts';
+import { ownerOf } from '../../libs/cluster/shards.ts';
+import type { Membership } from '../../libs/cluster/membership.ts';
+import { logger } from '../../libs/log/index.ts';
+
+const log = logger('shards');
+
+interface ShardState {
+  sub: Subscription;
+  live: boolean;
+  buffer: Envelope[];
+  /** Publisher → last sequence the previous owner processed. */
+  skip: Map<string, number> | undefined;
+  /** Publisher → last sequence processed here (handed over on release). */
+  seen: Map<string, number>;
+  timer: NodeJS.Timeout | undefined;
+  /** Claims that arrived while this shard was still being acquired. */
+  deferredClaims: string[];
+}
+
+export interface ShardHostOptions {
+  shards: number;
+  handoffTimeoutMs: number;
+  /** Process one envelope of a shard (enqueue in its actor's mailbox). */
+  deliver(shard: number, env: Envelope): void;
+  /** Resolves when every actor of the shard has finished and been dropped. */
+  drain(shard: number): Promise<void>;
+}
+
+export class ShardHost {
+  private readonly states = new Map<number, ShardState>();
+  /** Best knowledge of who holds each shard (or is about to). */
+  private holder: string[] = [];
+  private members: readonly string[] = [];
+  private releasing = new Set<number>();
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly subjects: Subjects,
+    private readonly membership: Membership,
+    private readonly opts: ShardHostOptions,
+  ) {}
+
+  get self(): string { return this.membership.self; }
+
+  ownedCount(): number {
+    let n = 0;
+    for (const st of this.states.values()) if (st.live) n++;
+    return n;
+  }
+
+  owns(shard: number): boolean {
+    return this.states.get(shard)?.live === true;
+  }
+
+  start(): void {
+    this.bus.subscribe(this.subjects.control(this.self), (env) => this.onControl(env));
+    this.membership.onChange((m) => this.rebalance(m));
+    const current = this.membership.members();
+    // Before our first view, the shards belong to whoever owned them without us.
+    const others = current.filter((m) => m !== this.self);
+    this.holder = Array.from({ length: this.opts.shards }, (_, s) => ownerOf(s, others) ?? '');
+    this.rebalance(current);
+  }
+
+  private rebalance(members: readonly string[]): void {
+    this.members = members;
+    if (!members.includes(this.self)) return; // not joined yet (or partitioned): keep what we serve
+    for (let s = 0; s < this.opts.shards; s++) {
+      const owner = ownerOf(s, members) ?? '';
+      const st = this.states.get(s);
+      if (owner === this.self) {
+        if (!st) this.acquire(s);
+      } else if (!st) {
+        this.holder[s] = owner;
+      }
+      // A shard we hold but no longer own stays served until its new owner claims it.
+    }
+    // A handoff waiting on a process that just died completes now.
+    for (const [s, st] of this.states) {
+      if (!st.live && !members.includes(this.holder[s])) this.goLive(s, undefined);
+    }
+  }
+
+  private acquire(s: number): void {
+    const st: ShardState = { sub: undefined as unknown as Subscription, live: false, buffer: [], skip: undefined, seen: new Map(), timer: undefined, deferredClaims: [] };
+    this.states.set(s, st);
+    st.sub = this.bus.subscribe(this.subjects.shard(s), (env) => this.onShardEnvelope(s, st, env));
+    const prev = this.holder[s];
+    const mustClaim = prev !== '' && prev !== this.self && this.members.includes(prev);
+    if (!mustClaim) {
+      // Nobody alive holds it: subscription registration order doesn't matter.
+      this.goLive(s, undefined);
+      return;
+    }
+    void this.bus.flush().then(() => {
+      if (this.states.get(s) !== st || st.live) return;
+      this.bus.publish(this.subjects.control(prev), envelope({ kind: 'ctl', dir: 'in', op: 'claim', data: { shard: s, by: this.self } }));
+      st.timer = setTimeout(() => {
+        log.warn('handoff timed out; taking the shard', { shard: s, from: prev });
+        this.goLive(s, undefined);
+      }, this.opts.handoffTimeoutMs);
+    });
+  }
+
+  private onShardEnvelope(s: number, st: ShardState, env: Envelope): void {
+    if (!st.live) {
+      st.buffer.push(env);
+      return;
+    }
+    if (st.skip !== undefined) {
+      const mark = st.skip.get(env.origin);
+      if (mark !== undefined && env.seq <= mark) return;
+    }
+    st.seen.set(env.origin, env.seq);
+    this.opts.deliver(s, env);
+  }
+
+  private goLive(s: number, skip: Map<string, number> | undefined): void {
+    const st = this.states.get(s);
+    if (!st || st.live) return;
+    if (st.timer) clearTimeout(st.timer);
+    st.live = true;
+    st.skip = skip;
+    this.holder[s] = this.self;
+    const buffered = st.buffer;
+    st.buffer = [];
+    for (const env of buffered) this.onShardEnvelope(s, st, env);
+    for (const by of st.deferredClaims.splice(0)) void this.release(s, by);
+  }
+
+  private onControl(env: Envelope): void {
+    if (env.op === 'claim') {
+      const { shard, by } = env.data as { shard: number; by: string };
+      const st = this.states.get(shard);
+      if (st && !st.live) st.deferredClaims.push(by);
+      else void this.release(shard, by);
+    } else if (env.op === 'released') {
+      const { shard, marks } = env.data as { shard: number; marks: Record<string, number> };
+      const st = this.states.get(shard);
+      if (st && !st.live) this.goLive(shard, new Map(Object.entries(marks)));
+    }
+  }
+
+  /** Give a shard to the process that claimed it. */
+  private async release(s: number, to: string): Promise<void> {
+    const st = this.states.get(s);
+    this.holder[s] = to;
+    let marks: Record<string, number> = {};
+    if (st && !this.releasing.has(s)) {
+      this.releasing.add(s);
+      st.sub.unsubscribe();
+      this.states.delete(s);
+      try {
+        await this.opts.drain(s);
+      } finally {
+        this.releasing.delete(s);
+      }
+      marks = Object.fromEntries(st.seen);
+    }
+    this.bus.publish(this.subjects.control(to), envelope({ kind: 'ctl', dir: 'in', op: 'released', data: { shard: s, marks } }));
+    log.debug('released shard', { shard: s, to });
+  }
+
+  /** Graceful leave: stop renewing membership, then wait until every shard was claimed. */
+  async leave(timeoutMs: number): Promise<void> {
+    await this.membership.stop();
+    const deadline = Date.now() + timeoutMs;
+    while (this.states.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  stop(): void {
+    for (const st of this.states.values()) {
+      st.sub.unsubscribe();
+      if (st.timer) clearTimeout(st.timer);
+    }
+    this.states.clear();
+  }
+}
