@@ -2,13 +2,15 @@
 // A hand-written indexOf-driven scanner rather than saxes: the input is
 // normally our own serializer's output, and saxes' per-character state machine
 // (plus parser construction) costs several times more. It still checks
-// structure (tag matching, quoting, entities, duplicate attributes) and throws
-// StreamError('not-well-formed') on anything it does not accept; it does not
-// vet every character against the XML Char production.
+// structure (tag matching, quoting, entities, duplicate attributes, control
+// characters) and throws StreamError('not-well-formed') on anything it does not
+// accept. Name characters are checked loosely (any non-ASCII is allowed).
 import { StreamError } from '../errors/index.ts';
 import type { Element, Node } from './element.ts';
 
 const MAX_DEPTH = 256; // recursion guard; the stream parser enforces the real limit
+// Control characters XML 1.0 forbids (unpaired surrogates are not checked).
+const NON_CHAR = /[\0-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]/;
 
 // Module-level cursor: parsing is synchronous and non-reentrant, so this avoids
 // allocating a parser object per call.
@@ -23,6 +25,9 @@ export function parseFragment(xml: string | Uint8Array): Element {
   src = typeof xml === 'string' ? xml : Buffer.from(xml.buffer, xml.byteOffset, xml.byteLength).toString('utf8');
   pos = 0;
   try {
+    // One native scan up front is cheaper than testing each text and value.
+    const nc = src.search(NON_CHAR);
+    if (nc !== -1) { pos = nc; bad('disallowed character'); }
     skipSpace();
     if (src.charCodeAt(pos) !== 0x3c /* < */) bad('expected an element');
     const el = parseElement(0);

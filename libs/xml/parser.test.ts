@@ -337,3 +337,35 @@ test('parsed stanzas serialize back to something that parses the same', () => {
   const log = parseAll([HEADER + CORPUS.join('')]);
   for (const s of log.stanzas) assert.deepEqual(parseAll([HEADER + serialize(s)]).stanzas, [s]);
 });
+
+test('mutated input never throws out of write() and nothing follows an error', () => {
+  const base = Buffer.from(HEADER + CORPUS.join('') + '</stream:stream>');
+  const rnd = prng(42);
+  const junk = Buffer.from(`<>&;'"/=![]?-x \u00e9`);
+  for (let round = 0; round < 500; round++) {
+    const buf = Buffer.from(base);
+    for (let k = 0; k < 3; k++) buf[Math.floor(rnd() * buf.length)] = junk[Math.floor(rnd() * junk.length)];
+    const { p, log } = collect();
+    for (let i = 0; i < buf.length;) {
+      const n = 1 + Math.floor(rnd() * 64);
+      p.write(buf.subarray(i, i + n));
+      i += n;
+    }
+    const e = log.events.indexOf('error');
+    if (e !== -1) assert.equal(e, log.events.length - 1, `round ${round}`);
+    assert.ok(log.errors.length <= 1);
+  }
+});
+
+test('saxes handler slots are predeclared (keeps saxes out of V8 dictionary mode)', async () => {
+  const { SaxesParser } = await import('saxes');
+  const { p } = collect();
+  const ours = new Set(Object.keys((p as unknown as { sax: object }).sax));
+  for (const ev of ['xmldecl', 'opentagstart', 'attribute', 'opentag', 'closetag', 'text', 'cdata', 'comment', 'processinginstruction', 'doctype', 'error'] as const) {
+    const bare = new SaxesParser({ xmlns: false });
+    const before = new Set(Object.keys(bare));
+    bare.on(ev, () => {});
+    const added = Object.keys(bare).filter((k) => !before.has(k));
+    for (const k of added) assert.ok(ours.has(k), `saxes stores the ${ev} handler in '${k}', which FastSaxes does not predeclare`);
+  }
+});

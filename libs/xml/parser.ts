@@ -56,7 +56,9 @@ class FastSaxes extends SaxesParser<SaxOptions> {
 /** Thrown from inside saxes callbacks to unwind its write loop; never escapes write(). */
 const ABORT = Symbol('abort');
 
-const enum Pending { None, Stanza, Close }
+// What a closetag left held back (see flush). Plain numbers: no enums, so the
+// file also runs under plain type stripping.
+const NONE = 0, STANZA = 1, CLOSE = 2;
 
 // saxes `fail()` messages (v6) → RFC 6120 §11 conditions. Anything else is not-well-formed.
 function conditionFor(message: string): StreamErrorCondition {
@@ -94,7 +96,10 @@ export class StreamParser {
   private inWrite = false;
   private resetRequested = false;
   private stack: Element[] = []; // open elements of the current stanza
-  private pending: Pending = Pending.None;
+  private attrs: Record<string, string> = {}; // of the start tag being read
+  private nattrs = 0;
+  private tagName = '';
+  private pending = NONE;
   private pendingEl: Element | null = null;
   private pendingBytes = 0;
 
@@ -151,7 +156,7 @@ export class StreamParser {
     this.unitsBefore += units;
     const sig = lastSignificant(str);
     if (sig !== -1) this.lastSig = sig;
-    if (this.pending !== Pending.None) {
+    if (this.pending !== NONE) {
       this.flush();
       if (this.resetRequested) { this.init(); return; }
       if (this.dead) return;
@@ -179,6 +184,7 @@ export class StreamParser {
       const sax = new FastSaxes();
       sax.on('xmldecl', (d) => this.onXmlDecl(d.encoding));
       sax.on('opentagstart', (t) => this.onOpenTagStart(t.name));
+      sax.on('attribute', (a) => this.onAttribute(a.name, a.value));
       sax.on('opentag', (t) => this.onOpenTag(t));
       sax.on('closetag', () => this.onCloseTag());
       sax.on('text', (t) => this.onText(t));
@@ -197,7 +203,7 @@ export class StreamParser {
     this.dead = false;
     this.resetRequested = false;
     this.stack = [];
-    this.pending = Pending.None;
+    this.pending = NONE;
     this.pendingEl = null;
     this.bytesBefore = 0;
     this.unitsBefore = 0;
@@ -214,7 +220,7 @@ export class StreamParser {
   private fail(condition: StreamErrorCondition, text: string): void {
     if (this.dead) return;
     this.dead = true;
-    this.pending = Pending.None;
+    this.pending = NONE;
     this.pendingEl = null;
     this.handler.error(new StreamError(condition, text));
     if (this.inWrite) throw ABORT;
@@ -228,7 +234,7 @@ export class StreamParser {
   private onSaxError(e: Error): void {
     // A held-back stanza or stream close is good unless saxes is complaining
     // about that very close tag: deliver it before the error.
-    if (this.pending !== Pending.None && !/clos(e|ing) tag/.test(e.message)) this.flush();
+    if (this.pending !== NONE && !/clos(e|ing) tag/.test(e.message)) this.flush();
     this.fail(conditionFor(e.message), e.message);
   }
 
@@ -243,9 +249,9 @@ export class StreamParser {
   // write) proves it was well-formed.
   private flush(): void {
     const p = this.pending;
-    if (p === Pending.None) return;
-    this.pending = Pending.None;
-    if (p === Pending.Stanza) {
+    if (p === NONE) return;
+    this.pending = NONE;
+    if (p === STANZA) {
       const el = this.pendingEl!;
       this.pendingEl = null;
       this.handler.stanza(el, this.pendingBytes);
@@ -259,7 +265,10 @@ export class StreamParser {
   }
 
   private onOpenTagStart(name: string): void {
-    if (this.pending !== Pending.None) this.flush();
+    if (this.pending !== NONE) this.flush();
+    this.attrs = {};
+    this.nattrs = 0;
+    this.tagName = name;
     const depth = this.stack.length;
     if (!this.opened) {
       const colon = name.indexOf(':');
@@ -276,19 +285,19 @@ export class StreamParser {
     }
   }
 
-  private onOpenTag(tag: SaxesTagPlain): void {
-    // saxes hands out null-prototype attribute maps; copy into plain objects so
-    // stanzas look like those built with el() (and count while at it).
-    const src = tag.attributes;
-    const attrs: Record<string, string> = {};
-    let n = 0;
-    for (const k in src) {
-      if (++n > this.limits.maxAttributes) {
-        this.fail('policy-violation', `too many attributes on <${tag.name}> (max ${this.limits.maxAttributes})`);
-      }
-      if (k === '__proto__') Object.defineProperty(attrs, k, { value: src[k], enumerable: true, writable: true, configurable: true });
-      else attrs[k] = src[k];
+  // saxes' own attribute maps are null-prototype (dictionary-mode, slow to
+  // walk, and unlike el()'s objects), so build a plain object per attribute
+  // event instead; it also lets the count limit trip before the tag ends.
+  private onAttribute(name: string, value: string): void {
+    if (++this.nattrs > this.limits.maxAttributes) {
+      this.fail('policy-violation', `too many attributes on <${this.tagName}> (max ${this.limits.maxAttributes})`);
     }
+    if (name === '__proto__') Object.defineProperty(this.attrs, name, { value, enumerable: true, writable: true, configurable: true });
+    else this.attrs[name] = value;
+  }
+
+  private onOpenTag(tag: SaxesTagPlain): void {
+    const attrs = this.attrs;
     if (!this.opened) {
       this.opened = true;
       this.handler.streamOpen(tag.name, attrs);
@@ -304,10 +313,10 @@ export class StreamParser {
   }
 
   private onCloseTag(): void {
-    if (this.pending !== Pending.None) this.flush();
+    if (this.pending !== NONE) this.flush();
     const stack = this.stack;
     if (stack.length === 0) {
-      this.pending = Pending.Close;
+      this.pending = CLOSE;
       return;
     }
     const el = stack.pop()!;
@@ -318,13 +327,13 @@ export class StreamParser {
       this.fail('policy-violation', `stanza too large (max ${this.limits.maxStanzaBytes} bytes)`);
     }
     this.mark = end;
-    this.pending = Pending.Stanza;
+    this.pending = STANZA;
     this.pendingEl = el;
     this.pendingBytes = size;
   }
 
   private onText(t: string): void {
-    if (this.pending !== Pending.None) this.flush();
+    if (this.pending !== NONE) this.flush();
     const stack = this.stack;
     if (stack.length === 0) {
       // Stream level: only whitespace keepalives are legitimate. Before the

@@ -91,3 +91,32 @@ test('parseFragment rejects bad input', () => {
   const deep = '<a>'.repeat(10000) + '</a>'.repeat(10000);
   assert.throws(() => parseFragment(deep), StreamError);
 });
+
+test('parseFragment on mutated input returns an element or throws StreamError, nothing else', () => {
+  const base = `<message from='juliet@example.com/balcony' to='romeo@example.net' type='chat' id='m1'>` +
+    `<body>Wherefore &amp; why &#x1F600; <![CDATA[<raw>]]></body><x:foo xmlns:x='urn:x' x:a="q'q">t</x:foo></message>`;
+  let seed = 7;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const junk = `<>&;'"/=![]?-x #`;
+  let ok = 0;
+  for (let round = 0; round < 3000; round++) {
+    const chars = base.split('');
+    for (let k = 0; k < 2; k++) chars[Math.floor(rnd() * chars.length)] = junk[Math.floor(rnd() * junk.length)];
+    const x = chars.join('');
+    try {
+      const e = parseFragment(x);
+      assert.deepEqual(parseFragment(serialize(e)), e, x);
+      ok++;
+    } catch (e) {
+      assert.ok(e instanceof StreamError, `${x}: ${String(e)}`);
+    }
+  }
+  assert.ok(ok > 0);
+});
+
+test('parseFragment rejects control characters like the stream parser does', () => {
+  for (const x of ['<a>\u0001</a>', '<a b="\u001f"/>', '<a><![CDATA[\u0000]]></a>', '<a\u0002/>']) {
+    assert.throws(() => parseFragment(x), (e: unknown) => e instanceof StreamError && e.condition === 'not-well-formed', JSON.stringify(x));
+  }
+  assert.deepEqual(parseFragment('<a>\t\n</a>').children, ['\t\n']);
+});

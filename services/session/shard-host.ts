@@ -48,6 +48,8 @@ export class ShardHost {
   private holder: string[] = [];
   private members: readonly string[] = [];
   private releasing = new Set<number>();
+  private releasedCount = 0;
+  private releaseLogTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly bus: Bus,
@@ -81,16 +83,21 @@ export class ShardHost {
   private rebalance(members: readonly string[]): void {
     this.members = members;
     if (!members.includes(this.self)) return; // not joined yet (or partitioned): keep what we serve
+    let acquired = 0;
     for (let s = 0; s < this.opts.shards; s++) {
       const owner = ownerOf(s, members) ?? '';
       const st = this.states.get(s);
       if (owner === this.self) {
-        if (!st) this.acquire(s);
+        if (!st) {
+          acquired++;
+          this.acquire(s);
+        }
       } else if (!st) {
         this.holder[s] = owner;
       }
       // A shard we hold but no longer own stays served until its new owner claims it.
     }
+    if (acquired) log.info('membership changed; acquiring shards', { members: members.join(','), acquiring: acquired });
     // A handoff waiting on a process that just died completes now.
     for (const [s, st] of this.states) {
       if (!st.live && !members.includes(this.holder[s])) this.goLive(s, undefined);
@@ -174,7 +181,14 @@ export class ShardHost {
       marks = Object.fromEntries(st.seen);
     }
     this.bus.publish(this.subjects.control(to), envelope({ kind: 'ctl', dir: 'in', op: 'released', data: { shard: s, marks } }));
-    log.debug('released shard', { shard: s, to });
+    this.releasedCount++;
+    if (this.releaseLogTimer === undefined) {
+      this.releaseLogTimer = setTimeout(() => {
+        log.info('released shards', { count: this.releasedCount });
+        this.releasedCount = 0;
+        this.releaseLogTimer = undefined;
+      }, 200);
+    }
   }
 
   /** Graceful leave: stop renewing membership, then wait until every shard was claimed. */

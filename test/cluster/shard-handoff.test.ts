@@ -1,0 +1,97 @@
+// Shards move while two users chat: a session process joins, another leaves
+// gracefully, then one is killed. Users are on different c2s nodes.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, isMessageWithBody, xml, type TestClient } from '../support/clients.ts';
+import { startCluster, FAST_CLUSTER, type Cluster } from '../support/parley.ts';
+import { ownerOf, shardOf } from '../../libs/cluster/shards.ts';
+
+const SHARDS = 1024;
+/**
+ * A user whose shard moves at both steps of the first test: owned by session1
+ * at first, taken by the joining process, and (were it not) by session2 when
+ * session1 leaves. So the handoff is exercised for sure, not by luck.
+ */
+function movingUser(prefix: string): string {
+  for (let i = 0; ; i++) {
+    const s = shardOf(`${prefix}${i}@localhost`, SHARDS);
+    if (ownerOf(s, ['session1', 'session2']) === 'session1' && ownerOf(s, ['session-joined', 'session1', 'session2']) === 'session-joined') return `${prefix}${i}`;
+  }
+}
+const A = movingUser('alice');
+const B = movingUser('bob');
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Messages `tag 0…n-1` that bob received, in arrival order. */
+function received(bob: TestClient, tag: string): number[] {
+  return bob.received
+    .filter((s) => s.is('message') && s.getChildText('body')?.startsWith(`${tag} `))
+    .map((s) => Number(s.getChildText('body')!.slice(tag.length + 1)));
+}
+
+async function online(alice: TestClient, bob: TestClient, to: string): Promise<void> {
+  await bob.send(xml('presence'));
+  const deadline = Date.now() + 8000;
+  for (let i = 0; Date.now() < deadline; i++) {
+    await alice.send(xml('message', { to, type: 'chat' }, xml('body', {}, `ready ${i}`)));
+    if (await bob.waitFor(isMessageWithBody(`ready ${i}`), 400).then(() => true, () => false)) return;
+  }
+  throw new Error('bob never became reachable');
+}
+
+describe('shard handoff in a cluster', () => {
+  let c: Cluster;
+  let alice: TestClient;
+  let bob: TestClient;
+
+  before(async () => {
+    c = await startCluster({ c2s: 2, session: 2 });
+    await c.addUser(A);
+    await c.addUser(B);
+    alice = await connect(c.ports[0], A, { resource: 'a' });
+    bob = await connect(c.ports[1], B, { resource: 'b' });
+    await online(alice, bob, `${B}@localhost`);
+  });
+
+  after(async () => {
+    await alice?.stop();
+    await bob?.stop();
+    await c?.stop();
+  });
+
+  test('a session process joins and another leaves during a chat: nothing lost, duplicated or reordered', async () => {
+    const total = 600;
+    let sent = 0;
+    const sender = (async () => {
+      for (; sent < total; sent++) {
+        await alice.send(xml('message', { to: `${B}@localhost/b`, type: 'chat' }, xml('body', {}, `move ${sent}`)));
+        await sleep(5);
+      }
+    })();
+    await sleep(400);
+    const joined = await c.add('session', 'session-joined');
+    await sleep(FAST_CLUSTER.memberTtlMs);
+    const leaving = c.processes.find((p) => p.nodeId === 'session1')!;
+    await c.kill(leaving, 'SIGTERM');
+    await sender;
+    await bob.waitFor(isMessageWithBody(`move ${total - 1}`), 15_000);
+    await sleep(300);
+    const got = received(bob, 'move');
+    assert.deepEqual(got, Array.from({ length: total }, (_, i) => i), 'every message exactly once, in order');
+    assert.equal(alice.received.filter((s) => s.attrs.type === 'error').length, 0, 'no bounces');
+    assert.ok(joined.log.some((l) => l.includes('started')));
+  });
+
+  test('a session process is killed (SIGKILL): its shards move and the chat goes on', async () => {
+    const victim = c.processes.find((p) => p.role === 'session' && p.child.exitCode === null && p.child.signalCode === null)!;
+    await c.kill(victim, 'SIGKILL');
+    // After the membership TTL the survivors own every shard; then chat must flow again.
+    await sleep(FAST_CLUSTER.memberTtlMs + 500);
+    for (let i = 0; i < 100; i++) await alice.send(xml('message', { to: `${B}@localhost`, type: 'chat' }, xml('body', {}, `after ${i}`)));
+    await bob.waitFor(isMessageWithBody('after 99'), 15_000);
+    assert.deepEqual(received(bob, 'after'), Array.from({ length: 100 }, (_, i) => i));
+    await bob.send(xml('message', { to: `${A}@localhost/a`, type: 'chat' }, xml('body', {}, 'still here')));
+    await alice.waitFor(isMessageWithBody('still here'));
+  });
+});

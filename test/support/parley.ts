@@ -1,0 +1,125 @@
+// Parley under test: the embedded mode in this process, or a cluster of real
+// processes (NATS, Redis, c2s and session roles) started from the CLI.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { loadConfig } from '../../libs/config/index.ts';
+import { startServer, type RunningServer } from '../../services/server.ts';
+import { freePort, startNats, startRedis, tempDir, type Spawned } from './servers.ts';
+import { Accounts } from '../../libs/accounts/index.ts';
+import { createRedisStore } from '../../libs/store/redis-store.ts';
+
+// Tests connect to self-signed certificates the server generates.
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+process.removeAllListeners('warning');
+
+export const DOMAIN = 'localhost';
+export const PASSWORD = 'secret';
+
+/** What every scenario needs: where clients connect, and a way to add users. */
+export interface Deployment {
+  readonly name: string;
+  /** c2s ports; a cluster has several. */
+  readonly ports: number[];
+  addUser(local: string, password?: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startEmbedded(overrides: Record<string, unknown> = {}): Promise<Deployment & { server: RunningServer }> {
+  const dataDir = tempDir('parley-embedded');
+  const config = loadConfig(undefined, {}, {
+    dataDir, domains: [DOMAIN], log: { level: 'warn' },
+    c2s: { tcp: { host: '127.0.0.1', port: 0 } },
+    metrics: { port: 0 },
+    ...overrides,
+  });
+  const server = await startServer(config);
+  return {
+    name: 'embedded',
+    server,
+    ports: [server.c2s!.tcpPort()],
+    addUser: async (local, password = PASSWORD) => { await server.accounts.add(`${local}@${DOMAIN}`, password); },
+    stop: () => server.stop(false),
+  };
+}
+
+export interface ClusterProcess {
+  role: 'c2s' | 'session';
+  nodeId: string;
+  port: number;
+  child: ChildProcess;
+  log: string[];
+}
+
+export interface Cluster extends Deployment {
+  nats: Spawned;
+  redis: Spawned;
+  processes: ClusterProcess[];
+  /** Start one more process of a role. */
+  add(role: 'c2s' | 'session', nodeId?: string): Promise<ClusterProcess>;
+  kill(p: ClusterProcess, signal?: NodeJS.Signals): Promise<void>;
+}
+
+export const FAST_CLUSTER = { heartbeatMs: 250, memberTtlMs: 1500, handoffTimeoutMs: 3000 };
+
+export async function startCluster(opts: { c2s?: number; session?: number; cluster?: Record<string, unknown> } = {}): Promise<Cluster> {
+  const [nats, redis] = await Promise.all([startNats(), startRedis()]);
+  const dir = tempDir('parley-cluster');
+  const processes: ClusterProcess[] = [];
+  let seq = 0;
+
+  const add = async (role: 'c2s' | 'session', nodeId = `${role}${++seq}`): Promise<ClusterProcess> => {
+    const port = role === 'c2s' ? await freePort() : 0;
+    const file = join(dir, `${nodeId}.yaml`);
+    writeFileSync(file, stringify({
+      nodeId, role, dataDir: join(dir, nodeId), domains: [DOMAIN], log: { level: 'info' },
+      bus: { kind: 'nats', url: nats.url },
+      store: { kind: 'redis', url: redis.url },
+      c2s: { tcp: { host: '127.0.0.1', port } },
+      metrics: { port: 0 },
+      cluster: { ...FAST_CLUSTER, ...opts.cluster },
+    }));
+    const child = spawn(process.execPath, ['bin/parley.mjs', 'start', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_TLS_REJECT_UNAUTHORIZED: '0' } });
+    const p: ClusterProcess = { role, nodeId, port, child, log: [] };
+    processes.push(p);
+    await new Promise<void>((resolve, reject) => {
+      const onLine = (buf: Buffer) => {
+        for (const line of buf.toString().split('\n')) {
+          if (!line) continue;
+          p.log.push(line);
+          if (process.env.PARLEY_TEST_VERBOSE) process.stderr.write(`[${nodeId}] ${line}\n`);
+          if (line.includes('server: started')) resolve();
+        }
+      };
+      child.stdout!.on('data', onLine);
+      child.stderr!.on('data', onLine);
+      child.once('exit', (code) => reject(new Error(`${nodeId} exited with ${code}:\n${p.log.join('\n')}`)));
+    });
+    return p;
+  };
+
+  const kill = async (p: ClusterProcess, signal: NodeJS.Signals = 'SIGKILL') => {
+    if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+    const exited = new Promise((r) => p.child.once('exit', r));
+    p.child.kill(signal);
+    await exited;
+  };
+
+  for (let i = 0; i < (opts.session ?? 2); i++) await add('session');
+  for (let i = 0; i < (opts.c2s ?? 2); i++) await add('c2s');
+  const store = createRedisStore({ url: redis.url });
+  const accounts = new Accounts(store);
+
+  return {
+    name: 'cluster',
+    nats, redis, processes, add, kill,
+    get ports() { return processes.filter((p) => p.role === 'c2s' && p.child.exitCode === null && p.child.signalCode === null).map((p) => p.port); },
+    addUser: async (local, password = PASSWORD) => { await accounts.add(`${local}@${DOMAIN}`, password); },
+    stop: async () => {
+      await Promise.all(processes.map((p) => kill(p, 'SIGKILL')));
+      await store.close();
+      await Promise.all([nats.stop(), redis.stop()]);
+    },
+  };
+}
