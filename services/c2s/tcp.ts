@@ -86,6 +86,9 @@ export class TcpTransport implements ClientTransport {
   startTls(): Promise<void> {
     const plain = this.socket;
     plain.removeListener('data', this.onData);
+    // Whatever plaintext followed <starttls/> in the same read must never be
+    // processed (STARTTLS command injection): resetting mid-chunk discards it.
+    this.parser?.reset();
     return new Promise((resolve, reject) => {
       const tls = new TLSSocket(plain, { isServer: true, secureContext: this.tlsContext, ALPNProtocols: ['xmpp-client'] });
       this.socket = tls;

@@ -181,3 +181,26 @@ describe('c2s security policy without the loopback exemption', () => {
     assert.match(c.output, /TLS is required/);
   });
 });
+
+describe('STARTTLS injection', () => {
+  let d: Deployment;
+  before(async () => {
+    d = await startEmbedded();
+    await d.addUser('inj');
+  });
+  after(async () => { await d.stop(); });
+
+  test('plaintext sent after <starttls/> in the same packet is discarded', async () => {
+    const c = await rawConnect(d.ports[0]);
+    c.send(STREAM_OPEN());
+    await c.waitFor(/<\/stream:features>/);
+    c.send(`<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>${plainAuth('inj', PASSWORD)}`);
+    await c.waitFor(/<proceed/);
+    await c.startTls();
+    c.send(STREAM_OPEN());
+    const out = await c.waitFor(/<\/stream:features>/);
+    assert.doesNotMatch(out, /<success/, 'the injected auth was not processed');
+    assert.match(out, /<mechanisms/, 'authentication is still to be done, over TLS');
+    c.close();
+  });
+});
