@@ -18,6 +18,8 @@ export interface Bus {
   subscribe(subject: string, handler: (env: Envelope) => void): Subscription;
   /** Resolves once every subscription made so far is registered with the server. */
   flush(): Promise<void>;
+  /** Envelopes published since start (the architecture's cost, counted). */
+  readonly published: number;
   /** True while the bus can carry messages (readiness). */
   healthy(): boolean;
   close(): Promise<void>;
@@ -28,5 +30,7 @@ export class Subjects {
   constructor(readonly prefix = 'parley') {}
   shard(n: number): string { return `${this.prefix}.shard.${n}`; }
   c2s(node: string): string { return `${this.prefix}.c2s.${node}`; }
+  /** Batches for the actors a session process serves (fan-out). */
+  session(node: string): string { return `${this.prefix}.session.${node}`; }
   control(node: string): string { return `${this.prefix}.ctl.${node}`; }
 }

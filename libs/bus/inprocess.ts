@@ -7,6 +7,7 @@ import type { Envelope } from './envelope.ts';
 export class InProcessBus implements Bus {
   readonly kind = 'inprocess' as const;
   private seq = 0;
+  get published(): number { return this.seq; }
   private readonly subs = new Map<string, Set<(env: Envelope) => void>>();
 
   constructor(readonly origin = 'local') {}

@@ -9,6 +9,7 @@ import { decodeEnvelope, encodeEnvelope, type Envelope } from './envelope.ts';
 export class NatsBus implements Bus {
   readonly kind = 'nats' as const;
   private seq = 0;
+  get published(): number { return this.seq; }
   private connected = true;
 
   private constructor(private readonly nc: NatsConnection, readonly origin: string, private readonly onError: (e: unknown) => void) {

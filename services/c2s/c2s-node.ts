@@ -40,6 +40,7 @@ export class C2sNode implements C2sContext {
   private servers: Server[] = [];
   private sub: Subscription | undefined;
   private accepting = true;
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: C2sNodeOptions) {
     this.config = o.config;
@@ -57,6 +58,14 @@ export class C2sNode implements C2sContext {
     await this.o.bus.flush();
     const { config } = this;
     const limits = { maxStanzaBytes: config.limits.maxStanzaBytes, maxDepth: config.limits.maxDepth, maxAttributes: config.limits.maxAttributes };
+    const interval = config.c2s.pingIntervalSeconds * 1000;
+    const timeout = config.c2s.pingTimeoutSeconds * 1000;
+    // One timer for all connections: per-connection timers cost memory at a million sockets.
+    this.sweeper = setInterval(() => {
+      const now = Date.now();
+      for (const s of this.streams.values()) s.checkAlive(now, interval, timeout);
+    }, Math.max(100, Math.min(interval, timeout) / 2));
+    this.sweeper.unref();
     this.servers.push(await listenTcp({
       host: config.c2s.tcp.host, port: config.c2s.tcp.port, limits, tls: this.o.tls,
       maxConnections: config.c2s.maxConnections, accept: (t) => this.accept(t),
@@ -143,6 +152,7 @@ export class C2sNode implements C2sContext {
   /** Stop accepting, close every stream with a stream error, release the ports. */
   async stop(condition: StreamErrorCondition = 'system-shutdown'): Promise<void> {
     this.accepting = false;
+    if (this.sweeper) clearInterval(this.sweeper);
     for (const srv of this.servers) srv.close();
     for (const s of [...this.streams.values()]) s.fail(new StreamError(condition, 'the server is shutting down'));
     this.sub?.unsubscribe();

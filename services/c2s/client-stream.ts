@@ -46,6 +46,9 @@ export class ClientStream {
   /** Stanzas that arrived while an async step was pending (pipelining clients). */
   private held: Element[] = [];
   private authTimer: NodeJS.Timeout | undefined;
+  /** When the client last sent anything; the node's sweeper pings the silent ones. */
+  lastActive = Date.now();
+  private pinged = false;
 
   constructor(private readonly t: ClientTransport, private readonly ctx: C2sContext) {
     t.attach({
@@ -54,6 +57,10 @@ export class ClientStream {
       close: () => this.fail(undefined),
       error: (err) => this.fail(err),
       disconnected: () => this.onDisconnected(),
+      activity: () => {
+        this.lastActive = Date.now();
+        this.pinged = false;
+      },
     });
     this.authTimer = setTimeout(() => this.fail(new StreamError('connection-timeout', 'no session was established in time')),
       ctx.config.c2s.authTimeoutSeconds * 1000);
@@ -313,6 +320,20 @@ export class ClientStream {
     this.ctx.metrics.stanzaOut(env.kind);
     if (this.t.bufferedBytes() > this.ctx.config.limits.maxOutboundBufferBytes) {
       this.fail(new StreamError('policy-violation', 'the client is not reading its stream'));
+    }
+  }
+
+  /**
+   * Out-of-contact detection (RFC 2779 3.2.4/3.2.5): a client silent past the
+   * interval is pinged (XEP-0199); still silent past the timeout, it is gone.
+   */
+  checkAlive(now: number, intervalMs: number, timeoutMs: number): void {
+    if (this.state.name !== 'established') return;
+    const idle = now - this.lastActive;
+    if (idle > intervalMs + timeoutMs) return this.fail(new StreamError('connection-timeout', 'no answer to ping'));
+    if (idle > intervalMs && !this.pinged) {
+      this.pinged = true;
+      this.t.send(`<iq type="get" id="c2s-ping-${now}" to="${this.jid}" from="${this.domain}"><ping xmlns="urn:xmpp:ping"/></iq>`);
     }
   }
 

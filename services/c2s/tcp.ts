@@ -4,6 +4,7 @@ import { TLSSocket, type SecureContext } from 'node:tls';
 import type { StreamError } from '../../libs/errors/index.ts';
 import { StreamParser, type StreamParserLimits } from '../../libs/xml/parser.ts';
 import { serialize, startTag } from '../../libs/xml/serialize.ts';
+import { readProxyHeader, type ProxyPolicy } from './proxy-protocol.ts';
 import type { ClientTransport, StreamEvents } from './transport.ts';
 
 const XML_DECL = "<?xml version='1.0'?>";
@@ -11,6 +12,16 @@ const XML_DECL = "<?xml version='1.0'?>";
 export function isLoopback(addr: string | undefined): boolean {
   if (!addr) return false;
   return addr.startsWith('127.') || addr === '::1' || addr.startsWith('::ffff:127.');
+}
+
+/** The certificate for a TLS SNI server name, or undefined for the default one. */
+export type SniLookup = (servername: string) => SecureContext | undefined;
+
+export interface TcpPeerOptions {
+  /** The client's real address when a trusted proxy supplied it (PROXY protocol). */
+  remoteAddress?: string;
+  /** Per-domain certificates for STARTTLS. */
+  sni?: SniLookup;
 }
 
 export class TcpTransport implements ClientTransport {
@@ -23,13 +34,17 @@ export class TcpTransport implements ClientTransport {
   private events: StreamEvents | undefined;
   private headerSent = false;
   private closed = false;
-  private readonly onData = (chunk: Buffer) => this.parser?.write(chunk);
+  private readonly onData = (chunk: Buffer) => {
+    this.events?.activity();
+    this.parser?.write(chunk);
+  };
 
-  constructor(socket: Socket, private readonly limits: StreamParserLimits, private readonly tlsContext: SecureContext | undefined, direct = false) {
+  constructor(socket: Socket, private readonly limits: StreamParserLimits, private readonly tlsContext: SecureContext | undefined, direct = false,
+    private readonly peer: TcpPeerOptions = {}) {
     this.socket = socket;
     this.kind = direct ? 'tls' : 'tcp';
     this.secure = direct;
-    this.remoteAddress = socket.remoteAddress ?? '';
+    this.remoteAddress = peer.remoteAddress ?? socket.remoteAddress ?? '';
     this.loopback = isLoopback(this.remoteAddress);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
@@ -90,7 +105,11 @@ export class TcpTransport implements ClientTransport {
     // processed (STARTTLS command injection): resetting mid-chunk discards it.
     this.parser?.reset();
     return new Promise((resolve, reject) => {
-      const tls = new TLSSocket(plain, { isServer: true, secureContext: this.tlsContext, ALPNProtocols: ['xmpp-client'] });
+      const sni = this.peer.sni;
+      const tls = new TLSSocket(plain, {
+        isServer: true, secureContext: this.tlsContext, ALPNProtocols: ['xmpp-client'],
+        SNICallback: sni ? (name, cb) => cb(null, sni(name) ?? this.tlsContext) : undefined,
+      });
       this.socket = tls;
       this.secure = true;
       this.headerSent = false;
@@ -127,12 +146,24 @@ export interface TcpListenerOptions {
   /** Direct TLS (XEP-0368) instead of STARTTLS. */
   direct?: boolean;
   maxConnections: number;
+  /** PROXY protocol: read the client's real address first (off by default). */
+  proxy?: ProxyPolicy;
+  /** Per-domain certificates for STARTTLS. */
+  sni?: SniLookup;
   accept(t: TcpTransport): void;
 }
 
 export function listenTcp(opts: TcpListenerOptions): Promise<Server> {
   const server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => {
-    opts.accept(new TcpTransport(socket, opts.limits, opts.tls, false));
+    if (!opts.proxy?.enabled) {
+      opts.accept(new TcpTransport(socket, opts.limits, opts.tls, false, { sni: opts.sni }));
+      return;
+    }
+    void readProxyHeader(socket, opts.proxy).then((peer) => {
+      if (!peer) return;
+      opts.accept(new TcpTransport(socket, opts.limits, opts.tls, false, { remoteAddress: peer.address, sni: opts.sni }));
+      socket.resume();
+    });
   });
   server.maxConnections = opts.maxConnections;
   return new Promise((resolve, reject) => {

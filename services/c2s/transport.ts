@@ -9,6 +9,8 @@ export interface StreamEvents {
   stanza(el: Element): void;
   close(): void;
   error(err: StreamError): void;
+  /** Bytes arrived (whitespace keepalives included): the peer is in contact. */
+  activity(): void;
   /** The connection is gone (closed by either side, reset, timed out). */
   disconnected(): void;
 }

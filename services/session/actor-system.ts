@@ -53,6 +53,11 @@ export class ActorSystem {
     await Promise.all(waits);
   }
 
+  /** Resolves when no actor has work left (before the store closes). */
+  async idle(): Promise<void> {
+    while ([...this.actors.values()].some((a) => a.busy)) await Promise.all([...this.actors.values()].map((a) => a.idle()));
+  }
+
   startSweeper(idleMs: number): void {
     this.sweeper = setInterval(() => {
       const cutoff = Date.now() - idleMs;

@@ -1,11 +1,24 @@
-// Where envelopes go: to the actor of a bare JID (its shard's subject) or to a
-// client session on a c2s node. One place knows the subject scheme.
+// Where envelopes go: to the actor of a bare JID (its shard's subject), to
+// many actors at once (one batch per session process), or to a client session
+// on a c2s node. One place knows the subject scheme.
 import type { Bus, Subjects } from '../../libs/bus/bus.ts';
 import { envelope, type Envelope, type StanzaKind } from '../../libs/bus/envelope.ts';
 import { shardOf } from '../../libs/cluster/shards.ts';
 
+/** What a fan-out batch carries beside the shared stanza. */
+export interface FanoutData {
+  targets: string[];
+  data: unknown;
+}
+
 export class Router {
-  constructor(private readonly bus: Bus, private readonly subjects: Subjects, readonly shards: number) {}
+  constructor(
+    private readonly bus: Bus,
+    private readonly subjects: Subjects,
+    readonly shards: number,
+    /** Which session process serves a shard (for batching). */
+    private readonly holderOf: (shard: number) => string,
+  ) {}
 
   shardOf(bare: string): number {
     return shardOf(bare, this.shards);
@@ -13,6 +26,26 @@ export class Router {
 
   toActor(bare: string, env: Envelope): void {
     this.bus.publish(this.subjects.shard(shardOf(bare, this.shards)), env);
+  }
+
+  /**
+   * The same stanza to many bare JIDs (presence broadcast, probes): one bus
+   * message per session process instead of one per contact. The receiving
+   * process hands each target to its actor, or forwards it to the shard's
+   * subject if the shard has just moved.
+   */
+  fanout(bares: Iterable<string>, env: Envelope): void {
+    const byNode = new Map<string, string[]>();
+    for (const b of bares) {
+      const node = this.holderOf(shardOf(b, this.shards));
+      let list = byNode.get(node);
+      if (!list) byNode.set(node, (list = []));
+      list.push(b);
+    }
+    for (const [node, targets] of byNode) {
+      const data: FanoutData = { targets, data: env.data };
+      this.bus.publish(this.subjects.session(node), { ...env, op: 'fanout', data });
+    }
   }
 
   /** Hand a serialized stanza to one client session. */

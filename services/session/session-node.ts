@@ -2,7 +2,7 @@
 // actors of their bare JIDs, and cleans up after connection managers that die.
 import type { HostedDomains } from '../../libs/accounts/hosts.ts';
 import type { Bus, Subjects } from '../../libs/bus/bus.ts';
-import { envelope } from '../../libs/bus/envelope.ts';
+import { envelope, type Envelope } from '../../libs/bus/envelope.ts';
 import type { Membership } from '../../libs/cluster/membership.ts';
 import { hash32, ownerOf } from '../../libs/cluster/shards.ts';
 import type { Config } from '../../libs/config/schema.ts';
@@ -13,7 +13,7 @@ import { ActorSystem } from './actor-system.ts';
 import { nodeSessions } from './directory.ts';
 import { ModuleRegistry } from './module.ts';
 import { modules } from './modules/index.ts';
-import { Router } from './router.ts';
+import { Router, type FanoutData } from './router.ts';
 import { newResource, type SessionServices } from './services.ts';
 import { ShardHost } from './shard-host.ts';
 
@@ -38,7 +38,7 @@ export class SessionNode {
 
   constructor(private readonly o: SessionNodeOptions) {
     const registry = new ModuleRegistry(modules);
-    this.router = new Router(o.bus, o.subjects, o.config.cluster.shards);
+    this.router = new Router(o.bus, o.subjects, o.config.cluster.shards, (shard) => this.shards.holderOf(shard));
     const svc: SessionServices = {
       config: o.config,
       store: o.store,
@@ -59,10 +59,22 @@ export class SessionNode {
   }
 
   async start(): Promise<void> {
+    this.o.bus.subscribe(this.o.subjects.session(this.o.membership.self), (env) => this.fanout(env));
     await this.o.membership.start();
     this.shards.start();
     await this.o.bus.flush();
     this.actors.startSweeper(this.o.config.session.actorIdleSeconds * 1000);
+  }
+
+  /** One batch for many actors: those whose shard is here get it, the rest go on to their shard. */
+  private fanout(env: Envelope): void {
+    const { targets } = env.data as FanoutData;
+    for (const bare of targets) {
+      const shard = this.router.shardOf(bare);
+      const one = { ...env, to: bare, op: '', data: (env.data as FanoutData).data };
+      if (this.shards.owns(shard)) this.actors.deliver(shard, one);
+      else this.router.toActor(bare, { ...one, origin: '', seq: 0 });
+    }
   }
 
   /**
@@ -84,6 +96,7 @@ export class SessionNode {
   async stop(graceful: boolean): Promise<void> {
     if (graceful && this.o.membership.members().length > 1) await this.shards.leave(this.o.config.cluster.handoffTimeoutMs);
     else await this.o.membership.stop();
+    await this.actors.idle();
     this.shards.stop();
     this.actors.stop();
   }

@@ -66,6 +66,11 @@ export class ShardHost {
     return n;
   }
 
+  /** The process that serves a shard, as far as this one knows. */
+  holderOf(shard: number): string {
+    return this.states.get(shard)?.live ? this.self : this.holder[shard] || this.self;
+  }
+
   owns(shard: number): boolean {
     return this.states.get(shard)?.live === true;
   }

@@ -1,15 +1,19 @@
-// The actor of one bare JID: it owns the account's session directory and
-// applies the outbound rules to what the account's clients send and the
-// inbound rules to what is sent to the account (RFC 6120 §10, RFC 6121 §8).
+// The actor of one bare JID: it owns the account's sessions, roster and
+// presence, applies the outbound rules to what the account's clients send and
+// the inbound rules to what is sent to the account (RFC 6120 §10, RFC 6121).
+// Everything for one account runs here, one envelope at a time, which is what
+// keeps the subscription state machine free of races.
 import { pack, unpack } from 'msgpackr';
 import { envelope, type Envelope, type StanzaKind } from '../../libs/bus/envelope.ts';
-import { errorReply, StanzaError, type StanzaErrorCondition } from '../../libs/errors/index.ts';
+import { errorReply, StanzaError } from '../../libs/errors/index.ts';
 import { bareJid, domainPart, hasLocalpart, resourcePart } from '../../libs/jid/split.ts';
 import { logger } from '../../libs/log/index.ts';
-import { firstElement, type Element } from '../../libs/xml/element.ts';
+import { el, firstElement, type Element } from '../../libs/xml/element.ts';
 import { parseFragment } from '../../libs/xml/fragment.ts';
 import { serialize } from '../../libs/xml/serialize.ts';
 import { Actor } from './actor.ts';
+import { decodeItem, emptyItem, encodeItem, itemElement, NS_ROSTER, parseRosterSet, type RosterItem } from './im/roster.ts';
+import { hasFrom, hasTo, inbound as inboundTransition, outbound as outboundTransition, type SubscriptionType } from './im/subscription.ts';
 import type { SessionServices } from './services.ts';
 
 const log = logger('user');
@@ -21,16 +25,26 @@ export interface SessionEntry {
   /** Sent initial presence and not since gone unavailable (RFC 6121 §4.2). */
   available: boolean;
   since: number;
+  /** The last broadcast presence (answers probes), '' when unavailable. */
+  presence: string;
+  /** Full JIDs that got directed available presence (RFC 6121 §4.6). */
+  directed: string[];
+  /** Asked for the roster: an "interested resource" for pushes (RFC 6121 §2.1.6). */
+  interested: boolean;
 }
 
 function encodeSession(s: SessionEntry): Uint8Array {
-  return pack([s.sid, s.node, s.priority, s.available, s.since]);
+  return pack([s.sid, s.node, s.priority, s.available, s.since, s.presence, s.directed, s.interested]);
 }
 
 function decodeSession(b: Uint8Array): SessionEntry {
-  const [sid, node, priority, available, since] = unpack(b) as [string, string, number, boolean, number];
-  return { sid, node, priority, available, since };
+  const [sid, node, priority, available, since, presence, directed, interested] = unpack(b) as
+    [string, string, number, boolean, number, string, string[], boolean];
+  return { sid, node, priority, available, since, presence: presence ?? '', directed: directed ?? [], interested: interested ?? false };
 }
+
+const SUBSCRIPTION_TYPES = new Set(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
+const NS_DELAY = 'urn:xmpp:delay';
 
 export interface BindRequest {
   node: string;
@@ -40,6 +54,10 @@ export interface BindRequest {
 export class UserActor extends Actor {
   private exists = false;
   readonly sessions = new Map<string, SessionEntry>();
+  private readonly roster = new Map<string, RosterItem>();
+  private rosterVer = 0;
+  private offlineCount = 0;
+  private pushSeq = 0;
 
   constructor(readonly bare: string, shard: number, private readonly svc: SessionServices) {
     super(bare, shard, svc.config.session.maxMailbox);
@@ -50,19 +68,24 @@ export class UserActor extends Actor {
   }
 
   protected async load(): Promise<void> {
-    const data = await this.svc.store.load(this.bare, ['account', 'sessions']);
-    this.exists = data.get('account')?.has('creds') === true;
-    const stale: string[] = [];
+    const [data, offline] = await Promise.all([
+      this.svc.store.load(this.bare, ['account', 'sessions', 'roster']),
+      this.svc.store.llen(this.bare, 'offline'),
+    ]);
+    const account = data.get('account');
+    this.exists = account?.has('creds') === true;
+    const ver = account?.get('rosterver');
+    this.rosterVer = ver ? (unpack(ver) as number) : 0;
+    this.offlineCount = offline;
+    for (const [jid, raw] of data.get('roster') ?? []) this.roster.set(jid, decodeItem(raw));
+    const stale: [string, SessionEntry][] = [];
     for (const [resource, raw] of data.get('sessions') ?? []) {
       const s = decodeSession(raw);
       if (this.svc.c2sAlive(s.node)) this.sessions.set(resource, s);
-      else stale.push(resource);
+      else stale.push([resource, s]);
     }
-    if (stale.length) {
-      const b = this.svc.store.batch(this.bare);
-      for (const r of stale) b.hdel('sessions', r);
-      await b.exec();
-    }
+    // Sessions of a connection manager that died while nobody served this account.
+    for (const [resource, s] of stale) await this.endSession(resource, s);
   }
 
   protected handle(env: Envelope): void | Promise<void> {
@@ -79,11 +102,11 @@ export class UserActor extends Actor {
       }
       return;
     }
-    this.bounce(env, new StanzaError(reason === 'overflow' ? 'resource-constraint' : 'internal-server-error',
+    void this.bounce(env, new StanzaError(reason === 'overflow' ? 'resource-constraint' : 'internal-server-error',
       reason === 'overflow' ? 'too many stanzas queued for this account' : 'the account is temporarily unavailable'));
   }
 
-  // ---- control from the connection managers ----
+  // ================================================================ control
 
   private control(env: Envelope): void | Promise<void> {
     switch (env.op) {
@@ -111,14 +134,14 @@ export class UserActor extends Actor {
           break;
         case 'override':
           this.svc.router.control(existing.node, existing.sid, 'kick', { condition: 'conflict', text: 'replaced by a new connection with the same resource' });
-          await this.removeSession(resource, existing);
+          await this.endSession(resource, existing);
           break;
       }
     }
-    const entry: SessionEntry = { sid, node: req.node, priority: 0, available: false, since: Date.now() };
+    const entry: SessionEntry = { sid, node: req.node, priority: 0, available: false, since: Date.now(), presence: '', directed: [], interested: false };
     this.sessions.set(resource, entry);
     await Promise.all([
-      this.svc.store.hset(this.bare, 'sessions', resource, encodeSession(entry)),
+      this.saveSession(resource, entry),
       this.svc.store.hset(`$node:${req.node}`, 'sessions', `${this.bare}/${resource}`, pack(sid)),
     ]);
     this.svc.router.control(req.node, sid, 'bound', { resource });
@@ -126,11 +149,13 @@ export class UserActor extends Actor {
 
   private async unbind(sid: string, resource: string): Promise<void> {
     const s = this.sessions.get(resource);
-    if (s && s.sid === sid) await this.removeSession(resource, s);
+    if (s && s.sid === sid) await this.endSession(resource, s);
   }
 
-  private async removeSession(resource: string, s: SessionEntry): Promise<void> {
+  /** A session is over (closed, replaced, its node dead): tell whoever saw it available. */
+  private async endSession(resource: string, s: SessionEntry): Promise<void> {
     this.sessions.delete(resource);
+    if (s.available) this.broadcastUnavailable(resource, s, serialize(el('presence', { type: 'unavailable', from: `${this.bare}/${resource}` })));
     await Promise.all([
       this.svc.store.hdel(this.bare, 'sessions', resource),
       this.svc.store.hdel(`$node:${s.node}`, 'sessions', `${this.bare}/${resource}`),
@@ -141,38 +166,132 @@ export class UserActor extends Actor {
   private async undeliverable(env: Envelope): Promise<void> {
     const resource = resourcePart(env.to);
     const s = this.sessions.get(resource);
-    if (s && s.sid === env.sid) await this.removeSession(resource, s);
+    if (s && s.sid === env.sid) await this.endSession(resource, s);
     const kind = (env.data as { kind: StanzaKind }).kind;
     return this.inbound({ ...env, kind, dir: 'in', op: '', data: undefined });
   }
 
-  // ---- outbound: what one of this account's clients sent ----
+  private saveSession(resource: string, s: SessionEntry): Promise<void> {
+    return this.svc.store.hset(this.bare, 'sessions', resource, encodeSession(s));
+  }
 
+  // ================================================================ outbound
+
+  /** What one of this account's clients sent. */
   private outbound(env: Envelope): void | Promise<void> {
     const to = env.to;
-    if (env.kind === 'presence' && to === '') return this.ownPresence(env);
+    if (env.kind === 'presence') {
+      if (to === '') return this.ownPresence(env);
+      if (SUBSCRIPTION_TYPES.has(env.type)) return this.outboundSubscription(env, env.type as SubscriptionType);
+      if (env.type === '' || env.type === 'unavailable') return this.directedPresence(env);
+      return this.route(env);
+    }
     if (to === '' || to === this.bare) {
-      if (env.kind === 'iq') return this.accountIq(env, this.bare);
+      if (env.kind === 'iq') return this.serverIq(env, 'account', this.bare);
       // RFC 6120 §10.3.1: a message without 'to' is for the sender's own bare JID.
       return this.inbound({ ...env, to: this.bare, dir: 'in' });
     }
     return this.route(env);
   }
 
-  /** Broadcast presence from one of our resources (RFC 6121 §4.2, §4.4). */
+  /** Broadcast presence from one of our resources (RFC 6121 §4.2, §4.4, §4.5). */
   private async ownPresence(env: Envelope): Promise<void> {
     const resource = resourcePart(env.from);
     const s = this.sessions.get(resource);
     if (!s || s.sid !== env.sid) return;
-    if (env.type === '') {
-      s.available = true;
-      s.priority = typeof env.data === 'object' && env.data !== null ? Number((env.data as { priority?: number }).priority ?? 0) : 0;
-    } else if (env.type === 'unavailable') {
+    const xml = typeof env.xml === 'string' ? env.xml : Buffer.from(env.xml).toString();
+    if (env.type === 'unavailable') {
+      if (!s.available) return;
       s.available = false;
-    } else {
-      return;
+      s.presence = '';
+      this.broadcastUnavailable(resource, s, xml);
+      s.directed = [];
+      return this.saveSession(resource, s);
     }
-    await this.svc.store.hset(this.bare, 'sessions', resource, encodeSession(s));
+    if (env.type !== '') return; // probes, errors and subscription types without 'to' have no meaning here
+    const initial = !s.available;
+    s.available = true;
+    s.priority = Number((env.data as { priority?: number } | undefined)?.priority ?? 0);
+    s.presence = xml;
+    const saved = this.saveSession(resource, s);
+    const subscribers = this.contacts((i) => hasFrom(i.subscription));
+    if (subscribers.length) this.svc.router.fanout(subscribers, envelope({ kind: 'presence', dir: 'in', from: env.from, type: '', xml }));
+    for (const [r, other] of this.sessions) if (r !== resource && other.available) this.deliverTo(other, 'presence', env.from, xml);
+    if (initial) {
+      // Learn the contacts' presence: probes, answered straight to this session.
+      const watched = this.contacts((i) => hasTo(i.subscription));
+      if (watched.length) this.svc.router.fanout(watched, envelope({ kind: 'presence', dir: 'in', from: env.from, type: 'probe', data: { node: s.node, sid: s.sid } }));
+      for (const [r, other] of this.sessions) if (r !== resource && other.available) this.deliverTo(s, 'presence', `${this.bare}/${r}`, other.presence);
+      for (const item of this.roster.values()) if (item.pendingIn && item.pendingXml) this.deliverTo(s, 'presence', '', item.pendingXml);
+      if (s.priority >= 0 && this.offlineCount > 0) await this.flushOffline(s);
+    }
+    await saved;
+  }
+
+  /** Unavailable to everyone who could see this resource. */
+  private broadcastUnavailable(resource: string, s: SessionEntry, xml: string): void {
+    const from = `${this.bare}/${resource}`;
+    const subscribers = this.contacts((i) => hasFrom(i.subscription));
+    if (subscribers.length) this.svc.router.fanout(subscribers, envelope({ kind: 'presence', dir: 'in', from, type: 'unavailable', xml }));
+    for (const to of s.directed) this.routeStanza('presence', from, to, 'unavailable', xml);
+    for (const other of this.sessions.values()) if (other !== s && other.available) this.deliverTo(other, 'presence', from, xml);
+  }
+
+  /** Presence with a 'to': routed, and remembered so unavailable follows it (RFC 6121 §4.6). */
+  private async directedPresence(env: Envelope): Promise<void> {
+    const resource = resourcePart(env.from);
+    const s = this.sessions.get(resource);
+    const target = env.to;
+    const item = this.roster.get(bareJid(target));
+    if (s && !(item && hasFrom(item.subscription) && s.available)) {
+      const i = s.directed.indexOf(target);
+      const changed = env.type === '' ? (i < 0 && s.directed.push(target) > 0) : (i >= 0 && s.directed.splice(i, 1).length > 0);
+      if (changed) await this.saveSession(resource, s);
+    }
+    return this.route(env);
+  }
+
+  /** The user answers or asks for a subscription (RFC 6121 §3, Appendix A.2). */
+  private async outboundSubscription(env: Envelope, type: SubscriptionType): Promise<void> {
+    const contact = bareJid(env.to);
+    if (contact === this.bare) return;
+    const before = this.roster.get(contact) ?? emptyItem();
+    if (type === 'subscribe' && !before.inRoster && this.rosterSize() >= this.svc.config.roster.maxItems) {
+      return this.bounce(env, new StanzaError('not-allowed', `the roster is full (${this.svc.config.roster.maxItems} contacts)`));
+    }
+    const state = outboundTransition(before, type);
+    const after: RosterItem = { ...before, ...state, pendingXml: state.pendingIn ? before.pendingXml : '' };
+    // Asking, or granting a request, puts the contact in the roster (§3.1.2, §3.1.5).
+    if (type === 'subscribe' || (type === 'subscribed' && state !== before)) after.inRoster = true;
+    const changed = state !== before || after.inRoster !== before.inRoster;
+    if (changed) await this.saveItem(contact, after, before.inRoster || after.inRoster);
+    const onlyPreapproved = type === 'subscribed' && !before.pendingIn;
+    if (onlyPreapproved) return;
+    this.routeSubscription(type, contact, env.xml);
+    if (type === 'subscribed' && changed) this.sendPresenceTo(contact);
+    if (type === 'unsubscribed' && hasFrom(before.subscription)) this.sendUnavailableTo(contact);
+  }
+
+  /** Subscription stanzas travel between bare JIDs (RFC 6121 §3.1.2). */
+  private routeSubscription(type: SubscriptionType, contact: string, original: string | Uint8Array): void {
+    const stanza = parseFragment(original);
+    stanza.attrs.from = this.bare;
+    stanza.attrs.to = contact;
+    stanza.attrs.type = type;
+    delete stanza.attrs.id;
+    this.routeStanza('presence', this.bare, contact, type, serialize(stanza));
+  }
+
+  /** Our current presence, from each available resource, to one contact (§3.1.5). */
+  private sendPresenceTo(contact: string): void {
+    for (const [r, s] of this.sessions) if (s.available && s.presence) this.routeStanza('presence', `${this.bare}/${r}`, contact, '', s.presence);
+  }
+
+  private sendUnavailableTo(contact: string): void {
+    for (const r of this.sessions.keys()) {
+      const from = `${this.bare}/${r}`;
+      this.routeStanza('presence', from, contact, 'unavailable', serialize(el('presence', { type: 'unavailable', from, to: contact })));
+    }
   }
 
   /** Send a stanza on to its addressee, wherever it lives. */
@@ -182,31 +301,93 @@ export class UserActor extends Actor {
     const domain = domainPart(toBare);
     if (!this.svc.hosts.has(domain)) return this.bounce(env, new StanzaError('remote-server-not-found', `no route to ${domain}`));
     if (!hasLocalpart(toBare)) {
-      if (env.kind === 'iq') return this.hostIq(env, domain);
+      if (env.kind === 'iq') return this.serverIq(env, 'host', domain);
       return; // messages and presence to a served domain itself have no recipient here
     }
     this.svc.router.toActor(toBare, { ...env, dir: 'in', origin: '', seq: 0 });
   }
 
-  // ---- inbound: what is addressed to this account ----
+  private routeStanza(kind: StanzaKind, from: string, to: string, type: string, xml: string): void {
+    void this.route(envelope({ kind, dir: 'in', from, to, type, xml }));
+  }
 
+  // ================================================================ inbound
+
+  /** What is addressed to this account. */
   private inbound(env: Envelope): void | Promise<void> {
     if (!this.exists) return this.noSuchAccount(env);
+    if (env.kind === 'presence') return this.inboundPresence(env);
     const resource = resourcePart(env.to);
     if (resource !== '') {
       const s = this.sessions.get(resource);
-      if (s) return this.deliverTo(resource, s, env);
+      if (s) return this.deliverEnv(s, env);
       return this.fullJidUnavailable(env);
     }
-    switch (env.kind) {
-      case 'message': return this.bareMessage(env);
-      case 'presence': return this.barePresence(env);
-      case 'iq': return this.accountIq(env, this.bare);
+    if (env.kind === 'message') return this.bareMessage(env);
+    return this.serverIq(env, 'account', this.bare);
+  }
+
+  private inboundPresence(env: Envelope): void | Promise<void> {
+    if (SUBSCRIPTION_TYPES.has(env.type)) return this.inboundSubscription(env, env.type as SubscriptionType);
+    if (env.type === 'probe') return this.answerProbe(env);
+    const resource = resourcePart(env.to);
+    if (resource !== '') {
+      const s = this.sessions.get(resource);
+      if (s) this.deliverEnv(s, env);
+      return;
+    }
+    if (env.type === 'error') return;
+    for (const s of this.sessions.values()) if (s.available) this.deliverEnv(s, env);
+  }
+
+  /** A contact asks what we are up to (RFC 6121 §4.3.2): only subscribers learn it. */
+  private answerProbe(env: Envelope): void {
+    const item = this.roster.get(bareJid(env.from));
+    if (!item || !hasFrom(item.subscription)) return;
+    const target = env.data as { node?: string; sid?: string } | undefined;
+    let any = false;
+    for (const [r, s] of this.sessions) {
+      if (!s.available || !s.presence) continue;
+      any = true;
+      if (target?.node && target.sid) this.svc.router.deliver(target.node, target.sid, 'presence', `${this.bare}/${r}`, env.from, '', s.presence);
+      else this.routeStanza('presence', `${this.bare}/${r}`, env.from, '', s.presence);
+    }
+    if (!any) {
+      const xml = serialize(el('presence', { from: this.bare, type: 'unavailable' }));
+      if (target?.node && target.sid) this.svc.router.deliver(target.node, target.sid, 'presence', this.bare, env.from, 'unavailable', xml);
     }
   }
 
-  private deliverTo(resource: string, s: SessionEntry, env: Envelope): void {
-    this.svc.router.deliver(s.node, s.sid, env.kind as StanzaKind, env.from, env.to, env.type, env.xml);
+  /** The contact side of a subscription (RFC 6121 §3, Appendix A.3). */
+  private async inboundSubscription(env: Envelope, type: SubscriptionType): Promise<void> {
+    const user = bareJid(env.from);
+    if (user === this.bare) return;
+    const before = this.roster.get(user) ?? emptyItem();
+    if (type === 'subscribe') {
+      if (hasFrom(before.subscription)) return this.reply('subscribed', user); // already granted: say so again (§3.1.3)
+      if (!before.pendingIn && !before.approved && this.pendingRequests() >= this.svc.config.roster.maxPendingRequests) {
+        return this.bounce(env, new StanzaError('resource-constraint', 'too many unanswered subscription requests'));
+      }
+    }
+    const state = inboundTransition(before, type);
+    if (state === before) return;
+    const xml = typeof env.xml === 'string' ? env.xml : Buffer.from(env.xml).toString();
+    const after: RosterItem = { ...before, ...state, pendingXml: state.pendingIn ? (type === 'subscribe' ? xml : before.pendingXml) : '' };
+    const granted = type === 'subscribe' && hasFrom(state.subscription); // pre-approved
+    if (granted) after.inRoster = true;
+    await this.saveItem(user, after, before.inRoster || after.inRoster);
+    if (granted) {
+      this.reply('subscribed', user);
+      this.sendPresenceTo(user);
+      return;
+    }
+    // The user's clients see the request, the grant or the cancelation.
+    for (const s of this.sessions.values()) if (s.available) this.deliverTo(s, 'presence', user, xml);
+    if (type === 'unsubscribe' && hasFrom(before.subscription)) this.sendUnavailableTo(user);
+  }
+
+  private reply(type: SubscriptionType, to: string): void {
+    this.routeStanza('presence', this.bare, to, type, serialize(el('presence', { from: this.bare, to, type })));
   }
 
   /** RFC 6121 §8.5.3.2: the full JID has no session. */
@@ -219,8 +400,8 @@ export class UserActor extends Actor {
       case 'iq':
         if (env.type === 'get' || env.type === 'set') return this.bounce(env, new StanzaError('service-unavailable'));
         return;
-      case 'presence':
-        return; // presence to an offline resource is dropped (subscription handling is RFC 6121 §3)
+      default:
+        return;
     }
   }
 
@@ -231,44 +412,149 @@ export class UserActor extends Actor {
     for (const s of this.sessions.values()) if (s.available && s.priority >= 0 && s.priority > best) best = s.priority;
     if (best < 0) {
       if (env.type === 'headline') return;
-      return this.bounce(env, new StanzaError('service-unavailable', 'the recipient is not online'));
+      if (env.type === 'groupchat') return this.bounce(env, new StanzaError('service-unavailable'));
+      return this.storeOffline(env);
     }
     if (env.type === 'headline') {
-      for (const [r, s] of this.sessions) if (s.available && s.priority >= 0) this.deliverTo(r, s, env);
+      for (const s of this.sessions.values()) if (s.available && s.priority >= 0) this.deliverEnv(s, env);
       return;
     }
     const all = this.svc.config.routing.bareMessageTies === 'all';
-    let newest: [string, SessionEntry] | undefined;
-    for (const [r, s] of this.sessions) {
+    let newest: SessionEntry | undefined;
+    for (const s of this.sessions.values()) {
       if (!s.available || s.priority !== best) continue;
-      if (all) this.deliverTo(r, s, env);
-      else if (!newest || s.since > newest[1].since) newest = [r, s];
+      if (all) this.deliverEnv(s, env);
+      else if (!newest || s.since > newest.since) newest = s;
     }
-    if (newest) this.deliverTo(newest[0], newest[1], env);
+    if (newest) this.deliverEnv(newest, env);
   }
 
-  private barePresence(env: Envelope): void {
-    // Presence to the bare JID goes to every available resource (RFC 6121 §4.3, §8.5.2.1.2).
-    for (const [r, s] of this.sessions) if (s.available) this.deliverTo(r, s, env);
+  /** XEP-0160: keep a chat/normal message until the account comes online. */
+  private async storeOffline(env: Envelope): Promise<void> {
+    const { enabled, quota } = this.svc.config.offline;
+    if (!enabled || this.offlineCount >= quota) {
+      return this.bounce(env, new StanzaError('service-unavailable', enabled ? 'the recipient is offline and their message store is full' : 'the recipient is not online'));
+    }
+    const stanza = parseFragment(env.xml);
+    stanza.children.push(el('delay', { xmlns: NS_DELAY, from: domainPart(this.bare), stamp: new Date().toISOString() }, 'Offline Storage'));
+    this.offlineCount++;
+    await this.svc.store.rpush(this.bare, 'offline', Buffer.from(serialize(stanza)));
   }
 
-  /** RFC 6121 §8.5.1 (no such user). */
-  private noSuchAccount(env: Envelope): void {
-    if (env.kind === 'presence') return;
+  /** Deliver what was stored while we were away, then forget it (it is now with the client's c2s). */
+  private async flushOffline(s: SessionEntry): Promise<void> {
+    const stored = await this.svc.store.lrange(this.bare, 'offline', 0, -1);
+    for (const raw of stored) this.deliverTo(s, 'message', '', raw);
+    await this.svc.store.ltrim(this.bare, 'offline', stored.length, -1);
+    this.offlineCount = Math.max(0, this.offlineCount - stored.length);
+  }
+
+  /** RFC 6121 §8.5.1 and §3.1.3: there is no such account. */
+  private noSuchAccount(env: Envelope): void | Promise<void> {
+    if (env.kind === 'presence') {
+      if (env.type === 'subscribe' || env.type === 'probe') this.reply('unsubscribed', bareJid(env.from));
+      return;
+    }
     if (env.kind === 'message' && (env.type === 'error' || env.type === 'groupchat' || env.type === 'headline')) return;
     if (env.kind === 'iq' && env.type !== 'get' && env.type !== 'set') return;
-    this.bounce(env, new StanzaError('service-unavailable'));
+    return this.bounce(env, new StanzaError('service-unavailable'));
   }
 
-  // ---- iq answered by the server ----
-
-  private accountIq(env: Envelope, account: string): void | Promise<void> {
-    return this.serverIq(env, 'account', account);
+  private deliverEnv(s: SessionEntry, env: Envelope): void {
+    this.svc.router.deliver(s.node, s.sid, env.kind as StanzaKind, env.from, env.to, env.type, env.xml);
   }
 
-  private hostIq(env: Envelope, domain: string): void | Promise<void> {
-    return this.serverIq(env, 'host', domain);
+  private deliverTo(s: SessionEntry, kind: StanzaKind, from: string, xml: string | Uint8Array): void {
+    this.svc.router.deliver(s.node, s.sid, kind, from, '', '', xml);
   }
+
+  // ================================================================ roster
+
+  private contacts(pred: (i: RosterItem) => boolean): string[] {
+    const out: string[] = [];
+    for (const [jid, i] of this.roster) if (i.inRoster && pred(i)) out.push(jid);
+    return out;
+  }
+
+  private rosterSize(): number {
+    let n = 0;
+    for (const i of this.roster.values()) if (i.inRoster) n++;
+    return n;
+  }
+
+  private pendingRequests(): number {
+    let n = 0;
+    for (const i of this.roster.values()) if (i.pendingIn) n++;
+    return n;
+  }
+
+  /** Write one item (or forget it), bump the roster version, push to interested resources. */
+  private async saveItem(jid: string, item: RosterItem | undefined, push: boolean): Promise<void> {
+    const keep = item && (item.inRoster || item.pendingIn || item.approved || item.ask);
+    const b = this.svc.store.batch(this.bare);
+    if (keep) {
+      this.roster.set(jid, item);
+      b.hset('roster', jid, encodeItem(item));
+    } else {
+      this.roster.delete(jid);
+      b.hdel('roster', jid);
+    }
+    if (push) {
+      this.rosterVer++;
+      b.hset('account', 'rosterver', pack(this.rosterVer));
+    }
+    await b.exec();
+    if (push) this.pushRoster(jid, keep && item.inRoster ? item : 'remove');
+  }
+
+  /** RFC 6121 §2.1.6: every interested resource learns of each change. */
+  private pushRoster(jid: string, item: RosterItem | 'remove'): void {
+    const query = el('query', { xmlns: NS_ROSTER, ver: String(this.rosterVer) }, itemElement(jid, item));
+    for (const [r, s] of this.sessions) {
+      if (!s.interested) continue;
+      const iq = el('iq', { type: 'set', id: `push${++this.pushSeq}`, to: `${this.bare}/${r}` }, query);
+      this.deliverTo(s, 'iq', '', serialize(iq));
+    }
+  }
+
+  /** jabber:iq:roster get and set from our own resources (RFC 6121 §2.1–§2.5). */
+  private async rosterIq(env: Envelope, query: Element): Promise<Element | undefined> {
+    if (bareJid(env.from) !== this.bare) throw new StanzaError('forbidden', 'a roster belongs to its account');
+    const resource = resourcePart(env.from);
+    if (env.type === 'get') {
+      const s = this.sessions.get(resource);
+      if (s && !s.interested) {
+        s.interested = true;
+        await this.saveSession(resource, s);
+      }
+      const ver = String(this.rosterVer);
+      if (query.attrs.ver !== undefined && query.attrs.ver === ver) return undefined; // XEP-0237: unchanged
+      const items: Element[] = [];
+      for (const [jid, i] of this.roster) if (i.inRoster) items.push(itemElement(jid, i));
+      return el('query', { xmlns: NS_ROSTER, ver }, ...items);
+    }
+    const { roster } = this.svc.config;
+    const set = parseRosterSet(query, this.bare, { maxNameLength: roster.maxNameLength, maxGroups: roster.maxGroups });
+    const before = this.roster.get(set.jid);
+    if (set.remove) {
+      if (!before?.inRoster) throw new StanzaError('item-not-found', `${set.jid} is not in the roster`);
+      // §2.5.2: removing a contact cancels both directions of the subscription.
+      if (hasTo(before.subscription) || before.ask) this.routeSubscription('unsubscribe', set.jid, serialize(el('presence', { type: 'unsubscribe' })));
+      if (hasFrom(before.subscription) || before.pendingIn) {
+        this.routeSubscription('unsubscribed', set.jid, serialize(el('presence', { type: 'unsubscribed' })));
+        if (hasFrom(before.subscription)) this.sendUnavailableTo(set.jid);
+      }
+      await this.saveItem(set.jid, undefined, true);
+      return undefined;
+    }
+    if (!before?.inRoster && this.rosterSize() >= roster.maxItems) {
+      throw new StanzaError('not-allowed', `the roster is full (${roster.maxItems} contacts)`);
+    }
+    await this.saveItem(set.jid, { ...(before ?? emptyItem()), name: set.name, groups: set.groups, inRoster: true }, true);
+    return undefined;
+  }
+
+  // ================================================================ iq answered by the server
 
   private async serverIq(env: Envelope, target: 'host' | 'account', addressed: string): Promise<void> {
     if (env.type !== 'get' && env.type !== 'set') return; // results and errors to the server end here
@@ -279,12 +565,17 @@ export class UserActor extends Actor {
       if (!payload || stanza.children.filter((c) => typeof c !== 'string').length !== 1) {
         throw new StanzaError('bad-request', 'an iq get/set carries exactly one payload element');
       }
-      const handler = this.svc.modules.iqHandler(env.type, target, payload);
-      if (!handler) throw new StanzaError('service-unavailable', `${payload.attrs.xmlns ?? ''} ${payload.name} is not supported here`);
-      if (target === 'account' && bareJid(env.from) !== this.bare && env.type === 'set') {
-        throw new StanzaError('forbidden', 'only the account itself may change its data');
+      let result: Element | undefined | void;
+      if (target === 'account' && payload.attrs.xmlns === NS_ROSTER && payload.name === 'query') {
+        result = await this.rosterIq(env, payload);
+      } else {
+        const handler = this.svc.modules.iqHandler(env.type, target, payload);
+        if (!handler) throw new StanzaError('service-unavailable', `${payload.attrs.xmlns ?? ''} ${payload.name} is not supported here`);
+        if (target === 'account' && bareJid(env.from) !== this.bare && env.type === 'set') {
+          throw new StanzaError('forbidden', 'only the account itself may change its data');
+        }
+        result = await handler({ stanza, payload, from: env.from, to: addressed }, this.svc.context);
       }
-      const result = await handler({ stanza, payload, from: env.from, to: addressed }, this.svc.context);
       const attrs: Record<string, string> = { type: 'result', id: stanza.attrs.id ?? '', to: env.from };
       if (env.to) attrs.from = env.to; // an iq without 'to' gets a reply without 'from' (RFC 6120 §10.3.3)
       reply = { name: 'iq', attrs, children: result ? [result] : [] };
@@ -293,23 +584,19 @@ export class UserActor extends Actor {
       if (!(e instanceof StanzaError)) log.error('iq handler failed', { error: e });
       reply = errorReply(stanza, err);
     }
-    this.sendFromServer('iq', reply);
+    return this.sendFromServer('iq', reply);
   }
 
-  // ---- answers and errors ----
+  // ================================================================ answers and errors
 
   private sendFromServer(kind: StanzaKind, stanza: Element): void | Promise<void> {
-    const to = stanza.attrs.to ?? '';
-    const env = envelope({ kind, dir: 'in', from: stanza.attrs.from ?? '', to, type: stanza.attrs.type ?? '', id: stanza.attrs.id ?? '', xml: serialize(stanza) });
+    const env = envelope({ kind, dir: 'in', from: stanza.attrs.from ?? '', to: stanza.attrs.to ?? '', type: stanza.attrs.type ?? '', id: stanza.attrs.id ?? '', xml: serialize(stanza) });
     return this.route(env);
   }
 
   /** Return a stanza to its sender with an error (never an error for an error). */
   private bounce(env: Envelope, error: StanzaError): void | Promise<void> {
     if (env.type === 'error' || env.from === '') return;
-    const stanza = parseFragment(env.xml);
-    return this.sendFromServer(env.kind as StanzaKind, errorReply(stanza, error));
+    return this.sendFromServer(env.kind as StanzaKind, errorReply(parseFragment(env.xml), error));
   }
 }
-
-export type { StanzaErrorCondition };

@@ -28,12 +28,9 @@ export interface Deployment {
 
 export async function startEmbedded(overrides: Record<string, unknown> = {}): Promise<Deployment & { server: RunningServer }> {
   const dataDir = tempDir('parley-embedded');
-  const config = loadConfig(undefined, {}, {
-    dataDir, domains: [DOMAIN], log: { level: 'warn' },
-    c2s: { tcp: { host: '127.0.0.1', port: 0 } },
-    metrics: { port: 0 },
-    ...overrides,
-  });
+  const base: Record<string, unknown> = { dataDir, domains: [DOMAIN], log: { level: 'warn' }, metrics: { port: 0 } };
+  const c2s = { ...(overrides.c2s as Record<string, unknown> | undefined), tcp: { host: '127.0.0.1', port: 0 } };
+  const config = loadConfig(undefined, {}, { ...base, ...overrides, c2s });
   const server = await startServer(config);
   return {
     name: 'embedded',
@@ -63,7 +60,7 @@ export interface Cluster extends Deployment {
 
 export const FAST_CLUSTER = { heartbeatMs: 250, memberTtlMs: 1500, handoffTimeoutMs: 3000 };
 
-export async function startCluster(opts: { c2s?: number; session?: number; cluster?: Record<string, unknown> } = {}): Promise<Cluster> {
+export async function startCluster(opts: { c2s?: number; session?: number; cluster?: Record<string, unknown>; config?: Record<string, Record<string, unknown>> } = {}): Promise<Cluster> {
   const [nats, redis] = await Promise.all([startNats(), startRedis()]);
   const dir = tempDir('parley-cluster');
   const processes: ClusterProcess[] = [];
@@ -72,11 +69,13 @@ export async function startCluster(opts: { c2s?: number; session?: number; clust
   const add = async (role: 'c2s' | 'session', nodeId = `${role}${++seq}`): Promise<ClusterProcess> => {
     const port = role === 'c2s' ? await freePort() : 0;
     const file = join(dir, `${nodeId}.yaml`);
+    const extra = opts.config ?? {};
     writeFileSync(file, stringify({
+      ...extra,
       nodeId, role, dataDir: join(dir, nodeId), domains: [DOMAIN], log: { level: 'info' },
       bus: { kind: 'nats', url: nats.url },
       store: { kind: 'redis', url: redis.url },
-      c2s: { tcp: { host: '127.0.0.1', port } },
+      c2s: { ...extra.c2s, tcp: { host: '127.0.0.1', port } },
       metrics: { port: 0 },
       cluster: { ...FAST_CLUSTER, ...opts.cluster },
     }));

@@ -1,0 +1,96 @@
+// The ways in besides plain TCP: direct TLS, and the HTTP listener that
+// carries WebSocket, BOSH, host-meta and the web client. Each hands the
+// connection manager a ClientTransport; nothing past accept() knows which.
+import type { Server } from 'node:net';
+import type { SecureContext } from 'node:tls';
+import type { Envelope } from '../../libs/bus/envelope.ts';
+import type { Config } from '../../libs/config/schema.ts';
+import type { StreamParserLimits } from '../../libs/xml/parser.ts';
+import { BoshService } from './bosh.ts';
+import type { DomainCertificates } from './certificates.ts';
+import { listenDirectTls } from './direct-tls.ts';
+import { hostMetaRoutes } from './host-meta.ts';
+import { startHttpServer, type HttpRoute, type HttpServer } from './http-server.ts';
+import type { ProxyPolicy } from './proxy-protocol.ts';
+import type { ClientTransport } from './transport.ts';
+import { webClientRoutes } from './web/index.ts';
+import { websocketRoute } from './websocket.ts';
+
+export interface ListenerHost {
+  readonly nodeId: string;
+  readonly config: Config;
+  readonly tls: SecureContext | undefined;
+  readonly certificates: DomainCertificates;
+  readonly proxy: ProxyPolicy;
+  readonly limits: StreamParserLimits;
+  /** Why new connections are refused right now (shutting down, full), or undefined. */
+  refusal(): string | undefined;
+  accept(t: ClientTransport): void;
+  /** Publish a control envelope to another c2s node. */
+  publish(node: string, env: Envelope): void;
+}
+
+export interface Listeners {
+  readonly directTls: Server | undefined;
+  readonly http: HttpServer | undefined;
+  readonly bosh: BoshService | undefined;
+  /** Stop listening (streams are closed by the node before). */
+  stop(): void;
+}
+
+export async function startListeners(h: ListenerHost): Promise<Listeners> {
+  const c2s = h.config.c2s;
+  let directTls: Server | undefined;
+  let http: HttpServer | undefined;
+  let bosh: BoshService | undefined;
+
+  if (c2s.directTls.enabled) {
+    if (!h.tls) throw new Error('c2s.directTls needs a certificate');
+    directTls = await listenDirectTls({
+      host: c2s.directTls.host, port: c2s.directTls.port, limits: h.limits, tls: h.tls, sni: h.certificates.sni,
+      proxy: h.proxy, maxConnections: c2s.maxConnections, handshakeTimeoutMs: c2s.authTimeoutSeconds * 1000,
+      accept: (t) => h.accept(t),
+    });
+  }
+
+  if (c2s.http.enabled) {
+    const routes: HttpRoute[] = [];
+    let port = 0;
+    routes.push(...hostMetaRoutes(c2s, () => port));
+    if (c2s.bosh.enabled) {
+      bosh = new BoshService({
+        nodeId: h.nodeId, settings: c2s.bosh, limits: h.limits,
+        refuse: () => h.refusal(), accept: (t) => h.accept(t), publish: (node, env) => h.publish(node, env),
+      });
+      routes.push(...bosh.routes());
+    }
+    if (c2s.webClient.enabled) routes.push(...webClientRoutes());
+    const websockets = c2s.websocket.enabled ? [websocketRoute({
+      path: c2s.websocket.path,
+      idleTimeoutSeconds: c2s.websocket.idleTimeoutSeconds,
+      limits: h.limits,
+      maxOutboundBytes: h.config.limits.maxOutboundBufferBytes,
+      seeOtherUri: c2s.websocket.seeOtherUri,
+      refuse: () => {
+        const why = h.refusal();
+        return why ? { status: 503, text: why } : undefined;
+      },
+      accept: (t) => h.accept(t),
+    })] : [];
+    const certs = h.certificates;
+    http = await startHttpServer({
+      host: c2s.http.host, port: c2s.http.port, routes, websockets,
+      tls: c2s.http.tls ? { ...certs.fallbackFiles, byDomain: certs.files } : undefined,
+    });
+    port = http.port;
+  }
+
+  return {
+    directTls, http, bosh,
+    stop() {
+      directTls?.close();
+      bosh?.stop();
+      http?.close();
+    },
+  };
+}
