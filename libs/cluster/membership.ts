@@ -6,28 +6,40 @@ import type { Redis } from 'ioredis';
 
 export interface Membership {
   readonly self: string;
-  /** Live members, sorted. */
+  /** Live members that take work, sorted. */
   members(): readonly string[];
+  /** Live members, leaving ones included: they still answer (a shard can be claimed from them). */
+  alive(): readonly string[];
   onChange(cb: (members: readonly string[], previous: readonly string[]) => void): void;
   start(): Promise<void>;
-  /** Leave at once (graceful shutdown): others see it on their next poll. */
+  /** Keep heartbeating but take no more work: others move our shards away. */
+  markLeaving(): Promise<void>;
+  /** Leave at once: others see it on their next poll. */
   stop(): Promise<void>;
 }
 
 export class StaticMembership implements Membership {
   constructor(readonly self: string) {}
   members(): readonly string[] { return [this.self]; }
+  alive(): readonly string[] { return [this.self]; }
   onChange(): void {}
   async start(): Promise<void> {}
+  async markLeaving(): Promise<void> {}
   async stop(): Promise<void> {}
 }
 
+// KEYS[1]: alive members, KEYS[2]: the leaving ones; both scored by expiry.
+// ARGV: self ('' to watch only), ttl, leaving ('1' or '0').
 const HEARTBEAT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if ARGV[1] ~= '' then redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) end
+if ARGV[1] ~= '' then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+  if ARGV[3] == '1' then redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1]) end
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-return redis.call('ZRANGE', KEYS[1], 0, -1)`;
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+return { redis.call('ZRANGE', KEYS[1], 0, -1), redis.call('ZRANGE', KEYS[2], 0, -1) }`;
 
 export interface RedisMembershipOptions {
   /** The group's key, e.g. 'parley:members:session'. */
@@ -42,6 +54,8 @@ export interface RedisMembershipOptions {
 export class RedisMembership implements Membership {
   readonly self: string;
   private current: string[] = [];
+  private all: string[] = [];
+  private leaving = false;
   private timer: NodeJS.Timeout | undefined;
   private readonly listeners: ((m: readonly string[], prev: readonly string[]) => void)[] = [];
   private stopped = false;
@@ -51,6 +65,7 @@ export class RedisMembership implements Membership {
   }
 
   members(): readonly string[] { return this.current; }
+  alive(): readonly string[] { return this.all; }
   onChange(cb: (m: readonly string[], prev: readonly string[]) => void): void { this.listeners.push(cb); }
 
   async start(): Promise<void> {
@@ -62,9 +77,11 @@ export class RedisMembership implements Membership {
   private async beat(): Promise<void> {
     if (this.stopped) return;
     try {
-      const list = (await this.redis.eval(HEARTBEAT, 1, this.opts.key, this.self, String(this.opts.ttlMs))) as string[];
+      const [alive, leaving] = (await this.redis.eval(HEARTBEAT, 2, this.opts.key, `${this.opts.key}:leaving`, this.self,
+        String(this.opts.ttlMs), this.leaving ? '1' : '0')) as [string[], string[]];
       if (this.stopped) return;
-      list.sort();
+      this.all = alive.sort();
+      const list = alive.filter((m) => !leaving.includes(m));
       if (list.length !== this.current.length || list.some((m, i) => m !== this.current[i])) {
         const prev = this.current;
         this.current = list;
@@ -75,9 +92,17 @@ export class RedisMembership implements Membership {
     }
   }
 
+  async markLeaving(): Promise<void> {
+    this.leaving = true;
+    await this.beat();
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
-    if (this.self) await this.redis.zrem(this.opts.key, this.self).catch(() => {});
+    if (this.self) {
+      await this.redis.zrem(this.opts.key, this.self).catch(() => {});
+      await this.redis.zrem(`${this.opts.key}:leaving`, this.self).catch(() => {});
+    }
   }
 }

@@ -12,8 +12,11 @@ import { shardOf } from '../../libs/cluster/shards.ts';
 import type { Config } from '../../libs/config/schema.ts';
 import { StreamError, type StanzaErrorCondition, type StreamErrorCondition } from '../../libs/errors/index.ts';
 import { logger } from '../../libs/log/index.ts';
+import { loadDomainCertificates } from './certificates.ts';
 import { ClientStream } from './client-stream.ts';
 import type { BindResult, C2sContext, C2sMetrics } from './context.ts';
+import { startListeners, type Listeners } from './listeners.ts';
+import { proxyPolicy } from './proxy-protocol.ts';
 import { listenTcp } from './tcp.ts';
 import type { ClientTransport } from './transport.ts';
 
@@ -40,6 +43,10 @@ export class C2sNode implements C2sContext {
   private servers: Server[] = [];
   private sub: Subscription | undefined;
   private accepting = true;
+  /** Direct TLS and the HTTP listener (WebSocket, BOSH), when configured. */
+  private listeners: Listeners | undefined;
+  /** Each stream's transport kind, for the per-transport connection gauge. */
+  private readonly kinds = new Map<string, ClientTransport['kind']>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: C2sNodeOptions) {
@@ -66,10 +73,37 @@ export class C2sNode implements C2sContext {
       for (const s of this.streams.values()) s.checkAlive(now, interval, timeout);
     }, Math.max(100, Math.min(interval, timeout) / 2));
     this.sweeper.unref();
+    const certificates = loadDomainCertificates(config);
+    const proxy = proxyPolicy(config.c2s.proxyProtocol);
     this.servers.push(await listenTcp({
       host: config.c2s.tcp.host, port: config.c2s.tcp.port, limits, tls: this.o.tls,
       maxConnections: config.c2s.maxConnections, accept: (t) => this.accept(t),
+      proxy, sni: certificates.sni,
     }));
+    this.listeners = await startListeners({
+      nodeId: this.o.nodeId, config, tls: this.o.tls, certificates, proxy, limits,
+      refusal: () => !this.accepting ? 'this node is shutting down'
+        : this.streams.size >= config.c2s.maxConnections ? 'too many connections' : undefined,
+      accept: (t) => this.accept(t),
+      publish: (node, env) => this.o.bus.publish(this.o.subjects.c2s(node), env),
+    });
+  }
+
+  /** Bound ports of the other listeners (0 when off). */
+  directTlsPort(): number {
+    const a = this.listeners?.directTls?.address();
+    return typeof a === 'object' && a ? a.port : 0;
+  }
+
+  httpPort(): number {
+    return this.listeners?.http?.port ?? 0;
+  }
+
+  /** Open streams by transport, for the connections gauge. */
+  connectionsByTransport(): Record<string, number> {
+    const out: Record<string, number> = { tcp: 0, tls: 0, websocket: 0, bosh: 0 };
+    for (const k of this.kinds.values()) out[k]++;
+    return out;
   }
 
   /** The port actually bound (for port 0 in tests). */
@@ -85,6 +119,7 @@ export class C2sNode implements C2sContext {
     }
     const s = new ClientStream(t, this);
     this.streams.set(s.sid, s);
+    this.kinds.set(s.sid, t.kind);
   }
 
   toActor(bare: string, env: Envelope): void {
@@ -104,6 +139,7 @@ export class C2sNode implements C2sContext {
 
   ended(stream: ClientStream, unbind: boolean, resource: string): void {
     this.streams.delete(stream.sid);
+    this.kinds.delete(stream.sid);
     const p = this.pendingBinds.get(stream.sid);
     if (p) {
       clearTimeout(p.timer);
@@ -144,6 +180,11 @@ export class C2sNode implements C2sContext {
         stream?.kick(d.condition, d.text);
         return;
       }
+      case 'bosh-relay':
+      case 'bosh-relay-reply':
+        // A BOSH request for a session held here, or the answer to one we passed on.
+        this.listeners?.bosh?.fromBus(env);
+        return;
       default:
         log.warn('unknown control op', { op: env.op });
     }
@@ -155,6 +196,7 @@ export class C2sNode implements C2sContext {
     if (this.sweeper) clearInterval(this.sweeper);
     for (const srv of this.servers) srv.close();
     for (const s of [...this.streams.values()]) s.fail(new StreamError(condition, 'the server is shutting down'));
+    this.listeners?.stop();
     this.sub?.unsubscribe();
   }
 }

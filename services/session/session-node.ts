@@ -94,7 +94,7 @@ export class SessionNode {
   }
 
   async stop(graceful: boolean): Promise<void> {
-    if (graceful && this.o.membership.members().length > 1) await this.shards.leave(this.o.config.cluster.handoffTimeoutMs);
+    if (graceful && this.o.membership.members().some((m) => m !== this.o.membership.self)) await this.shards.leave(this.o.config.cluster.handoffTimeoutMs);
     else await this.o.membership.stop();
     await this.actors.idle();
     this.shards.stop();

@@ -104,8 +104,9 @@ export class ShardHost {
     }
     if (acquired) log.info('membership changed; acquiring shards', { members: members.join(','), acquiring: acquired });
     // A handoff waiting on a process that just died completes now.
+    const alive = this.membership.alive();
     for (const [s, st] of this.states) {
-      if (!st.live && !members.includes(this.holder[s])) this.goLive(s, undefined);
+      if (!st.live && !alive.includes(this.holder[s])) this.goLive(s, undefined);
     }
   }
 
@@ -114,7 +115,7 @@ export class ShardHost {
     this.states.set(s, st);
     st.sub = this.bus.subscribe(this.subjects.shard(s), (env) => this.onShardEnvelope(s, st, env));
     const prev = this.holder[s];
-    const mustClaim = prev !== '' && prev !== this.self && this.members.includes(prev);
+    const mustClaim = prev !== '' && prev !== this.self && this.membership.alive().includes(prev);
     if (!mustClaim) {
       // Nobody alive holds it: subscription registration order doesn't matter.
       this.goLive(s, undefined);
@@ -196,11 +197,16 @@ export class ShardHost {
     }
   }
 
-  /** Graceful leave: stop renewing membership, then wait until every shard was claimed. */
+  /**
+   * Graceful leave: announce it and keep serving until every shard has been
+   * claimed (so each one moves by handoff, not by failover), then go.
+   */
   async leave(timeoutMs: number): Promise<void> {
-    await this.membership.stop();
+    await this.membership.markLeaving();
     const deadline = Date.now() + timeoutMs;
     while (this.states.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (this.states.size > 0) log.warn('left with shards unclaimed', { shards: this.states.size });
+    await this.membership.stop();
   }
 
   stop(): void {

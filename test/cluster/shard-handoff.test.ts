@@ -7,19 +7,25 @@ import { startCluster, FAST_CLUSTER, type Cluster } from '../support/parley.ts';
 import { ownerOf, shardOf } from '../../libs/cluster/shards.ts';
 
 const SHARDS = 1024;
+type Step = 'join' | 'leave';
 /**
- * A user whose shard moves at both steps of the first test: owned by session1
- * at first, taken by the joining process, and (were it not) by session2 when
- * session1 leaves. So the handoff is exercised for sure, not by luck.
+ * A user whose shard moves at the given step of the first test: at 'join'
+ * from session1 to the joining process; at 'leave' from session1 (kept at
+ * the join) to whoever takes it when session1 leaves. So both handoffs are
+ * exercised for sure, not by luck.
  */
-function movingUser(prefix: string): string {
+function movingUser(prefix: string, step: Step): string {
   for (let i = 0; ; i++) {
     const s = shardOf(`${prefix}${i}@localhost`, SHARDS);
-    if (ownerOf(s, ['session1', 'session2']) === 'session1' && ownerOf(s, ['session-joined', 'session1', 'session2']) === 'session-joined') return `${prefix}${i}`;
+    const before = ownerOf(s, ['session1', 'session2']);
+    const joined = ownerOf(s, ['session-joined', 'session1', 'session2']);
+    if (before === 'session1' && (step === 'join' ? joined === 'session-joined' : joined === 'session1')) return `${prefix}${i}`;
   }
 }
-const A = movingUser('alice');
-const B = movingUser('bob');
+const A = movingUser('alice', 'join');
+const B = movingUser('bob', 'join');
+const C = movingUser('carol', 'leave');
+const D = movingUser('dave', 'leave');
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -44,6 +50,8 @@ describe('shard handoff in a cluster', () => {
   let c: Cluster;
   let alice: TestClient;
   let bob: TestClient;
+  let carol: TestClient;
+  let dave: TestClient;
 
   before(async () => {
     c = await startCluster({ c2s: 2, session: 2 });
@@ -52,35 +60,44 @@ describe('shard handoff in a cluster', () => {
     alice = await connect(c.ports[0], A, { resource: 'a' });
     bob = await connect(c.ports[1], B, { resource: 'b' });
     await online(alice, bob, `${B}@localhost`);
+    for (const u of [C, D]) await c.addUser(u);
+    carol = await connect(c.ports[1], C, { resource: 'c' });
+    dave = await connect(c.ports[0], D, { resource: 'd' });
+    await online(carol, dave, `${D}@localhost`);
   });
 
   after(async () => {
-    await alice?.stop();
-    await bob?.stop();
+    for (const x of [alice, bob, carol, dave]) await x?.stop();
     await c?.stop();
   });
 
   test('a session process joins and another leaves during a chat: nothing lost, duplicated or reordered', async () => {
     const total = 600;
-    let sent = 0;
-    const sender = (async () => {
-      for (; sent < total; sent++) {
-        await alice.send(xml('message', { to: `${B}@localhost/b`, type: 'chat' }, xml('body', {}, `move ${sent}`)));
+    const chat = async (from: TestClient, to: string) => {
+      for (let i = 0; i < total; i++) {
+        await from.send(xml('message', { to, type: 'chat' }, xml('body', {}, `move ${i}`)));
         await sleep(5);
       }
-    })();
+    };
+    const senders = Promise.all([chat(alice, `${B}@localhost/b`), chat(carol, `${D}@localhost`)]);
     await sleep(400);
     const joined = await c.add('session', 'session-joined');
     await sleep(FAST_CLUSTER.memberTtlMs);
     const leaving = c.processes.find((p) => p.nodeId === 'session1')!;
+    const t0 = Date.now();
     await c.kill(leaving, 'SIGTERM');
-    await sender;
-    await bob.waitFor(isMessageWithBody(`move ${total - 1}`), 15_000);
+    const leaveMs = Date.now() - t0;
+    await senders;
+    for (const r of [bob, dave]) {
+      await r.waitFor(isMessageWithBody(`move ${total - 1}`), 15_000);
+    }
     await sleep(300);
-    const got = received(bob, 'move');
-    assert.deepEqual(got, Array.from({ length: total }, (_, i) => i), 'every message exactly once, in order');
-    assert.equal(alice.received.filter((s) => s.attrs.type === 'error').length, 0, 'no bounces');
+    assert.deepEqual(received(bob, 'move'), Array.from({ length: total }, (_, i) => i), 'across the join: every message exactly once, in order');
+    assert.deepEqual(received(dave, 'move'), Array.from({ length: total }, (_, i) => i), 'across the leave: every message exactly once, in order');
+    for (const s of [alice, carol]) assert.equal(s.received.filter((x) => x.attrs.type === 'error').length, 0, 'no bounces');
     assert.ok(joined.log.some((l) => l.includes('started')));
+    assert.ok(leaveMs < FAST_CLUSTER.handoffTimeoutMs, `the leaving process handed its shards over (${leaveMs} ms), it did not wait out the timeout`);
+    assert.ok(!leaving.log.some((l) => l.includes('left with shards unclaimed')));
   });
 
   test('a session process is killed (SIGKILL): its shards move and the chat goes on', async () => {

@@ -21,7 +21,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const errorCondition = (s: Stanza) => s.getChild('error')?.getChildElements()[0]?.name;
 const presenceFrom = (from: string, type?: string) => (s: Stanza) =>
-  s.is('presence') && (s.attrs.from === from || s.attrs.from?.startsWith(`${from}/`)) && s.attrs.type === type;
+  s.is('presence') && (s.attrs.from === from || s.attrs.from?.startsWith(`${from}/`) === true) && s.attrs.type === type;
 const rosterPush = (contact: string, pred: (item: Stanza) => boolean = () => true) => (s: Stanza) => {
   if (!s.is('iq') || s.attrs.type !== 'set') return false;
   const item = s.getChild('query', NS_ROSTER)?.getChild('item');
