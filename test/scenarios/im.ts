@@ -3,8 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, isMessageWithBody, xml, type Stanza, type TestClient } from '../support/clients.ts';
-import { PASSWORD, type Deployment } from '../support/parley.ts';
-import { plainAuth, rawConnect, STREAM_OPEN, type RawClient } from '../support/raw.ts';
+import { befriend, errorCondition, jid, presenceFrom, rawLogin, rosterGet, rosterPush, NS_ROSTER } from '../support/im.ts';
+import type { Deployment } from '../support/parley.ts';
 
 /** The limits these scenarios exercise, small so the tests stay fast. */
 export const IM_CONFIG = {
@@ -15,35 +15,7 @@ export const IM_CONFIG = {
 
 let n = 0;
 const fresh = (tag: string) => `${tag}${++n}x`;
-const jid = (local: string) => `${local}@localhost`;
-const NS_ROSTER = 'jabber:iq:roster';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-const errorCondition = (s: Stanza) => s.getChild('error')?.getChildElements()[0]?.name;
-const presenceFrom = (from: string, type?: string) => (s: Stanza) =>
-  s.is('presence') && (s.attrs.from === from || s.attrs.from?.startsWith(`${from}/`) === true) && s.attrs.type === type;
-const rosterPush = (contact: string, pred: (item: Stanza) => boolean = () => true) => (s: Stanza) => {
-  if (!s.is('iq') || s.attrs.type !== 'set') return false;
-  const item = s.getChild('query', NS_ROSTER)?.getChild('item');
-  return item?.attrs.jid === contact && pred(item);
-};
-
-async function rawLogin(port: number, user: string, resource: string): Promise<RawClient> {
-  const c = await rawConnect(port);
-  c.send(STREAM_OPEN());
-  await c.waitFor(/<\/stream:features>/);
-  c.send(plainAuth(user, PASSWORD));
-  await c.waitFor(/<success/);
-  c.send(STREAM_OPEN());
-  await c.waitFor(/urn:ietf:params:xml:ns:xmpp-bind/);
-  c.send(`<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${resource}</resource></bind></iq>`);
-  await c.waitFor(/<jid>/);
-  return c;
-}
-
-async function rosterGet(c: TestClient, ver?: string): Promise<Stanza> {
-  return c.xmpp.iqCaller.request(xml('iq', { type: 'get' }, xml('query', { xmlns: NS_ROSTER, ver })));
-}
 
 export function imScenarios(deployment: () => Deployment): void {
   const port = (i: number) => deployment().ports[i % deployment().ports.length];
@@ -60,18 +32,6 @@ export function imScenarios(deployment: () => Deployment): void {
     const out = tags.map(fresh);
     for (const u of out) await deployment().addUser(u);
     return out;
-  }
-
-  /** a and b end with a subscription of 'both'. */
-  async function befriend(a: TestClient, al: string, b: TestClient, bl: string): Promise<void> {
-    await a.send(xml('presence', { to: jid(bl), type: 'subscribe' }));
-    await b.waitFor(presenceFrom(jid(al), 'subscribe'));
-    await b.send(xml('presence', { to: jid(al), type: 'subscribed' }));
-    await b.send(xml('presence', { to: jid(al), type: 'subscribe' }));
-    await a.waitFor(presenceFrom(jid(bl), 'subscribe'));
-    await a.send(xml('presence', { to: jid(bl), type: 'subscribed' }));
-    await a.waitFor(rosterPush(jid(bl), (i) => i.attrs.subscription === 'both'));
-    await b.waitFor(rosterPush(jid(al), (i) => i.attrs.subscription === 'both'));
   }
 
   test('roster: set, push to every interested resource, versioning, remove, errors', async () => {
