@@ -118,12 +118,14 @@ export async function startServer(config: Config): Promise<RunningServer> {
       shardsOwned: () => session?.shards.ownedCount() ?? 0,
       actors: () => session?.actors.size ?? 0,
       mailboxDepth: () => session?.actors.mailboxDepth() ?? 0,
+      busPublished: () => bus.published,
     };
     http = await serveMetrics(metrics, config.metrics.host, config.metrics.port, { ready: () => bus.healthy() && (redis === undefined || redis.status === 'ready') });
   }
   log.info('started', { node: nodeId, role: config.role, mode: embedded ? 'embedded' : 'cluster', domains: hosts.list().join(','), c2s: c2s ? `${config.c2s.tcp.host}:${c2s.tcpPort()}` : 'off',
     ...(c2s?.httpPort() ? { http: `${config.c2s.http.host}:${c2s.httpPort()}` } : {}),
-    ...(c2s?.directTlsPort() ? { directTls: `${config.c2s.directTls.host}:${c2s.directTlsPort()}` } : {}) });
+    ...(c2s?.directTlsPort() ? { directTls: `${config.c2s.directTls.host}:${c2s.directTlsPort()}` } : {}),
+    metrics: http ? `${config.metrics.host}:${(http.address() as { port: number }).port}` : 'off' });
 
   let stopped = false;
   return {

@@ -9,11 +9,12 @@ export interface GaugeSources {
   shardsOwned(): number;
   actors(): number;
   mailboxDepth(): number;
+  busPublished(): number;
 }
 
 export class Metrics {
   readonly registry = new Registry();
-  sources: GaugeSources = { connections: () => ({}), shardsOwned: () => 0, actors: () => 0, mailboxDepth: () => 0 };
+  sources: GaugeSources = { connections: () => ({}), shardsOwned: () => 0, actors: () => 0, mailboxDepth: () => 0, busPublished: () => 0 };
   private readonly src = () => this.sources;
   readonly connections = new Gauge({
     name: 'parley_c2s_connections', help: 'Open client connections', labelNames: ['transport'] as const, registers: [this.registry],
@@ -25,6 +26,7 @@ export class Metrics {
   readonly shardsOwned: Gauge = new Gauge({ name: 'parley_shards_owned', help: 'Shards this session process serves', registers: [this.registry], collect: (): void => this.shardsOwned.set(this.src().shardsOwned()) });
   readonly actors: Gauge = new Gauge({ name: 'parley_actors', help: 'Live bare-JID actors', registers: [this.registry], collect: (): void => this.actors.set(this.src().actors()) });
   readonly mailboxDepth: Gauge = new Gauge({ name: 'parley_actor_mailbox_depth', help: 'Envelopes queued in all actor mailboxes', registers: [this.registry], collect: (): void => this.mailboxDepth.set(this.src().mailboxDepth()) });
+  readonly busPublished: Gauge = new Gauge({ name: 'parley_bus_published_total', help: 'Envelopes this process published on the bus', registers: [this.registry], collect: (): void => this.busPublished.set(this.src().busPublished()) });
   readonly storeLatency = new Histogram({ name: 'parley_store_seconds', help: 'Store operation latency', labelNames: ['op'] as const, buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers: [this.registry] });
 
   // Pre-bound children: the hot path must not look labels up per stanza.

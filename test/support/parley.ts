@@ -9,6 +9,7 @@ import { startServer, type RunningServer } from '../../services/server.ts';
 import { freePort, startNats, startRedis, tempDir, type Spawned } from './servers.ts';
 import { Accounts } from '../../libs/accounts/index.ts';
 import { createRedisStore } from '../../libs/store/redis-store.ts';
+import type { Store } from '../../libs/store/store.ts';
 
 // Tests connect to self-signed certificates the server generates.
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
@@ -23,6 +24,10 @@ export interface Deployment {
   /** c2s ports; a cluster has several. */
   readonly ports: number[];
   addUser(local: string, password?: string): Promise<void>;
+  /** The deployment's store, to seed data a test needs in bulk. */
+  readonly store: Store;
+  /** Envelopes published on the bus so far, all processes summed. */
+  busPublished(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -36,6 +41,8 @@ export async function startEmbedded(overrides: Record<string, unknown> = {}): Pr
     name: 'embedded',
     server,
     ports: [server.c2s!.tcpPort()],
+    store: server.store,
+    busPublished: async () => server.bus.published,
     addUser: async (local, password = PASSWORD) => { await server.accounts.add(`${local}@${DOMAIN}`, password); },
     stop: () => server.stop(false),
   };
@@ -45,6 +52,8 @@ export interface ClusterProcess {
   role: 'c2s' | 'session';
   nodeId: string;
   port: number;
+  /** Where its /metrics is served. */
+  metricsPort: number;
   child: ChildProcess;
   log: string[];
 }
@@ -56,6 +65,18 @@ export interface Cluster extends Deployment {
   /** Start one more process of a role. */
   add(role: 'c2s' | 'session', nodeId?: string): Promise<ClusterProcess>;
   kill(p: ClusterProcess, signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** A metric's value summed over every live process of the cluster. */
+export async function clusterMetric(c: Cluster, name: string): Promise<number> {
+  let sum = 0;
+  for (const p of c.processes) {
+    if (p.child.exitCode !== null || p.child.signalCode !== null || !p.metricsPort) continue;
+    const text = await (await fetch(`http://127.0.0.1:${p.metricsPort}/metrics`)).text();
+    const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+    if (m) sum += Number(m[1]);
+  }
+  return sum;
 }
 
 export const FAST_CLUSTER = { heartbeatMs: 250, memberTtlMs: 1500, handoffTimeoutMs: 3000 };
@@ -80,7 +101,7 @@ export async function startCluster(opts: { c2s?: number; session?: number; clust
       cluster: { ...FAST_CLUSTER, ...opts.cluster },
     }));
     const child = spawn(process.execPath, ['bin/parley.mjs', 'start', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_TLS_REJECT_UNAUTHORIZED: '0' } });
-    const p: ClusterProcess = { role, nodeId, port, child, log: [] };
+    const p: ClusterProcess = { role, nodeId, port, metricsPort: 0, child, log: [] };
     processes.push(p);
     await new Promise<void>((resolve, reject) => {
       const onLine = (buf: Buffer) => {
@@ -88,7 +109,10 @@ export async function startCluster(opts: { c2s?: number; session?: number; clust
           if (!line) continue;
           p.log.push(line);
           if (process.env.PARLEY_TEST_VERBOSE) process.stderr.write(`[${nodeId}] ${line}\n`);
-          if (line.includes('server: started')) resolve();
+          if (line.includes('server: started')) {
+            p.metricsPort = Number(/metrics=[^ ]*:(\d+)/.exec(line)?.[1] ?? 0);
+            resolve();
+          }
         }
       };
       child.stdout!.on('data', onLine);
@@ -110,9 +134,10 @@ export async function startCluster(opts: { c2s?: number; session?: number; clust
   const store = createRedisStore({ url: redis.url });
   const accounts = new Accounts(store);
 
-  return {
+  const cluster: Cluster = {
     name: 'cluster',
-    nats, redis, processes, add, kill,
+    nats, redis, processes, add, kill, store,
+    busPublished: () => clusterMetric(cluster, 'parley_bus_published_total'),
     get ports() { return processes.filter((p) => p.role === 'c2s' && p.child.exitCode === null && p.child.signalCode === null).map((p) => p.port); },
     addUser: async (local, password = PASSWORD) => { await accounts.add(`${local}@${DOMAIN}`, password); },
     stop: async () => {
@@ -121,4 +146,5 @@ export async function startCluster(opts: { c2s?: number; session?: number; clust
       await Promise.all([nats.stop(), redis.stop()]);
     },
   };
+  return cluster;
 }
