@@ -32,5 +32,7 @@ export class Subjects {
   c2s(node: string): string { return `${this.prefix}.c2s.${node}`; }
   /** Batches for the actors a session process serves (fan-out). */
   session(node: string): string { return `${this.prefix}.session.${node}`; }
+  /** Stanzas for remote domains, sharded by domain over the s2s processes. */
+  s2s(shard: number): string { return `${this.prefix}.s2s.${shard}`; }
   control(node: string): string { return `${this.prefix}.ctl.${node}`; }
 }

@@ -18,7 +18,16 @@ export class Router {
     readonly shards: number,
     /** Which session process serves a shard (for batching). */
     private readonly holderOf: (shard: number) => string,
+    /** Shards of remote domains over the s2s processes; 0 when federation is off. */
+    private readonly s2sShards = 0,
   ) {}
+
+  /** Hand a stanza for another server to federation; false when there is none. */
+  toRemote(domain: string, env: Envelope): boolean {
+    if (this.s2sShards === 0) return false;
+    this.bus.publish(this.subjects.s2s(shardOf(domain, this.s2sShards)), env);
+    return true;
+  }
 
   shardOf(bare: string): number {
     return shardOf(bare, this.shards);

@@ -299,7 +299,11 @@ export class UserActor extends Actor {
     const toBare = bareJid(env.to);
     if (toBare === this.bare) return this.inbound({ ...env, dir: 'in' });
     const domain = domainPart(toBare);
-    if (!this.svc.hosts.has(domain)) return this.bounce(env, new StanzaError('remote-server-not-found', `no route to ${domain}`));
+    if (!this.svc.hosts.has(domain)) {
+      // Another server's user: federation takes it, or the sender learns there is no route.
+      if (this.svc.router.toRemote(domain, { ...env, dir: 'out', origin: '', seq: 0 })) return;
+      return this.bounce(env, new StanzaError('remote-server-not-found', `no route to ${domain}`));
+    }
     if (!hasLocalpart(toBare)) {
       if (env.kind === 'iq') return this.serverIq(env, 'host', domain);
       return; // messages and presence to a served domain itself have no recipient here
