@@ -49,6 +49,8 @@ export class ClientStream {
   /** When the client last sent anything; the node's sweeper pings the silent ones. */
   lastActive = Date.now();
   private pinged = false;
+  private tokens = Number.POSITIVE_INFINITY;
+  private refilled = Date.now();
 
   constructor(private readonly t: ClientTransport, private readonly ctx: C2sContext) {
     t.attach({
@@ -57,9 +59,11 @@ export class ClientStream {
       close: () => this.fail(undefined),
       error: (err) => this.fail(err),
       disconnected: () => this.onDisconnected(),
-      activity: () => {
-        this.lastActive = Date.now();
+      activity: (bytes) => {
+        const now = Date.now();
+        this.lastActive = now;
         this.pinged = false;
+        return bytes ? this.shape(now, bytes) : 0;
       },
     });
     this.authTimer = setTimeout(() => this.fail(new StreamError('connection-timeout', 'no session was established in time')),
@@ -321,6 +325,23 @@ export class ClientStream {
     if (this.t.bufferedBytes() > this.ctx.config.limits.maxOutboundBufferBytes) {
       this.fail(new StreamError('policy-violation', 'the client is not reading its stream'));
     }
+  }
+
+  /**
+   * Inbound rate limit (limits.bytesPerSecond): a token bucket holding up to
+   * four seconds' worth. A client in debt has its next bytes held until the
+   * debt is paid — read more slowly, like ejabberd's shapers, not cut off —
+   * so it costs no one else anything. Returns the milliseconds to hold.
+   */
+  private shape(now: number, bytes: number): number {
+    const rate = this.ctx.config.limits.bytesPerSecond;
+    this.tokens = Math.min(rate * 4, this.tokens + (Math.max(0, now - this.refilled) * rate) / 1000);
+    this.refilled = Math.max(now, this.refilled);
+    const wait = this.tokens < 0 ? Math.ceil((-this.tokens * 1000) / rate) : 0;
+    this.tokens -= bytes;
+    if (wait > 0) this.refilled = now + wait; // the debt is paid by then; refill counts from there
+    if (wait > 0) this.tokens += (wait * rate) / 1000;
+    return wait;
   }
 
   /**

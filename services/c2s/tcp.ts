@@ -33,10 +33,18 @@ export class TcpTransport implements ClientTransport {
   private parser: StreamParser | undefined;
   private events: StreamEvents | undefined;
   private headerSent = false;
+  private pausedUntil = 0;
+  private resumeTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly onData = (chunk: Buffer) => {
-    this.events?.activity();
-    this.parser?.write(chunk);
+    const wait = this.events?.activity(chunk.length) ?? 0;
+    if (wait <= 0) return this.parser?.write(chunk);
+    // Over the rate: stop reading and parse this chunk (at most one socket read) later.
+    this.socket.pause();
+    setTimeout(() => {
+      this.parser?.write(chunk);
+      if (!this.closed) this.socket.resume();
+    }, wait).unref();
   };
 
   constructor(socket: Socket, private readonly limits: StreamParserLimits, private readonly tlsContext: SecureContext | undefined, direct = false,
@@ -133,8 +141,13 @@ export class TcpTransport implements ClientTransport {
   }
 
   pause(ms: number): void {
+    const until = Date.now() + ms;
+    if (until <= this.pausedUntil) return;
+    this.pausedUntil = until;
     this.socket.pause();
-    setTimeout(() => this.socket.resume(), ms).unref();
+    clearTimeout(this.resumeTimer);
+    this.resumeTimer = setTimeout(() => this.socket.resume(), ms);
+    this.resumeTimer.unref();
   }
 }
 

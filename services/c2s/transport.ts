@@ -9,8 +9,12 @@ export interface StreamEvents {
   stanza(el: Element): void;
   close(): void;
   error(err: StreamError): void;
-  /** Bytes arrived (whitespace keepalives included): the peer is in contact. */
-  activity(): void;
+  /**
+   * Bytes arrived (whitespace keepalives included): the peer is in contact.
+   * Returns how many milliseconds to hold them before parsing (the inbound
+   * rate limit); 0 parses at once.
+   */
+  activity(bytes?: number): number;
   /** The connection is gone (closed by either side, reset, timed out). */
   disconnected(): void;
 }

@@ -204,3 +204,33 @@ describe('STARTTLS injection', () => {
     c.close();
   });
 });
+
+describe('inbound rate limit', () => {
+  let d: Deployment;
+  before(async () => {
+    d = await startEmbedded({ limits: { bytesPerSecond: 10_000 } });
+    for (const u of ['flooder', 'sink', 'bystander', 'sink2']) await d.addUser(u);
+  });
+  after(async () => { await d.stop(); });
+
+  test('a client sending faster than bytesPerSecond is read more slowly; others are not slowed', async () => {
+    const sink = await login(d.ports[0], 'sink', 's');
+    const sink2 = await login(d.ports[0], 'sink2', 's');
+    const flooder = await login(d.ports[0], 'flooder', 'f');
+    const bystander = await login(d.ports[0], 'bystander', 'b');
+    const t0 = Date.now();
+    const body = 'x'.repeat(1000);
+    let burst = '';
+    for (let i = 0; i < 100; i++) burst += `<message to='sink@localhost/s' type='chat'><body>${i} ${body}</body></message>`;
+    flooder.send(burst);
+    bystander.send(`<message to='sink2@localhost/s' type='chat'><body>unaffected</body></message>`);
+    await sink2.waitFor(/unaffected/, 2000);
+    const bystanderMs = Date.now() - t0;
+    await sink.waitFor(/<body>99 x/, 15_000);
+    const floodMs = Date.now() - t0;
+    // ~106 KB at 10 KB/s with a 40 KB burst: the first socket read (64 KB) passes, the rest waits ~2.5 s
+    assert.ok(floodMs >= 2000, `flood took ${floodMs} ms`);
+    assert.ok(bystanderMs < 1000, `the other client was served in ${bystanderMs} ms`);
+    for (const c of [sink, sink2, flooder, bystander]) c.close();
+  });
+});
