@@ -15,6 +15,7 @@ import type { Config } from '../libs/config/schema.ts';
 import { logger } from '../libs/log/index.ts';
 import { Metrics, serveMetrics } from '../libs/metrics/index.ts';
 import { createRedisClient, openStore } from '../libs/store/index.ts';
+import { instrumentStore } from '../libs/store/instrumented.ts';
 import type { Store } from '../libs/store/store.ts';
 import { loadOrCreateCertificate, secureContext } from '../libs/tls/index.ts';
 import { C2sNode, newNodeId } from './c2s/c2s-node.ts';
@@ -58,12 +59,22 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const runsSession = config.role === 'all' || config.role === 'session';
   mkdirSync(config.dataDir, { recursive: true });
 
-  const store = await openConfiguredStore(config);
+  const metrics = new Metrics();
+  const rawStore = await openConfiguredStore(config);
+  const storeOps = new Map<string, { observe(v: number): void }>();
+  const store = config.metrics.enabled
+    ? instrumentStore(rawStore, {
+      observe: (op, seconds) => {
+        let h = storeOps.get(op);
+        if (!h) storeOps.set(op, (h = metrics.storeLatency.labels(op)));
+        h.observe(seconds);
+      },
+    })
+    : rawStore;
   const domains = new Domains(store);
   const hosts = new HostedDomains(config.domains, domains);
   await hosts.start();
   const accounts = new Accounts(store, config.auth.scramIterations);
-  const metrics = new Metrics();
   const subjects = new Subjects(config.bus.kind === 'nats' ? config.bus.subjectPrefix : 'parley');
   const bus: Bus = config.bus.kind === 'nats'
     ? await NatsBus.connect(config.bus.url, nodeId, (e) => log.warn('bus error', { error: e }))
