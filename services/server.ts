@@ -73,7 +73,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     : rawStore;
   const domains = new Domains(store);
   const hosts = new HostedDomains(config.domains, domains);
-  await hosts.start();
+  await hosts.start(config.domainRefreshSeconds * 1000);
   const accounts = new Accounts(store, config.auth.scramIterations);
   const subjects = new Subjects(config.bus.kind === 'nats' ? config.bus.subjectPrefix : 'parley');
   const bus: Bus = config.bus.kind === 'nats'

@@ -15,6 +15,8 @@ export const configSchema = z.object({
   dataDir: z.string().default('./data'),
   /** Domains served from start-up; more can be added at run time (`parley domain add`). */
   domains: z.array(z.string()).default(['localhost']),
+  /** How often every process re-reads the domains added at run time. */
+  domainRefreshSeconds: z.number().positive().default(10),
   log: z.object({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).default({}),
 
   bus: z.discriminatedUnion('kind', [

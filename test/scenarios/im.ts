@@ -322,4 +322,73 @@ export function imScenarios(deployment: () => Deployment): void {
     }
   });
 
+
+  test('the presence of a contact who is out of contact can be fetched: it is unavailable (3.2.1)', async () => {
+    const [a, b] = await users('fetcha', 'fetchb');
+    const alice = await online(a, 0);
+    const bob = await online(b, 1);
+    try {
+      await befriend(alice, a, bob, b);
+    } finally {
+      await bob.stop();
+    }
+    await alice.stop();
+    // alice logs in again while bob is away: her server fetches bob's presence for her
+    const again = await online(a, 0);
+    try {
+      const p = await again.waitFor(presenceFrom(jid(b), 'unavailable'));
+      assert.equal(p.attrs.from, jid(b));
+    } finally {
+      await again.stop();
+    }
+  });
+
+  test('a subscription is private to its two parties (5.1.2): nobody reads another account\'s roster', async () => {
+    const [a, e] = await users('private', 'snoop');
+    const alice = await online(a, 0);
+    const eve = await online(e, 1);
+    try {
+      const err = await eve.xmpp.iqCaller.request(xml('iq', { type: 'get', to: jid(a) }, xml('query', NS_ROSTER))).then(
+        () => 'answered', (x: { condition?: string }) => x.condition);
+      assert.equal(err, 'forbidden');
+    } finally {
+      await alice.stop();
+      await eve.stop();
+    }
+  });
+
+  test('messages flow without presence, and presence without messages (2.1.1, 2.1.2)', async () => {
+    const [a, b] = await users('nopres', 'nopresb');
+    const alice = await connect(port(0), a, { resource: 'quiet' }); // never sends presence
+    const bob = await online(b, 1, { priority: -1 }); // presence only: negative priority
+    try {
+      await alice.send(xml('message', { to: `${jid(b)}/${bob.jid.split('/')[1]}`, type: 'chat' }, xml('body', {}, 'no presence needed')));
+      await bob.waitFor(isMessageWithBody('no presence needed'));
+      await bob.send(xml('message', { to: `${jid(a)}/quiet`, type: 'chat' }, xml('body', {}, 'reply to a full jid')));
+      await alice.waitFor(isMessageWithBody('reply to a full jid'));
+    } finally {
+      await alice.stop();
+      await bob.stop();
+    }
+  });
+
+  test('no stanza another entity receives carries a client\'s IP address (5.1.17, 5.1.18, 5.2.5, 5.2.6, 5.4.5)', async () => {
+    const [a, b] = await users('ipa', 'ipb');
+    const alice = await online(a, 0);
+    const bob = await online(b, 1);
+    try {
+      await befriend(alice, a, bob, b);
+      await alice.send(xml('message', { to: jid(b), type: 'chat' }, xml('body', {}, 'where am I?')));
+      await bob.waitFor(isMessageWithBody('where am I?'));
+      await alice.send(xml('presence', { to: `${jid(b)}/${bob.jid.split('/')[1]}` }));
+      await alice.stop();
+      await bob.waitFor(presenceFrom(jid(a), 'unavailable'));
+      const everything = bob.received.map((s) => s.toString()).join('\n');
+      assert.doesNotMatch(everything, /127\.0\.0\.\d+|::1|::ffff:/);
+    } finally {
+      await alice.stop();
+      await bob.stop();
+    }
+  });
+
 }

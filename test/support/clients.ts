@@ -18,10 +18,11 @@ export interface TestClient {
   stop(): Promise<void>;
 }
 
-export async function connect(port: number, local: string, opts: { resource?: string; password?: string } = {}): Promise<TestClient> {
+/** `opts.service` overrides the TCP address (e.g. ws://127.0.0.1:PORT/xmpp-websocket). */
+export async function connect(port: number, local: string, opts: { resource?: string; password?: string; service?: string; domain?: string } = {}): Promise<TestClient> {
   const xmpp = client({
-    service: `xmpp://127.0.0.1:${port}`,
-    domain: DOMAIN,
+    service: opts.service ?? `xmpp://127.0.0.1:${port}`,
+    domain: opts.domain ?? DOMAIN,
     username: local,
     password: opts.password ?? PASSWORD,
     resource: opts.resource,
