@@ -32,11 +32,24 @@ export class NatsBus implements Bus {
     return new NatsBus(nc, origin, onError);
   }
 
+  /**
+   * Publishes are queued and handed to the client once per event-loop turn:
+   * the client writes its buffer on a microtask, which would otherwise mean one
+   * socket write per inbound client packet. Order is kept (one FIFO).
+   */
   publish(subject: string, env: Envelope): void {
     env.origin = this.origin;
     env.seq = ++this.seq;
-    this.nc.publish(subject, encodeEnvelope(env));
+    this.pending.push(subject, encodeEnvelope(env));
+    if (this.pending.length === 2) setImmediate(this.drainPending);
   }
+
+  private readonly pending: (string | Uint8Array)[] = [];
+  private readonly drainPending = (): void => {
+    const p = this.pending;
+    for (let i = 0; i < p.length; i += 2) this.nc.publish(p[i] as string, p[i + 1] as Uint8Array);
+    p.length = 0;
+  };
 
   subscribe(subject: string, handler: (env: Envelope) => void): Subscription {
     const sub = this.nc.subscribe(subject, {
@@ -54,10 +67,14 @@ export class NatsBus implements Bus {
     return { unsubscribe: () => sub.unsubscribe() };
   }
 
-  flush(): Promise<void> { return this.nc.flush(); }
+  flush(): Promise<void> {
+    this.drainPending();
+    return this.nc.flush();
+  }
   healthy(): boolean { return this.connected && !this.nc.isClosed(); }
 
   async close(): Promise<void> {
+    this.drainPending();
     if (!this.nc.isClosed()) await this.nc.drain().catch(() => this.nc.close());
   }
 }
