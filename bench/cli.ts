@@ -1,0 +1,18 @@
+// Entry point: node --import tsx bench/cli.ts SCENARIO [options] (see --help).
+import { parseCommandLine, toOptions, USAGE } from './lib/options.ts';
+import { runScenario } from './lib/run.ts';
+import { SCENARIOS } from './scenarios/index.ts';
+
+const { positionals, values } = parseCommandLine(process.argv.slice(2));
+const name = positionals[0];
+if (values.help || !name || !SCENARIOS[name]) {
+  console.error(USAGE);
+  process.exit(values.help ? 0 : 2);
+}
+try {
+  const result = await runScenario(name, SCENARIOS[name], toOptions(values, name));
+  process.exitCode = result.summary.failed ? 1 : 0;
+} catch (e) {
+  console.error((e as Error).message);
+  process.exitCode = 1;
+}

@@ -1,0 +1,111 @@
+// Runs the chosen scenarios against each baseline and Parley in one go and
+// prints headline figures with ratios to ejabberd:
+//   node --import tsx bench/compare.ts [--targets ejabberd,prosody,parley] [--scenarios login,idle,chat]
+//     [--login-users 500] [--idle-connections 2000] [--chat-users 200] [--presence-users 200]
+//     [--port 15222] [--http-port 15280] [--keep] [any bench/cli.ts option, e.g. --rates, --step-seconds, --transport ws]
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { OPTION_SPEC, toOptions } from './lib/options.ts';
+import { runScenario, type Figure, type RunResult } from './lib/run.ts';
+import { lineChart, type Series } from './lib/svg.ts';
+import { SCENARIOS } from './scenarios/index.ts';
+import { PEERS } from './peers/index.ts';
+import type { Started } from './peers/common.ts';
+import { isAvailable as parleyAvailable } from './peers/parley.ts';
+
+const { values } = parseArgs({
+  options: {
+    ...OPTION_SPEC,
+    targets: { type: 'string', default: 'ejabberd,prosody,parley' },
+    scenarios: { type: 'string', default: 'login,idle,chat' },
+    'login-users': { type: 'string', default: '500' },
+    'idle-connections': { type: 'string', default: '2000' },
+    'chat-users': { type: 'string', default: '200' },
+    'presence-users': { type: 'string', default: '200' },
+    'http-port': { type: 'string', default: '15280' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+// compare's own default: shorter chat steps keep three targets within ~10 minutes.
+if (!process.argv.includes('--step-seconds')) values['step-seconds'] = '8';
+
+const scenarios = values.scenarios.split(',').filter(Boolean);
+for (const s of scenarios) if (!SCENARIOS[s]) throw new Error(`unknown scenario ${s}`);
+const sizes: Record<string, number> = { login: Number(values['login-users']), idle: Number(values['idle-connections']), chat: Number(values['chat-users']), presence: Number(values['presence-users']) };
+const users = Math.max(...scenarios.map((s) => sizes[s]));
+const port = process.argv.includes('--port') ? Number(values.port) : 15222; // peers listen off 5222 unless told
+const httpPort = Number(values['http-port']);
+
+/** Headline metrics: [scenario, key, higher is better]. */
+const METRICS: Array<[string, string, boolean]> = [
+  ['login', 'loginsPerSec', true], ['login', 'p50Ms', false], ['login', 'p99Ms', false],
+  ['idle', 'bytesPerConn', false], ['idle', 'rssAfterMiB', false],
+  ['chat', 'maxSustainedRate', true], ['chat', 'p99AtMaxMs', false],
+  ['presence', 'notificationsPerSec', true], ['presence', 'p99Ms', false],
+];
+
+const results: Record<string, RunResult[]> = {};
+const skipped: Record<string, string> = {};
+for (const target of values.targets.split(',').filter(Boolean)) {
+  const make = PEERS[target];
+  if (!make) { skipped[target] = 'unknown target'; continue; }
+  if (target === 'parley' && !parleyAvailable()) { skipped[target] = '`parley user bulk-add` not available yet'; console.log(`skipping parley: ${skipped[target]}`); continue; }
+  const peer = make({ users, port, httpPort, keep: values.keep, prefix: values['users-prefix'], password: values.password, domain: values.domain });
+  results[target] = [];
+  // A fresh server (same account count) per scenario: no figure depends on what ran before it.
+  for (const s of scenarios) {
+    console.log(`\n=== ${target} ${s}: starting with ${users} accounts`);
+    let started: Started;
+    try {
+      started = await peer.start();
+    } catch (e) {
+      await peer.stop(); // whatever it had started, and its temp directory
+      console.error(`${target} did not start: ${(e as Error).message}`);
+      skipped[target] = 'did not start';
+      break;
+    }
+    try {
+      if (values.transport === 'ws' && !started.wsUrl) { skipped[target] = 'no WebSocket endpoint'; break; }
+      const o = { ...toOptions({ ...values, users: String(sizes[s]) }, s), port: started.port, pids: started.pids, target, wsUrl: started.wsUrl ?? '' };
+      results[target].push(await runScenario(s, SCENARIOS[s], o));
+    } catch (e) {
+      console.error(`${target} ${s} failed: ${(e as Error).message}`);
+    } finally {
+      await peer.stop();
+    }
+  }
+  if (skipped[target]) delete results[target];
+}
+
+const targets = Object.keys(results);
+const get = (t: string, s: string, k: string): Figure => results[t].find((r) => r.scenario === s)?.summary[k] ?? null;
+const rows: string[][] = [['scenario', 'metric', ...targets.map((t) => (t === 'ejabberd' || !targets.includes('ejabberd') ? t : `${t} (x ejabberd)`))]];
+for (const [s, k, higher] of METRICS) {
+  if (!scenarios.includes(s)) continue;
+  const base = targets.includes('ejabberd') ? get('ejabberd', s, k) : null;
+  rows.push([s, `${k} (${higher ? 'higher' : 'lower'} is better)`, ...targets.map((t) => {
+    const v = get(t, s, k);
+    if (v === null) return '-';
+    const ratio = typeof v === 'number' && typeof base === 'number' && base !== 0 && t !== 'ejabberd' ? ` (${(v / base).toFixed(2)}x)` : '';
+    return `${v}${ratio}`;
+  })]);
+}
+rows.push(['all', 'generator cpu % (avg)', ...targets.map((t) => results[t].map((r) => `${r.scenario} ${r.generator.cpuPct}`).join(', '))]);
+const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+const table = rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ')).join('\n');
+console.log(`\n${table}`);
+for (const [t, why] of Object.entries(skipped)) console.log(`(${t} skipped: ${why})`);
+
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+mkdirSync(values.out, { recursive: true });
+const base = join(values.out, `compare-${stamp}`);
+const summary = Object.fromEntries(targets.map((t) => [t, Object.fromEntries(results[t].map((r) => [r.scenario, r.summary]))]));
+writeFileSync(`${base}.json`, JSON.stringify({ startedAt: stamp, users, scenarios, skipped, summary, table: rows, runs: Object.fromEntries(targets.map((t) => [t, results[t].map((r) => r.files.json)])) }, null, 2) + '\n');
+// Chart: chat p99 against offered rate, one line per target.
+const series: Series[] = targets.flatMap((t) => {
+  const steps = (results[t].find((r) => r.scenario === 'chat')?.details as { steps?: Array<{ offered: number; latency: { p99Ms: number } }> } | undefined)?.steps ?? [];
+  return steps.length ? [{ name: `${t} p99`, points: steps.map((x): [number, number] => [x.offered, x.latency.p99Ms]) }] : [];
+});
+writeFileSync(`${base}.svg`, lineChart({ title: 'chat p99 latency vs offered rate', xLabel: 'offered msgs/s (log)', yLabel: 'p99 (ms, log)', logX: true, logY: true }, series));
+console.log(`wrote ${base}.json and .svg`);

@@ -1,0 +1,250 @@
+// A lean XMPP client for load generation. No XML parser on the receive path:
+// during login it scans the buffer for the few elements it is waiting for;
+// afterwards it only looks for benchmark tokens ("bnch~...~") that the sender
+// put into a <body/> or <status/>, so cost per received stanza is an indexOf.
+import { connectWire, type Endpoint, type Wire } from './wire.ts';
+import { MECHANISMS, saslClient, type Mechanism } from './scram.ts';
+
+export const TOKEN = 'bnch~';
+/** BENCH_TRACE=1 prints every chunk sent and received (debugging a new target with --users 1). */
+const TRACE = process.env.BENCH_TRACE === '1';
+const SASL_NS = 'urn:ietf:params:xml:ns:xmpp-sasl';
+
+export interface LoginOptions {
+  endpoint: Endpoint;
+  domain: string;
+  user: string;
+  password: string;
+  resource: string;
+  mech: Mechanism | 'auto';
+  roster: boolean;
+  /** Send initial presence; login completes when the server has answered a ping sent after it. */
+  presence: boolean;
+  timeoutMs: number;
+}
+
+interface Found { start: number; end: number; name: string; text: string }
+
+/** First complete element among `names` in buf (prefix-free names), or null when none/incomplete. */
+export function findElement(buf: string, names: readonly string[], from = 0): Found | null {
+  let best = -1;
+  let bestName = '';
+  for (const n of names) {
+    let i = buf.indexOf(`<${n}`, from);
+    while (i >= 0) {
+      const c = buf.charCodeAt(i + n.length + 1);
+      if (c === 32 || c === 62 || c === 47 || c === 9 || c === 10 || c === 13 || Number.isNaN(c)) break;
+      i = buf.indexOf(`<${n}`, i + 1);
+    }
+    if (i >= 0 && (best < 0 || i < best)) { best = i; bestName = n; }
+  }
+  if (best < 0) return null;
+  const tagEnd = buf.indexOf('>', best);
+  if (tagEnd < 0) return null;
+  if (buf.charCodeAt(tagEnd - 1) === 47) return { start: best, end: tagEnd + 1, name: bestName, text: buf.slice(best, tagEnd + 1) };
+  const close = `</${bestName}>`;
+  const c = buf.indexOf(close, tagEnd);
+  if (c < 0) return null;
+  return { start: best, end: c + close.length, name: bestName, text: buf.slice(best, c + close.length) };
+}
+
+/**
+ * Calls onToken for every complete `bnch~…~` token in s and returns what must
+ * be carried over to the next chunk: a token's unfinished start, or the last
+ * few characters, which may hold the beginning of the marker itself.
+ */
+export function scanTokens(s: string, onToken: (token: string) => void): string {
+  let i = 0;
+  for (;;) {
+    const a = s.indexOf(TOKEN, i);
+    if (a < 0) break;
+    const b = s.indexOf('~', a + TOKEN.length);
+    if (b < 0) return s.slice(a);
+    onToken(s.slice(a + TOKEN.length, b));
+    i = b + 1;
+  }
+  return s.slice(Math.max(i, s.length - (TOKEN.length - 1)));
+}
+
+export const attr = (tag: string, name: string): string | undefined => new RegExp(`\\s${name}=(['"])(.*?)\\1`).exec(tag)?.[2];
+const inner = (el: string): string => (el.endsWith('/>') && !el.includes('</') ? '' : el.slice(el.indexOf('>') + 1, el.lastIndexOf('</')));
+
+type Matcher = (buf: string) => Found | null;
+
+export class XmppConn {
+  closed = false;
+  closeReason = '';
+  /** Called for each benchmark token received once logged in. */
+  onToken: ((conn: XmppConn, token: string) => void) | null = null;
+  onClose: ((conn: XmppConn) => void) | null = null;
+  readonly jid: string;
+  private wire: Wire | null = null;
+  private buf = '';
+  private waiter: { match: Matcher; resolve: (f: Found) => void; reject: (e: Error) => void } | null = null;
+  private ws: boolean;
+  /** Set once login finished: from then on unmatched input may be discarded. */
+  private ready = false;
+
+  /** RFC 7395: each WebSocket frame is a standalone element, so stanzas carry their namespace. */
+  readonly ns: string;
+
+  constructor(readonly index: number, private readonly o: LoginOptions) {
+    this.jid = `${o.user}@${o.domain}`;
+    this.ws = !!o.endpoint.wsUrl;
+    this.ns = this.ws ? ` xmlns='jabber:client'` : '';
+  }
+
+  send(s: string): void {
+    if (TRACE) console.error(`${this.index} >> ${s}`);
+    this.wire?.send(s);
+  }
+  backlog(): number { return this.wire?.backlog() ?? 0; }
+
+  private openStream(): void {
+    this.send(this.ws
+      ? `<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='${this.o.domain}' version='1.0'/>`
+      : `<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${this.o.domain}' version='1.0'>`);
+  }
+
+  private fail(reason: string): void {
+    if (!this.closeReason) this.closeReason = reason;
+    const w = this.waiter;
+    this.waiter = null;
+    w?.reject(new Error(reason));
+  }
+
+  private feed(text: string): void {
+    if (TRACE) console.error(`${this.index} << ${text}`);
+    if (this.waiter || !this.onToken) {
+      this.buf += text;
+      const se = this.buf.indexOf('<stream:error');
+      if (se >= 0) { this.fail(`stream error: ${this.buf.slice(se, se + 200)}`); this.wire?.destroy(); return; }
+      if (this.waiter) {
+        const f = this.waiter.match(this.buf);
+        if (f) {
+          this.buf = this.buf.slice(f.end);
+          const w = this.waiter;
+          this.waiter = null;
+          w.resolve(f);
+        }
+      } else if (this.ready) {
+        // Idle: answer pings once their opening tag is in, keep little else.
+        const p = this.buf.lastIndexOf('urn:xmpp:ping');
+        if (p >= 0) { this.answerPings(); this.buf = this.buf.slice(p + 13); }
+        if (this.buf.length > 4096) this.buf = this.buf.slice(-64);
+      }
+      return;
+    }
+    const s = this.buf.length ? this.buf + text : text;
+    this.buf = scanTokens(s, (token) => this.onToken?.(this, token));
+    if (s.includes('urn:xmpp:ping')) this.answerPings(s);
+  }
+
+  /** Servers may probe idle clients with XEP-0199 pings; a silent client would be dropped. */
+  private answerPings(s = this.buf): void {
+    let p = s.indexOf("urn:xmpp:ping");
+    while (p >= 0) {
+      const start = s.lastIndexOf('<iq', p);
+      const tag = start >= 0 ? s.slice(start, s.indexOf('>', start) + 1) : '';
+      const id = attr(tag, 'id');
+      if (id && attr(tag, 'type') === 'get') this.send(`<iq${this.ns} type='result' id='${id}'${attr(tag, 'from') ? ` to='${attr(tag, 'from')}'` : ''}/>`);
+      p = s.indexOf('urn:xmpp:ping', p + 1);
+    }
+  }
+
+  private wait(match: Matcher): Promise<Found> {
+    return new Promise((resolve, reject) => {
+      if (this.closed) { reject(new Error(this.closeReason || 'closed')); return; }
+      const f = match(this.buf);
+      if (f) { this.buf = this.buf.slice(f.end); resolve(f); return; }
+      this.waiter = { match, resolve, reject };
+    });
+  }
+
+  private iq(id: string, body: string, type = 'set', anyReply = false): Promise<Found> {
+    this.send(`<iq${this.ns} type='${type}' id='${id}'>${body}</iq>`);
+    return this.wait((buf) => {
+      for (let from = 0; ;) {
+        const f = findElement(buf, ['iq'], from);
+        if (!f) return null;
+        if (attr(f.text.slice(0, f.text.indexOf('>') + 1), 'id') === id) {
+          if (!anyReply && attr(f.text, 'type') !== 'result') throw new Error(`iq ${id} failed: ${f.text.slice(0, 300)}`);
+          return f;
+        }
+        from = f.end;
+      }
+    });
+  }
+
+  /** Connect, authenticate, bind and optionally fetch the roster and go available. */
+  async login(): Promise<void> {
+    const o = this.o;
+    const timer = setTimeout(() => { this.fail(`login timeout after ${o.timeoutMs} ms`); this.wire?.destroy(); }, o.timeoutMs);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.wire = connectWire(o.endpoint, {
+          onText: (t) => { try { this.feed(t); } catch (e) { this.fail((e as Error).message); } },
+          onClose: (err) => {
+            this.closed = true;
+            this.fail(err ? err.message : 'connection closed by server');
+            reject(new Error(this.closeReason));
+            this.onClose?.(this);
+          },
+        }, resolve);
+      });
+      const features: Matcher = (b) => findElement(b, ['stream:features', 'features']);
+      this.openStream();
+      const f1 = await this.wait(features);
+      const offered = [...f1.text.matchAll(/<mechanism>([^<]+)<\/mechanism>/g)].map((m) => m[1]);
+      const mech = o.mech === 'auto' ? MECHANISMS.find((m) => offered.includes(m)) : offered.includes(o.mech) ? o.mech : undefined;
+      if (!mech) throw new Error(`no usable SASL mechanism (offered: ${offered.join(' ') || 'none'})`);
+      const sasl = saslClient(mech, o.user, o.password);
+      this.send(`<auth xmlns='${SASL_NS}' mechanism='${mech}'>${sasl.initial()}</auth>`);
+      for (;;) {
+        const el = await this.wait((b) => findElement(b, ['challenge', 'success', 'failure']));
+        const data = Buffer.from(inner(el.text), 'base64');
+        if (el.name === 'failure') throw new Error(`SASL ${mech} failure: ${el.text.slice(0, 200)}`);
+        if (el.name === 'success') {
+          if (!sasl.verify(data) && mech !== 'PLAIN') throw new Error('SCRAM server signature mismatch');
+          break;
+        }
+        this.send(`<response xmlns='${SASL_NS}'>${await sasl.challenge(data)}</response>`);
+      }
+      this.openStream();
+      const f2 = await this.wait(features);
+      await this.iq('b', `<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${o.resource}</resource></bind>`);
+      // RFC 3921 sessions: only when the server still insists (no <optional/>).
+      const sess = f2.text.indexOf('urn:ietf:params:xml:ns:xmpp-session');
+      if (sess >= 0 && !f2.text.slice(sess, f2.text.indexOf('</session>', sess) + 1).includes('optional')) {
+        await this.iq('s', `<session xmlns='urn:ietf:params:xml:ns:xmpp-session'/>`);
+      }
+      if (o.roster) await this.iq('r', `<query xmlns='jabber:iq:roster'/>`, 'get');
+      if (o.presence) {
+        // A server handles one session's stanzas in order, so the reply to a
+        // ping sent after <presence/> proves the presence was processed. Not
+        // every server echoes initial presence back (RFC 6121 §4.2.2), and an
+        // error reply (ping unsupported) proves it as well.
+        this.send(`<presence${this.ns}/>`);
+        await this.iq('p', `<ping xmlns='urn:xmpp:ping'/>`, 'get', true);
+      }
+      this.ready = true;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Close the stream politely; destroy if the server does not close within `ms`. */
+  logout(ms = 3000): Promise<void> {
+    if (this.closed || !this.wire) return Promise.resolve();
+    return new Promise((resolve) => {
+      const prev = this.onClose;
+      const t = setTimeout(() => this.wire?.destroy(), ms);
+      this.onClose = (c) => { clearTimeout(t); prev?.(c); resolve(); };
+      this.onToken = null;
+      this.send(this.ws ? `<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>` : '</stream:stream>');
+      this.wire?.end();
+    });
+  }
+
+  destroy(): void { this.wire?.destroy(); }
+}

@@ -1,0 +1,129 @@
+// Command-line options shared by cli.ts and compare.ts.
+import { parseArgs } from 'node:util';
+import { MECHANISMS, type Mechanism } from './scram.ts';
+import type { WorkerMode } from './pool.ts';
+
+export interface BenchOptions {
+  host: string;
+  port: number;
+  domain: string;
+  usersPrefix: string;
+  password: string;
+  transport: 'tcp' | 'ws';
+  wsUrl: string;
+  users: number;
+  userOffset: number;
+  concurrency: number;
+  workers: number;
+  workerMode: WorkerMode;
+  sourceBase: number;
+  mech: Mechanism | 'auto';
+  roster: boolean;
+  presence: boolean;
+  loginTimeoutMs: number;
+  pids: number[];
+  target: string;
+  out: string;
+  quiet: boolean;
+  // chat
+  rates: number[];
+  stepSeconds: number;
+  lossTimeoutMs: number;
+  p99LimitMs: number;
+  payload: number;
+  // idle
+  settleSeconds: number;
+  holdSeconds: number;
+  // presence
+  rate: number;
+  seconds: number;
+  rosterSetup: string;
+}
+
+export const OPTION_SPEC = {
+  host: { type: 'string', default: '127.0.0.1' },
+  port: { type: 'string', default: '5222' },
+  domain: { type: 'string', default: 'localhost' },
+  'users-prefix': { type: 'string', default: 'user' },
+  password: { type: 'string', default: 'secret' },
+  transport: { type: 'string', default: 'tcp' },
+  'ws-url': { type: 'string', default: 'ws://127.0.0.1:5280/xmpp-websocket' },
+  users: { type: 'string' },
+  connections: { type: 'string' },
+  'user-offset': { type: 'string', default: '1' },
+  concurrency: { type: 'string' },
+  workers: { type: 'string', default: '2' },
+  'worker-mode': { type: 'string', default: 'thread' },
+  'source-base': { type: 'string', default: '2' },
+  mech: { type: 'string', default: 'auto' },
+  'no-roster': { type: 'boolean', default: false },
+  'no-presence': { type: 'boolean', default: false },
+  'login-timeout-ms': { type: 'string', default: '30000' },
+  pids: { type: 'string', default: '' },
+  target: { type: 'string' },
+  out: { type: 'string', default: 'bench/results' },
+  quiet: { type: 'boolean', default: false },
+  rates: { type: 'string', default: '1000,2000,4000,8000,16000,32000,64000' },
+  'step-seconds': { type: 'string', default: '10' },
+  'loss-timeout-ms': { type: 'string', default: '5000' },
+  'p99-limit-ms': { type: 'string', default: '100' },
+  payload: { type: 'string', default: '0' },
+  'settle-seconds': { type: 'string', default: '5' },
+  'hold-seconds': { type: 'string', default: '10' },
+  rate: { type: 'string', default: '500' },
+  seconds: { type: 'string', default: '10' },
+  'roster-setup': { type: 'string', default: '' },
+  help: { type: 'boolean', default: false },
+} as const;
+
+export const DEFAULT_USERS: Record<string, number> = { login: 500, idle: 2000, chat: 200, presence: 200 };
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTION_SPEC; allowPositionals: true }>>['values'];
+
+function int(v: string | undefined, name: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name}: expected a non-negative number, got ${v}`);
+  return n;
+}
+
+export function parseCommandLine(argv: string[]): { positionals: string[]; values: Values } {
+  const { values, positionals } = parseArgs({ args: argv, options: OPTION_SPEC, allowPositionals: true, strict: true });
+  return { values, positionals };
+}
+
+export function toOptions(v: Values, scenario: string): BenchOptions {
+  const transport = v.transport === 'ws' ? 'ws' : v.transport === 'tcp' ? 'tcp' : null;
+  if (!transport) throw new Error(`--transport must be tcp or ws`);
+  const mech = v.mech.toUpperCase();
+  if (mech !== 'AUTO' && !MECHANISMS.includes(mech as Mechanism)) throw new Error(`--mech must be auto or one of ${MECHANISMS.join(', ')}`);
+  const workerMode = v['worker-mode'] === 'process' ? 'process' : 'thread';
+  const users = int(v.users ?? v.connections ?? String(DEFAULT_USERS[scenario] ?? 100), 'users');
+  return {
+    host: v.host, port: int(v.port, 'port'), domain: v.domain, usersPrefix: v['users-prefix'], password: v.password,
+    transport, wsUrl: v['ws-url'], users, userOffset: int(v['user-offset'], 'user-offset'),
+    concurrency: int(v.concurrency ?? (scenario === 'idle' ? '200' : '50'), 'concurrency') || 1,
+    workers: Math.max(1, int(v.workers, 'workers')), workerMode, sourceBase: int(v['source-base'], 'source-base'),
+    mech: mech === 'AUTO' ? 'auto' : (mech as Mechanism), roster: !v['no-roster'], presence: !v['no-presence'],
+    loginTimeoutMs: int(v['login-timeout-ms'], 'login-timeout-ms'),
+    pids: v.pids ? v.pids.split(',').map((p) => int(p, 'pids')) : [],
+    target: v.target ?? `${v.host}-${transport === 'ws' ? new URL(v['ws-url']).port : v.port}`,
+    out: v.out, quiet: v.quiet,
+    rates: v.rates.split(',').map((r) => int(r, 'rates')).filter((r) => r > 0),
+    stepSeconds: int(v['step-seconds'], 'step-seconds'), lossTimeoutMs: int(v['loss-timeout-ms'], 'loss-timeout-ms'),
+    p99LimitMs: int(v['p99-limit-ms'], 'p99-limit-ms'), payload: int(v.payload, 'payload'),
+    settleSeconds: int(v['settle-seconds'], 'settle-seconds'), holdSeconds: int(v['hold-seconds'], 'hold-seconds'),
+    rate: int(v.rate, 'rate'), seconds: int(v.seconds, 'seconds'), rosterSetup: v['roster-setup'],
+  };
+}
+
+export const USAGE = `usage: node --import tsx bench/cli.ts login|idle|chat|presence [options]
+target:   --host 127.0.0.1 --port 5222 --domain localhost --users-prefix user --password secret
+          --transport tcp|ws [--ws-url ws://127.0.0.1:5280/xmpp-websocket] --mech auto|SCRAM-SHA-256|SCRAM-SHA-1|PLAIN
+          --pids 123,456 (server processes: RSS and CPU are sampled from /proc) --target NAME (for file names)
+load:     --users N (users userOFFSET..userOFFSET+N-1; --connections is an alias) --user-offset 1
+          --concurrency 50 (logins in flight) --workers 2 --worker-mode thread|process --source-base 2 (127.0.0.2, .3, ...)
+          --no-roster --no-presence --login-timeout-ms 30000 --quiet --out bench/results
+chat:     --rates 1000,2000,4000,... (aggregate msgs/s per step) --step-seconds 10 --loss-timeout-ms 5000
+          --p99-limit-ms 100 --payload 0 (extra body bytes)
+idle:     --settle-seconds 5 --hold-seconds 10
+presence: --rate 500 (presence changes/s) --seconds 10 --roster-setup module.ts (default export run before login)`;

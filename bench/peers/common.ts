@@ -1,0 +1,98 @@
+// Shared plumbing for the baseline servers: a private temp directory, a
+// foreground child process, waiting for its port, and stopping exactly it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface PeerOptions {
+  users: number;
+  userOffset: number;
+  prefix: string;
+  password: string;
+  domain: string;
+  /** c2s port (plain TCP) */
+  port: number;
+  /** HTTP port for RFC 7395 WebSocket */
+  httpPort: number;
+  /** Keep the temp directory (config, logs, data) after stop() for inspection. */
+  keep: boolean;
+}
+
+export const PEER_DEFAULTS: PeerOptions = { users: 2000, userOffset: 1, prefix: 'user', password: 'secret', domain: 'localhost', port: 15222, httpPort: 15280, keep: false };
+
+export interface Started { pids: number[]; port: number; wsUrl: string | null; dir: string }
+
+export interface Peer {
+  readonly name: string;
+  start(): Promise<Started>;
+  stop(): Promise<void>;
+}
+
+export const makeTempDir = (name: string): string => mkdtempSync(join(tmpdir(), `parley-bench-${name}-`));
+
+export function waitForPort(port: number, timeoutMs: number, alive: () => boolean = () => true): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = (): void => {
+      const s = net.connect({ host: '127.0.0.1', port });
+      s.once('connect', () => { s.destroy(); resolve(); });
+      s.once('error', () => {
+        s.destroy();
+        if (!alive()) reject(new Error(`server exited before listening on ${port}`));
+        else if (Date.now() > deadline) reject(new Error(`port ${port} not listening after ${timeoutMs} ms`));
+        else setTimeout(attempt, 200);
+      });
+    };
+    attempt();
+  });
+}
+
+/** Fails early with a clear message instead of benchmarking whatever already listens there. */
+export function assertPortFree(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', () => reject(new Error(`port ${port} is already in use`)));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve()));
+  });
+}
+
+/** A foreground server process with its output in dir/stdout.log. */
+export class Proc {
+  readonly child: ChildProcess;
+  exited = false;
+  constructor(cmd: string, args: string[], opts: { dir: string; env?: NodeJS.ProcessEnv; onLine?: (line: string) => void }) {
+    const log = createWriteStream(join(opts.dir, 'stdout.log'));
+    // `ulimit -n` to the hard limit: the soft default (1024) would cap the server, not the benchmark.
+    this.child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"', cmd, ...args], { cwd: opts.dir, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let partial = '';
+    const onData = (b: Buffer): void => {
+      log.write(b);
+      if (!opts.onLine) return;
+      const lines = (partial + b.toString()).split('\n');
+      partial = lines.pop() ?? '';
+      for (const l of lines) opts.onLine(l);
+    };
+    this.child.stdout?.on('data', onData);
+    this.child.stderr?.on('data', onData);
+    this.child.on('exit', () => { this.exited = true; log.end(); });
+  }
+  get pid(): number {
+    if (!this.child.pid) throw new Error('server process has no pid');
+    return this.child.pid;
+  }
+  /** SIGTERM, then SIGKILL after `graceMs`: only this child, never by name. */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.exited) return;
+    const done = new Promise<void>((r) => this.child.once('exit', () => r()));
+    this.child.kill('SIGTERM');
+    const t = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    await done;
+    clearTimeout(t);
+  }
+}
+
+export function cleanup(dir: string, keep: boolean): void {
+  if (!keep) rmSync(dir, { recursive: true, force: true });
+}

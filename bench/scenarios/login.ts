@@ -1,0 +1,16 @@
+// login: N users connect, authenticate, bind, fetch the roster and send initial
+// presence, with at most --concurrency logins in flight.
+import type { Ctx, ScenarioOutput } from '../lib/run.ts';
+import { buckets } from '../lib/stats.ts';
+import { barChart } from '../lib/svg.ts';
+
+export async function login(ctx: Ctx): Promise<ScenarioOutput> {
+  const r = await ctx.loginAll('login');
+  await ctx.logoutAll();
+  const rate = Math.round((r.ok / (r.elapsedMs / 1000)) * 10) / 10;
+  return {
+    summary: { loginsPerSec: rate, p50Ms: r.latency.p50Ms, p90Ms: r.latency.p90Ms, p99Ms: r.latency.p99Ms, ok: r.ok, failed: r.failed },
+    details: { elapsedMs: Math.round(r.elapsedMs), latency: r.latency, errors: r.errors, histogram: buckets(r.hist) },
+    svg: barChart({ title: `login latency — ${ctx.o.target} (${r.ok} users, ${rate}/s)`, xLabel: 'latency (ms, log)', yLabel: 'logins', logX: true }, buckets(r.hist), 'logins'),
+  };
+}
