@@ -391,4 +391,19 @@ export function imScenarios(deployment: () => Deployment): void {
     }
   });
 
+
+  test('initial presence and updates come back to every available resource, the sender included (RFC 6121 §4.2.2)', async () => {
+    const [a] = await users('echo');
+    const one = await online(a, 0, { resource: 'one' });
+    const two = await online(a, 1, { resource: 'two' });
+    try {
+      await one.waitFor((s) => s.is('presence') && s.attrs.from === `${jid(a)}/one` && s.attrs.type === undefined);
+      await two.waitFor((s) => s.is('presence') && s.attrs.from === `${jid(a)}/one`, 5000);
+      await one.waitFor((s) => s.is('presence') && s.attrs.from === `${jid(a)}/two`, 5000);
+    } finally {
+      await one.stop();
+      await two.stop();
+    }
+  });
+
 }
