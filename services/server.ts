@@ -19,6 +19,7 @@ import { instrumentStore } from '../libs/store/instrumented.ts';
 import type { Store } from '../libs/store/store.ts';
 import { loadOrCreateCertificate, secureContext } from '../libs/tls/index.ts';
 import { C2sNode, newNodeId } from './c2s/c2s-node.ts';
+import { S2sNode } from './s2s/s2s-node.ts';
 import { purgeNodeSessionsOffline } from './session/directory.ts';
 import { SessionNode } from './session/session-node.ts';
 
@@ -33,6 +34,7 @@ export interface RunningServer {
   readonly domains: Domains;
   readonly c2s?: C2sNode;
   readonly session?: SessionNode;
+  readonly s2s?: S2sNode;
   readonly metrics: Metrics;
   metricsPort(): number;
   /** Graceful: hand shards over and close streams; otherwise just stop. */
@@ -54,9 +56,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const embedded = isEmbedded(config);
   if (embedded && config.role !== 'all') throw new Error('the in-process bus runs every role in one process: use role "all" or the NATS bus');
   if (!embedded && config.store.kind !== 'redis') throw new Error('a cluster (NATS bus) keeps its state in Redis: set store.kind to "redis"');
+  if (config.role === 's2s' && !config.s2s.enabled) throw new Error('the s2s role runs federation: set s2s.enabled to true');
   const nodeId = config.nodeId ?? (embedded ? 'embedded' : newNodeId(config.role));
   const runsC2s = config.role === 'all' || config.role === 'c2s';
   const runsSession = config.role === 'all' || config.role === 'session';
+  const runsS2s = config.s2s.enabled && (config.role === 'all' || config.role === 's2s');
   mkdirSync(config.dataDir, { recursive: true });
 
   const metrics = new Metrics();
@@ -83,9 +87,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
   let redis: Redis | undefined;
   let sessionMembers: Membership;
   let c2sMembers: Membership;
+  let s2sMembers: Membership;
   if (embedded) {
     sessionMembers = new StaticMembership(nodeId);
     c2sMembers = new StaticMembership(nodeId);
+    s2sMembers = new StaticMembership(nodeId);
     // One process: whatever sessions the last run left behind are gone.
     const purged = await purgeNodeSessionsOffline(store, nodeId);
     if (purged) log.info('cleared sessions of the previous run', { sessions: purged });
@@ -96,6 +102,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     const prefix = config.store.kind === 'redis' ? config.store.keyPrefix : 'parley:';
     sessionMembers = new RedisMembership(redis, { key: `${prefix}members:session`, self: runsSession ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
     c2sMembers = new RedisMembership(redis, { key: `${prefix}members:c2s`, self: runsC2s ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
+    s2sMembers = new RedisMembership(redis, { key: `${prefix}members:s2s`, self: nodeId, heartbeatMs, ttlMs: memberTtlMs, onError });
   }
 
   let session: SessionNode | undefined;
@@ -107,6 +114,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
   }
   await c2sMembers.start();
   if (session) await session.start();
+
+  let s2s: S2sNode | undefined;
+  if (runsS2s) {
+    const fallbackCertificate = await loadOrCreateCertificate(config.dataDir, hosts.list(), config.c2s.tls);
+    s2s = new S2sNode({ config, bus, subjects, store, hosts, membership: s2sMembers, fallbackCertificate });
+    await s2s.start();
+  }
 
   let c2s: C2sNode | undefined;
   if (runsC2s) {
@@ -136,11 +150,12 @@ export async function startServer(config: Config): Promise<RunningServer> {
   log.info('started', { node: nodeId, role: config.role, mode: embedded ? 'embedded' : 'cluster', domains: hosts.list().join(','), c2s: c2s ? `${config.c2s.tcp.host}:${c2s.tcpPort()}` : 'off',
     ...(c2s?.httpPort() ? { http: `${config.c2s.http.host}:${c2s.httpPort()}` } : {}),
     ...(c2s?.directTlsPort() ? { directTls: `${config.c2s.directTls.host}:${c2s.directTlsPort()}` } : {}),
+    ...(s2s ? { s2s: `${config.s2s.listen.host}:${s2s.port()}` } : {}),
     metrics: http ? `${config.metrics.host}:${(http.address() as { port: number }).port}` : 'off' });
 
   let stopped = false;
   return {
-    nodeId, config, store, bus, accounts, domains, c2s, session, metrics,
+    nodeId, config, store, bus, accounts, domains, c2s, session, s2s, metrics,
     metricsPort: () => {
       const a = http?.address();
       return typeof a === 'object' && a ? a.port : 0;
@@ -150,6 +165,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       stopped = true;
       await c2s?.stop();
       await c2sMembers.stop();
+      await s2s?.stop(graceful);
       await session?.stop(graceful);
       hosts.stop();
       http?.close();

@@ -10,7 +10,7 @@ export const configSchema = z.object({
   /** Stable name of this process in the cluster; generated when absent. */
   nodeId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
   /** Which services this process runs. */
-  role: z.enum(['all', 'c2s', 'session']).default('all'),
+  role: z.enum(['all', 'c2s', 'session', 's2s']).default('all'),
   /** Where the embedded store, generated certificates and logs live. */
   dataDir: z.string().default('./data'),
   /** Domains served from start-up; more can be added at run time (`parley domain add`). */
@@ -102,6 +102,46 @@ export const configSchema = z.object({
     webClient: z.object({ enabled: z.boolean().default(false) }).default({}),
   }).default({}),
 
+  /** Federation: server-to-server streams (RFC 6120) in the s2s role. */
+  s2s: z.object({
+    /** Run federation; off, stanzas to other domains bounce remote-server-not-found. */
+    enabled: z.boolean().default(false),
+    /** Inbound streams (STARTTLS). */
+    listen: listener.extend({ port: z.number().int().min(0).max(65535).default(5269) }).default({}),
+    /** XEP-0368 inbound direct TLS (ALPN 'xmpp-server'), usually on 5270. */
+    directTls: listener.extend({
+      enabled: z.boolean().default(false),
+      port: z.number().int().min(0).max(65535).default(5270),
+    }).default({}),
+    /** Fixed number of shards remote domains hash into over the s2s processes; the same on every process. */
+    shards: z.number().int().positive().default(1024),
+    /** Static routes that replace DNS for a domain: 'host:port', 'host', or 'tls://host:port' for direct TLS. */
+    routes: z.record(z.string(), z.string()).default({}),
+    /** Refuse to exchange stanzas over a stream without TLS. */
+    requireTls: z.boolean().default(true),
+    /** Server Dialback (XEP-0220) for peers whose certificate cannot be verified (self-signed): allow it, or require SASL EXTERNAL with a valid certificate. */
+    dialback: z.enum(['allow', 'refuse']).default('allow'),
+    /** Offer and use XEP-0288 bidirectional streams when the peer offers them. */
+    bidi: z.boolean().default(true),
+    /** CA bundle (PEM) that verifies peer certificates; the system store when absent. */
+    caFile: z.string().optional(),
+    /** Certificates per local domain (PEM files), chosen by SNI; the c2s certificate is the fallback. */
+    certificates: z.record(z.string(), z.object({ cert: z.string(), key: z.string() })).default({}),
+    /** Directory searched on first use for `<domain>.crt`/`.key` or `<domain>/fullchain.pem`/`privkey.pem`. */
+    certificateDir: z.string().optional(),
+    /** Secret for dialback keys (XEP-0185); by default one is generated and kept in the store, shared by every s2s process. */
+    dialbackSecret: z.string().optional(),
+    /** Stanzas held per remote domain while its stream is being set up; beyond it they bounce. */
+    maxQueue: z.number().int().positive().default(1000),
+    /** Seconds for one TCP connection attempt before the next target is tried. */
+    connectTimeoutSeconds: z.number().positive().default(10),
+    /** Seconds from the first stanza until the stream must be authenticated; then what waits bounces remote-server-timeout. */
+    setupTimeoutSeconds: z.number().positive().default(30),
+    /** Seconds without a stanza after which a stream is closed. */
+    idleSeconds: z.number().positive().default(600),
+    maxConnections: z.number().int().positive().default(10_000),
+  }).default({}),
+
   limits: z.object({
     maxStanzaBytes: z.number().int().positive().default(262_144),
     maxDepth: z.number().int().positive().default(32),
@@ -153,6 +193,109 @@ export const configSchema = z.object({
     memberTtlMs: z.number().int().positive().default(5000),
     /** How long a new shard owner waits for the old owner's release before taking over. */
     handoffTimeoutMs: z.number().int().positive().default(10_000),
+  }).default({}),
+
+  /** Protocol modules (services/session/modules): every module listed in modules/index.ts runs unless named here. */
+  modules: z.object({
+    /** Module names to leave off, e.g. ['time', 'last']. */
+    disabled: z.array(z.string()).default([]),
+  }).default({}),
+
+  /** XEP-0016 privacy lists and XEP-0191 blocking: one rule set per account, enforced in one place. */
+  privacy: z.object({
+    /** JIDs one block list may hold; a block beyond it is refused with not-acceptable. */
+    maxBlockedJids: z.number().int().positive().default(10_000),
+    /** Named privacy lists per account. */
+    maxLists: z.number().int().positive().default(32),
+    /** Items per privacy list. */
+    maxListItems: z.number().int().positive().default(1000),
+  }).default({}),
+
+  /** XEP-0054 vCards. */
+  vcard: z.object({
+    /** Largest vCard stored, in bytes of XML; a larger one is refused and nothing is stored. */
+    maxBytes: z.number().int().positive().default(65_536),
+  }).default({}),
+
+  /** XEP-0049 private XML storage. */
+  privateStorage: z.object({
+    /** Largest element stored, in bytes of XML. */
+    maxBytes: z.number().int().positive().default(65_536),
+    /** Distinct elements (by name and namespace) per account. */
+    maxElements: z.number().int().positive().default(64),
+  }).default({}),
+
+  /** XEP-0077 in-band registration. */
+  registration: z.object({
+    /** Anyone may create an account on the client stream before authenticating (off: accounts come from `parley user add`). */
+    open: z.boolean().default(false),
+    /** Registration requests one IP address may make per window, on each connection manager. */
+    maxPerIp: z.number().int().positive().default(3),
+    windowSeconds: z.number().int().positive().default(3600),
+    minPasswordLength: z.number().int().min(1).default(8),
+    /** Logged-in users may change their password in-band. */
+    passwordChange: z.boolean().default(true),
+    /** Logged-in users may delete their own account in-band. */
+    accountRemoval: z.boolean().default(true),
+  }).default({}),
+
+  /** XEP-0092 software version: off by default so the server does not tell attackers what it runs. */
+  version: z.object({
+    enabled: z.boolean().default(false),
+    /** Include the operating system in the answer. */
+    os: z.boolean().default(false),
+  }).default({}),
+
+  /** XEP-0157 contact addresses published in the server's disco#info (URIs such as mailto: or xmpp:). */
+  contactAddresses: z.object({
+    abuse: z.array(z.string()).default([]),
+    admin: z.array(z.string()).default([]),
+    feedback: z.array(z.string()).default([]),
+    sales: z.array(z.string()).default([]),
+    security: z.array(z.string()).default([]),
+    support: z.array(z.string()).default([]),
+  }).default({}),
+
+  /** XEP-0045 multi-user chat: one service at `<subdomain>.<domain>` per hosted domain; each room an actor on the shards. */
+  muc: z.object({
+    enabled: z.boolean().default(true),
+    /** The service of example.com is `<subdomain>.example.com`. */
+    subdomain: z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/).default('conference'),
+    /** The service's name in disco#info. */
+    name: z.string().default('Chatrooms'),
+    /** Who may create rooms: users of the hosted domains, or anyone who can reach the service. */
+    createRooms: z.enum(['local', 'anyone']).default('local'),
+    /** A new room stays locked (XEP-0045 §10.1.1) until its owner submits a configuration or accepts the defaults. */
+    lockNewRooms: z.boolean().default(true),
+    maxNickLength: z.number().int().positive().default(128),
+    maxSubjectLength: z.number().int().positive().default(1024),
+    maxNameLength: z.number().int().positive().default(256),
+    maxDescriptionLength: z.number().int().positive().default(1024),
+    /** The most occupants an owner may configure a room for. */
+    maxOccupantsLimit: z.number().int().positive().default(100_000),
+    /** The most messages of discussion history a room sends on join; its owner picks up to this. */
+    maxHistory: z.number().int().min(0).default(50),
+    /** Messages a room archive (XEP-0313 on the room JID) keeps; older ones are dropped. */
+    archiveMaxMessages: z.number().int().min(0).default(10_000),
+    /** Largest page of one archive query. */
+    archiveMaxPage: z.number().int().positive().default(100),
+    /** What a new room starts with (its owner changes it through the configuration form). */
+    defaults: z.object({
+      persistent: z.boolean().default(false),
+      public: z.boolean().default(true),
+      membersOnly: z.boolean().default(false),
+      moderated: z.boolean().default(false),
+      maxUsers: z.number().int().positive().default(200),
+      /** Who may see occupants' real JIDs. */
+      whois: z.enum(['moderators', 'anyone']).default('moderators'),
+      changeSubject: z.boolean().default(true),
+      allowInvites: z.boolean().default(false),
+      allowPm: z.enum(['anyone', 'participants', 'moderators', 'none']).default('anyone'),
+      /** Roles whose presence is broadcast; leaving out participants is what makes very large rooms cheap to join. */
+      presenceBroadcast: z.array(z.enum(['moderator', 'participant', 'visitor'])).default(['moderator', 'participant', 'visitor']),
+      historyLength: z.number().int().min(0).default(20),
+      archive: z.boolean().default(true),
+    }).default({}),
   }).default({}),
 
   session: z.object({

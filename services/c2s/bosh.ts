@@ -28,7 +28,7 @@ export const NS_XBOSH = 'urn:xmpp:xbosh';
 
 /** XEP-0124 §17 terminal binding conditions we use. */
 type BoshCondition = 'bad-request' | 'host-unknown' | 'item-not-found' | 'policy-violation' | 'remote-stream-error'
-  | 'see-other-uri' | 'system-shutdown';
+  | 'see-other-uri' | 'system-shutdown' | 'undefined-condition';
 
 const SID_RE = /^[A-Za-z0-9_-]{16,64}\.([A-Za-z0-9_-]{1,64})$/;
 
@@ -44,6 +44,14 @@ export interface BoshExchange {
   reply(xml: string): void;
   /** The client gave up waiting (local requests only). */
   onAborted(cb: () => void): void;
+}
+
+interface Pending {
+  x: BoshExchange;
+  body: Element;
+  bytes: number;
+  /** Counted against the inbound rate already. */
+  charged: boolean;
 }
 
 interface Held {
@@ -80,11 +88,15 @@ export class BoshSession implements ClientTransport {
   private readonly requests: number;
   private lastRid: number;
   /** Requests that arrived ahead of a gap in the rids, by rid. */
-  private readonly ahead = new Map<number, { x: BoshExchange; body: Element }>();
+  private readonly ahead = new Map<number, Pending>();
+  /** The inbound rate limit holds requests back until then. */
+  private blockedUntil = 0;
+  private pumpTimer: NodeJS.Timeout | undefined;
   /** Requests waiting for something to answer with, oldest first. */
   private held: Held[] = [];
   /** Responses already sent, by rid, for clients that resend a request. */
   private readonly answered = new Map<number, string>();
+  private answeredBytes = 0;
   private queue: string[] = [];
   private queuedBytes = 0;
   private flushScheduled = false;
@@ -121,7 +133,7 @@ export class BoshSession implements ClientTransport {
 
   // ---- requests ----
 
-  receive(x: BoshExchange, body: Element): void {
+  receive(x: BoshExchange, body: Element, bytes: number): void {
     if (this.terminated !== undefined) return x.reply(this.terminated);
     const rid = Number(body.attrs.rid);
     if (!Number.isSafeInteger(rid) || rid < 0) return this.terminate(x, 'bad-request');
@@ -144,18 +156,33 @@ export class BoshSession implements ClientTransport {
     }
     if (rid > this.lastRid + this.requests) return this.terminate(x, 'item-not-found');
     this.ahead.get(rid)?.x.reply(this.wrap(''));
-    this.ahead.set(rid, { x, body });
-    for (let next = this.ahead.get(this.lastRid + 1); next; next = this.ahead.get(this.lastRid + 1)) {
+    this.ahead.set(rid, { x, body, bytes, charged: false });
+    this.pump();
+  }
+
+  /** Process the requests that are next in rid order, as fast as the inbound rate allows. */
+  private pump(): void {
+    const ev = this.events;
+    if (!ev || this.pumpTimer) return;
+    for (let next = this.ahead.get(this.lastRid + 1); next && this.terminated === undefined; next = this.ahead.get(this.lastRid + 1)) {
+      if (!next.charged) {
+        next.charged = true;
+        const wait = ev.activity(next.bytes);
+        if (wait > 0) this.blockedUntil = Math.max(this.blockedUntil, Date.now()) + wait;
+      }
+      const wait = this.blockedUntil - Date.now();
+      if (wait > 0) {
+        this.pumpTimer = setTimeout(() => { this.pumpTimer = undefined; this.pump(); }, wait);
+        this.pumpTimer.unref();
+        return;
+      }
       this.ahead.delete(++this.lastRid);
       this.process(this.lastRid, next.x, next.body);
-      if (this.terminated !== undefined) break;
     }
   }
 
   private process(rid: number, x: BoshExchange, body: Element): void {
-    const ev = this.events;
-    if (!ev) return;
-    ev.activity();
+    const ev = this.events!;
     const now = Date.now();
     const empty = body.children.every((c) => typeof c === 'string');
     if (this.hold === 0 && empty && body.attrs.type === undefined && now - this.lastRequestAt < this.svc.settings.pollingSeconds * 1000) {
@@ -236,8 +263,21 @@ export class BoshSession implements ClientTransport {
   }
 
   private remember(rid: number, xml: string): void {
+    this.forgetAnswer(rid);
     this.answered.set(rid, xml);
-    for (const r of this.answered.keys()) if (r <= this.lastRid - this.requests) this.answered.delete(r);
+    this.answeredBytes += xml.length;
+    // Only the window can be resent; and the cache costs no more than the output buffer a TCP client may have.
+    for (const r of this.answered.keys()) {
+      if (r > this.lastRid - this.requests && (this.answeredBytes <= this.svc.maxOutboundBytes || r === rid)) break;
+      this.forgetAnswer(r);
+    }
+  }
+
+  private forgetAnswer(rid: number): void {
+    const old = this.answered.get(rid);
+    if (old === undefined) return;
+    this.answered.delete(rid);
+    this.answeredBytes -= old.length;
   }
 
   private flushSoon(): void {
@@ -280,6 +320,7 @@ export class BoshSession implements ClientTransport {
     }
     for (const a of this.ahead.values()) a.x.reply(xml);
     this.ahead.clear();
+    clearTimeout(this.pumpTimer);
     if (this.inactivityTimer) clearTimeout(this.inactivityTimer);
     this.inactivityTimer = setTimeout(() => this.svc.forget(this), Math.min(this.svc.settings.inactivitySeconds, 10) * 1000);
     this.inactivityTimer.unref();
@@ -344,8 +385,10 @@ export interface BoshServiceOptions {
   nodeId: string;
   settings: BoshSettings;
   limits: StreamParserLimits;
-  /** Refuse new sessions (node full or shutting down): a reason, or undefined. */
-  refuse(): string | undefined;
+  /** What a session may leave queued for its client (and keep cached for resends). */
+  maxOutboundBytes: number;
+  /** Refuse new sessions: why, or undefined to accept. */
+  refuse(): 'shutdown' | 'full' | undefined;
   accept(t: BoshSession): void;
   /** Publish a control envelope to another c2s node's subject. */
   publish(node: string, env: Envelope): void;
@@ -357,12 +400,14 @@ export interface BoshServiceOptions {
 export class BoshService {
   readonly settings: BoshSettings;
   readonly limits: StreamParserLimits;
+  readonly maxOutboundBytes: number;
   private readonly sessions = new Map<string, BoshSession>();
   private readonly relayed = new Map<string, { res: HttpResponse; headers: Record<string, string>; timer: NodeJS.Timeout }>();
 
   constructor(private readonly o: BoshServiceOptions) {
     this.settings = o.settings;
     this.limits = o.limits;
+    this.maxOutboundBytes = o.maxOutboundBytes;
   }
 
   get size(): number {
@@ -414,7 +459,7 @@ export class BoshService {
     if (sid === undefined) return this.create(body, x);
     const s = this.sessions.get(sid);
     if (!s) return x.reply(terminateBody('item-not-found'));
-    s.receive(x, body);
+    s.receive(x, body, Buffer.byteLength(text));
   }
 
   private create(body: Element, x: BoshExchange): void {
@@ -422,7 +467,7 @@ export class BoshService {
     const rid = Number(a.rid);
     if (!Number.isSafeInteger(rid) || rid < 0 || !a.to) return x.reply(terminateBody('bad-request'));
     const refused = this.o.refuse();
-    if (refused) return x.reply(terminateBody('system-shutdown'));
+    if (refused) return x.reply(terminateBody(refused === 'shutdown' ? 'system-shutdown' : 'undefined-condition'));
     const num = (v: string | undefined, dflt: number) => {
       const n = Number(v);
       return v !== undefined && Number.isInteger(n) && n >= 0 ? n : dflt;

@@ -17,6 +17,7 @@ import { ClientStream } from './client-stream.ts';
 import type { BindResult, C2sContext, C2sMetrics } from './context.ts';
 import { startListeners, type Listeners } from './listeners.ts';
 import { proxyPolicy } from './proxy-protocol.ts';
+import { expandRoomFanout, OP_ROOM_FANOUT } from './room-fanout.ts';
 import { listenTcp } from './tcp.ts';
 import type { ClientTransport } from './transport.ts';
 
@@ -82,8 +83,8 @@ export class C2sNode implements C2sContext {
     }));
     this.listeners = await startListeners({
       nodeId: this.o.nodeId, config, tls: this.o.tls, certificates, proxy, limits,
-      refusal: () => !this.accepting ? 'this node is shutting down'
-        : this.streams.size >= config.c2s.maxConnections ? 'too many connections' : undefined,
+      refusal: () => !this.accepting ? { reason: 'shutdown', text: 'this node is shutting down' }
+        : this.streams.size >= config.c2s.maxConnections ? { reason: 'full', text: 'too many connections' } : undefined,
       accept: (t) => this.accept(t),
       publish: (node, env) => this.o.bus.publish(this.o.subjects.c2s(node), env),
     });
@@ -180,6 +181,10 @@ export class C2sNode implements C2sContext {
         stream?.kick(d.condition, d.text);
         return;
       }
+      case OP_ROOM_FANOUT:
+        // A room's stanzas for this node's occupants: one envelope, written to each session here.
+        expandRoomFanout(env, (sid) => this.streams.get(sid));
+        return;
       case 'bosh-relay':
       case 'bosh-relay-reply':
         // A BOSH request for a session held here, or the answer to one we passed on.

@@ -2,6 +2,7 @@
 // (state, input) pair has one place that answers it; whatever arrives in the
 // wrong state gets a stream error, never silence.
 import { randomBytes } from 'node:crypto';
+import { inBandRegistration, NS_REGISTER } from '../../libs/accounts/registration.ts';
 import { createSaslSession, type SaslSession, type SaslStep } from '../../libs/auth/sasl.ts';
 import { envelope, type Envelope, type StanzaKind } from '../../libs/bus/envelope.ts';
 import { errorReply, StanzaError, StreamError } from '../../libs/errors/index.ts';
@@ -123,6 +124,8 @@ export class ClientStream {
     if (this.t.canStartTls) out.push(el('starttls', { xmlns: NS_TLS }, this.tlsSatisfied ? undefined : el('required')));
     const mechs = this.mechanisms();
     if (mechs.length) out.push(el('mechanisms', { xmlns: NS_SASL }, ...mechs.map((m) => el('mechanism', {}, m))));
+    const registration = inBandRegistration(this.ctx);
+    if (registration.open && this.tlsSatisfied) out.push(registration.feature());
     return out;
   }
 
@@ -175,6 +178,13 @@ export class ClientStream {
       this.mechanism = mech;
       const body = text(e);
       return this.saslStep(sasl, body === '=' ? Buffer.alloc(0) : Buffer.from(body, 'base64'));
+    }
+    if (e.name === 'iq' && child(e, 'query', NS_REGISTER) && this.tlsSatisfied) {
+      // XEP-0077: account creation is the one iq answered before authentication.
+      void inBandRegistration(this.ctx).answer(e, this.domain, this.t.remoteAddress).then(
+        (reply) => { if (this.state.name !== 'closed') this.t.send(serialize(reply)); },
+        (err: unknown) => { log.error('registration failed', { error: err }); this.fail(new StreamError('internal-server-error')); });
+      return;
     }
     if (e.name === 'message' || e.name === 'presence' || e.name === 'iq') return this.fail(new StreamError('not-authorized', 'authenticate first'));
     this.fail(new StreamError('unsupported-stanza-type', `<${e.name}/> is not expected before authentication`));

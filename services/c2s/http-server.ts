@@ -167,15 +167,18 @@ function readBody(res: UwsTypes.HttpResponse, out: Response, max: number, then: 
 }
 
 interface SocketData {
-  req: HttpRequest;
+  remoteAddress: string;
+  secure: boolean;
+  /** The upgrade request, until open() has seen it (then dropped: headers cost memory per connection). */
+  req: HttpRequest | undefined;
   handler?: WebSocketHandler;
   closed: boolean;
 }
 
 class Peer implements WebSocketPeer {
   constructor(private readonly ws: UwsTypes.WebSocket<SocketData>, private readonly data: SocketData) {}
-  get remoteAddress(): string { return this.data.req.remoteAddress; }
-  get secure(): boolean { return this.data.req.secure; }
+  get remoteAddress(): string { return this.data.remoteAddress; }
+  get secure(): boolean { return this.data.secure; }
 
   send(text: string): boolean {
     if (this.data.closed) return false;
@@ -226,12 +229,14 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
           });
           return;
         }
-        res.upgrade<SocketData>({ req: r, closed: false }, r.headers['sec-websocket-key'] ?? '', route.protocol,
+        res.upgrade<SocketData>({ remoteAddress: r.remoteAddress, secure, req: r, closed: false }, r.headers['sec-websocket-key'] ?? '', route.protocol,
           r.headers['sec-websocket-extensions'] ?? '', context);
       },
       open: (ws) => {
         const data = ws.getUserData();
-        data.handler = route.open(new Peer(ws, data), data.req);
+        const req = data.req!;
+        data.req = undefined;
+        data.handler = route.open(new Peer(ws, data), req);
       },
       message: (ws, message, isBinary) => {
         const data = ws.getUserData();

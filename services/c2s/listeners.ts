@@ -16,6 +16,11 @@ import type { ClientTransport } from './transport.ts';
 import { webClientRoutes } from './web/index.ts';
 import { websocketRoute } from './websocket.ts';
 
+export interface Refusal {
+  reason: 'shutdown' | 'full';
+  text: string;
+}
+
 export interface ListenerHost {
   readonly nodeId: string;
   readonly config: Config;
@@ -23,8 +28,8 @@ export interface ListenerHost {
   readonly certificates: DomainCertificates;
   readonly proxy: ProxyPolicy;
   readonly limits: StreamParserLimits;
-  /** Why new connections are refused right now (shutting down, full), or undefined. */
-  refusal(): string | undefined;
+  /** Why new connections are refused right now, or undefined. */
+  refusal(): Refusal | undefined;
   accept(t: ClientTransport): void;
   /** Publish a control envelope to another c2s node. */
   publish(node: string, env: Envelope): void;
@@ -59,8 +64,8 @@ export async function startListeners(h: ListenerHost): Promise<Listeners> {
     routes.push(...hostMetaRoutes(c2s, () => port));
     if (c2s.bosh.enabled) {
       bosh = new BoshService({
-        nodeId: h.nodeId, settings: c2s.bosh, limits: h.limits,
-        refuse: () => h.refusal(), accept: (t) => h.accept(t), publish: (node, env) => h.publish(node, env),
+        nodeId: h.nodeId, settings: c2s.bosh, limits: h.limits, maxOutboundBytes: h.config.limits.maxOutboundBufferBytes,
+        refuse: () => h.refusal()?.reason, accept: (t) => h.accept(t), publish: (node, env) => h.publish(node, env),
       });
       routes.push(...bosh.routes());
     }
@@ -73,7 +78,7 @@ export async function startListeners(h: ListenerHost): Promise<Listeners> {
       seeOtherUri: c2s.websocket.seeOtherUri,
       refuse: () => {
         const why = h.refusal();
-        return why ? { status: 503, text: why } : undefined;
+        return why ? { status: 503, text: why.text } : undefined;
       },
       accept: (t) => h.accept(t),
     })] : [];

@@ -2,7 +2,7 @@
 // <open/> and <close/> in the framing namespace instead of the stream tags.
 // The ClientStream above sees the same events as on TCP.
 import { StreamError } from '../../libs/errors/index.ts';
-import { el } from '../../libs/xml/element.ts';
+import { el, type Element } from '../../libs/xml/element.ts';
 import { parseFragment } from '../../libs/xml/fragment.ts';
 import type { StreamParserLimits } from '../../libs/xml/parser.ts';
 import { serialize } from '../../libs/xml/serialize.ts';
@@ -21,8 +21,12 @@ export interface WebSocketOptions {
   seeOtherUri?: string;
 }
 
-/** Inbound messages kept while the peer's own output is backed up, before it is cut off. */
-const MAX_HELD_INBOUND = 64;
+/**
+ * Inbound messages kept unprocessed (rate limit, or the peer's own output
+ * backed up) before the peer is cut off: uWS cannot stop reading a WebSocket,
+ * so what TCP does by pausing the socket is bounded here instead.
+ */
+const MAX_HELD_INBOUND = 256;
 
 export class WebSocketTransport implements ClientTransport {
   readonly kind = 'websocket' as const;
@@ -37,7 +41,9 @@ export class WebSocketTransport implements ClientTransport {
   private closed = false;
   /** Inbound messages not yet processed: paused, or our output to this peer is backed up. */
   private held: string[] = [];
+  private heldBytes = 0;
   private pausedUntil = 0;
+  private resumeTimer: NodeJS.Timeout | undefined;
   private errorQueued = false;
 
   constructor(private readonly peer: WebSocketPeer, private readonly o: WebSocketOptions) {
@@ -66,33 +72,49 @@ export class WebSocketTransport implements ClientTransport {
 
   private onMessage(text: string | null): void {
     if (this.closed || !this.events) return;
-    this.events.activity();
     if (text === null) {
+      this.events.activity();
       return this.fail(new StreamError('unsupported-encoding', 'XMPP over WebSocket uses UTF-8 text messages only (RFC 7395 §3.2)'));
     }
-    // A client that makes us write faster than it reads waits until it has read.
+    const bytes = Buffer.byteLength(text);
+    // The inbound rate limit: over it, this message waits its turn (after those already waiting).
+    const wait = this.events.activity(bytes);
+    if (wait > 0) this.pause(Math.max(0, this.pausedUntil - Date.now()) + wait);
+    // So does a client that makes us write faster than it reads, until it has read.
     if (this.held.length > 0 || this.pausedUntil > Date.now() || this.congested) {
-      if (this.held.length >= MAX_HELD_INBOUND) return this.fail(new StreamError('policy-violation', 'the client is not reading its stream'));
+      if (this.held.length >= MAX_HELD_INBOUND || this.heldBytes + bytes > this.o.limits.maxStanzaBytes * 4) {
+        return this.fail(new StreamError('policy-violation', 'too much input held back (sending too fast, or not reading)'));
+      }
       this.held.push(text);
+      this.heldBytes += bytes;
       return;
     }
-    this.frame(text);
+    this.frame(text, bytes);
   }
 
   private onDrain(): void {
     while (this.held.length > 0 && !this.closed && !this.congested && this.pausedUntil <= Date.now()) {
-      this.frame(this.held.shift()!);
+      const text = this.held.shift()!;
+      const bytes = Buffer.byteLength(text);
+      this.heldBytes -= bytes;
+      this.frame(text, bytes);
+    }
+    // A timer may fire a millisecond before Date.now() says it is due: come back then.
+    const early = this.pausedUntil - Date.now();
+    if (this.held.length > 0 && !this.closed && early > 0) {
+      clearTimeout(this.resumeTimer);
+      this.resumeTimer = setTimeout(() => this.onDrain(), early);
+      this.resumeTimer.unref();
     }
   }
 
-  private frame(text: string): void {
+  private frame(text: string, bytes: number): void {
     const ev = this.events!;
-    // The UTF-16 length bounds the byte length from below; count bytes only when it matters.
-    if (text.length > this.o.limits.maxStanzaBytes / 3 && Buffer.byteLength(text) > this.o.limits.maxStanzaBytes) {
+    if (bytes > this.o.limits.maxStanzaBytes) {
       return this.fail(new StreamError('policy-violation', `stanza too large (max ${this.o.limits.maxStanzaBytes} bytes)`));
     }
     if (text.trim() === '') return; // nothing to process; RFC 7395 has no whitespace keepalives but they hurt nobody
-    let e;
+    let e: Element;
     try {
       e = parseFragment(text);
     } catch (err) {
@@ -123,6 +145,7 @@ export class WebSocketTransport implements ClientTransport {
   private fail(err: StreamError): void {
     if (this.closed) return;
     this.held = [];
+    this.heldBytes = 0;
     this.events?.error(err);
   }
 
@@ -189,8 +212,12 @@ export class WebSocketTransport implements ClientTransport {
   }
 
   pause(ms: number): void {
-    this.pausedUntil = Date.now() + ms;
-    setTimeout(() => this.onDrain(), ms).unref();
+    const until = Date.now() + ms;
+    if (until <= this.pausedUntil) return;
+    this.pausedUntil = until;
+    clearTimeout(this.resumeTimer);
+    this.resumeTimer = setTimeout(() => this.onDrain(), ms);
+    this.resumeTimer.unref();
   }
 }
 

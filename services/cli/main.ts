@@ -1,8 +1,15 @@
 // `parley`: start the server and administer accounts and domains.
 import { parseArgs } from 'node:util';
+import { unpack } from 'msgpackr';
 import { Accounts, Domains } from '../../libs/accounts/index.ts';
 import { ConfigError, loadConfig, type Config } from '../../libs/config/index.ts';
+import { parseJid } from '../../libs/jid/index.ts';
 import { setLogLevel } from '../../libs/log/index.ts';
+import type { Store } from '../../libs/store/store.ts';
+import { removeAccountThroughActor } from '../session/admin.ts';
+import { decodeItem } from '../session/im/roster.ts';
+import { storedBlocklist } from '../session/modules/blocking.ts';
+import { storedVcard } from '../session/modules/vcard.ts';
 import { isEmbedded, openConfiguredStore, startServer } from '../server.ts';
 
 const USAGE = `usage: parley <command> [options]
@@ -10,8 +17,12 @@ const USAGE = `usage: parley <command> [options]
   start [--config FILE] [--role all|c2s|session]   run the server (no config: everything in one process)
   user add JID [--password PW]                      create an account (password also from $PARLEY_PASSWORD)
   user passwd JID [--password PW]                   change a password
-  user del JID                                      delete an account
+  user del JID                                      delete an account with all its data, telling its contacts
+                                                    (embedded mode: stop the server first)
   user list DOMAIN                                  list a domain's accounts
+  user roster JID                                   a user's contacts: JID, subscription, name, groups
+  user blocks JID                                   a user's block list
+  user vcard JID                                    a user's vCard (XML)
   user bulk-add --domain D --prefix P --count N --password PW
                                                     create P1…PN@D (benchmarks, tests)
   domain add|del DOMAIN                             serve a domain, or stop serving it
@@ -54,15 +65,39 @@ function password(): string {
   return pw;
 }
 
-async function withStore<T>(fn: (accounts: Accounts, domains: Domains) => Promise<T>): Promise<T> {
+async function withStore<T>(fn: (accounts: Accounts, domains: Domains, store: Store) => Promise<T>): Promise<T> {
   const cfg = config();
   setLogLevel('warn');
   const store = await openConfiguredStore(cfg);
   try {
-    return await fn(new Accounts(store, cfg.auth.scramIterations), new Domains(store));
+    return await fn(new Accounts(store, cfg.auth.scramIterations), new Domains(store), store);
   } finally {
     await store.close();
   }
+}
+
+/** The bare JID of an existing account, or the command dies. */
+async function existing(arg: string, accounts: Accounts): Promise<string> {
+  const bare = parseJid(arg).bare;
+  if (!(await accounts.exists(bare))) die(`no account ${arg}`);
+  return bare;
+}
+
+async function roster(arg: string): Promise<void> {
+  const lines = await withStore(async (a, _, store) => {
+    const bare = await existing(arg, a);
+    const out: string[] = [];
+    for (const [jid, raw] of [...(await store.hgetall(bare, 'roster'))].sort(([x], [y]) => x.localeCompare(y))) {
+      const i = decodeItem(raw);
+      if (!i.inRoster) continue;
+      const sub = i.subscription + (i.ask ? '+ask' : '') + (i.pendingIn ? '+pending-in' : '');
+      out.push([jid, sub, i.name, i.groups.join(',')].join('\t'));
+    }
+    const ver = (await store.hget(bare, 'account', 'rosterver'));
+    out.push(`# ${out.length} contacts, roster version ${ver ? String(unpack(ver)) : '0'}`);
+    return out;
+  });
+  for (const l of lines) console.log(l);
 }
 
 async function start(): Promise<void> {
@@ -104,10 +139,26 @@ async function user(sub: string | undefined, arg: string | undefined): Promise<v
       if (!arg) die('user passwd JID');
       if (!(await withStore((a) => a.setPassword(arg, password())))) die(`no account ${arg}`);
       return console.log(`password changed for ${arg}`);
-    case 'del':
+    case 'del': {
       if (!arg) die('user del JID');
-      if (!(await withStore((a) => a.remove(arg, ['sessions'])))) die(`no account ${arg}`);
-      return console.log(`deleted ${arg}`);
+      const cfg = config();
+      setLogLevel('warn');
+      const { existed } = await removeAccountThroughActor(cfg, parseJid(arg).bare, () => openConfiguredStore(cfg));
+      if (!existed) die(`no account ${arg}`);
+      return console.log(`deleted ${arg} and all its data; its contacts were told`);
+    }
+    case 'roster':
+      if (!arg) die('user roster JID');
+      return roster(arg);
+    case 'blocks':
+      if (!arg) die('user blocks JID');
+      for (const j of await withStore(async (a, _, store) => storedBlocklist(store, await existing(arg, a)))) console.log(j);
+      return;
+    case 'vcard': {
+      if (!arg) die('user vcard JID');
+      const xml = await withStore(async (a, _, store) => storedVcard(store, await existing(arg, a)));
+      return console.log(xml ?? `# ${arg} has no vCard`);
+    }
     case 'list':
       if (!arg) die('user list DOMAIN');
       for (const u of await withStore((a) => a.list(arg))) console.log(u);

@@ -3,11 +3,16 @@
 // the shard moves to another process.
 import type { Envelope } from '../../libs/bus/envelope.ts';
 import { bareJid } from '../../libs/jid/split.ts';
+import type { Actor } from './actor.ts';
+import { mucActor } from './muc/index.ts';
 import type { SessionServices } from './services.ts';
 import { UserActor } from './user-actor.ts';
 
+/** An account's actor, or a MUC room's (or service's) on a MUC domain. */
+type LiveActor = Actor & { readonly hasSessions: boolean };
+
 export class ActorSystem {
-  private readonly actors = new Map<string, UserActor>();
+  private readonly actors = new Map<string, LiveActor>();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly svc: SessionServices) {}
@@ -26,13 +31,13 @@ export class ActorSystem {
     const key = ActorSystem.keyOf(env);
     let a = this.actors.get(key);
     if (!a) {
-      a = new UserActor(key, shard, this.svc);
+      a = mucActor(key, shard, this.svc) ?? new UserActor(key, shard, this.svc);
       this.actors.set(key, a);
     }
     a.push(env);
   }
 
-  get(bare: string): UserActor | undefined {
+  get(bare: string): LiveActor | undefined {
     return this.actors.get(bare);
   }
 

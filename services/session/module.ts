@@ -1,15 +1,81 @@
 // What a protocol feature module looks like (Prosody's mod_* shape): it names
 // the disco features it adds and the iq payloads it answers; the core routes.
+// The core never names a XEP: everything a feature needs from an account's
+// actor comes through the few generic hooks below.
 //
 // Handler keys: `${'get'|'set'}/${'host'|'account'}/${xmlns}:${payloadName}`
-//  - host:    the iq is addressed to a served domain (or has no `to` and the
-//             payload is not account-scoped) — answered by the server itself;
+//  - host:    the iq is addressed to a served domain — answered by the server
+//             itself, in the sender's actor;
 //  - account: the iq is addressed to a user's bare JID (or has no `to`) —
-//             answered by the server on behalf of that account.
+//             answered by the server on behalf of that account, in its actor.
+//
+// Per-account state (AccountState) is declared once and may be shared by
+// several modules (privacy lists and blocking edit one rule set): the actor
+// loads every declared collection in its one activation round trip, keeps one
+// value per definition, runs the definition's stanza filter on its inbound
+// and outbound paths and calls its session hooks.
+import type { StanzaKind } from '../../libs/bus/envelope.ts';
+import { StanzaError } from '../../libs/errors/index.ts';
 import type { Element } from '../../libs/xml/element.ts';
 import type { Config } from '../../libs/config/schema.ts';
-import type { Store } from '../../libs/store/store.ts';
+import type { Bytes, Store } from '../../libs/store/store.ts';
 import type { HostedDomains } from '../../libs/accounts/hosts.ts';
+import { bareJid } from '../../libs/jid/split.ts';
+import type { Subscription } from './im/subscription.ts';
+
+export type DiscoTarget = 'host' | 'account';
+
+/** What disco#info shows, per target, from every enabled module. */
+export interface Disco {
+  features(target: DiscoTarget): readonly string[];
+  /** XEP-0128 extended information (data forms) for the target. */
+  forms(target: DiscoTarget): Element[];
+}
+
+export interface ServerContext {
+  readonly config: Config;
+  readonly store: Store;
+  readonly hosts: HostedDomains;
+  readonly disco: Disco;
+}
+
+/** A roster entry as modules see it (read-only). */
+export interface Contact {
+  readonly subscription: Subscription;
+  readonly groups: readonly string[];
+}
+
+/**
+ * The account whose actor runs a handler or hook: the addressed account for
+ * account iqs, the sender for host iqs. Everything here runs inside the
+ * actor's mailbox turn, so reads and writes of its state cannot race.
+ */
+export interface AccountContext {
+  readonly bare: string;
+  readonly server: ServerContext;
+  /** The roster entry of a contact, when the contact is in the roster. */
+  contact(bare: string): Contact | undefined;
+  /** Bound resources. */
+  resources(): string[];
+  /** The session id bound to a resource (what session-scoped data is checked against). */
+  sessionId(resource: string): string | undefined;
+  /** At least one resource has sent available presence. */
+  available(): boolean;
+  /** The value a state definition holds for this account (the module must declare it). */
+  state<S>(def: AccountState<S>): S;
+  /** An iq-set push to one of the account's resources (block list, privacy list pushes). */
+  sendPush(resource: string, payload: Element): void;
+  /** Who sees this account's presence now: contacts with a 'from' subscription and directed-presence targets. */
+  presenceAudience(): string[];
+  /** Current presence of every available resource (or of one) to an entity; bypasses filters: the caller decided. */
+  sendPresence(to: string, resource?: string): void;
+  /** Unavailable from every resource (or from one) to an entity; bypasses filters. */
+  sendUnavailable(to: string, resource?: string): void;
+  /** A state's rules changed: the actor re-reads which filters are active. */
+  rulesChanged(): void;
+  /** Once the current iq is answered, remove the account with all its data, telling its contacts. */
+  removeAfterReply(): void;
+}
 
 export interface IqRequest {
   /** The whole iq stanza, `from` stamped by the server. */
@@ -19,14 +85,7 @@ export interface IqRequest {
   from: string;
   /** The addressed entity: a domain (host) or a bare JID (account). */
   to: string;
-}
-
-export interface ServerContext {
-  readonly config: Config;
-  readonly store: Store;
-  readonly hosts: HostedDomains;
-  /** Every feature of every enabled module, for disco#info. */
-  readonly features: readonly string[];
+  account: AccountContext;
 }
 
 /** Return the result payload (or nothing for an empty result); throw a StanzaError to refuse. */
@@ -34,9 +93,86 @@ export type IqHandler = (req: IqRequest, ctx: ServerContext) => Element | undefi
 
 export type IqKey = `${'get' | 'set'}/${'host' | 'account'}/${string}`;
 
+// ---------------------------------------------------------------- filters
+
+/** What a stanza filter sees: routing metadata only, never parsed XML. */
+export interface FilteredStanza {
+  /** 'in': addressed to the account; 'out': sent by it (or on its behalf). */
+  readonly dir: 'in' | 'out';
+  readonly kind: StanzaKind;
+  readonly type: string;
+  /** The other party: the sender of an inbound stanza, the addressee of an outbound one. */
+  readonly peer: string;
+  /** The account's resource the stanza is for or from; '' for the account as a whole. */
+  readonly resource: string;
+}
+
+/** 'pass', 'drop' silently, or answer the sender with this error. */
+export type FilterVerdict = 'pass' | 'drop' | StanzaError;
+
+export interface StanzaFilter<S> {
+  /** Whether there is anything to enforce; asked after load and rulesChanged(), never per stanza. */
+  active(state: S): boolean;
+  /** Whether resources may differ in their rules, so bare-JID deliveries are checked per session. */
+  perSession(state: S): boolean;
+  check(state: S, stanza: FilteredStanza, account: AccountContext): FilterVerdict;
+}
+
+// ---------------------------------------------------------------- hooks
+
+export interface UnavailableEvent {
+  resource: string;
+  /** The unavailable presence as sent (or generated when the session ended without one). */
+  presence: string;
+  /** No resource of the account is available any more. */
+  last: boolean;
+}
+
+export interface SessionHooks<S> {
+  /** A resource sent available presence; `initial` when it was not available before. */
+  available?(state: S, account: AccountContext, resource: string, initial: boolean): void | Promise<void>;
+  /** A resource became unavailable, by presence or because its session ended. */
+  unavailable?(state: S, account: AccountContext, event: UnavailableEvent): void | Promise<void>;
+  /** A session ended: forget what was kept for that resource. */
+  ended?(state: S, account: AccountContext, resource: string): void | Promise<void>;
+}
+
+/** The hashes an actor read at activation, by collection (absent ones are empty). */
+export type LoadedCollections = ReadonlyMap<string, ReadonlyMap<string, Bytes>>;
+
+export interface LoadContext {
+  readonly account: string;
+  readonly config: Config;
+  /** Resource → session id of the sessions the store lists (stale ones end right after loading). */
+  readonly sessions: ReadonlyMap<string, string>;
+}
+
+export interface AccountState<S> {
+  readonly name: string;
+  /** Hash collections of the account's scope read at activation, in the same round trip as the roster. */
+  readonly collections: readonly string[];
+  load(data: LoadedCollections, ctx: LoadContext): S;
+  /** Enforcement the actor runs on both paths while `active`. */
+  readonly filter?: StanzaFilter<S>;
+  readonly hooks?: SessionHooks<S>;
+}
+
+export function defineAccountState<S>(def: AccountState<S>): AccountState<S> {
+  return def;
+}
+
+// ---------------------------------------------------------------- modules
+
 export interface XmppModule {
   name: string;
-  features?: readonly string[];
+  /** Off unless this says otherwise (default: on); `modules.disabled` turns any module off. */
+  enabled?(config: Config): boolean;
+  /** Disco features per target; `hostForms` adds XEP-0128 forms to the server's disco#info. */
+  disco?: { host?: readonly string[]; account?: readonly string[]; hostForms?(config: Config): Element[] };
+  /** Per-account state the module reads or changes; shared by identity with other modules. */
+  state?: readonly AccountState<unknown>[];
+  /** Collections of the account's scope the module writes but does not load (removed with the account). */
+  stored?: readonly string[];
   iq?: Partial<Record<IqKey, IqHandler>>;
 }
 
@@ -44,20 +180,72 @@ export function defineModule(m: XmppModule): XmppModule {
   return m;
 }
 
-/** The lookup table the router uses: one map from key to handler. */
-export class ModuleRegistry {
-  private readonly handlers = new Map<string, IqHandler>();
-  readonly features: string[] = [];
+/** Account iqs that only the account itself may send (its own lists, storage, settings). */
+export function requireOwner(req: IqRequest): void {
+  if (bareJid(req.from) !== req.account.bare) throw new StanzaError('forbidden', 'only the account itself may do this');
+}
 
-  constructor(modules: readonly XmppModule[]) {
-    for (const m of modules) {
-      for (const f of m.features ?? []) if (!this.features.includes(f)) this.features.push(f);
+/** The lookup tables the actors use, built once per process from the enabled modules. */
+export class ModuleRegistry implements Disco {
+  private readonly handlers = new Map<string, IqHandler>();
+  private readonly featureLists: Record<DiscoTarget, string[]> = { host: [], account: [] };
+  private readonly formMakers: ((config: Config) => Element[])[] = [];
+  readonly enabled: readonly XmppModule[];
+  /** Distinct state definitions; an actor keeps one value per slot, in this order. */
+  readonly states: readonly AccountState<unknown>[];
+  private readonly slots = new Map<AccountState<unknown>, number>();
+  /** Slots whose definition has each session hook (so an actor without any skips the loop). */
+  readonly hookSlots: { readonly available: readonly number[]; readonly unavailable: readonly number[]; readonly ended: readonly number[] };
+  /** Collections every actor loads at activation for the modules. */
+  readonly loadCollections: readonly string[];
+  /** Every collection the modules keep in an account's scope (what account removal deletes). */
+  readonly ownedCollections: readonly string[];
+
+  constructor(modules: readonly XmppModule[], private readonly config: Config) {
+    const off = new Set(config.modules.disabled);
+    this.enabled = modules.filter((m) => !off.has(m.name) && (m.enabled?.(config) ?? true));
+    const states: AccountState<unknown>[] = [];
+    const stored = new Set<string>();
+    for (const m of this.enabled) {
+      for (const target of ['host', 'account'] as const) {
+        for (const f of m.disco?.[target] ?? []) if (!this.featureLists[target].includes(f)) this.featureLists[target].push(f);
+      }
+      if (m.disco?.hostForms) this.formMakers.push(m.disco.hostForms);
       for (const [k, h] of Object.entries(m.iq ?? {})) {
         if (this.handlers.has(k)) throw new Error(`two modules handle ${k}`);
         if (h) this.handlers.set(k, h);
       }
+      for (const s of m.state ?? []) {
+        if (!this.slots.has(s)) {
+          this.slots.set(s, states.length);
+          states.push(s);
+        }
+      }
+      for (const c of m.stored ?? []) stored.add(c);
     }
-    this.features.sort();
+    this.featureLists.host.sort();
+    this.featureLists.account.sort();
+    this.states = states;
+    const withHook = (k: keyof SessionHooks<unknown>) => states.flatMap((s, i) => (s.hooks?.[k] ? [i] : []));
+    this.hookSlots = { available: withHook('available'), unavailable: withHook('unavailable'), ended: withHook('ended') };
+    const load = [...new Set(states.flatMap((s) => s.collections))];
+    this.loadCollections = load;
+    this.ownedCollections = [...new Set([...load, ...stored])];
+  }
+
+  features(target: DiscoTarget): readonly string[] {
+    return this.featureLists[target];
+  }
+
+  forms(target: DiscoTarget): Element[] {
+    return target === 'host' ? this.formMakers.flatMap((f) => f(this.config)) : [];
+  }
+
+  /** The slot of a state definition; throws when no enabled module declared it. */
+  slot(def: AccountState<unknown>): number {
+    const i = this.slots.get(def);
+    if (i === undefined) throw new Error(`account state '${def.name}' is used but no enabled module declares it`);
+    return i;
   }
 
   iqHandler(type: string, target: 'host' | 'account', payload: Element): IqHandler | undefined {

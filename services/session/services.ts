@@ -1,10 +1,12 @@
 // What an actor needs from its process, in one object.
 import { randomBytes } from 'node:crypto';
 import type { HostedDomains } from '../../libs/accounts/hosts.ts';
+import type { Envelope } from '../../libs/bus/envelope.ts';
 import type { Config } from '../../libs/config/schema.ts';
 import type { Store } from '../../libs/store/store.ts';
 import type { ModuleRegistry, ServerContext } from './module.ts';
 import type { Router } from './router.ts';
+import type { MucDomains } from './muc/domains.ts';
 
 export interface SessionServices {
   config: Config;
@@ -16,6 +18,10 @@ export interface SessionServices {
   /** False once a c2s node's heartbeat has expired: its sessions are gone. */
   c2sAlive(node: string): boolean;
   newResource(): string;
+  /** Multi-user chat service domains (routing sends their stanzas to room actors). */
+  muc: MucDomains;
+  /** Publish to a connection manager's subject (room fan-out batches). */
+  toC2s(node: string, env: Envelope): void;
 }
 
 export function newResource(): string {

@@ -6,12 +6,13 @@ import { envelope, type Envelope } from '../../libs/bus/envelope.ts';
 import type { Membership } from '../../libs/cluster/membership.ts';
 import { hash32, ownerOf } from '../../libs/cluster/shards.ts';
 import type { Config } from '../../libs/config/schema.ts';
-import { bareJid, resourcePart } from '../../libs/jid/split.ts';
+import { bareJid, domainPart, resourcePart } from '../../libs/jid/split.ts';
 import { logger } from '../../libs/log/index.ts';
 import type { Store } from '../../libs/store/store.ts';
 import { ActorSystem } from './actor-system.ts';
 import { nodeSessions } from './directory.ts';
 import { ModuleRegistry } from './module.ts';
+import { MucDomains } from './muc/domains.ts';
 import { modules } from './modules/index.ts';
 import { Router, type FanoutData } from './router.ts';
 import { newResource, type SessionServices } from './services.ts';
@@ -29,6 +30,8 @@ export interface SessionNodeOptions {
   membership: Membership;
   /** The live connection managers. */
   c2sMembers: () => readonly string[];
+  /** Overrides the liveness test built on c2sMembers (an administrative process that must leave sessions alone). */
+  c2sAlive?: (node: string) => boolean;
 }
 
 export class SessionNode {
@@ -37,17 +40,20 @@ export class SessionNode {
   readonly router: Router;
 
   constructor(private readonly o: SessionNodeOptions) {
-    const registry = new ModuleRegistry(modules);
-    this.router = new Router(o.bus, o.subjects, o.config.cluster.shards, (shard) => this.shards.holderOf(shard));
+    const registry = new ModuleRegistry(modules, o.config);
+    this.router = new Router(o.bus, o.subjects, o.config.cluster.shards, (shard) => this.shards.holderOf(shard),
+      o.config.s2s.enabled ? o.config.s2s.shards : 0);
     const svc: SessionServices = {
       config: o.config,
       store: o.store,
       router: this.router,
       hosts: o.hosts,
       modules: registry,
-      context: { config: o.config, store: o.store, hosts: o.hosts, features: registry.features },
-      c2sAlive: (node) => o.c2sMembers().includes(node),
+      context: { config: o.config, store: o.store, hosts: o.hosts, disco: registry },
+      c2sAlive: o.c2sAlive ?? ((node) => o.c2sMembers().includes(node)),
       newResource,
+      muc: new MucDomains(o.config.muc, o.hosts),
+      toC2s: (node, env) => o.bus.publish(o.subjects.c2s(node), env),
     };
     this.actors = new ActorSystem(svc);
     this.shards = new ShardHost(o.bus, o.subjects, o.membership, {
@@ -66,12 +72,21 @@ export class SessionNode {
     this.actors.startSweeper(this.o.config.session.actorIdleSeconds * 1000);
   }
 
-  /** One batch for many actors: those whose shard is here get it, the rest go on to their shard. */
+  /**
+   * One batch for many actors: those whose shard is here get it, the rest go
+   * on to their shard, and contacts on other servers to federation (where no
+   * actor of theirs exists to answer a probe for them).
+   */
   private fanout(env: Envelope): void {
     const { targets } = env.data as FanoutData;
     for (const bare of targets) {
-      const shard = this.router.shardOf(bare);
       const one = { ...env, to: bare, op: '', data: (env.data as FanoutData).data };
+      const domain = domainPart(bare);
+      if (!this.o.hosts.has(domain)) {
+        this.router.toRemote(domain, { ...one, dir: 'out', origin: '', seq: 0 });
+        continue;
+      }
+      const shard = this.router.shardOf(bare);
       if (this.shards.owns(shard)) this.actors.deliver(shard, one);
       else this.router.toActor(bare, { ...one, origin: '', seq: 0 });
     }

@@ -18,6 +18,9 @@ import { ownerOf } from '../../libs/cluster/shards.ts';
 import type { Membership } from '../../libs/cluster/membership.ts';
 import { logger } from '../../libs/log/index.ts';
 
+/** The subjects one shard space uses: bare JIDs over session processes, or remote domains over s2s processes. */
+export type ShardSubjects = Pick<Subjects, 'shard' | 'control'>;
+
 const log = logger('shards');
 
 interface ShardState {
@@ -53,7 +56,7 @@ export class ShardHost {
 
   constructor(
     private readonly bus: Bus,
-    private readonly subjects: Subjects,
+    private readonly subjects: ShardSubjects,
     private readonly membership: Membership,
     private readonly opts: ShardHostOptions,
   ) {}

@@ -4,6 +4,7 @@
 // Everything for one account runs here, one envelope at a time, which is what
 // keeps the subscription state machine free of races.
 import { pack, unpack } from 'msgpackr';
+import { Accounts } from '../../libs/accounts/index.ts';
 import { envelope, type Envelope, type StanzaKind } from '../../libs/bus/envelope.ts';
 import { errorReply, StanzaError } from '../../libs/errors/index.ts';
 import { bareJid, domainPart, hasLocalpart, resourcePart } from '../../libs/jid/split.ts';
@@ -14,6 +15,7 @@ import { serialize } from '../../libs/xml/serialize.ts';
 import { Actor } from './actor.ts';
 import { decodeItem, emptyItem, encodeItem, itemElement, NS_ROSTER, parseRosterSet, type RosterItem } from './im/roster.ts';
 import { hasFrom, hasTo, inbound as inboundTransition, outbound as outboundTransition, type SubscriptionType } from './im/subscription.ts';
+import type { AccountContext, AccountState, Contact, FilteredStanza, FilterVerdict, ServerContext, StanzaFilter, UnavailableEvent } from './module.ts';
 import type { SessionServices } from './services.ts';
 
 const log = logger('user');
@@ -46,18 +48,38 @@ function decodeSession(b: Uint8Array): SessionEntry {
 const SUBSCRIPTION_TYPES = new Set(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
 const NS_DELAY = 'urn:xmpp:delay';
 
+/** The collections of an account's scope the core keeps; modules declare theirs. */
+export const CORE_COLLECTIONS: readonly string[] = ['account', 'sessions', 'roster', 'offline'];
+
+/** What a `remove-account` control envelope carries: where to answer. */
+export interface RemoveAccountRequest {
+  node: string;
+}
+
+interface ActiveFilter {
+  filter: StanzaFilter<unknown>;
+  state: unknown;
+}
+
 export interface BindRequest {
   node: string;
   resource: string;
 }
 
-export class UserActor extends Actor {
+export class UserActor extends Actor implements AccountContext {
   private exists = false;
   readonly sessions = new Map<string, SessionEntry>();
   private readonly roster = new Map<string, RosterItem>();
   private rosterVer = 0;
   private offlineCount = 0;
   private pushSeq = 0;
+  /** One value per module state definition (ModuleRegistry.states order). */
+  private states: unknown[] = [];
+  /** Filters with something to enforce; empty for an account without rules, so its stanzas skip filtering. */
+  private filters: ActiveFilter[] = [];
+  /** Some resource has rules of its own: bare-JID deliveries are checked per session. */
+  private filterPerSession = false;
+  private removeRequested = false;
 
   constructor(readonly bare: string, shard: number, private readonly svc: SessionServices) {
     super(bare, shard, svc.config.session.maxMailbox);
@@ -69,7 +91,7 @@ export class UserActor extends Actor {
 
   protected async load(): Promise<void> {
     const [data, offline] = await Promise.all([
-      this.svc.store.load(this.bare, ['account', 'sessions', 'roster']),
+      this.svc.store.load(this.bare, ['account', 'sessions', 'roster', ...this.svc.modules.loadCollections]),
       this.svc.store.llen(this.bare, 'offline'),
     ]);
     const account = data.get('account');
@@ -79,11 +101,15 @@ export class UserActor extends Actor {
     this.offlineCount = offline;
     for (const [jid, raw] of data.get('roster') ?? []) this.roster.set(jid, decodeItem(raw));
     const stale: [string, SessionEntry][] = [];
+    const sids = new Map<string, string>();
     for (const [resource, raw] of data.get('sessions') ?? []) {
       const s = decodeSession(raw);
+      sids.set(resource, s.sid);
       if (this.svc.c2sAlive(s.node)) this.sessions.set(resource, s);
       else stale.push([resource, s]);
     }
+    this.states = this.svc.modules.states.map((def) => def.load(data, { account: this.bare, config: this.svc.config, sessions: sids }));
+    this.rulesChanged();
     // Sessions of a connection manager that died while nobody served this account.
     for (const [resource, s] of stale) await this.endSession(resource, s);
   }
@@ -113,6 +139,7 @@ export class UserActor extends Actor {
       case 'bind': return this.bind(env.sid, env.data as BindRequest);
       case 'unbind': return this.unbind(env.sid, String((env.data as { resource: string }).resource));
       case 'undeliverable': return this.undeliverable(env);
+      case 'remove-account': return this.removeOnRequest(env);
       default: log.warn('unknown control op', { op: env.op });
     }
   }
@@ -155,10 +182,17 @@ export class UserActor extends Actor {
   /** A session is over (closed, replaced, its node dead): tell whoever saw it available. */
   private async endSession(resource: string, s: SessionEntry): Promise<void> {
     this.sessions.delete(resource);
-    if (s.available) this.broadcastUnavailable(resource, s, serialize(el('presence', { type: 'unavailable', from: `${this.bare}/${resource}` })));
+    let gone: Promise<void> | undefined;
+    if (s.available) {
+      const xml = serialize(el('presence', { type: 'unavailable', from: `${this.bare}/${resource}` }));
+      this.broadcastUnavailable(resource, s, xml);
+      gone = this.unavailableHooks({ resource, presence: xml, last: !this.available() });
+    }
     await Promise.all([
       this.svc.store.hdel(this.bare, 'sessions', resource),
       this.svc.store.hdel(`$node:${s.node}`, 'sessions', `${this.bare}/${resource}`),
+      gone,
+      this.endedHooks(resource),
     ]);
   }
 
@@ -180,6 +214,10 @@ export class UserActor extends Actor {
   /** What one of this account's clients sent. */
   private outbound(env: Envelope): void | Promise<void> {
     const to = env.to;
+    if (this.filters.length !== 0 && to !== '' && bareJid(to) !== this.bare) {
+      const v = this.verdict('out', env.kind as StanzaKind, env.type, to, resourcePart(env.from));
+      if (v !== 'pass') return v === 'drop' ? undefined : this.bounce(env, v);
+    }
     if (env.kind === 'presence') {
       if (to === '') return this.ownPresence(env);
       if (SUBSCRIPTION_TYPES.has(env.type)) return this.outboundSubscription(env, env.type as SubscriptionType);
@@ -206,7 +244,8 @@ export class UserActor extends Actor {
       s.presence = '';
       this.broadcastUnavailable(resource, s, xml);
       s.directed = [];
-      return this.saveSession(resource, s);
+      await Promise.all([this.saveSession(resource, s), this.unavailableHooks({ resource, presence: xml, last: !this.available() })]);
+      return;
     }
     if (env.type !== '') return; // probes, errors and subscription types without 'to' have no meaning here
     const initial = !s.available;
@@ -214,26 +253,30 @@ export class UserActor extends Actor {
     s.priority = Number((env.data as { priority?: number } | undefined)?.priority ?? 0);
     s.presence = xml;
     const saved = this.saveSession(resource, s);
-    const subscribers = this.contacts((i) => hasFrom(i.subscription));
+    const subscribers = this.presenceTargets(this.contacts((i) => hasFrom(i.subscription)), resource, '');
     if (subscribers.length) this.svc.router.fanout(subscribers, envelope({ kind: 'presence', dir: 'in', from: env.from, type: '', xml }));
-    for (const [r, other] of this.sessions) if (r !== resource && other.available) this.deliverTo(other, 'presence', env.from, xml);
+    // RFC 6121 §4.2.2, §4.4.2: every available resource, the sender's own included, sees the new presence.
+    for (const other of this.sessions.values()) if (other.available) this.deliverTo(other, 'presence', env.from, xml);
+    const hooks = this.availableHooks(resource, initial);
     if (initial) {
-      // Learn the contacts' presence: probes, answered straight to this session.
-      const watched = this.contacts((i) => hasTo(i.subscription));
+      // Learn the contacts' presence: probes, answered straight to this session
+      // (not to contacts whose presence the rules would refuse anyway).
+      let watched = this.contacts((i) => hasTo(i.subscription));
+      if (this.filters.length !== 0) watched = watched.filter((w) => this.verdict('in', 'presence', '', w, resource) === 'pass' && this.verdict('out', 'presence', 'probe', w, resource) === 'pass');
       if (watched.length) this.svc.router.fanout(watched, envelope({ kind: 'presence', dir: 'in', from: env.from, type: 'probe', data: { node: s.node, sid: s.sid } }));
       for (const [r, other] of this.sessions) if (r !== resource && other.available) this.deliverTo(s, 'presence', `${this.bare}/${r}`, other.presence);
       for (const item of this.roster.values()) if (item.pendingIn && item.pendingXml) this.deliverTo(s, 'presence', '', item.pendingXml);
       if (s.priority >= 0 && this.offlineCount > 0) await this.flushOffline(s);
     }
-    await saved;
+    await Promise.all([saved, hooks]);
   }
 
   /** Unavailable to everyone who could see this resource. */
   private broadcastUnavailable(resource: string, s: SessionEntry, xml: string): void {
     const from = `${this.bare}/${resource}`;
-    const subscribers = this.contacts((i) => hasFrom(i.subscription));
+    const subscribers = this.presenceTargets(this.contacts((i) => hasFrom(i.subscription)), resource, 'unavailable');
     if (subscribers.length) this.svc.router.fanout(subscribers, envelope({ kind: 'presence', dir: 'in', from, type: 'unavailable', xml }));
-    for (const to of s.directed) this.routeStanza('presence', from, to, 'unavailable', xml);
+    for (const to of this.presenceTargets(s.directed, resource, 'unavailable')) this.routeStanza('presence', from, to, 'unavailable', xml);
     for (const other of this.sessions.values()) if (other !== s && other.available) this.deliverTo(other, 'presence', from, xml);
   }
 
@@ -282,23 +325,35 @@ export class UserActor extends Actor {
     this.routeStanza('presence', this.bare, contact, type, serialize(stanza));
   }
 
-  /** Our current presence, from each available resource, to one contact (§3.1.5). */
+  /** Our current presence, from each available resource the rules let through, to one contact (§3.1.5). */
   private sendPresenceTo(contact: string): void {
-    for (const [r, s] of this.sessions) if (s.available && s.presence) this.routeStanza('presence', `${this.bare}/${r}`, contact, '', s.presence);
-  }
-
-  private sendUnavailableTo(contact: string): void {
     for (const r of this.sessions.keys()) {
-      const from = `${this.bare}/${r}`;
-      this.routeStanza('presence', from, contact, 'unavailable', serialize(el('presence', { type: 'unavailable', from, to: contact })));
+      if (this.filters.length === 0 || this.verdict('out', 'presence', '', contact, r) === 'pass') this.sendPresence(contact, r);
     }
   }
 
+  private sendUnavailableTo(contact: string): void {
+    this.sendUnavailable(contact);
+  }
+
+  /** The entities of a presence broadcast from one resource that the rules let it reach. */
+  private presenceTargets(targets: string[], resource: string, type: '' | 'unavailable'): string[] {
+    if (this.filters.length === 0 || targets.length === 0) return targets;
+    return targets.filter((t) => this.verdict('out', 'presence', type, t, resource) === 'pass');
+  }
+
   /** Send a stanza on to its addressee, wherever it lives. */
-  private route(env: Envelope): void | Promise<void> {
+  /** `fromServer`: an answer or bounce this actor generated, which the account's own filters let through. */
+  private route(env: Envelope, fromServer = false): void | Promise<void> {
     const toBare = bareJid(env.to);
-    if (toBare === this.bare) return this.inbound({ ...env, dir: 'in' });
+    if (toBare === this.bare) return this.inbound({ ...env, dir: 'in' }, fromServer);
     const domain = domainPart(toBare);
+    if (this.svc.muc.has(domain)) {
+      // A room (or the MUC service): an actor on the shards like ours; it answers the sending session directly.
+      const s = bareJid(env.from) === this.bare ? this.sessions.get(resourcePart(env.from)) : undefined;
+      this.svc.router.toActor(toBare, { ...env, dir: 'in', origin: '', seq: 0, data: s ? { node: s.node, sid: s.sid } : undefined });
+      return;
+    }
     if (!this.svc.hosts.has(domain)) {
       // Another server's user: federation takes it, or the sender learns there is no route.
       if (this.svc.router.toRemote(domain, { ...env, dir: 'out', origin: '', seq: 0 })) return;
@@ -318,8 +373,12 @@ export class UserActor extends Actor {
   // ================================================================ inbound
 
   /** What is addressed to this account. */
-  private inbound(env: Envelope): void | Promise<void> {
+  private inbound(env: Envelope, fromServer = false): void | Promise<void> {
     if (!this.exists) return this.noSuchAccount(env);
+    if (this.filters.length !== 0 && !fromServer && env.from !== '' && bareJid(env.from) !== this.bare) {
+      const v = this.verdict('in', env.kind as StanzaKind, env.type, env.from, resourcePart(env.to));
+      if (v !== 'pass') return v === 'drop' ? undefined : this.bounce(env, v);
+    }
     if (env.kind === 'presence') return this.inboundPresence(env);
     const resource = resourcePart(env.to);
     if (resource !== '') {
@@ -341,7 +400,7 @@ export class UserActor extends Actor {
       return;
     }
     if (env.type === 'error') return;
-    for (const s of this.sessions.values()) if (s.available) this.deliverEnv(s, env);
+    for (const s of this.sessions.values()) if (s.available && this.deliverable(s, env)) this.deliverEnv(s, env);
   }
 
   /** A contact asks what we are up to (RFC 6121 §4.3.2): only subscribers learn it. */
@@ -353,6 +412,7 @@ export class UserActor extends Actor {
     for (const [r, s] of this.sessions) {
       if (!s.available || !s.presence) continue;
       any = true;
+      if (this.filters.length !== 0 && this.verdict('out', 'presence', '', env.from, r) !== 'pass') continue;
       if (target?.node && target.sid) this.svc.router.deliver(target.node, target.sid, 'presence', `${this.bare}/${r}`, env.from, '', s.presence);
       else this.routeStanza('presence', `${this.bare}/${r}`, env.from, '', s.presence);
     }
@@ -420,13 +480,13 @@ export class UserActor extends Actor {
       return this.storeOffline(env);
     }
     if (env.type === 'headline') {
-      for (const s of this.sessions.values()) if (s.available && s.priority >= 0) this.deliverEnv(s, env);
+      for (const s of this.sessions.values()) if (s.available && s.priority >= 0 && this.deliverable(s, env)) this.deliverEnv(s, env);
       return;
     }
     const all = this.svc.config.routing.bareMessageTies === 'all';
     let newest: SessionEntry | undefined;
     for (const s of this.sessions.values()) {
-      if (!s.available || s.priority !== best) continue;
+      if (!s.available || s.priority !== best || !this.deliverable(s, env)) continue;
       if (all) this.deliverEnv(s, env);
       else if (!newest || s.since > newest.since) newest = s;
     }
@@ -578,7 +638,7 @@ export class UserActor extends Actor {
         if (target === 'account' && bareJid(env.from) !== this.bare && env.type === 'set') {
           throw new StanzaError('forbidden', 'only the account itself may change its data');
         }
-        result = await handler({ stanza, payload, from: env.from, to: addressed }, this.svc.context);
+        result = await handler({ stanza, payload, from: env.from, to: addressed, account: this }, this.svc.context);
       }
       const attrs: Record<string, string> = { type: 'result', id: stanza.attrs.id ?? '', to: env.from };
       if (env.to) attrs.from = env.to; // an iq without 'to' gets a reply without 'from' (RFC 6120 §10.3.3)
@@ -587,20 +647,177 @@ export class UserActor extends Actor {
       const err = e instanceof StanzaError ? e : new StanzaError('internal-server-error');
       if (!(e instanceof StanzaError)) log.error('iq handler failed', { error: e });
       reply = errorReply(stanza, err);
+      this.removeRequested = false;
     }
-    return this.sendFromServer('iq', reply);
+    await this.sendFromServer('iq', reply);
+    if (this.removeRequested) {
+      // After the answer, so the client reads its result before the stream closes.
+      this.removeRequested = false;
+      await this.removeAccount();
+    }
   }
 
   // ================================================================ answers and errors
 
   private sendFromServer(kind: StanzaKind, stanza: Element): void | Promise<void> {
     const env = envelope({ kind, dir: 'in', from: stanza.attrs.from ?? '', to: stanza.attrs.to ?? '', type: stanza.attrs.type ?? '', id: stanza.attrs.id ?? '', xml: serialize(stanza) });
-    return this.route(env);
+    return this.route(env, true);
   }
 
   /** Return a stanza to its sender with an error (never an error for an error). */
   private bounce(env: Envelope, error: StanzaError): void | Promise<void> {
     if (env.type === 'error' || env.from === '') return;
     return this.sendFromServer(env.kind as StanzaKind, errorReply(parseFragment(env.xml), error));
+  }
+
+  // ================================================================ filters and hooks of the modules
+
+  private verdict(dir: 'in' | 'out', kind: StanzaKind, type: string, peer: string, resource: string): FilterVerdict {
+    const stanza: FilteredStanza = { dir, kind, type, peer, resource };
+    for (const f of this.filters) {
+      const v = f.filter.check(f.state, stanza, this);
+      if (v !== 'pass') return v;
+    }
+    return 'pass';
+  }
+
+  /** A stanza to the bare JID, checked against one session's own rules when sessions differ (never otherwise: no cost). */
+  private deliverable(s: SessionEntry, env: Envelope): boolean {
+    if (!this.filterPerSession || env.from === '' || bareJid(env.from) === this.bare) return true;
+    for (const [resource, entry] of this.sessions) {
+      if (entry === s) return this.verdict('in', env.kind as StanzaKind, env.type, env.from, resource) === 'pass';
+    }
+    return true;
+  }
+
+  private async unavailableHooks(event: UnavailableEvent): Promise<void> {
+    const { states, hookSlots } = this.svc.modules;
+    for (const i of hookSlots.unavailable) await states[i].hooks!.unavailable!(this.states[i], this, event);
+  }
+
+  private async availableHooks(resource: string, initial: boolean): Promise<void> {
+    const { states, hookSlots } = this.svc.modules;
+    for (const i of hookSlots.available) await states[i].hooks!.available!(this.states[i], this, resource, initial);
+  }
+
+  private async endedHooks(resource: string): Promise<void> {
+    const { states, hookSlots } = this.svc.modules;
+    for (const i of hookSlots.ended) await states[i].hooks!.ended!(this.states[i], this, resource);
+  }
+
+  // ================================================================ AccountContext (what modules may use)
+
+  get server(): ServerContext {
+    return this.svc.context;
+  }
+
+  contact(bare: string): Contact | undefined {
+    const i = this.roster.get(bare);
+    return i !== undefined && i.inRoster ? i : undefined;
+  }
+
+  resources(): string[] {
+    return [...this.sessions.keys()];
+  }
+
+  sessionId(resource: string): string | undefined {
+    return this.sessions.get(resource)?.sid;
+  }
+
+  available(): boolean {
+    for (const s of this.sessions.values()) if (s.available) return true;
+    return false;
+  }
+
+  state<S>(def: AccountState<S>): S {
+    return this.states[this.svc.modules.slot(def)] as S;
+  }
+
+  sendPush(resource: string, payload: Element): void {
+    const s = this.sessions.get(resource);
+    if (!s) return;
+    this.deliverTo(s, 'iq', '', serialize(el('iq', { type: 'set', id: `push${++this.pushSeq}`, to: `${this.bare}/${resource}` }, payload)));
+  }
+
+  presenceAudience(): string[] {
+    const out = new Set(this.contacts((i) => hasFrom(i.subscription)));
+    for (const s of this.sessions.values()) for (const d of s.directed) out.add(d);
+    return [...out];
+  }
+
+  sendPresence(to: string, resource?: string): void {
+    for (const [r, s] of this.sessions) {
+      if ((resource === undefined || r === resource) && s.available && s.presence) this.routeStanza('presence', `${this.bare}/${r}`, to, '', s.presence);
+    }
+  }
+
+  sendUnavailable(to: string, resource?: string): void {
+    for (const r of this.sessions.keys()) {
+      if (resource !== undefined && r !== resource) continue;
+      const from = `${this.bare}/${r}`;
+      this.routeStanza('presence', from, to, 'unavailable', serialize(el('presence', { type: 'unavailable', from, to })));
+    }
+  }
+
+  rulesChanged(): void {
+    const defs = this.svc.modules.states;
+    const active: ActiveFilter[] = [];
+    let perSession = false;
+    for (let i = 0; i < defs.length; i++) {
+      const filter = defs[i].filter;
+      if (!filter || !filter.active(this.states[i])) continue;
+      active.push({ filter, state: this.states[i] });
+      if (filter.perSession(this.states[i])) perSession = true;
+    }
+    this.filters = active;
+    this.filterPerSession = perSession;
+  }
+
+  removeAfterReply(): void {
+    this.removeRequested = true;
+  }
+
+  // ================================================================ account removal
+
+  /** The operator's removal (`parley user del`): remove, then tell whoever asked. */
+  private async removeOnRequest(env: Envelope): Promise<void> {
+    const { node } = env.data as RemoveAccountRequest;
+    let existed = false;
+    try {
+      existed = await this.removeAccount();
+      this.svc.router.control(node, env.sid, 'account-removed', { existed });
+    } catch (e) {
+      log.error('account removal failed', { account: this.bare, error: e });
+      this.svc.router.control(node, env.sid, 'account-removed', { existed, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
+  /**
+   * Remove the account and all its data: its sessions end (contacts see it go
+   * unavailable, clients are disconnected), every subscription is cancelled
+   * both ways so contacts' rosters follow (unsubscribe / unsubscribed), then
+   * every collection of its scope — the core's and each module's — is deleted.
+   */
+  private async removeAccount(): Promise<boolean> {
+    if (!this.exists) this.exists = (await this.svc.store.hget(this.bare, 'account', 'creds')) !== undefined;
+    if (!this.exists) return false;
+    for (const [resource, s] of [...this.sessions]) {
+      this.svc.router.control(s.node, s.sid, 'kick', { condition: 'not-authorized', text: 'this account has been deleted' });
+      await this.endSession(resource, s);
+    }
+    for (const [jid, i] of this.roster) {
+      if (hasTo(i.subscription) || i.ask) this.routeSubscription('unsubscribe', jid, serialize(el('presence', { type: 'unsubscribe' })));
+      if (hasFrom(i.subscription) || i.pendingIn) this.routeSubscription('unsubscribed', jid, serialize(el('presence', { type: 'unsubscribed' })));
+    }
+    await new Accounts(this.svc.store).remove(this.bare, [...CORE_COLLECTIONS, ...this.svc.modules.ownedCollections]);
+    this.exists = false;
+    this.roster.clear();
+    this.rosterVer = 0;
+    this.offlineCount = 0;
+    const empty = new Map<string, Map<string, Uint8Array>>();
+    this.states = this.svc.modules.states.map((def) => def.load(empty, { account: this.bare, config: this.svc.config, sessions: new Map() }));
+    this.rulesChanged();
+    log.info('account removed', { account: this.bare });
+    return true;
   }
 }

@@ -26,7 +26,7 @@ class Client(slixmpp.ClientXMPP):
         self.ready = asyncio.Event()
         self.add_event_handler('session_start', self.start)
         self.add_event_handler('message', lambda m: self.messages.append({'from': str(m['from']), 'body': m['body'], 'type': m['type']}))
-        self.add_event_handler('got_online', lambda p: self.available.add(p['from'].bare))
+        self.add_event_handler('got_online', lambda p: p['from'].bare != self.boundjid.bare and self.available.add(p['from'].bare))
         self.roster.auto_authorize = True
         self.roster.auto_subscribe = True
 

@@ -149,7 +149,7 @@ class Xmpp {
 
 // ---- the page ----
 
-const state = { xmpp: null, roster: new Map(), presence: new Map(), chats: new Map(), current: '', unread: new Set() };
+const state = { xmpp: null, hasRoster: false, roster: new Map(), presence: new Map(), chats: new Map(), current: '', unread: new Set() };
 
 function setStatus(text, s) {
   $('status').textContent = text;
@@ -159,6 +159,7 @@ function setStatus(text, s) {
 function renderRoster() {
   const ul = $('roster');
   ul.textContent = '';
+  if (state.hasRoster) $('roster-note').textContent = state.roster.size ? '' : 'No contacts yet.';
   const jids = new Set([...state.roster.keys()]);
   for (const jid of [...jids].sort()) {
     const item = state.roster.get(jid);
@@ -244,8 +245,9 @@ const handlers = {
     $('logout').hidden = false;
     try {
       const res = await state.xmpp.iq('get', `<query xmlns="${NS.roster}"/>`);
+      state.hasRoster = true;
       for (const item of res.getElementsByTagName('item')) rosterItem(item);
-      $('roster-note').textContent = state.roster.size ? '' : 'No contacts yet.';
+      renderRoster();
     } catch {
       $('roster-note').textContent = 'The server offers no roster: type a JID to chat.';
     }

@@ -1,26 +1,33 @@
-// XEP-0030: the server's identity and the features of every enabled module.
-import { el } from '../../../libs/xml/element.ts';
+// XEP-0030: the server's and each account's identity and the features every
+// enabled module declares for that target; XEP-0128 forms on the server.
+import { el, type Element } from '../../../libs/xml/element.ts';
 import { StanzaError } from '../../../libs/errors/index.ts';
-import { defineModule } from '../module.ts';
+import { defineModule, type DiscoTarget, type IqRequest, type ServerContext } from '../module.ts';
 
 const NS_INFO = 'http://jabber.org/protocol/disco#info';
 const NS_ITEMS = 'http://jabber.org/protocol/disco#items';
 
+function info(target: DiscoTarget, identity: Element) {
+  return (req: IqRequest, ctx: ServerContext): Element => {
+    if (req.payload.attrs.node) throw new StanzaError('item-not-found', `no node '${req.payload.attrs.node}'`);
+    return el('query', { xmlns: NS_INFO }, identity,
+      ...ctx.disco.features(target).map((f) => el('feature', { var: f })),
+      ...ctx.disco.forms(target));
+  };
+}
+
+function items(req: IqRequest): Element {
+  if (req.payload.attrs.node) throw new StanzaError('item-not-found', `no node '${req.payload.attrs.node}'`);
+  return el('query', { xmlns: NS_ITEMS });
+}
+
 export default defineModule({
   name: 'disco',
-  features: [NS_INFO, NS_ITEMS],
+  disco: { host: [NS_INFO, NS_ITEMS], account: [NS_INFO, NS_ITEMS] },
   iq: {
-    'get/host/http://jabber.org/protocol/disco#info:query': (req, ctx) => {
-      if (req.payload.attrs.node) throw new StanzaError('item-not-found', `no node '${req.payload.attrs.node}'`);
-      return el('query', { xmlns: NS_INFO },
-        el('identity', { category: 'server', type: 'im', name: 'Parley' }),
-        ...ctx.features.map((f) => el('feature', { var: f })));
-    },
-    'get/host/http://jabber.org/protocol/disco#items:query': () => el('query', { xmlns: NS_ITEMS }),
-    'get/account/http://jabber.org/protocol/disco#info:query': (req) => {
-      if (req.payload.attrs.node) throw new StanzaError('item-not-found', `no node '${req.payload.attrs.node}'`);
-      return el('query', { xmlns: NS_INFO }, el('identity', { category: 'account', type: 'registered' }));
-    },
-    'get/account/http://jabber.org/protocol/disco#items:query': () => el('query', { xmlns: NS_ITEMS }),
+    'get/host/http://jabber.org/protocol/disco#info:query': info('host', el('identity', { category: 'server', type: 'im', name: 'Parley' })),
+    'get/host/http://jabber.org/protocol/disco#items:query': items,
+    'get/account/http://jabber.org/protocol/disco#info:query': info('account', el('identity', { category: 'account', type: 'registered' })),
+    'get/account/http://jabber.org/protocol/disco#items:query': items,
   },
 });

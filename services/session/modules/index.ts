@@ -1,6 +1,16 @@
-// The enabled protocol modules: adding a feature means adding a file and a line here.
+// The protocol modules: adding a feature means adding a file and a line here.
+// Each may still be turned off by `modules.disabled` or its own `enabled`.
 import type { XmppModule } from '../module.ts';
+import blocking from './blocking.ts';
+import contactAddresses from './contact-addresses.ts';
 import disco from './disco.ts';
+import last from './last.ts';
 import ping from './ping.ts';
+import privacy from './privacy.ts';
+import privateStorage from './private.ts';
+import register from './register.ts';
+import time from './time.ts';
+import vcard from './vcard.ts';
+import version from './version.ts';
 
-export const modules: readonly XmppModule[] = [disco, ping];
+export const modules: readonly XmppModule[] = [disco, ping, time, version, last, privacy, blocking, vcard, privateStorage, contactAddresses, register];

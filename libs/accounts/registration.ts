@@ -1,0 +1,114 @@
+// XEP-0077 in-band registration before authentication: the jabber:iq:register
+// iqs a client may send on a fresh stream, answered by the connection manager
+// (no session or actor exists yet). Off unless `registration.open`; each
+// connection manager limits the requests per IP address over a sliding window.
+import type { Config } from '../config/schema.ts';
+import { StanzaError, errorReply } from '../errors/index.ts';
+import { jid as makeJid } from '../jid/index.ts';
+import { child, el, text, type Element } from '../xml/element.ts';
+import type { Accounts } from './index.ts';
+
+export const NS_REGISTER = 'jabber:iq:register';
+export const NS_REGISTER_FEATURE = 'http://jabber.org/features/iq-register';
+
+/** Requests per IP address in a sliding window; old entries are pruned as they are met. */
+export class RateLimiter {
+  private readonly hits = new Map<string, number[]>();
+
+  constructor(private readonly max: number, private readonly windowMs: number, private readonly now: () => number = Date.now) {}
+
+  /** Counts one request; false when the address is over its budget (the request is not counted). */
+  take(key: string): boolean {
+    const t = this.now();
+    const since = t - this.windowMs;
+    const list = (this.hits.get(key) ?? []).filter((h) => h > since);
+    if (list.length >= this.max) {
+      this.hits.set(key, list);
+      return false;
+    }
+    list.push(t);
+    this.hits.set(key, list);
+    if (this.hits.size > 10_000) this.prune(since);
+    return true;
+  }
+
+  /** Seconds until the address may try again. */
+  retryAfter(key: string): number {
+    const oldest = this.hits.get(key)?.[0];
+    return oldest === undefined ? 0 : Math.max(1, Math.ceil((oldest + this.windowMs - this.now()) / 1000));
+  }
+
+  private prune(since: number): void {
+    for (const [k, list] of this.hits) if (list.every((h) => h <= since)) this.hits.delete(k);
+  }
+}
+
+export class InBandRegistration {
+  private readonly limiter: RateLimiter;
+
+  constructor(private readonly accounts: Accounts, private readonly config: Config) {
+    const r = config.registration;
+    this.limiter = new RateLimiter(r.maxPerIp, r.windowSeconds * 1000);
+  }
+
+  get open(): boolean {
+    return this.config.registration.open;
+  }
+
+  /** The stream feature advertised before authentication. */
+  feature(): Element {
+    return el('register', { xmlns: NS_REGISTER_FEATURE });
+  }
+
+  /** Answer a jabber:iq:register iq sent before authentication: the result or the error reply. */
+  async answer(iq: Element, domain: string, address: string): Promise<Element> {
+    try {
+      const result = await this.handle(iq, domain, address);
+      return el('iq', { type: 'result', id: iq.attrs.id }, result);
+    } catch (e) {
+      if (!(e instanceof StanzaError)) throw e;
+      // Without the payload: it may hold the password.
+      const reply = errorReply(iq, e, false);
+      delete reply.attrs.to;
+      return reply;
+    }
+  }
+
+  private async handle(iq: Element, domain: string, address: string): Promise<Element | undefined> {
+    if (!this.open) throw new StanzaError('service-unavailable', 'accounts are not created in-band on this server');
+    const query = child(iq, 'query', NS_REGISTER)!;
+    if (iq.attrs.type === 'get') {
+      return el('query', { xmlns: NS_REGISTER },
+        el('instructions', {}, 'Choose a username and password for use with this service.'),
+        el('username'), el('password'));
+    }
+    if (iq.attrs.type !== 'set') throw new StanzaError('bad-request', 'registration is an iq get or set');
+    if (child(query, 'remove')) throw new StanzaError('registration-required', 'log in before removing an account');
+    if (!this.limiter.take(address)) {
+      throw new StanzaError('resource-constraint', `too many registration requests from your address; try again in ${this.limiter.retryAfter(address)} seconds`);
+    }
+    const username = text(child(query, 'username')).trim();
+    const password = text(child(query, 'password'));
+    if (!username || !password) throw new StanzaError('not-acceptable', 'a username and a password are required');
+    let bare: string;
+    try {
+      bare = makeJid(username, domain).bare;
+    } catch {
+      throw new StanzaError('jid-malformed', `'${username}' cannot be a username`);
+    }
+    const min = this.config.registration.minPasswordLength;
+    if ([...password].length < min) throw new StanzaError('not-acceptable', `the password must have at least ${min} characters`);
+    if (!(await this.accounts.add(bare, password))) throw new StanzaError('conflict', `'${username}' is taken`);
+    return undefined;
+  }
+}
+
+// One registration service (and so one rate limiter) per connection manager,
+// found from its context without the context having to know about it.
+const services = new WeakMap<object, InBandRegistration>();
+
+export function inBandRegistration(ctx: { readonly accounts: Accounts; readonly config: Config }): InBandRegistration {
+  let r = services.get(ctx);
+  if (!r) services.set(ctx, (r = new InBandRegistration(ctx.accounts, ctx.config)));
+  return r;
+}

@@ -1,0 +1,68 @@
+// The c2s half of room fan-out (the room's half: services/session/muc/fanout.ts;
+// the two meet only on the bus). A room sends one envelope per node: stanzas
+// serialized without `to`, and the session ids they are for. Each session gets
+// each stanza with its own full JID inserted as `to` — a slice, a short
+// attribute and a copy, no parse. A session that is gone is skipped: its
+// account's actor tells the room it left (unavailable to its directed presence).
+import type { Envelope, StanzaKind } from '../../libs/bus/envelope.ts';
+import { escapeAttr } from '../../libs/xml/serialize.ts';
+
+export const OP_ROOM_FANOUT = 'muc-fanout';
+
+interface RoomFanoutData {
+  sids: string[];
+  /** Byte length of each stanza when the envelope holds several. */
+  parts?: number[];
+}
+
+/** What expansion needs of a client stream. */
+export interface FanoutRecipient {
+  readonly jid: string;
+  deliver(env: Envelope): void;
+}
+
+interface Part {
+  head: Buffer;
+  tail: Buffer;
+  kind: StanzaKind;
+}
+
+function split(b: Buffer): Part {
+  let i = 1;
+  while (i < b.length) {
+    const c = b[i];
+    if (c === 0x20 || c === 0x3e || c === 0x2f) break;
+    i++;
+  }
+  const c = b[1];
+  return { head: b.subarray(0, i), tail: b.subarray(i), kind: c === 0x6d ? 'message' : c === 0x70 ? 'presence' : 'iq' };
+}
+
+/** Deliver a room batch to the sessions it names; returns how many stanzas were written. */
+export function expandRoomFanout(env: Envelope, streamOf: (sid: string) => FanoutRecipient | undefined): number {
+  const { sids, parts } = env.data as RoomFanoutData;
+  const all = typeof env.xml === 'string' ? Buffer.from(env.xml) : Buffer.from(env.xml.buffer, env.xml.byteOffset, env.xml.byteLength);
+  const pieces: Part[] = [];
+  if (parts && parts.length > 0) {
+    let off = 0;
+    for (const n of parts) {
+      pieces.push(split(all.subarray(off, off + n)));
+      off += n;
+    }
+  } else {
+    pieces.push(split(all));
+  }
+  const base: Envelope = { ...env, op: '', data: undefined };
+  let written = 0;
+  for (const sid of sids) {
+    const s = streamOf(sid);
+    if (!s || s.jid === '') continue;
+    const to = Buffer.from(` to="${escapeAttr(s.jid)}"`);
+    for (const p of pieces) {
+      // A fresh envelope per write: a stream may keep it (stream management queues what it sent).
+      s.deliver({ ...base, kind: p.kind, to: s.jid, xml: Buffer.concat([p.head, to, p.tail], p.head.length + to.length + p.tail.length) });
+      written++;
+    }
+  }
+  return written;
+}

@@ -1,0 +1,128 @@
+// Room traffic goes to connection managers, not to occupants: one bus message
+// per c2s node carries a stanza without `to` and the session ids it is for;
+// the node writes it to each of those sessions with that session's own JID as
+// `to` (services/c2s/room-fanout.ts). A stanza to N occupants on k nodes costs
+// k bus messages. Several stanzas for one session (what a joining occupant
+// gets) travel as one batch, split only to stay far below the bus payload limit.
+import { envelope, type Envelope, type StanzaKind } from '../../../libs/bus/envelope.ts';
+import { escapeAttr } from '../../../libs/xml/serialize.ts';
+
+/** The c2s control op that expands a room batch; c2s-node.ts dispatches it. */
+export const OP_ROOM_FANOUT = 'muc-fanout';
+
+/** What a room batch carries beside its bytes (the stanzas back to back). */
+export interface RoomFanoutData {
+  /** The sessions that get every stanza of the batch. */
+  sids: string[];
+  /** Byte length of each stanza when the batch holds more than one. */
+  parts?: number[];
+}
+
+/** Session ids per envelope: 4096 × ~17 bytes stays far below NATS' 1 MB default payload limit. */
+export const MAX_TARGETS = 4096;
+/** Bytes of stanzas per envelope of a batch to one session. */
+export const MAX_BATCH_BYTES = 256 * 1024;
+
+/** Where an occupant's session is: a c2s node and session id, or '' for a user of another server. */
+export interface Target {
+  readonly node: string;
+  readonly sid: string;
+  /** The occupant's real full JID: the `to` of what it gets. */
+  readonly jid: string;
+}
+
+/** A stanza serialized without `to`, with it inserted after the element name. */
+export function withTo(xml: string, to: string): string {
+  let i = 1;
+  for (;;) {
+    const c = xml.charCodeAt(i);
+    if (c === 0x20 || c === 0x3e || c === 0x2f || Number.isNaN(c)) break;
+    i++;
+  }
+  return `${xml.slice(0, i)} to="${escapeAttr(to)}"${xml.slice(i)}`;
+}
+
+export function kindOf(xml: string): StanzaKind {
+  const c = xml.charCodeAt(1);
+  return c === 0x6d ? 'message' : c === 0x70 ? 'presence' : 'iq';
+}
+
+export class RoomFanout {
+  constructor(
+    private readonly room: string,
+    /** Publish to a c2s node's subject. */
+    private readonly toC2s: (node: string, env: Envelope) => void,
+    /** A complete stanza (with `to`) for a target with no c2s session here: routed like any stanza. */
+    private readonly route: (to: string, kind: StanzaKind, xml: string) => void,
+  ) {}
+
+  /** Bus messages this room published (the cost, counted for tests). */
+  published = 0;
+
+  /** One stanza to every target, grouped by node. `groups` may be a cached grouping. */
+  toGroups(xml: string, groups: ReadonlyMap<string, readonly string[]>, remote: readonly Target[] = []): void {
+    if (groups.size > 0) {
+      const bytes = Buffer.from(xml);
+      for (const [node, sids] of groups) {
+        for (let i = 0; i < sids.length; i += MAX_TARGETS) {
+          const data: RoomFanoutData = { sids: sids.length <= MAX_TARGETS ? (sids as string[]) : sids.slice(i, i + MAX_TARGETS) };
+          this.publish(node, data, bytes);
+        }
+      }
+    }
+    for (const t of remote) this.route(t.jid, kindOf(xml), withTo(xml, t.jid));
+  }
+
+  toMany(xml: string, targets: Iterable<Target>): void {
+    const { groups, remote } = group(targets);
+    this.toGroups(xml, groups, remote);
+  }
+
+  /** Several stanzas to one target, in order: one envelope unless they are very large. */
+  toOne(t: Target, stanzas: readonly string[]): void {
+    if (stanzas.length === 0) return;
+    if (t.node === '') {
+      for (const x of stanzas) this.route(t.jid, kindOf(x), withTo(x, t.jid));
+      return;
+    }
+    let chunk: Buffer[] = [];
+    let parts: number[] = [];
+    let size = 0;
+    const flush = () => {
+      if (chunk.length === 0) return;
+      this.publish(t.node, { sids: [t.sid], parts: chunk.length > 1 ? parts : undefined }, chunk.length === 1 ? chunk[0] : Buffer.concat(chunk, size));
+      chunk = [];
+      parts = [];
+      size = 0;
+    };
+    for (const x of stanzas) {
+      const b = Buffer.from(x);
+      if (size + b.length > MAX_BATCH_BYTES) flush();
+      chunk.push(b);
+      parts.push(b.length);
+      size += b.length;
+    }
+    flush();
+  }
+
+  private publish(node: string, data: RoomFanoutData, xml: Uint8Array): void {
+    this.published++;
+    this.toC2s(node, envelope({ kind: 'ctl', dir: 'deliver', op: OP_ROOM_FANOUT, from: this.room, data, xml }));
+  }
+}
+
+/** Targets by c2s node (session ids), and those reached by routing. */
+export function group(targets: Iterable<Target>): { groups: Map<string, string[]>; remote: Target[] } {
+  const groups = new Map<string, string[]>();
+  const remote: Target[] = [];
+  for (const t of targets) {
+    if (t.node === '') {
+      remote.push(t);
+      continue;
+    }
+    let l = groups.get(t.node);
+    if (!l) groups.set(t.node, (l = []));
+    l.push(t.sid);
+  }
+  return { groups, remote };
+}

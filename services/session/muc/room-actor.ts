@@ -1,0 +1,864 @@
+// One multi-user chat room (XEP-0045): an actor keyed by the room's bare JID,
+// on the same shards as accounts, so a room moves with its shard through the
+// same handoff and processes one stanza at a time — the order every occupant
+// sees is the order the room handled them. Its state is written through to
+// the store (state.ts), occupants included, so a new owner of the shard
+// rebuilds the room and nobody has to rejoin.
+//
+// Cost of a message to the room: c2s → sender's actor → room (2 bus messages),
+// then one bus message per c2s node holding occupants (fanout.ts). A join
+// sends the joiner everything (occupants, history, subject) in one batch to
+// its node and its presence to the others in one message per node.
+import { pack, unpack } from 'msgpackr';
+import type { Envelope } from '../../../libs/bus/envelope.ts';
+import { StanzaError } from '../../../libs/errors/index.ts';
+import { tryParseJid } from '../../../libs/jid/index.ts';
+import { bareJid, domainPart, resourcePart } from '../../../libs/jid/split.ts';
+import { logger } from '../../../libs/log/index.ts';
+import { child, children, el, firstElement, text, type Element } from '../../../libs/xml/element.ts';
+import { parseFragment } from '../../../libs/xml/fragment.ts';
+import { escapeAttr, escapeText, serialize } from '../../../libs/xml/serialize.ts';
+import type { SessionServices } from '../services.ts';
+import { archiveForm, finElement, page, parseArchiveQuery, queryRange, resultMessage } from './archive.ts';
+import { group, type Target } from './fanout.ts';
+import { formElement, hidden, NS_DATA, parseSubmitted, booleanField } from './forms.ts';
+import { decodeArchived, encodeArchived, nextArchiveId, parseHistoryRequest, selectHistory, type ArchivedMessage } from './history.ts';
+import { MucActor, viaOf, type Via } from './muc-actor.ts';
+import {
+  affiliationAtLeast, checkAffiliationChange, checkRoleChange, defaultRole, isAffiliation, isRole, roleAfterAffiliation,
+  roleAtLeast, type Affiliation, type Role,
+} from './roles.ts';
+import {
+  applyConfigForm, configFeatures, configForm, decodeRoomConfig, defaultRoomConfig, encodeRoomConfig, type BroadcastRole, type MucConfig, type RoomConfig,
+} from './room-config.ts';
+import {
+  decodeAffiliation, decodeOccupant, decodeSubject, encodeAffiliation, encodeOccupant, encodeSubject, listingScope,
+  ROOM_COLLECTIONS, type AffiliationEntry, type Occupant, type Subject,
+} from './state.ts';
+import {
+  destroyXml, NS_CONFERENCE, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MAM, NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_REQUEST,
+  NS_MUC_ROOMINFO, NS_MUC_USER, NS_PING, NS_SELF_PING, NS_SID, occupantPresence, Status, statusMessage, subjectMessage,
+} from './stanzas.ts';
+
+const log = logger('muc');
+
+/** Errors from an occupant's address that mean its session is gone (XEP-0045 §18.1.2): the room lets it go. */
+const GONE_CONDITIONS = new Set(['gone', 'item-not-found', 'recipient-unavailable', 'redirect', 'remote-server-not-found', 'remote-server-timeout', 'service-unavailable']);
+/** The archive list may run this far past its cap before it is trimmed (one LTRIM per that many messages). */
+const TRIM_SLACK = 64;
+
+interface RemovalOptions {
+  /** The occupant's own unavailable payload (its <status/>). */
+  payload?: string;
+  reason?: string;
+  actor?: string;
+  /** Extra muc#user children (a <destroy/>). */
+  extra?: string;
+  /** The affiliation to show (after a ban it is outcast). */
+  affiliation?: Affiliation;
+}
+
+export class RoomActor extends MucActor {
+  private readonly muc: MucConfig;
+  private readonly service: string;
+  private exists = false;
+  /** XEP-0045 §10.1: created and not yet configured; only its owner may enter. */
+  private locked = false;
+  private config: RoomConfig;
+  private subject: Subject = { text: '', nick: '', stamp: 0 };
+  private readonly affiliations = new Map<string, AffiliationEntry>();
+  private readonly byNick = new Map<string, Occupant>();
+  private readonly byJid = new Map<string, Occupant>();
+  /** Occupants grouped by c2s node, rebuilt only when someone comes, goes or moves. */
+  private grouped: ReturnType<typeof group> | undefined;
+  /** The newest kept messages (discussion history). */
+  private history: ArchivedMessage[] = [];
+  private lastId = '';
+  /** Every id in the archive list, in list order; read on the first archive query, then kept in step. */
+  private archiveIds: string[] | undefined;
+  private pendingWrites = 0;
+  private writeWaiters: (() => void)[] = [];
+
+  constructor(jid: string, shard: number, svc: SessionServices) {
+    super(jid, shard, svc);
+    this.muc = svc.config.muc;
+    this.service = domainPart(jid);
+    this.config = defaultRoomConfig(this.muc);
+  }
+
+  get hasSessions(): boolean {
+    return this.byNick.size > 0;
+  }
+
+  /** Idle means the mailbox is empty and every write has landed: what a shard handoff waits for. */
+  override async idle(): Promise<void> {
+    await super.idle();
+    await this.writesDone();
+  }
+
+  // ================================================================ state
+
+  protected async load(): Promise<void> {
+    const tail = Math.max(1, this.muc.maxHistory);
+    const [data, kept] = await Promise.all([
+      this.svc.store.load(this.jid, ROOM_COLLECTIONS),
+      this.svc.store.lrange(this.jid, 'archive', -tail, -1),
+    ]);
+    const meta = data.get('muc');
+    const config = meta?.get('config');
+    if (!meta || !config) return; // no such room (yet)
+    this.exists = true;
+    this.config = decodeRoomConfig(config, this.muc);
+    const locked = meta.get('locked');
+    this.locked = locked ? (unpack(locked) as boolean) : false;
+    const subject = meta.get('subject');
+    if (subject) this.subject = decodeSubject(subject);
+    for (const [bare, raw] of data.get('affiliations') ?? []) this.affiliations.set(bare, decodeAffiliation(raw));
+    const history = kept.map(decodeArchived);
+    this.lastId = history.at(-1)?.id ?? '';
+    this.history = this.muc.maxHistory > 0 ? history.slice(-this.muc.maxHistory) : [];
+    const stale: Occupant[] = [];
+    for (const [nick, raw] of data.get('occupants') ?? []) {
+      const o = decodeOccupant(nick, raw);
+      this.byNick.set(nick, o);
+      this.byJid.set(o.jid, o);
+      if (o.node !== '' && !this.svc.c2sAlive(o.node)) stale.push(o);
+    }
+    // Occupants whose connection manager died while nobody served this room.
+    for (const o of stale) this.remove(o, [Status.Error], {});
+  }
+
+  private persist(p: Promise<unknown>): void {
+    this.pendingWrites++;
+    p.catch((e: unknown) => log.error('room write failed', { room: this.jid, error: e })).finally(() => {
+      if (--this.pendingWrites === 0) for (const w of this.writeWaiters.splice(0)) w();
+    });
+  }
+
+  private writesDone(): Promise<void> {
+    return this.pendingWrites === 0 ? Promise.resolve() : new Promise((r) => this.writeWaiters.push(r));
+  }
+
+  private saveOccupant(o: Occupant): void {
+    this.persist(this.svc.store.hset(this.jid, 'occupants', o.nick, encodeOccupant(o)));
+  }
+
+  private saveConfig(): void {
+    const b = this.svc.store.batch(this.jid).hset('muc', 'config', encodeRoomConfig(this.config)).hset('muc', 'locked', pack(this.locked));
+    this.persist(b.exec());
+    this.updateListing();
+  }
+
+  /** Public rooms are listed at the service (disco#items); hidden and locked ones are not. */
+  private updateListing(): void {
+    const scope = listingScope(this.service);
+    if (this.exists && !this.locked && this.config.public) this.persist(this.svc.store.hset(scope, 'rooms', this.jid, pack([this.config.name])));
+    else this.persist(this.svc.store.hdel(scope, 'rooms', this.jid));
+  }
+
+  private affiliationOf(bare: string): Affiliation {
+    return this.affiliations.get(bare)?.affiliation ?? 'none';
+  }
+
+  private setAffiliation(bare: string, a: Affiliation, reason: string): void {
+    if (a === 'none') {
+      this.affiliations.delete(bare);
+      this.persist(this.svc.store.hdel(this.jid, 'affiliations', bare));
+    } else {
+      const entry: AffiliationEntry = { affiliation: a, reason };
+      this.affiliations.set(bare, entry);
+      this.persist(this.svc.store.hset(this.jid, 'affiliations', bare, encodeAffiliation(entry)));
+    }
+  }
+
+  private create(owner: string): void {
+    this.exists = true;
+    this.locked = this.muc.lockNewRooms;
+    this.config = defaultRoomConfig(this.muc);
+    this.subject = { text: '', nick: '', stamp: 0 };
+    this.affiliations.clear();
+    this.history = [];
+    this.lastId = '';
+    this.archiveIds = undefined;
+    const b = this.svc.store.batch(this.jid).hset('muc', 'created', pack(Date.now()));
+    this.persist(b.exec());
+    this.saveConfig();
+    this.setAffiliation(owner, 'owner', '');
+    log.debug('room created', { room: this.jid, owner });
+  }
+
+  /** Forget the room: the last occupant of a temporary room left, or an owner destroyed it. */
+  private destroyState(): void {
+    this.exists = false;
+    this.locked = false;
+    this.config = defaultRoomConfig(this.muc);
+    this.subject = { text: '', nick: '', stamp: 0 };
+    this.affiliations.clear();
+    this.history = [];
+    this.lastId = '';
+    this.archiveIds = undefined;
+    const b = this.svc.store.batch(this.jid).del('muc').del('affiliations').del('occupants').del('archive');
+    this.persist(b.exec());
+    this.persist(this.svc.store.hdel(listingScope(this.service), 'rooms', this.jid));
+  }
+
+  // ================================================================ occupants
+
+  private occupantJid(nick: string): string {
+    return `${this.jid}/${nick}`;
+  }
+
+  private grouping(): ReturnType<typeof group> {
+    return (this.grouped ??= group(this.byNick.values()));
+  }
+
+  private add(o: Occupant): void {
+    this.byNick.set(o.nick, o);
+    this.byJid.set(o.jid, o);
+    this.grouped = undefined;
+    this.saveOccupant(o);
+  }
+
+  /** The sender's session moved (a new c2s node or session id for the same full JID). */
+  private track(o: Occupant, via: Via | undefined): void {
+    if (!via || (o.node === via.node && o.sid === via.sid)) return;
+    o.node = via.node;
+    o.sid = via.sid;
+    this.grouped = undefined;
+    this.saveOccupant(o);
+  }
+
+  private seesJids(o: Occupant): boolean {
+    return this.config.whois === 'anyone' || o.role === 'moderator';
+  }
+
+  private broadcasts(r: Role): boolean {
+    return r !== 'none' && this.config.presenceBroadcast.includes(r as BroadcastRole);
+  }
+
+  private presenceOf(o: Occupant, seesJid: boolean, codes: readonly number[]): string {
+    return occupantPresence(this.occupantJid(o.nick), '', o.payload, { affiliation: this.affiliationOf(o.bare), role: o.role, jid: seesJid ? o.jid : undefined }, codes);
+  }
+
+  /** One stanza about `about` to every other occupant, in the variant each may see (with or without real JIDs). */
+  private toOthers(about: Occupant, build: (seesJid: boolean) => string): void {
+    if (this.config.whois === 'anyone') {
+      const others: Occupant[] = [];
+      for (const o of this.byNick.values()) if (o !== about) others.push(o);
+      if (others.length) this.fanout.toMany(build(true), others);
+      return;
+    }
+    const seeing: Occupant[] = [];
+    const blind: Occupant[] = [];
+    for (const o of this.byNick.values()) if (o !== about) (o.role === 'moderator' ? seeing : blind).push(o);
+    if (seeing.length) this.fanout.toMany(build(true), seeing);
+    if (blind.length) this.fanout.toMany(build(false), blind);
+  }
+
+  /** An occupant's presence changed (payload, role, affiliation): everyone who sees it, and itself with 110. */
+  private broadcastPresence(o: Occupant): void {
+    if (this.broadcasts(o.role)) this.toOthers(o, (sees) => this.presenceOf(o, sees, []));
+    this.fanout.toOne(o, [this.presenceOf(o, this.seesJids(o), [Status.Self])]);
+  }
+
+  /** Take an occupant out: unavailable to itself (110 + codes) and to everyone who saw it. */
+  private remove(o: Occupant, codes: number[], opts: RemovalOptions): void {
+    if (this.byNick.get(o.nick) !== o) return;
+    const sawJids = this.seesJids(o);
+    this.byNick.delete(o.nick);
+    this.byJid.delete(o.jid);
+    this.grouped = undefined;
+    this.persist(this.svc.store.hdel(this.jid, 'occupants', o.nick));
+    const affiliation = opts.affiliation ?? this.affiliationOf(o.bare);
+    const build = (sees: boolean, self: boolean) => occupantPresence(this.occupantJid(o.nick), 'unavailable', opts.payload ?? '',
+      { affiliation, role: 'none', jid: sees ? o.jid : undefined, actor: opts.actor, reason: opts.reason },
+      self ? [...codes, Status.Self].sort((a, b) => a - b) : codes, opts.extra);
+    if (this.broadcasts(o.role)) this.toOthers(o, (sees) => build(sees, false));
+    this.fanout.toOne(o, [build(sawJids, true)]);
+    if (this.byNick.size === 0 && this.exists && (this.locked || !this.config.persistent)) this.destroyState();
+  }
+
+  // ================================================================ stanzas
+
+  protected handle(env: Envelope): void | Promise<void> {
+    if (env.kind === 'ctl') return;
+    const via = viaOf(env);
+    const occ = this.byJid.get(env.from);
+    if (occ) this.track(occ, via);
+    if (env.kind === 'presence') return this.presence(env, via, occ);
+    if (env.kind === 'message') return this.message(env, via, occ);
+    return this.iq(env, via, occ);
+  }
+
+  // ---------------------------------------------------------------- presence
+
+  private presence(env: Envelope, via: Via | undefined, occ: Occupant | undefined): void {
+    switch (env.type) {
+      case 'unavailable':
+        if (occ) this.remove(occ, [], { payload: payloadOf(parseFragment(env.xml)) });
+        return;
+      case 'error':
+        if (occ && goneError(parseFragment(env.xml))) this.remove(occ, [Status.Error], {});
+        return;
+      case '':
+        break;
+      default:
+        return; // probes and subscription requests mean nothing to a room
+    }
+    const nick = resourcePart(env.to);
+    if (nick === '') return this.bounce(env, via, new StanzaError('jid-malformed', 'enter a room with a nickname: room@service/nick'));
+    const stanza = parseFragment(env.xml);
+    if (!occ) return this.join(env, via, stanza, nick);
+    if (occ.nick !== nick) return this.changeNick(env, via, occ, nick, stanza);
+    return this.updatePresence(occ, stanza);
+  }
+
+  /** §7.2: enter the room (creating it, §10.1, when it does not exist). */
+  private join(env: Envelope, via: Via | undefined, stanza: Element, nick: string): void {
+    const x = child(stanza, 'x', NS_MUC);
+    const bare = bareJid(env.from);
+    let created = false;
+    if (!this.exists) {
+      if (this.muc.createRooms === 'local' && !this.svc.hosts.has(domainPart(bare))) {
+        return this.bounce(env, via, new StanzaError('not-allowed', 'only users of this server may create rooms'));
+      }
+      this.create(bare);
+      created = true;
+    }
+    const affiliation = this.affiliationOf(bare);
+    const refuse = (e: StanzaError) => this.bounce(env, via, e);
+    if (this.locked && affiliation !== 'owner') return refuse(new StanzaError('item-not-found', 'the room is being created; try again once its owner has configured it'));
+    if (affiliation === 'outcast') return refuse(new StanzaError('forbidden', 'you are banned from this room'));
+    if (this.config.membersOnly && !affiliationAtLeast(affiliation, 'member')) return refuse(new StanzaError('registration-required', 'this room is members-only'));
+    if (this.config.passwordProtected && affiliation !== 'owner' && text(child(x ?? el('x'), 'password')) !== this.config.password) {
+      return refuse(new StanzaError('not-authorized', 'this room needs a password'));
+    }
+    if (nick.length > this.muc.maxNickLength) return refuse(new StanzaError('not-acceptable', `nicknames are at most ${this.muc.maxNickLength} characters`));
+    if (this.byNick.has(nick)) return refuse(new StanzaError('conflict', `the nickname ${nick} is in use`));
+    if (this.byNick.size >= this.config.maxUsers && !affiliationAtLeast(affiliation, 'admin')) {
+      return refuse(new StanzaError('service-unavailable', 'the room is full'));
+    }
+    const occ: Occupant = {
+      nick, jid: env.from, bare, node: via?.node ?? '', sid: via?.sid ?? '',
+      role: defaultRole(affiliation, this.config.moderated), payload: payloadOf(stanza),
+    };
+    this.add(occ);
+    this.sendRoomState(occ, x, created);
+    if (this.broadcasts(occ.role)) this.toOthers(occ, (sees) => this.presenceOf(occ, sees, []));
+  }
+
+  /** What an occupant gets on entering, in one batch (§7.2.3–§7.2.16): others' presence, its own, history, subject. */
+  private sendRoomState(occ: Occupant, x: Element | undefined, created: boolean): void {
+    const sees = this.seesJids(occ);
+    const batch: string[] = [];
+    for (const o of this.byNick.values()) if (o !== occ && this.broadcasts(o.role)) batch.push(this.presenceOf(o, sees, []));
+    const codes: number[] = [];
+    if (this.config.whois === 'anyone') codes.push(Status.NonAnonymous);
+    codes.push(Status.Self);
+    if (this.config.archive) codes.push(Status.LoggingOn);
+    if (created) codes.push(Status.Created);
+    batch.push(this.presenceOf(occ, sees, codes));
+    const req = parseHistoryRequest(x ? child(x, 'history') : undefined);
+    for (const h of selectHistory(this.history, req, this.config.historyLength, this.jid, Date.now())) batch.push(h);
+    batch.push(subjectMessage(this.subject.nick ? this.occupantJid(this.subject.nick) : this.jid, this.subject.text));
+    this.fanout.toOne(occ, batch);
+  }
+
+  /** §7.6: a new nickname: unavailable with 303 from the old one, then available from the new one. */
+  private changeNick(env: Envelope, via: Via | undefined, occ: Occupant, nick: string, stanza: Element): void {
+    if (nick.length > this.muc.maxNickLength) return this.bounce(env, via, new StanzaError('not-acceptable', `nicknames are at most ${this.muc.maxNickLength} characters`));
+    if (this.byNick.has(nick)) return this.bounce(env, via, new StanzaError('conflict', `the nickname ${nick} is in use`));
+    const old = occ.nick;
+    const affiliation = this.affiliationOf(occ.bare);
+    const gone = (sees: boolean, self: boolean) => occupantPresence(this.occupantJid(old), 'unavailable', '',
+      { affiliation, role: occ.role, jid: sees ? occ.jid : undefined, nick }, self ? [Status.Self, Status.NickChanged] : [Status.NickChanged]);
+    this.byNick.delete(old);
+    occ.nick = nick;
+    occ.payload = payloadOf(stanza);
+    this.byNick.set(nick, occ);
+    this.grouped = undefined;
+    this.persist(this.svc.store.batch(this.jid).hdel('occupants', old).hset('occupants', nick, encodeOccupant(occ)).exec());
+    if (this.broadcasts(occ.role)) {
+      this.toOthers(occ, (sees) => gone(sees, false));
+      this.toOthers(occ, (sees) => this.presenceOf(occ, sees, []));
+    }
+    const sees = this.seesJids(occ);
+    this.fanout.toOne(occ, [gone(sees, true), this.presenceOf(occ, sees, [Status.Self])]);
+  }
+
+  /** A presence update from an occupant; one that carries <x xmlns=muc/> again asks for the room state again. */
+  private updatePresence(occ: Occupant, stanza: Element): void {
+    const payload = payloadOf(stanza);
+    const changed = payload !== occ.payload;
+    occ.payload = payload;
+    if (changed) this.saveOccupant(occ);
+    const x = child(stanza, 'x', NS_MUC);
+    if (x) this.sendRoomState(occ, x, false);
+    else this.fanout.toOne(occ, [this.presenceOf(occ, this.seesJids(occ), [Status.Self])]);
+    if (changed && this.broadcasts(occ.role)) this.toOthers(occ, (sees) => this.presenceOf(occ, sees, []));
+  }
+
+  // ---------------------------------------------------------------- messages
+
+  private message(env: Envelope, via: Via | undefined, occ: Occupant | undefined): void {
+    if (env.type === 'error') {
+      if (occ && goneError(parseFragment(env.xml))) this.remove(occ, [Status.Error], {});
+      return;
+    }
+    if (!this.exists) return this.bounce(env, via, new StanzaError('item-not-found', 'no such room'));
+    const nick = resourcePart(env.to);
+    if (nick !== '') return this.privateMessage(env, via, occ, nick);
+    if (env.type === 'groupchat') return this.groupchat(env, via, occ);
+    return this.roomMessage(env, via, occ);
+  }
+
+  /** §7.4: a message to everyone. The room stamps `from` with the sender's occupant JID itself. */
+  private groupchat(env: Envelope, via: Via | undefined, occ: Occupant | undefined): void {
+    if (!occ) return this.bounce(env, via, new StanzaError('not-acceptable', 'only occupants may send messages to the room'));
+    if (!roleAtLeast(occ.role, 'participant')) return this.bounce(env, via, new StanzaError('forbidden', 'visitors may not speak in this room; ask a moderator for voice'));
+    const stanza = parseFragment(env.xml);
+    const body = child(stanza, 'body');
+    const subject = child(stanza, 'subject');
+    if (subject && !body && !child(stanza, 'thread')) return this.changeSubject(env, via, occ, stanza, text(subject));
+    stanza.attrs.from = this.occupantJid(occ.nick);
+    delete stanza.attrs.to;
+    // XEP-0359: a stanza-id claiming to be ours that we did not add must go.
+    stanza.children = stanza.children.filter((c) => typeof c === 'string' || !(c.name === 'stanza-id' && c.attrs.xmlns === NS_SID && c.attrs.by === this.jid));
+    const now = Date.now();
+    let id = '';
+    if (body) {
+      id = nextArchiveId(this.lastId, now);
+      this.lastId = id;
+      if (this.config.archive) stanza.children.push(el('stanza-id', { xmlns: NS_SID, id, by: this.jid }));
+    }
+    const xml = serialize(stanza);
+    const g = this.grouping();
+    this.fanout.toGroups(xml, g.groups, g.remote);
+    if (body) this.keep({ id, stamp: now, nick: occ.nick, sender: occ.bare, xml });
+  }
+
+  /** Discussion history and archive: one list, capped (archive size when archiving, else history size). */
+  private keep(m: ArchivedMessage): void {
+    if (this.muc.maxHistory > 0) {
+      this.history.push(m);
+      if (this.history.length > this.muc.maxHistory) this.history.shift();
+    }
+    const cap = this.config.archive ? this.muc.archiveMaxMessages : this.muc.maxHistory;
+    if (cap === 0) return;
+    this.archiveIds?.push(m.id);
+    this.persist(this.svc.store.rpush(this.jid, 'archive', encodeArchived(m)).then(async (len) => {
+      if (len <= cap + TRIM_SLACK) return;
+      this.archiveIds?.splice(0, len - cap);
+      await this.svc.store.ltrim(this.jid, 'archive', len - cap, -1);
+    }));
+  }
+
+  /** §8.1: a subject change, by a moderator or (if the room allows it) a participant. */
+  private changeSubject(env: Envelope, via: Via | undefined, occ: Occupant, stanza: Element, subject: string): void {
+    if (!(occ.role === 'moderator' || (this.config.changeSubject && occ.role === 'participant'))) {
+      return this.bounce(env, via, new StanzaError('forbidden', 'you may not change the subject of this room'));
+    }
+    if (subject.length > this.muc.maxSubjectLength) {
+      return this.bounce(env, via, new StanzaError('not-acceptable', `a subject is at most ${this.muc.maxSubjectLength} characters`));
+    }
+    this.subject = { text: subject, nick: occ.nick, stamp: Date.now() };
+    this.persist(this.svc.store.hset(this.jid, 'muc', 'subject', encodeSubject(this.subject)));
+    stanza.attrs.from = this.occupantJid(occ.nick);
+    delete stanza.attrs.to;
+    const g = this.grouping();
+    this.fanout.toGroups(serialize(stanza), g.groups, g.remote);
+  }
+
+  /** §7.5: a private message to one occupant, from the sender's occupant JID. */
+  private privateMessage(env: Envelope, via: Via | undefined, occ: Occupant | undefined, nick: string): void {
+    if (env.type === 'groupchat') return this.bounce(env, via, new StanzaError('bad-request', 'groupchat messages go to the room, not to one occupant'));
+    if (!occ) return this.bounce(env, via, new StanzaError('not-acceptable', 'only occupants may send private messages'));
+    const target = this.byNick.get(nick);
+    if (!target) return this.bounce(env, via, new StanzaError('item-not-found', `nobody called ${nick} is in the room`));
+    const pm = this.config.allowPm;
+    const allowed = pm === 'anyone' || (pm === 'participants' && roleAtLeast(occ.role, 'participant')) || (pm === 'moderators' && occ.role === 'moderator');
+    if (!allowed) return this.bounce(env, via, new StanzaError('forbidden', 'private messages are not allowed here'));
+    const stanza = parseFragment(env.xml);
+    stanza.attrs.from = this.occupantJid(occ.nick);
+    delete stanza.attrs.to;
+    if (!child(stanza, 'x', NS_MUC_USER)) stanza.children.push(el('x', { xmlns: NS_MUC_USER }));
+    this.fanout.toOne(target, [serialize(stanza)]);
+  }
+
+  /** A non-groupchat message to the room itself: invitations, declines, voice requests and their approval. */
+  private roomMessage(env: Envelope, via: Via | undefined, occ: Occupant | undefined): void {
+    const stanza = parseFragment(env.xml);
+    const x = child(stanza, 'x', NS_MUC_USER);
+    if (x) {
+      const invites = children(x, 'invite');
+      if (invites.length) return this.invite(env, via, occ, invites);
+      const decline = child(x, 'decline');
+      if (decline) return this.decline(env, decline);
+    }
+    const form = child(stanza, 'x', NS_DATA);
+    if (form) return this.voiceRequest(env, via, occ, form);
+    if (child(stanza, 'body')) return this.bounce(env, via, new StanzaError('bad-request', "send messages to everyone with type='groupchat'"));
+  }
+
+  /** §7.8.2 mediated invitation: the room passes it on in its own name, with the inviter's JID. */
+  private invite(env: Envelope, via: Via | undefined, occ: Occupant | undefined, invites: Element[]): void {
+    if (!occ) return this.bounce(env, via, new StanzaError('not-acceptable', 'only occupants may invite'));
+    const affiliation = this.affiliationOf(occ.bare);
+    const mayInvite = !this.config.membersOnly || this.config.allowInvites || affiliationAtLeast(affiliation, 'admin');
+    if (!mayInvite) return this.bounce(env, via, new StanzaError('forbidden', 'only admins and owners may invite to this room'));
+    const targets: string[] = [];
+    for (const i of invites) {
+      const j = tryParseJid(i.attrs.to ?? '');
+      if (!j) return this.bounce(env, via, new StanzaError('jid-malformed', `cannot invite '${i.attrs.to ?? ''}'`));
+      targets.push(j.full);
+    }
+    invites.forEach((i, n) => {
+      const to = targets[n];
+      const toBare = bareJid(to);
+      // An invitation by someone allowed to invite into a members-only room makes the invitee a member (§7.8.2).
+      if (this.config.membersOnly && !affiliationAtLeast(this.affiliationOf(toBare), 'member')) this.setAffiliation(toBare, 'member', '');
+      const reason = text(child(i, 'reason'));
+      const password = this.config.passwordProtected ? `<password>${escapeText(this.config.password)}</password>` : '';
+      const continueEl = child(i, 'continue');
+      const body = `${occ.bare} invites you to the room ${this.jid}${reason ? `: ${reason}` : ''}`;
+      this.route(to, `<message from="${escapeAttr(this.jid)}" to="${escapeAttr(to)}"><x xmlns="${NS_MUC_USER}"><invite from="${escapeAttr(occ.bare)}">${reason ? `<reason>${escapeText(reason)}</reason>` : ''}${continueEl ? serialize(continueEl) : ''}</invite>${password}</x><x xmlns="${NS_CONFERENCE}" jid="${escapeAttr(this.jid)}"${reason ? ` reason="${escapeAttr(reason)}"` : ''}/><body>${escapeText(body)}</body></message>`);
+    });
+  }
+
+  /** §7.8.3: the invitee says no; the room tells the inviter. */
+  private decline(env: Envelope, decline: Element): void {
+    const to = tryParseJid(decline.attrs.to ?? '');
+    if (!to) return;
+    const reason = text(child(decline, 'reason'));
+    this.route(to.full, `<message from="${escapeAttr(this.jid)}" to="${escapeAttr(to.full)}"><x xmlns="${NS_MUC_USER}"><decline from="${escapeAttr(bareJid(env.from))}">${reason ? `<reason>${escapeText(reason)}</reason>` : ''}</decline></x></message>`);
+  }
+
+  /** §8.6: a visitor asks for voice (the form goes to every moderator); a moderator's approval grants it. */
+  private voiceRequest(env: Envelope, via: Via | undefined, occ: Occupant | undefined, x: Element): void {
+    let form;
+    try {
+      form = parseSubmitted(x);
+    } catch (e) {
+      return this.bounce(env, via, e as StanzaError);
+    }
+    if (form.formType !== NS_MUC_REQUEST) return this.bounce(env, via, new StanzaError('bad-request', 'unknown form'));
+    if (!occ) return this.bounce(env, via, new StanzaError('not-acceptable', 'only occupants may ask for voice'));
+    const nickField = form.fields.get('muc#roomnick');
+    if (occ.role === 'moderator' && nickField) {
+      // A moderator answered a request.
+      let allow: boolean;
+      try {
+        allow = booleanField('muc#request_allow', form.fields.get('muc#request_allow') ?? ['false']);
+      } catch (e) {
+        return this.bounce(env, via, e as StanzaError);
+      }
+      const target = this.byNick.get(nickField[0] ?? '');
+      if (!allow || !target || target.role !== 'visitor') return;
+      try {
+        checkRoleChange({ role: occ.role, affiliation: this.affiliationOf(occ.bare) }, { role: target.role, affiliation: this.affiliationOf(target.bare) }, 'participant');
+      } catch (e) {
+        return this.bounce(env, via, e as StanzaError);
+      }
+      target.role = 'participant';
+      this.saveOccupant(target);
+      this.broadcastPresence(target);
+      return;
+    }
+    if (occ.role !== 'visitor') return;
+    const request = formElement('form', [
+      hidden('FORM_TYPE', NS_MUC_REQUEST),
+      { var: 'muc#role', type: 'list-single', label: 'Requested role', values: ['participant'], options: [{ value: 'participant' }] },
+      { var: 'muc#jid', type: 'jid-single', label: 'User ID', values: [occ.jid] },
+      { var: 'muc#roomnick', type: 'text-single', label: 'Room Nickname', values: [occ.nick] },
+      { var: 'muc#request_allow', type: 'boolean', label: 'Grant voice to this person?', values: ['false'] },
+    ], 'Voice request');
+    const moderators = [...this.byNick.values()].filter((o) => o.role === 'moderator');
+    if (moderators.length) this.fanout.toMany(serialize(el('message', { from: this.jid }, request)), moderators);
+  }
+
+  // ---------------------------------------------------------------- iq
+
+  private iq(env: Envelope, via: Via | undefined, occ: Occupant | undefined): void | Promise<void> {
+    const nick = resourcePart(env.to);
+    if (nick !== '') return this.occupantIq(env, via, occ, nick);
+    if (env.type !== 'get' && env.type !== 'set') return;
+    const q = firstElement(parseFragment(env.xml));
+    const bare = bareJid(env.from);
+    const get = env.type === 'get';
+    // The archive answers with messages before its result, so it replies itself.
+    if (q && !get && q.name === 'query' && q.attrs.xmlns === NS_MAM) return this.archiveQuery(env, via, q, bare, occ);
+    return this.answer(env, via, () => {
+      if (!q) throw new StanzaError('bad-request', 'an iq get/set carries one payload element');
+      this.checkExists(bare);
+      const ns = q.attrs.xmlns ?? '';
+      if (ns === NS_DISCO_INFO && get && q.name === 'query') return this.roomInfo(q);
+      if (ns === NS_DISCO_ITEMS && get && q.name === 'query') return el('query', { xmlns: NS_DISCO_ITEMS });
+      if (ns === NS_PING && get) return undefined;
+      if (ns === NS_MUC_ADMIN && q.name === 'query') return get ? this.adminGet(q, bare, occ) : this.adminSet(q, bare, occ);
+      if (ns === NS_MUC_OWNER && q.name === 'query') return get ? this.ownerGet(bare) : this.ownerSet(q, bare);
+      if (ns === NS_MAM && q.name === 'query' && get) {
+        this.checkArchiveAccess(bare, occ);
+        return archiveForm();
+      }
+      throw new StanzaError('service-unavailable', `${ns} ${q.name} is not supported by rooms`);
+    });
+  }
+
+  /** A locked room is invisible to all but its owner (§10.1.3). */
+  private checkExists(bare: string): void {
+    if (!this.exists || (this.locked && this.affiliationOf(bare) !== 'owner')) throw new StanzaError('item-not-found', 'no such room');
+  }
+
+  /** XEP-0410 self-ping, and iq between occupants passed through under occupant JIDs. */
+  private occupantIq(env: Envelope, via: Via | undefined, occ: Occupant | undefined, nick: string): void {
+    const request = env.type === 'get' || env.type === 'set';
+    if (!occ) {
+      if (request) this.bounce(env, via, new StanzaError('not-acceptable', 'you are not an occupant of this room'));
+      return;
+    }
+    const target = this.byNick.get(nick);
+    if (request) {
+      const stanza = parseFragment(env.xml);
+      const q = firstElement(stanza);
+      if (target === occ && q?.name === 'ping' && q.attrs.xmlns === NS_PING) return this.iqResult(env, via);
+      if (!target) return this.bounce(env, via, new StanzaError('item-not-found', `nobody called ${nick} is in the room`));
+      stanza.attrs.from = this.occupantJid(occ.nick);
+      delete stanza.attrs.to;
+      return this.fanout.toOne(target, [serialize(stanza)]);
+    }
+    if (!target) return;
+    const stanza = parseFragment(env.xml);
+    stanza.attrs.from = this.occupantJid(occ.nick);
+    delete stanza.attrs.to;
+    this.fanout.toOne(target, [serialize(stanza)]);
+  }
+
+  /** §6.4 disco#info: identity, features (muc_* for the configuration) and the muc#roominfo form. */
+  private roomInfo(q: Element): Element {
+    if (q.attrs.node) throw new StanzaError('item-not-found', `no node '${q.attrs.node}'`);
+    const features = [NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_SELF_PING, NS_SID, ...configFeatures(this.config)];
+    if (this.config.archive) features.push(NS_MAM);
+    const form = formElement('result', [
+      hidden('FORM_TYPE', NS_MUC_ROOMINFO),
+      { var: 'muc#roominfo_description', type: 'text-single', label: 'Description', values: [this.config.description] },
+      { var: 'muc#roominfo_occupants', type: 'text-single', label: 'Number of occupants', values: [String(this.byNick.size)] },
+      { var: 'muc#roominfo_subject', type: 'text-single', label: 'Subject', values: [this.subject.text] },
+      { var: 'muc#roomconfig_roomname', type: 'text-single', label: 'Name', values: [this.config.name] },
+      { var: 'muc#maxhistoryfetch', type: 'text-single', label: 'Maximum history', values: [String(this.config.historyLength)] },
+    ]);
+    return el('query', { xmlns: NS_DISCO_INFO },
+      el('identity', { category: 'conference', type: 'text', name: this.config.name || this.jid.slice(0, this.jid.indexOf('@')) }),
+      ...features.sort().map((f) => el('feature', { var: f })),
+      form);
+  }
+
+  // ---------------------------------------------------------------- admin (§8, §9)
+
+  private adminGet(q: Element, bare: string, occ: Occupant | undefined): Element {
+    const items = children(q, 'item');
+    if (items.length !== 1) throw new StanzaError('bad-request', 'ask for one list: one <item/> with an affiliation or a role');
+    const { affiliation, role } = items[0].attrs;
+    if (isAffiliation(affiliation) && affiliation !== 'none') {
+      if (!affiliationAtLeast(this.affiliationOf(bare), 'admin')) throw new StanzaError('forbidden', 'only admins and owners may see affiliation lists');
+      const list: Element[] = [];
+      for (const [jid, a] of this.affiliations) {
+        if (a.affiliation === affiliation) list.push(el('item', { affiliation, jid }, a.reason ? el('reason', {}, a.reason) : undefined));
+      }
+      return el('query', { xmlns: NS_MUC_ADMIN }, ...list);
+    }
+    if (isRole(role) && role !== 'none') {
+      if (occ?.role !== 'moderator') throw new StanzaError('forbidden', 'only moderators may see role lists');
+      const list: Element[] = [];
+      for (const o of this.byNick.values()) {
+        if (o.role === role) list.push(el('item', { role, nick: o.nick, affiliation: this.affiliationOf(o.bare), jid: o.jid }));
+      }
+      return el('query', { xmlns: NS_MUC_ADMIN }, ...list);
+    }
+    throw new StanzaError('bad-request', 'unknown affiliation or role');
+  }
+
+  /** Every item is checked before any is applied: a request with one bad item changes nothing. */
+  private adminSet(q: Element, bare: string, occ: Occupant | undefined): undefined {
+    const items = children(q, 'item');
+    if (items.length === 0) throw new StanzaError('bad-request', 'nothing to change');
+    const actor = { role: occ?.role ?? ('none' as Role), affiliation: this.affiliationOf(bare) };
+    const plan: (() => void)[] = [];
+    let owners = 0;
+    for (const a of this.affiliations.values()) if (a.affiliation === 'owner') owners++;
+    for (const item of items) {
+      const reason = text(child(item, 'reason'));
+      const { role, affiliation, nick } = item.attrs;
+      if (affiliation !== undefined) {
+        if (!isAffiliation(affiliation)) throw new StanzaError('bad-request', `unknown affiliation '${affiliation}'`);
+        let target = '';
+        if (item.attrs.jid !== undefined) {
+          const j = tryParseJid(item.attrs.jid);
+          if (!j) throw new StanzaError('jid-malformed', `'${item.attrs.jid}' is not a JID`);
+          target = j.bare;
+        } else if (nick !== undefined) {
+          const o = this.byNick.get(nick);
+          if (!o) throw new StanzaError('item-not-found', `nobody called ${nick} is in the room`);
+          target = o.bare;
+        } else {
+          throw new StanzaError('bad-request', 'an affiliation change names a jid');
+        }
+        const current = this.affiliationOf(target);
+        checkAffiliationChange(actor.affiliation, current, affiliation, owners);
+        if (current === 'owner' && affiliation !== 'owner') owners--;
+        if (current !== 'owner' && affiliation === 'owner') owners++;
+        plan.push(() => this.applyAffiliation(target, affiliation, reason, occ?.nick ?? ''));
+      } else if (role !== undefined) {
+        if (!isRole(role)) throw new StanzaError('bad-request', `unknown role '${role}'`);
+        if (nick === undefined) throw new StanzaError('bad-request', 'a role change names a nick');
+        const target = this.byNick.get(nick);
+        if (!target) throw new StanzaError('item-not-found', `nobody called ${nick} is in the room`);
+        checkRoleChange(actor, { role: target.role, affiliation: this.affiliationOf(target.bare) }, role);
+        plan.push(() => this.applyRole(target, role, reason, occ?.nick ?? ''));
+      } else {
+        throw new StanzaError('bad-request', 'an item changes a role or an affiliation');
+      }
+    }
+    for (const step of plan) step();
+    return undefined;
+  }
+
+  private applyRole(target: Occupant, role: Role, reason: string, actor: string): void {
+    if (this.byNick.get(target.nick) !== target) return;
+    if (role === 'none') return this.remove(target, [Status.Kicked], { reason, actor });
+    if (role === target.role) return;
+    target.role = role;
+    this.saveOccupant(target);
+    this.broadcastPresence(target);
+  }
+
+  private applyAffiliation(bare: string, affiliation: Affiliation, reason: string, actor: string): void {
+    this.setAffiliation(bare, affiliation, reason);
+    for (const o of [...this.byNick.values()]) {
+      if (o.bare !== bare) continue;
+      const role = roleAfterAffiliation(o.role, affiliation, this.config.moderated, this.config.membersOnly);
+      if (role === 'none') {
+        this.remove(o, [affiliation === 'outcast' ? Status.Banned : Status.AffiliationChanged], { reason, actor, affiliation });
+      } else {
+        o.role = role;
+        this.saveOccupant(o);
+        this.broadcastPresence(o);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- owner (§10)
+
+  private ownerGet(bare: string): Element {
+    if (this.affiliationOf(bare) !== 'owner') throw new StanzaError('forbidden', 'only owners may configure the room');
+    return el('query', { xmlns: NS_MUC_OWNER }, configForm(this.config, this.muc));
+  }
+
+  private ownerSet(q: Element, bare: string): undefined {
+    if (this.affiliationOf(bare) !== 'owner') throw new StanzaError('forbidden', 'only owners may configure the room');
+    const destroy = child(q, 'destroy');
+    if (destroy) {
+      this.destroyRoom(text(child(destroy, 'reason')), destroy.attrs.jid ?? '');
+      return undefined;
+    }
+    const x = child(q, 'x', NS_DATA);
+    if (!x) throw new StanzaError('bad-request', 'submit a configuration form or destroy the room');
+    if (x.attrs.type === 'cancel') {
+      // §10.1.3: cancelling the first configuration of a new room destroys it.
+      if (this.locked) this.destroyRoom('', '');
+      return undefined;
+    }
+    const prev = this.config;
+    const next = applyConfigForm(prev, x, this.muc);
+    const wasLocked = this.locked;
+    this.config = next;
+    this.locked = false;
+    this.saveConfig();
+    const codes: number[] = [];
+    if (!wasLocked) {
+      if (JSON.stringify({ ...prev, whois: '', archive: false }) !== JSON.stringify({ ...next, whois: '', archive: false })) codes.push(Status.ConfigChanged);
+      if (prev.archive !== next.archive) codes.push(next.archive ? Status.LoggingOn : Status.LoggingOff);
+      if (prev.whois !== next.whois) codes.push(next.whois === 'anyone' ? Status.NowNonAnonymous : Status.NowSemiAnonymous);
+    }
+    if (codes.length) this.fanout.toGroups(statusMessage(this.jid, codes), this.grouping().groups, this.grouping().remote);
+    if (next.membersOnly && !prev.membersOnly) {
+      for (const o of [...this.byNick.values()]) {
+        if (!affiliationAtLeast(this.affiliationOf(o.bare), 'member')) this.remove(o, [Status.MembersOnly], {});
+      }
+    }
+    if (this.byNick.size === 0 && !next.persistent) this.destroyState();
+    return undefined;
+  }
+
+  /** §10.9: everyone leaves with a <destroy/>, then the room is gone. */
+  private destroyRoom(reason: string, alternate: string): void {
+    const extra = destroyXml(reason, alternate);
+    for (const o of [...this.byNick.values()]) this.remove(o, [], { extra, affiliation: 'none' });
+    if (this.exists) this.destroyState();
+  }
+
+  // ---------------------------------------------------------------- archive (XEP-0313)
+
+  private checkArchiveAccess(bare: string, occ: Occupant | undefined): void {
+    if (!this.config.archive) throw new StanzaError('service-unavailable', 'this room keeps no archive');
+    const open = this.config.public && !this.config.membersOnly && !this.config.passwordProtected;
+    if (!occ && !open && !affiliationAtLeast(this.affiliationOf(bare), 'member')) {
+      throw new StanzaError('forbidden', 'only occupants and members may read this archive');
+    }
+  }
+
+  private async archiveQuery(env: Envelope, via: Via | undefined, q: Element, bare: string, occ: Occupant | undefined): Promise<void> {
+    try {
+      this.checkExists(bare);
+      this.checkArchiveAccess(bare, occ);
+      const query = parseArchiveQuery(q, this.jid, this.muc.archiveMaxPage);
+      await this.writesDone();
+      if (!this.archiveIds) {
+        const all = await this.svc.store.lrange(this.jid, 'archive', 0, -1);
+        this.archiveIds = all.map((raw) => decodeArchived(raw).id);
+      }
+      const { lo, hi } = queryRange(this.archiveIds, query);
+      let matching: ArchivedMessage[];
+      if (query.withNick === undefined) {
+        // Only the page is read: its bounds follow from the range alone.
+        const backwards = query.before !== undefined;
+        const from = backwards ? Math.max(lo, hi - query.max) : lo;
+        const to = backwards ? hi : Math.min(hi, lo + query.max);
+        const rows = to > from ? await this.svc.store.lrange(this.jid, 'archive', from, to - 1) : [];
+        const messages = rows.map(decodeArchived);
+        const p = { messages, firstIndex: from - lo, count: hi - lo, complete: backwards ? from === lo : to === hi };
+        return this.sendArchivePage(env, via, query.queryId, p);
+      }
+      const rows = hi > lo ? await this.svc.store.lrange(this.jid, 'archive', lo, hi - 1) : [];
+      matching = rows.map(decodeArchived).filter((m) => m.nick === query.withNick);
+      return this.sendArchivePage(env, via, query.queryId, page(matching, query));
+    } catch (e) {
+      this.bounce(env, via, e instanceof StanzaError ? e : new StanzaError('internal-server-error'));
+      if (!(e instanceof StanzaError)) log.error('archive query failed', { room: this.jid, error: e });
+    }
+  }
+
+  /** Results then the iq answer, in one batch so they arrive in that order. */
+  private sendArchivePage(env: Envelope, via: Via | undefined, queryId: string, p: ReturnType<typeof page>): void {
+    const out = p.messages.map((m) => resultMessage(this.jid, queryId, m));
+    out.push(serialize(el('iq', { type: 'result', id: env.id || undefined, from: this.jid }, finElement(p))));
+    this.reply(env, via, ...out);
+  }
+}
+
+/** A presence's children as the room shows them: its own muc parts and any occupant-id the client made up go. */
+function payloadOf(stanza: Element): string {
+  let s = '';
+  for (const c of stanza.children) {
+    if (typeof c === 'string') continue;
+    const ns = c.attrs.xmlns;
+    if (ns === NS_MUC || ns === NS_MUC_USER || (c.name === 'occupant-id' && ns === 'urn:xmpp:occupant-id:0')) continue;
+    s += serialize(c);
+  }
+  return s;
+}
+
+function goneError(stanza: Element): boolean {
+  const err = child(stanza, 'error');
+  const cond = err ? firstElement(err) : undefined;
+  return cond !== undefined && GONE_CONDITIONS.has(cond.name);
+}
