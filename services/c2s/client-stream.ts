@@ -11,6 +11,7 @@ import { logger } from '../../libs/log/index.ts';
 import { child, el, text, type Element } from '../../libs/xml/element.ts';
 import { serialize } from '../../libs/xml/serialize.ts';
 import type { C2sContext } from './context.ts';
+import { CsiQueue, NS_CSI } from './csi.ts';
 import type { ClientTransport } from './transport.ts';
 
 const log = logger('c2s');
@@ -43,6 +44,7 @@ export class ClientStream {
   jid = '';
   bare = '';
   private authFailures = 0;
+  private readonly csi = new CsiQueue();
   private mechanism = '';
   /** Stanzas that arrived while an async step was pending (pipelining clients). */
   private held: Element[] = [];
@@ -102,7 +104,8 @@ export class ClientStream {
     } else {
       this.t.send(serialize(el('stream:features', {},
         el('bind', { xmlns: NS_BIND }),
-        el('session', { xmlns: NS_SESSION }, el('optional')))));
+        el('session', { xmlns: NS_SESSION }, el('optional')),
+        el('csi', { xmlns: NS_CSI }))));
       this.state = { name: 'wait-bind' };
     }
   }
@@ -278,6 +281,11 @@ export class ClientStream {
 
   private stanza(e: Element): void {
     const name = e.name;
+    if (e.attrs.xmlns === NS_CSI && (name === 'active' || name === 'inactive')) {
+      this.csi.inactive = name === 'inactive';
+      if (!this.csi.inactive) this.flushHeld();
+      return;
+    }
     if (name !== 'message' && name !== 'presence' && name !== 'iq') {
       return this.fail(new StreamError('unsupported-stanza-type', `<${name}/> is not a stanza`));
     }
@@ -330,6 +338,16 @@ export class ClientStream {
 
   deliver(env: Envelope): void {
     if (this.state.name !== 'established') return;
+    if (this.csi.hold(env)) return;
+    if (this.csi.size > 0) this.flushHeld();
+    this.write(env);
+  }
+
+  private flushHeld(): void {
+    for (const held of this.csi.drain()) this.write(held);
+  }
+
+  private write(env: Envelope): void {
     this.t.send(env.xml);
     this.ctx.metrics.stanzaOut(env.kind);
     if (this.t.bufferedBytes() > this.ctx.config.limits.maxOutboundBufferBytes) {
