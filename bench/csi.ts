@@ -9,6 +9,7 @@ import { loadConfig } from '../libs/config/index.ts';
 import { startServer } from '../services/server.ts';
 import { encodeItem, emptyItem } from '../services/session/im/roster.ts';
 import { rawLogin } from '../test/support/im.ts';
+import type { RawClient } from '../test/support/raw.ts';
 import { tempDir } from '../test/support/servers.ts';
 
 const { values } = parseArgs({ options: { contacts: { type: 'string', default: '100' }, changes: { type: 'string', default: '12' }, messages: { type: 'string', default: '20' } } });
@@ -33,7 +34,7 @@ async function run(csi: boolean): Promise<{ bytes: number; presences: number }> 
     await server.store.batch(c).hset('roster', phone, encodeItem({ ...emptyItem(), subscription: 'both', inRoster: true })).exec();
   }
   await pb.exec();
-  const contacts = [];
+  const contacts: RawClient[] = [];
   for (let i = 0; i < CONTACTS; i++) {
     const c = await rawLogin(port, `c${i}`, 'r');
     c.send('<presence/>');
