@@ -16,6 +16,8 @@ import { logger } from '../libs/log/index.ts';
 import { Metrics, serveMetrics } from '../libs/metrics/index.ts';
 import { createRedisClient, openStore } from '../libs/store/index.ts';
 import { instrumentStore } from '../libs/store/instrumented.ts';
+import { MemoryStore } from '../libs/store/memory-store.ts';
+import { overlayStore } from '../libs/store/overlay.ts';
 import type { Store } from '../libs/store/store.ts';
 import { loadOrCreateCertificate, secureContext } from '../libs/tls/index.ts';
 import { C2sNode, newNodeId } from './c2s/c2s-node.ts';
@@ -64,7 +66,10 @@ export async function startServer(config: Config): Promise<RunningServer> {
   mkdirSync(config.dataDir, { recursive: true });
 
   const metrics = new Metrics();
-  const rawStore = await openConfiguredStore(config);
+  // One process: the session directory lives and dies with it, so it stays in memory.
+  const rawStore = embedded
+    ? overlayStore(await openConfiguredStore(config), new MemoryStore(), (coll) => coll === 'sessions')
+    : await openConfiguredStore(config);
   const storeOps = new Map<string, { observe(v: number): void }>();
   const store = config.metrics.enabled
     ? instrumentStore(rawStore, {

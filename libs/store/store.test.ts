@@ -1,6 +1,8 @@
 // One behaviour suite, run unchanged against both backends, plus what only
 // one backend can show: Redis key names (the hash tag), lmdb across processes.
 import { describe, it, before, after } from 'node:test';
+import { MemoryStore } from './memory-store.ts';
+import { overlayStore } from './overlay.ts';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -25,7 +27,7 @@ function storeSuite(name: string, open: () => Promise<{ store: Store; close(): P
     before(async () => ({ store, close } = await open()));
     after(async () => close());
 
-    it('reports its kind', () => assert.equal(store.kind, name));
+    it('reports its kind', () => assert.equal(store.kind, name === 'redis' ? 'redis' : name === 'memory' ? 'memory' : 'lmdb'));
 
     it('hashes: hset, hget, hgetall, hdel, hlen, hsetnx', async () => {
       const s = fresh();
@@ -202,6 +204,18 @@ function storeSuite(name: string, open: () => Promise<{ store: Store; close(): P
 const lmdbDir = tempDir('parley-store-test');
 storeSuite('lmdb', async () => {
   const store = await openStore({ kind: 'lmdb', path: join(lmdbDir, 'shared') });
+  return { store, close: () => store.close() };
+});
+
+storeSuite('memory', async () => {
+  const store = new MemoryStore();
+  return { store, close: () => store.close() };
+});
+
+// The embedded mode's store: sessions in memory, everything else on disk.
+storeSuite('lmdb with an in-memory overlay', async () => {
+  const durable = await openStore({ kind: 'lmdb', path: join(lmdbDir, 'overlay') });
+  const store = overlayStore(durable, new MemoryStore(), (coll) => coll === 'sessions' || coll === 'offline');
   return { store, close: () => store.close() };
 });
 

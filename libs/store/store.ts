@@ -20,7 +20,7 @@ export interface StoreBatch {
 }
 
 export interface Store {
-  readonly kind: 'lmdb' | 'redis';
+  readonly kind: 'lmdb' | 'redis' | 'memory';
 
   hget(scope: string, coll: string, field: string): Promise<Bytes | undefined>;
   hgetall(scope: string, coll: string): Promise<Map<string, Bytes>>;

@@ -1,0 +1,136 @@
+// A Store in process memory: for data that must not outlive the process (the
+// embedded mode's session directory) and for tests. Same semantics as the
+// durable stores, including Redis' list index rules.
+import type { Bytes, Store, StoreBatch } from './store.ts';
+
+type Hash = Map<string, Bytes>;
+
+/** Redis LRANGE/LTRIM index normalization: inclusive, negatives from the end. */
+function span(len: number, start: number, stop: number): [number, number] {
+  let a = start < 0 ? Math.max(0, len + start) : start;
+  let b = stop < 0 ? len + stop : Math.min(stop, len - 1);
+  if (a > b || a >= len) return [0, -1];
+  a = Math.max(0, a);
+  b = Math.max(-1, b);
+  return [a, b];
+}
+
+export class MemoryStore implements Store {
+  readonly kind = 'memory' as const;
+  private readonly hashes = new Map<string, Hash>();
+  private readonly lists = new Map<string, Bytes[]>();
+
+  private key(scope: string, coll: string): string {
+    return `${scope}\u0000${coll}`;
+  }
+
+  private hash(scope: string, coll: string, create: boolean): Hash | undefined {
+    const k = this.key(scope, coll);
+    let h = this.hashes.get(k);
+    if (!h && create) this.hashes.set(k, (h = new Map()));
+    return h;
+  }
+
+  async hget(scope: string, coll: string, field: string): Promise<Bytes | undefined> {
+    return this.hash(scope, coll, false)?.get(field);
+  }
+
+  async hgetall(scope: string, coll: string): Promise<Map<string, Bytes>> {
+    return new Map(this.hash(scope, coll, false) ?? []);
+  }
+
+  async hset(scope: string, coll: string, field: string, value: Bytes): Promise<void> {
+    this.hsetSync(scope, coll, field, value);
+  }
+
+  private hsetSync(scope: string, coll: string, field: string, value: Bytes): void {
+    this.hash(scope, coll, true)!.set(field, value);
+  }
+
+  async hdel(scope: string, coll: string, field: string): Promise<boolean> {
+    return this.hdelSync(scope, coll, field);
+  }
+
+  private hdelSync(scope: string, coll: string, field: string): boolean {
+    const h = this.hash(scope, coll, false);
+    if (!h) return false;
+    const had = h.delete(field);
+    if (h.size === 0) this.hashes.delete(this.key(scope, coll));
+    return had;
+  }
+
+  async hlen(scope: string, coll: string): Promise<number> {
+    return this.hash(scope, coll, false)?.size ?? 0;
+  }
+
+  async hsetnx(scope: string, coll: string, field: string, value: Bytes): Promise<boolean> {
+    const h = this.hash(scope, coll, true)!;
+    if (h.has(field)) return false;
+    h.set(field, value);
+    return true;
+  }
+
+  async rpush(scope: string, coll: string, value: Bytes): Promise<number> {
+    return this.rpushSync(scope, coll, value);
+  }
+
+  private rpushSync(scope: string, coll: string, value: Bytes): number {
+    const k = this.key(scope, coll);
+    let l = this.lists.get(k);
+    if (!l) this.lists.set(k, (l = []));
+    return l.push(value);
+  }
+
+  async lrange(scope: string, coll: string, start: number, stop: number): Promise<Bytes[]> {
+    const l = this.lists.get(this.key(scope, coll)) ?? [];
+    const [a, b] = span(l.length, start, stop);
+    return l.slice(a, b + 1);
+  }
+
+  async llen(scope: string, coll: string): Promise<number> {
+    return this.lists.get(this.key(scope, coll))?.length ?? 0;
+  }
+
+  async ltrim(scope: string, coll: string, start: number, stop: number): Promise<void> {
+    const k = this.key(scope, coll);
+    const l = this.lists.get(k);
+    if (!l) return;
+    const [a, b] = span(l.length, start, stop);
+    const kept = l.slice(a, b + 1);
+    if (kept.length) this.lists.set(k, kept);
+    else this.lists.delete(k);
+  }
+
+  async del(scope: string, coll: string): Promise<void> {
+    this.delSync(scope, coll);
+  }
+
+  private delSync(scope: string, coll: string): void {
+    const k = this.key(scope, coll);
+    this.hashes.delete(k);
+    this.lists.delete(k);
+  }
+
+  async load(scope: string, colls: readonly string[]): Promise<Map<string, Map<string, Bytes>>> {
+    const out = new Map<string, Map<string, Bytes>>();
+    for (const c of colls) out.set(c, new Map(this.hash(scope, c, false) ?? []));
+    return out;
+  }
+
+  batch(scope: string): StoreBatch {
+    const ops: (() => void)[] = [];
+    const b: StoreBatch = {
+      hset: (coll, field, value) => { ops.push(() => this.hsetSync(scope, coll, field, value)); return b; },
+      hdel: (coll, field) => { ops.push(() => { this.hdelSync(scope, coll, field); }); return b; },
+      del: (coll) => { ops.push(() => this.delSync(scope, coll)); return b; },
+      rpush: (coll, value) => { ops.push(() => { this.rpushSync(scope, coll, value); }); return b; },
+      exec: async () => { for (const op of ops) op(); },
+    };
+    return b;
+  }
+
+  async close(): Promise<void> {
+    this.hashes.clear();
+    this.lists.clear();
+  }
+}
