@@ -112,7 +112,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
 
   let session: SessionNode | undefined;
   if (runsSession) {
-    session = new SessionNode({ config, bus, subjects, store, hosts, membership: sessionMembers, c2sMembers: () => c2sMembers.members() });
+    const offline = { stored: metrics.offline.labels('stored'), delivered: metrics.offline.labels('delivered') };
+    session = new SessionNode({
+      config, bus, subjects, store, hosts, membership: sessionMembers, c2sMembers: () => c2sMembers.members(),
+      counters: { offline: (event, n) => offline[event].inc(n) },
+    });
     c2sMembers.onChange((now, prev) => {
       for (const gone of prev) if (!now.includes(gone)) void session!.c2sGone(gone).catch((e: unknown) => log.error('cleanup failed', { node: gone, error: e }));
     });
@@ -135,7 +139,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       metrics: {
         auth: (m, ok) => metrics.auth.labels(m, ok ? 'success' : 'failure').inc(),
         stanzaIn: (k) => metrics.stanzaIn(k),
-        stanzaOut: (k) => metrics.stanzaOut(k),
+        stanzaOut: (k, t) => metrics.stanzaOut(k, t),
       },
     });
     await c2s.start();
@@ -150,6 +154,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
       mailboxDepth: () => session?.actors.mailboxDepth() ?? 0,
       busPublished: () => bus.published,
     };
+    const rttTimer = setInterval(() => void bus.rtt().then((s) => metrics.busRtt.set(s), () => {}), 10_000);
+    rttTimer.unref();
     http = await serveMetrics(metrics, config.metrics.host, config.metrics.port, { ready: () => bus.healthy() && (redis === undefined || redis.status === 'ready') });
   }
   log.info('started', { node: nodeId, role: config.role, mode: embedded ? 'embedded' : 'cluster', domains: hosts.list().join(','), c2s: c2s ? `${config.c2s.tcp.host}:${c2s.tcpPort()}` : 'off',

@@ -20,6 +20,8 @@ export interface Bus {
   flush(): Promise<void>;
   /** Envelopes published since start (the architecture's cost, counted). */
   readonly published: number;
+  /** Round trip to the bus server in seconds (0 in-process). */
+  rtt(): Promise<number>;
   /** True while the bus can carry messages (readiness). */
   healthy(): boolean;
   close(): Promise<void>;

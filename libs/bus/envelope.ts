@@ -2,7 +2,7 @@
 // that only routes never parses XML.
 //
 // Wire format (NATS):  u8 version(1) | u16 headerLength | msgpack(header) | stanza bytes
-// header = [kind, from, to, type, id, origin, seq, sid, op, data]
+// header = [kind|dir, from, to, type, id, origin, seq, sid, op, data, t]
 // In-process the Envelope object itself is handed over; nothing is encoded.
 import { Packr } from 'msgpackr';
 
@@ -29,6 +29,8 @@ export interface Envelope {
   /** Publishing process and its per-process sequence number: what handoff deduplicates on. */
   origin: string;
   seq: number;
+  /** When the c2s received the stanza (ms since the epoch; 0 if the server made it): routing latency. */
+  t: number;
 }
 
 const KIND_CODE: Record<EnvelopeKind, number> = { message: 1, presence: 2, iq: 3, ctl: 4 };
@@ -41,7 +43,7 @@ const utf8 = new TextEncoder();
 
 export function envelope(init: Partial<Envelope> & Pick<Envelope, 'kind' | 'dir'>): Envelope {
   return {
-    from: '', to: '', type: '', id: '', xml: '', sid: '', op: '', data: undefined, origin: '', seq: 0,
+    from: '', to: '', type: '', id: '', xml: '', sid: '', op: '', data: undefined, origin: '', seq: 0, t: 0,
     ...init,
   };
 }
@@ -49,7 +51,7 @@ export function envelope(init: Partial<Envelope> & Pick<Envelope, 'kind' | 'dir'
 export function encodeEnvelope(e: Envelope): Uint8Array {
   const header = packr.pack([
     KIND_CODE[e.kind] | (DIR_CODE[e.dir] << 4), e.from, e.to, e.type, e.id, e.origin, e.seq, e.sid, e.op,
-    e.data === undefined ? null : e.data,
+    e.data === undefined ? null : e.data, e.t,
   ]);
   const body = typeof e.xml === 'string' ? utf8.encode(e.xml) : e.xml;
   const out = new Uint8Array(3 + header.length + body.length);
@@ -64,11 +66,12 @@ export function encodeEnvelope(e: Envelope): Uint8Array {
 export function decodeEnvelope(buf: Uint8Array): Envelope {
   if (buf[0] !== 1) throw new Error(`unknown envelope version ${buf[0]}`);
   const hlen = (buf[1] << 8) | buf[2];
-  const h = packr.unpack(buf.subarray(3, 3 + hlen)) as [number, string, string, string, string, string, number, string, string, unknown];
+  const h = packr.unpack(buf.subarray(3, 3 + hlen)) as [number, string, string, string, string, string, number, string, string, unknown, number];
   return {
     kind: CODE_KIND[h[0] & 0xf], dir: CODE_DIR[h[0] >> 4],
     from: h[1], to: h[2], type: h[3], id: h[4], origin: h[5], seq: h[6], sid: h[7], op: h[8],
     data: h[9] === null ? undefined : h[9],
+    t: h[10] ?? 0,
     xml: buf.subarray(3 + hlen),
   };
 }

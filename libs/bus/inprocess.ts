@@ -34,5 +34,6 @@ export class InProcessBus implements Bus {
 
   async flush(): Promise<void> {}
   healthy(): boolean { return true; }
+  async rtt(): Promise<number> { return 0; }
   async close(): Promise<void> { this.subs.clear(); }
 }

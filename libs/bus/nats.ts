@@ -71,6 +71,8 @@ export class NatsBus implements Bus {
     this.drainPending();
     return this.nc.flush();
   }
+  async rtt(): Promise<number> { return (await this.nc.rtt()) / 1000; }
+
   healthy(): boolean { return this.connected && !this.nc.isClosed(); }
 
   async close(): Promise<void> {

@@ -139,6 +139,8 @@ export const configSchema = z.object({
     setupTimeoutSeconds: z.number().positive().default(30),
     /** Seconds without a stanza after which a stream is closed. */
     idleSeconds: z.number().positive().default(600),
+    /** Seconds after a failed setup during which stanzas for that domain bounce at once instead of dialling again. */
+    retryAfterSeconds: z.number().min(0).default(10),
     maxConnections: z.number().int().positive().default(10_000),
   }).default({}),
 

@@ -29,6 +29,10 @@ export class Metrics {
   readonly busPublished: Gauge = new Gauge({ name: 'parley_bus_published_total', help: 'Envelopes this process published on the bus', registers: [this.registry], collect: (): void => this.busPublished.set(this.src().busPublished()) });
   readonly storeLatency = new Histogram({ name: 'parley_store_seconds', help: 'Store operation latency', labelNames: ['op'] as const, buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers: [this.registry] });
 
+  readonly routingLatency = new Histogram({ name: 'parley_routing_seconds', help: 'From receipt of a stanza from a client to its delivery to a client', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [this.registry] });
+  readonly offline = new Counter({ name: 'parley_offline_messages_total', help: 'Messages kept for accounts with no available resource, and delivered from storage', labelNames: ['event'] as const, registers: [this.registry] });
+  readonly busRtt = new Gauge({ name: 'parley_bus_rtt_seconds', help: 'Round trip to the bus server, last measured', registers: [this.registry] });
+
   // Pre-bound children: the hot path must not look labels up per stanza.
   private readonly inByKind = new Map<string, Counter.Internal>();
   private readonly outByKind = new Map<string, Counter.Internal>();
@@ -43,10 +47,11 @@ export class Metrics {
     c.inc();
   }
 
-  stanzaOut(kind: string): void {
+  stanzaOut(kind: string, receivedAt = 0): void {
     let c = this.outByKind.get(kind);
     if (!c) this.outByKind.set(kind, (c = this.stanzasOut.labels(kind)));
     c.inc();
+    if (receivedAt > 0) this.routingLatency.observe((Date.now() - receivedAt) / 1000);
   }
 }
 

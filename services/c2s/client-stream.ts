@@ -322,7 +322,7 @@ export class ClientStream {
     }
     this.ctx.metrics.stanzaIn(name);
     this.ctx.toActor(this.bare, envelope({
-      kind: name as StanzaKind, dir: 'out', from: this.jid, to, type, id: a.id ?? '', sid: this.sid, xml: serialize(e), data,
+      kind: name as StanzaKind, dir: 'out', from: this.jid, to, type, id: a.id ?? '', sid: this.sid, xml: serialize(e), data, t: Date.now(),
     }));
   }
 
@@ -349,7 +349,7 @@ export class ClientStream {
 
   private write(env: Envelope): void {
     this.t.send(env.xml);
-    this.ctx.metrics.stanzaOut(env.kind);
+    this.ctx.metrics.stanzaOut(env.kind, env.t);
     if (this.t.bufferedBytes() > this.ctx.config.limits.maxOutboundBufferBytes) {
       this.fail(new StreamError('policy-violation', 'the client is not reading its stream'));
     }

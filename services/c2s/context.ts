@@ -11,7 +11,8 @@ export type BindResult = { resource: string } | { condition: StanzaErrorConditio
 export interface C2sMetrics {
   auth(mechanism: string, ok: boolean): void;
   stanzaIn(kind: string): void;
-  stanzaOut(kind: string): void;
+  /** `receivedAt`: when the stanza entered the server (0: made by the server), for the routing latency. */
+  stanzaOut(kind: string, receivedAt: number): void;
 }
 
 export interface C2sContext {

@@ -221,7 +221,7 @@ export class IncomingStream {
     if (this.state.name === 'closed') return;
     this.state = { name: 'closed' };
     clearTimeout(this.authTimer);
-    if (err) log.info('incoming stream error', { peer: this.conn.remoteAddress, remote: this.remote, condition: err.condition, text: err.text });
+    if (err && err.condition !== 'system-shutdown') log.info('incoming stream error', { peer: this.conn.remoteAddress, remote: this.remote, condition: err.condition, text: err.text });
     else log.debug('incoming stream ended', { peer: this.conn.remoteAddress, remote: this.remote, why });
     this.conn.close(err);
     this.ended(this);

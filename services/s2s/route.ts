@@ -21,6 +21,8 @@ export interface RouteOwner {
 
 export class Route {
   readonly stream: OutgoingStream;
+  /** Why the stream could not be set up, once it could not. */
+  failure: { condition: StanzaErrorCondition; text: string } | undefined;
   private queue: Envelope[] = [];
   private closing = false;
   private readonly done: Promise<void>;
@@ -92,6 +94,7 @@ export class Route {
   }
 
   private fail(condition: StanzaErrorCondition, text: string): void {
+    this.failure = { condition, text };
     const waiting = this.queue;
     this.queue = [];
     for (const env of waiting) this.owner.bounce(env, condition, text);

@@ -75,6 +75,8 @@ export class S2sNode implements S2sContext, RouteOwner {
   readonly shards: ShardHost;
   private dialbackKeys: DialbackKeys | undefined;
   private readonly routes = new Map<string, Route>();
+  /** Routes whose setup failed recently: until when their stanzas bounce without a new attempt. */
+  private readonly failed = new Map<string, { until: number; condition: StanzaErrorCondition; text: string }>();
   private readonly incoming = new Set<IncomingStream>();
   private readonly verifying = new Set<OutgoingStream>();
   private readonly servers: Server[] = [];
@@ -166,6 +168,10 @@ export class S2sNode implements S2sContext, RouteOwner {
     const key = `${local} ${remote}`;
     let route = this.routes.get(key);
     if (!route) {
+      // A domain that just failed is not dialled again for every stanza (a presence broadcast would).
+      const f = this.failed.get(key);
+      if (f && f.until > Date.now()) return this.bounce(env, f.condition, f.text);
+      this.failed.delete(key);
       route = new Route(local, remote, this);
       this.routes.set(key, route);
     }
@@ -174,6 +180,8 @@ export class S2sNode implements S2sContext, RouteOwner {
 
   ended(route: Route): void {
     if (this.routes.get(route.key) === route) this.routes.delete(route.key);
+    const retryMs = this.config.s2s.retryAfterSeconds * 1000;
+    if (route.failure && retryMs > 0 && !this.stopping) this.failed.set(route.key, { until: Date.now() + retryMs, ...route.failure });
   }
 
   /** RFC 6120 §10.4.3 and §8.3.1: back to the local sender, from the address it was sent to. */
@@ -336,7 +344,9 @@ export class S2sNode implements S2sContext, RouteOwner {
   // ================================================================ upkeep
 
   private closeIdle(idleMs: number): void {
-    const cutoff = Date.now() - idleMs;
+    const now = Date.now();
+    const cutoff = now - idleMs;
+    for (const [key, f] of this.failed) if (f.until <= now) this.failed.delete(key);
     for (const r of this.routes.values()) {
       if (r.stream.state.name === 'established' && r.stream.lastUsed < cutoff && r.queued === 0) {
         log.debug('closing idle outgoing stream', { local: r.local, remote: r.remote });

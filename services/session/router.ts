@@ -58,8 +58,8 @@ export class Router {
   }
 
   /** Hand a serialized stanza to one client session. */
-  deliver(node: string, sid: string, kind: StanzaKind, from: string, to: string, type: string, xml: string | Uint8Array): void {
-    this.bus.publish(this.subjects.c2s(node), envelope({ kind, dir: 'deliver', sid, from, to, type, xml }));
+  deliver(node: string, sid: string, kind: StanzaKind, from: string, to: string, type: string, xml: string | Uint8Array, t = 0): void {
+    this.bus.publish(this.subjects.c2s(node), envelope({ kind, dir: 'deliver', sid, from, to, type, xml, t }));
   }
 
   control(node: string, sid: string, op: string, data?: unknown): void {

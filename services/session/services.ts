@@ -17,6 +17,8 @@ export interface SessionServices {
   context: ServerContext;
   /** False once a c2s node's heartbeat has expired: its sessions are gone. */
   c2sAlive(node: string): boolean;
+  /** Counts for the metrics endpoint (offline storage). */
+  counters?: { offline(event: 'stored' | 'delivered', n: number): void };
   newResource(): string;
   /** Multi-user chat service domains (routing sends their stanzas to room actors). */
   muc: MucDomains;

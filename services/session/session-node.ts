@@ -32,6 +32,7 @@ export interface SessionNodeOptions {
   c2sMembers: () => readonly string[];
   /** Overrides the liveness test built on c2sMembers (an administrative process that must leave sessions alone). */
   c2sAlive?: (node: string) => boolean;
+  counters?: SessionServices['counters'];
 }
 
 export class SessionNode {
@@ -52,6 +53,7 @@ export class SessionNode {
       context: { config: o.config, store: o.store, hosts: o.hosts, disco: registry },
       c2sAlive: o.c2sAlive ?? ((node) => o.c2sMembers().includes(node)),
       newResource,
+      counters: o.counters,
       muc: new MucDomains(o.config.muc, o.hosts),
       toC2s: (node, env) => o.bus.publish(o.subjects.c2s(node), env),
     };

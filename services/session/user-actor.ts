@@ -342,8 +342,10 @@ export class UserActor extends Actor implements AccountContext {
     return targets.filter((t) => this.verdict('out', 'presence', type, t, resource) === 'pass');
   }
 
-  /** Send a stanza on to its addressee, wherever it lives. */
-  /** `fromServer`: an answer or bounce this actor generated, which the account's own filters let through. */
+  /**
+   * Send a stanza on to its addressee, wherever it lives. `fromServer`: an
+   * answer or bounce this actor generated, which the account's own filters let through.
+   */
   private route(env: Envelope, fromServer = false): void | Promise<void> {
     const toBare = bareJid(env.to);
     if (toBare === this.bare) return this.inbound({ ...env, dir: 'in' }, fromServer);
@@ -485,12 +487,24 @@ export class UserActor extends Actor implements AccountContext {
     }
     const all = this.svc.config.routing.bareMessageTies === 'all';
     let newest: SessionEntry | undefined;
+    let delivered = false;
+    let refused: FilterVerdict = 'pass';
     for (const s of this.sessions.values()) {
-      if (!s.available || s.priority !== best || !this.deliverable(s, env)) continue;
+      if (!s.available || s.priority !== best) continue;
+      if (this.filterPerSession) {
+        const v = this.sessionVerdict(s, env);
+        if (v !== 'pass') {
+          refused = v;
+          continue;
+        }
+      }
+      delivered = true;
       if (all) this.deliverEnv(s, env);
       else if (!newest || s.since > newest.since) newest = s;
     }
     if (newest) this.deliverEnv(newest, env);
+    // Every session the message was for refuses it: the sender hears so, as from one session.
+    if (!delivered && refused !== 'pass' && refused !== 'drop') return this.bounce(env, refused);
   }
 
   /** XEP-0160: keep a chat/normal message until the account comes online. */
@@ -502,6 +516,7 @@ export class UserActor extends Actor implements AccountContext {
     const stanza = parseFragment(env.xml);
     stanza.children.push(el('delay', { xmlns: NS_DELAY, from: domainPart(this.bare), stamp: new Date().toISOString() }, 'Offline Storage'));
     this.offlineCount++;
+    this.svc.counters?.offline('stored', 1);
     await this.svc.store.rpush(this.bare, 'offline', Buffer.from(serialize(stanza)));
   }
 
@@ -511,6 +526,7 @@ export class UserActor extends Actor implements AccountContext {
     for (const raw of stored) this.deliverTo(s, 'message', '', raw);
     await this.svc.store.ltrim(this.bare, 'offline', stored.length, -1);
     this.offlineCount = Math.max(0, this.offlineCount - stored.length);
+    this.svc.counters?.offline('delivered', stored.length);
   }
 
   /** RFC 6121 §8.5.1 and §3.1.3: there is no such account. */
@@ -525,7 +541,7 @@ export class UserActor extends Actor implements AccountContext {
   }
 
   private deliverEnv(s: SessionEntry, env: Envelope): void {
-    this.svc.router.deliver(s.node, s.sid, env.kind as StanzaKind, env.from, env.to, env.type, env.xml);
+    this.svc.router.deliver(s.node, s.sid, env.kind as StanzaKind, env.from, env.to, env.type, env.xml, env.t);
   }
 
   private deliverTo(s: SessionEntry, kind: StanzaKind, from: string, xml: string | Uint8Array): void {
@@ -683,26 +699,40 @@ export class UserActor extends Actor implements AccountContext {
 
   /** A stanza to the bare JID, checked against one session's own rules when sessions differ (never otherwise: no cost). */
   private deliverable(s: SessionEntry, env: Envelope): boolean {
-    if (!this.filterPerSession || env.from === '' || bareJid(env.from) === this.bare) return true;
+    return !this.filterPerSession || this.sessionVerdict(s, env) === 'pass';
+  }
+
+  private sessionVerdict(s: SessionEntry, env: Envelope): FilterVerdict {
+    if (env.from === '' || bareJid(env.from) === this.bare) return 'pass';
     for (const [resource, entry] of this.sessions) {
-      if (entry === s) return this.verdict('in', env.kind as StanzaKind, env.type, env.from, resource) === 'pass';
+      if (entry === s) return this.verdict('in', env.kind as StanzaKind, env.type, env.from, resource);
     }
-    return true;
+    return 'pass';
   }
 
-  private async unavailableHooks(event: UnavailableEvent): Promise<void> {
+  // Hooks run only where a module has one: otherwise no promise is even made.
+  private unavailableHooks(event: UnavailableEvent): Promise<void> | undefined {
     const { states, hookSlots } = this.svc.modules;
-    for (const i of hookSlots.unavailable) await states[i].hooks!.unavailable!(this.states[i], this, event);
+    if (hookSlots.unavailable.length === 0) return undefined;
+    return (async () => {
+      for (const i of hookSlots.unavailable) await states[i].hooks!.unavailable!(this.states[i], this, event);
+    })();
   }
 
-  private async availableHooks(resource: string, initial: boolean): Promise<void> {
+  private availableHooks(resource: string, initial: boolean): Promise<void> | undefined {
     const { states, hookSlots } = this.svc.modules;
-    for (const i of hookSlots.available) await states[i].hooks!.available!(this.states[i], this, resource, initial);
+    if (hookSlots.available.length === 0) return undefined;
+    return (async () => {
+      for (const i of hookSlots.available) await states[i].hooks!.available!(this.states[i], this, resource, initial);
+    })();
   }
 
-  private async endedHooks(resource: string): Promise<void> {
+  private endedHooks(resource: string): Promise<void> | undefined {
     const { states, hookSlots } = this.svc.modules;
-    for (const i of hookSlots.ended) await states[i].hooks!.ended!(this.states[i], this, resource);
+    if (hookSlots.ended.length === 0) return undefined;
+    return (async () => {
+      for (const i of hookSlots.ended) await states[i].hooks!.ended!(this.states[i], this, resource);
+    })();
   }
 
   // ================================================================ AccountContext (what modules may use)

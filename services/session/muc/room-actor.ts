@@ -135,6 +135,12 @@ export class RoomActor extends MucActor {
     });
   }
 
+  /** What an owner or admin changed is answered once it is stored (and listed), not before. */
+  private async durable(): Promise<undefined> {
+    await this.writesDone();
+    return undefined;
+  }
+
   private writesDone(): Promise<void> {
     return this.pendingWrites === 0 ? Promise.resolve() : new Promise((r) => this.writeWaiters.push(r));
   }
@@ -594,8 +600,8 @@ export class RoomActor extends MucActor {
       if (ns === NS_DISCO_INFO && get && q.name === 'query') return this.roomInfo(q);
       if (ns === NS_DISCO_ITEMS && get && q.name === 'query') return el('query', { xmlns: NS_DISCO_ITEMS });
       if (ns === NS_PING && get) return undefined;
-      if (ns === NS_MUC_ADMIN && q.name === 'query') return get ? this.adminGet(q, bare, occ) : this.adminSet(q, bare, occ);
-      if (ns === NS_MUC_OWNER && q.name === 'query') return get ? this.ownerGet(bare) : this.ownerSet(q, bare);
+      if (ns === NS_MUC_ADMIN && q.name === 'query') return get ? this.adminGet(q, bare, occ) : this.adminSet(q, bare, occ).then(() => this.durable());
+      if (ns === NS_MUC_OWNER && q.name === 'query') return get ? this.ownerGet(bare) : this.ownerSet(q, bare).then(() => this.durable());
       if (ns === NS_MAM && q.name === 'query' && get) {
         this.checkArchiveAccess(bare, occ);
         return archiveForm();
@@ -678,7 +684,7 @@ export class RoomActor extends MucActor {
   }
 
   /** Every item is checked before any is applied: a request with one bad item changes nothing. */
-  private adminSet(q: Element, bare: string, occ: Occupant | undefined): undefined {
+  private async adminSet(q: Element, bare: string, occ: Occupant | undefined): Promise<void> {
     const items = children(q, 'item');
     if (items.length === 0) throw new StanzaError('bad-request', 'nothing to change');
     const actor = { role: occ?.role ?? ('none' as Role), affiliation: this.affiliationOf(bare) };
@@ -719,7 +725,6 @@ export class RoomActor extends MucActor {
       }
     }
     for (const step of plan) step();
-    return undefined;
   }
 
   private applyRole(target: Occupant, role: Role, reason: string, actor: string): void {
@@ -753,19 +758,19 @@ export class RoomActor extends MucActor {
     return el('query', { xmlns: NS_MUC_OWNER }, configForm(this.config, this.muc));
   }
 
-  private ownerSet(q: Element, bare: string): undefined {
+  private async ownerSet(q: Element, bare: string): Promise<void> {
     if (this.affiliationOf(bare) !== 'owner') throw new StanzaError('forbidden', 'only owners may configure the room');
     const destroy = child(q, 'destroy');
     if (destroy) {
       this.destroyRoom(text(child(destroy, 'reason')), destroy.attrs.jid ?? '');
-      return undefined;
+      return;
     }
     const x = child(q, 'x', NS_DATA);
     if (!x) throw new StanzaError('bad-request', 'submit a configuration form or destroy the room');
     if (x.attrs.type === 'cancel') {
       // §10.1.3: cancelling the first configuration of a new room destroys it.
       if (this.locked) this.destroyRoom('', '');
-      return undefined;
+      return;
     }
     const prev = this.config;
     const next = applyConfigForm(prev, x, this.muc);
@@ -786,7 +791,6 @@ export class RoomActor extends MucActor {
       }
     }
     if (this.byNick.size === 0 && !next.persistent) this.destroyState();
-    return undefined;
   }
 
   /** §10.9: everyone leaves with a <destroy/>, then the room is gone. */

@@ -1,0 +1,296 @@
+// Two Parley deployments (two embedded servers, two domains, one process)
+// federate: dialback between self-signed servers, SASL EXTERNAL with a test
+// CA, the rules a remote server must follow (invalid-from), and the bounces a
+// sender gets when a remote domain cannot be reached.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import {
+  chatBothWays, errorCondition, freePortOn, goOnline, login, messageWithBody, presenceFrom, startParley, subscribeBothWays, testCa, waitUntil, xml,
+  type Parley, type Pki, type User,
+} from './support.ts';
+
+const HOST = '127.0.0.1';
+
+describe('two Parley deployments, dialback between self-signed servers', () => {
+  let a: Parley;
+  let b: Parley;
+  let silent: Server;
+  const held: Socket[] = [];
+  let alice: User;
+  let bob: User;
+
+  before(async () => {
+    const [pa, pb] = await Promise.all([freePortOn(HOST), freePortOn(HOST)]);
+    // A server that accepts connections and never says a word: the timeout case.
+    silent = createServer((s) => { held.push(s); s.on('error', () => {}); });
+    await new Promise<void>((r) => silent.listen(0, HOST, () => r()));
+    const silentPort = (silent.address() as { port: number }).port;
+    const closedPort = await freePortOn(HOST);
+    a = await startParley('a.parley.test', {
+      listen: { host: HOST, port: pa },
+      routes: { 'b.parley.test': `${HOST}:${pb}`, 'silent.test': `${HOST}:${silentPort}`, 'closed.test': `${HOST}:${closedPort}` },
+      setupTimeoutSeconds: 3, maxQueue: 3,
+    });
+    b = await startParley('b.parley.test', { listen: { host: HOST, port: pb }, routes: { 'a.parley.test': `${HOST}:${pa}` } });
+    await a.addUser('alice');
+    await b.addUser('bob');
+    alice = await login(HOST, a.port, 'alice@a.parley.test');
+    bob = await login(HOST, b.port, 'bob@b.parley.test');
+    await Promise.all([goOnline(alice), goOnline(bob)]);
+  });
+
+  after(async () => {
+    await Promise.all([alice?.stop(), bob?.stop()]);
+    await Promise.all([a?.stop(), b?.stop()]);
+    for (const s of held) s.destroy();
+    silent?.close();
+  });
+
+  test('users subscribe to each other, see presence and chat both ways', async () => {
+    await subscribeBothWays(alice, 'alice@a.parley.test', bob, 'bob@b.parley.test');
+    await chatBothWays(alice, 'alice@a.parley.test', bob, 'bob@b.parley.test', 'dialback');
+    // Each direction has its own stream, authenticated by dialback (the certificates are self-signed).
+    for (const p of [a, b]) {
+      const out = p.streams().find((s) => s.direction === 'out' && s.state === 'established');
+      assert.equal(out?.auth, 'dialback', JSON.stringify(p.streams()));
+      assert.equal(out?.tls, true);
+      const inbound = p.streams().find((s) => s.direction === 'in' && s.auth !== 'none');
+      assert.equal(inbound?.auth, 'dialback', JSON.stringify(p.streams()));
+    }
+  });
+
+  test('presence changes and going offline reach the other server', async () => {
+    await bob.send(xml('presence', {}, xml('show', {}, 'away')));
+    await alice.waitFor((s) => presenceFrom('bob@b.parley.test')(s) && s.getChildText('show') === 'away');
+    await bob.send(xml('presence', { type: 'unavailable' }));
+    await alice.waitFor(presenceFrom('bob@b.parley.test', 'unavailable'));
+    // Offline storage applies to a remote sender exactly as to a local one.
+    await alice.send(xml('message', { to: 'bob@b.parley.test', type: 'chat' }, xml('body', {}, 'while you were away')));
+    await new Promise((r) => setTimeout(r, 300));
+    // Coming back: bob's server probes alice's server, which answers with her presence.
+    const mark = bob.received.length;
+    await bob.send(xml('presence'));
+    await bob.waitFor(messageWithBody('while you were away'));
+    await bob.waitFor(presenceFrom('alice@a.parley.test'), 10_000, mark);
+    await alice.waitFor((s) => presenceFrom('bob@b.parley.test')(s) && !s.getChild('show'));
+  });
+
+  test('an iq crosses to the remote user and its answer comes back', async () => {
+    const reply = await alice.xmpp.iqCaller.request(xml('iq', { type: 'get', to: 'bob@b.parley.test' }, xml('ping', { xmlns: 'urn:xmpp:ping' })), 10_000);
+    assert.equal(reply.attrs.type, 'result');
+    const info = await alice.xmpp.iqCaller.request(xml('iq', { type: 'get', to: 'b.parley.test' }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })), 10_000);
+    assert.ok(info.getChild('query')?.getChildren('feature').some((f) => f.attrs.var === 'urn:xmpp:ping'));
+  });
+
+  test('a stanza to a domain that does not resolve bounces remote-server-not-found', async () => {
+    await alice.send(xml('message', { to: 'nobody@unreachable.invalid', type: 'chat', id: 'nx1' }, xml('body', {}, 'anyone?')));
+    const err = await alice.waitFor((s) => s.is('message') && s.attrs.id === 'nx1' && s.attrs.type === 'error');
+    assert.equal(errorCondition(err), 'remote-server-not-found');
+    assert.equal(err.attrs.from, 'nobody@unreachable.invalid');
+  });
+
+  test('a stanza to a server that refuses connections bounces remote-server-not-found', async () => {
+    await alice.send(xml('message', { to: 'nobody@closed.test', type: 'chat', id: 'cl1' }, xml('body', {}, 'anyone?')));
+    const err = await alice.waitFor((s) => s.is('message') && s.attrs.id === 'cl1' && s.attrs.type === 'error');
+    assert.equal(errorCondition(err), 'remote-server-not-found');
+  });
+
+  test('stanzas for a server that hangs bounce remote-server-timeout; beyond the queue bound they bounce at once', async () => {
+    const t0 = Date.now();
+    for (let i = 1; i <= 5; i++) await alice.send(xml('message', { to: 'nobody@silent.test', type: 'chat', id: `q${i}` }, xml('body', {}, `waiting ${i}`)));
+    const errors = await Promise.all([1, 2, 3, 4, 5].map((i) => alice.waitFor((s) => s.is('message') && s.attrs.id === `q${i}` && s.attrs.type === 'error', 10_000)));
+    // maxQueue is 3: the 4th and 5th never wait.
+    assert.deepEqual(errors.map(errorCondition), ['remote-server-timeout', 'remote-server-timeout', 'remote-server-timeout', 'resource-constraint', 'resource-constraint']);
+    assert.ok(Date.now() - t0 >= 2500, 'the queued ones waited for the setup timeout');
+    await waitUntil('the failed route is gone', () => !a.streams().some((s) => s.remote.includes('silent.test')));
+    // Within s2s.retryAfterSeconds the next stanza bounces at once, without dialling again.
+    const attempts = held.length;
+    const t1 = Date.now();
+    await alice.send(xml('message', { to: 'nobody@silent.test', type: 'chat', id: 'q6' }, xml('body', {}, 'again')));
+    const again = await alice.waitFor((s) => s.is('message') && s.attrs.id === 'q6' && s.attrs.type === 'error', 2000);
+    assert.equal(errorCondition(again), 'remote-server-timeout');
+    assert.ok(Date.now() - t1 < 1000);
+    assert.equal(held.length, attempts);
+  });
+});
+
+describe('two Parley deployments, direct TLS (XEP-0368) and idle streams', () => {
+  let e: Parley;
+  let f: Parley;
+  let erin: User;
+  let frank: User;
+
+  before(async () => {
+    const [pe, pet, pf] = await Promise.all([freePortOn(HOST), freePortOn(HOST), freePortOn(HOST)]);
+    // e accepts direct TLS; f reaches it that way (a 'tls://' route, as an _xmpps-server SRV record would).
+    e = await startParley('e.parley.test', { listen: { host: HOST, port: pe }, directTls: { enabled: true, host: HOST, port: pet }, routes: { 'f.parley.test': `${HOST}:${pf}` }, idleSeconds: 1 });
+    f = await startParley('f.parley.test', { listen: { host: HOST, port: pf }, routes: { 'e.parley.test': `tls://${HOST}:${pet}` }, idleSeconds: 1 });
+    await e.addUser('erin');
+    await f.addUser('frank');
+    erin = await login(HOST, e.port, 'erin@e.parley.test');
+    frank = await login(HOST, f.port, 'frank@f.parley.test');
+    await Promise.all([goOnline(erin), goOnline(frank)]);
+  });
+
+  after(async () => {
+    await Promise.all([erin?.stop(), frank?.stop()]);
+    await Promise.all([e?.stop(), f?.stop()]);
+  });
+
+  test('a stream over direct TLS carries stanzas; idle streams close and come back on the next stanza', async () => {
+    await frank.send(xml('message', { to: 'erin@e.parley.test', type: 'chat' }, xml('body', {}, 'over direct TLS')));
+    await erin.waitFor(messageWithBody('over direct TLS'));
+    const out = f.streams().find((s) => s.direction === 'out');
+    assert.deepEqual([out?.state, out?.tls, out?.auth], ['established', true, 'dialback']);
+    // idleSeconds is 1: the sweeper (every half of it) closes both ends' streams.
+    await waitUntil('idle streams are closed', () => f.streams().length === 0 && e.streams().length === 0, 5000);
+    await frank.send(xml('message', { to: 'erin@e.parley.test', type: 'chat' }, xml('body', {}, 'after the idle close')));
+    await erin.waitFor(messageWithBody('after the idle close'));
+  });
+});
+
+describe('two Parley deployments, SASL EXTERNAL with a test CA', () => {
+  let pki: Pki;
+  let c: Parley;
+  let d: Parley;
+  let portD = 0;
+  let carol: User;
+  let dave: User;
+
+  before(async () => {
+    pki = testCa();
+    const [pc, pd, pb] = await Promise.all([freePortOn(HOST), freePortOn(HOST), freePortOn(HOST)]);
+    portD = pd;
+    const strict = { caFile: pki.caCert, dialback: 'refuse' };
+    c = await startParley('c.parley.test', {
+      ...strict, listen: { host: HOST, port: pc }, certificates: { 'c.parley.test': pki.issue('c.parley.test') },
+      routes: { 'd.parley.test': `${HOST}:${pd}`, 'self-signed.test': `${HOST}:${pb}`, 'added.parley.test': `${HOST}:${pd}` },
+    });
+    d = await startParley('d.parley.test', {
+      ...strict, listen: { host: HOST, port: pd }, certificates: { 'd.parley.test': pki.issue('d.parley.test') },
+      routes: { 'c.parley.test': `${HOST}:${pc}` }, certificateDir: pki.dir,
+    });
+    await c.addUser('carol');
+    await d.addUser('dave');
+    carol = await login(HOST, c.port, 'carol@c.parley.test');
+    dave = await login(HOST, d.port, 'dave@d.parley.test');
+    await Promise.all([goOnline(carol), goOnline(dave)]);
+  });
+
+  after(async () => {
+    await Promise.all([carol?.stop(), dave?.stop()]);
+    await Promise.all([c?.stop(), d?.stop()]);
+  });
+
+  test('users subscribe, see presence and chat over streams authenticated by certificate', async () => {
+    await subscribeBothWays(carol, 'carol@c.parley.test', dave, 'dave@d.parley.test');
+    await chatBothWays(carol, 'carol@c.parley.test', dave, 'dave@d.parley.test', 'external');
+    for (const p of [c, d]) {
+      assert.equal(p.streams().find((s) => s.direction === 'out' && s.state === 'established')?.auth, 'external', JSON.stringify(p.streams()));
+      assert.equal(p.streams().find((s) => s.direction === 'in' && s.auth !== 'none')?.auth, 'external', JSON.stringify(p.streams()));
+    }
+  });
+
+  test('a domain added at run time federates with its own certificate, found on first use and chosen by SNI', async () => {
+    // `parley domain add`, and a certificate dropped into s2s.certificateDir (<domain>.crt/.key).
+    pki.issue('added.parley.test');
+    await d.server.domains.add('added.parley.test');
+    await d.server.s2s!.hosts.refresh();
+    await d.server.accounts.add('zoe@added.parley.test', 'secret');
+    const zoe = await login(HOST, d.port, 'zoe@added.parley.test');
+    try {
+      await goOnline(zoe);
+      await carol.send(xml('message', { to: 'zoe@added.parley.test', type: 'chat' }, xml('body', {}, 'welcome, new domain')));
+      await zoe.waitFor(messageWithBody('welcome, new domain'));
+      // c verified the new domain's certificate (dialback is refused on both sides).
+      assert.equal(c.streams().find((s) => s.direction === 'out' && s.remote.includes('added.parley.test'))?.auth, 'external');
+    } finally {
+      await zoe.stop();
+    }
+  });
+
+  test('with dialback refused, a peer whose certificate cannot be verified is unreachable', async () => {
+    const b = await startParley('self-signed.test', { listen: { host: HOST, port: Number(c.server.config.s2s.routes['self-signed.test'].split(':')[1]) } });
+    try {
+      await carol.send(xml('message', { to: 'x@self-signed.test', type: 'chat', id: 'ss1' }, xml('body', {}, 'hi')));
+      const err = await carol.waitFor((s) => s.is('message') && s.attrs.id === 'ss1' && s.attrs.type === 'error');
+      assert.equal(errorCondition(err), 'remote-server-not-found');
+    } finally {
+      await b.stop();
+    }
+  });
+
+  test('a remote server may only send from the domain it authenticated (invalid-from)', async () => {
+    // A hand-driven peer with a CA-signed certificate for evil.test.
+    const evil = pki.issue('evil.test');
+    const peer = await rawPeer(portD, 'evil.test', 'd.parley.test', { cert: readFileSync(evil.cert, 'utf8'), key: readFileSync(evil.key, 'utf8'), ca: readFileSync(pki.caCert, 'utf8') });
+    try {
+      // From its own domain, a stanza is accepted and delivered.
+      peer.send(`<message from='mallory@evil.test/x' to='dave@d.parley.test' type='chat'><body>from evil.test itself</body></message>`);
+      await dave.waitFor(messageWithBody('from evil.test itself'));
+      // From any other domain, the stream ends.
+      peer.send(`<message from='carol@c.parley.test/x' to='dave@d.parley.test' type='chat'><body>forged</body></message>`);
+      await peer.waitFor(/<stream:error><invalid-from/);
+      await peer.closed;
+      assert.ok(!dave.received.some(messageWithBody('forged')));
+    } finally {
+      peer.close();
+    }
+  });
+});
+
+interface RawPeer {
+  send(s: string): void;
+  waitFor(re: RegExp, timeoutMs?: number): Promise<string>;
+  closed: Promise<void>;
+  close(): void;
+}
+
+/** A server-to-server stream driven by hand: STARTTLS with a client certificate, then SASL EXTERNAL. */
+async function rawPeer(port: number, from: string, to: string, tls: { cert: string; key: string; ca: string }): Promise<RawPeer> {
+  let out = '';
+  let socket: Socket | TLSSocket = await new Promise<Socket>((resolve, reject) => {
+    const s = createConnection({ port, host: HOST }, () => resolve(s));
+    s.once('error', reject);
+  });
+  const listeners = new Set<() => void>();
+  const onData = (d: Buffer) => { out += d.toString(); for (const l of [...listeners]) l(); };
+  socket.on('data', onData);
+  let closedResolve!: () => void;
+  const closed = new Promise<void>((r) => (closedResolve = r));
+  const waitFor = (re: RegExp, timeoutMs = 10_000) => new Promise<string>((resolve, reject) => {
+    const check = () => {
+      if (!re.test(out)) return;
+      listeners.delete(check);
+      clearTimeout(t);
+      resolve(out);
+    };
+    const t = setTimeout(() => { listeners.delete(check); reject(new Error(`no ${re} within ${timeoutMs} ms; got: ${out}`)); }, timeoutMs);
+    listeners.add(check);
+    check();
+  });
+  const header = `<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='${from}' to='${to}' version='1.0'>`;
+  socket.write(header);
+  await waitFor(/<starttls/);
+  socket.write(`<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`);
+  await waitFor(/<proceed/);
+  socket.removeListener('data', onData);
+  out = '';
+  const secure = tlsConnect({ socket: socket as Socket, servername: to, cert: tls.cert, key: tls.key, ca: tls.ca });
+  await new Promise<void>((resolve, reject) => { secure.once('secureConnect', resolve); secure.once('error', reject); });
+  socket = secure;
+  socket.on('data', onData);
+  socket.on('close', () => closedResolve());
+  socket.on('error', () => {});
+  socket.write(header);
+  await waitFor(/<mechanism>EXTERNAL<\/mechanism>/);
+  socket.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>${Buffer.from(from).toString('base64')}</auth>`);
+  await waitFor(/<success/);
+  out = '';
+  socket.write(header);
+  await waitFor(/<\/stream:features>|<stream:features\/>/);
+  return { send: (s) => socket.write(s), waitFor, closed, close: () => socket.destroy() };
+}
