@@ -107,7 +107,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     const prefix = config.store.kind === 'redis' ? config.store.keyPrefix : 'parley:';
     sessionMembers = new RedisMembership(redis, { key: `${prefix}members:session`, self: runsSession ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
     c2sMembers = new RedisMembership(redis, { key: `${prefix}members:c2s`, self: runsC2s ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
-    s2sMembers = new RedisMembership(redis, { key: `${prefix}members:s2s`, self: nodeId, heartbeatMs, ttlMs: memberTtlMs, onError });
+    s2sMembers = new RedisMembership(redis, { key: `${prefix}members:s2s`, self: runsS2s ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
   }
 
   let session: SessionNode | undefined;
@@ -116,12 +116,16 @@ export async function startServer(config: Config): Promise<RunningServer> {
     session = new SessionNode({
       config, bus, subjects, store, hosts, membership: sessionMembers, c2sMembers: () => c2sMembers.members(),
       counters: { offline: (event, n) => offline[event].inc(n) },
+      // With no federation process alive, a stanza for another server bounces instead of vanishing on the bus.
+      s2sAvailable: () => config.s2s.enabled && s2sMembers.members().length > 0,
     });
     c2sMembers.onChange((now, prev) => {
       for (const gone of prev) if (!now.includes(gone)) void session!.c2sGone(gone).catch((e: unknown) => log.error('cleanup failed', { node: gone, error: e }));
     });
   }
   await c2sMembers.start();
+  // Session processes watch the federation processes (an s2s process starts its own membership).
+  if (!runsS2s && config.s2s.enabled) await s2sMembers.start();
   if (session) await session.start();
 
   let s2s: S2sNode | undefined;

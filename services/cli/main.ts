@@ -14,7 +14,7 @@ import { isEmbedded, openConfiguredStore, startServer } from '../server.ts';
 
 const USAGE = `usage: parley <command> [options]
 
-  start [--config FILE] [--role all|c2s|session]   run the server (no config: everything in one process)
+  start [--config FILE] [--role all|c2s|session|s2s]   run the server (no config: everything in one process)
   user add JID [--password PW]                      create an account (password also from $PARLEY_PASSWORD)
   user passwd JID [--password PW]                   change a password
   user del JID                                      delete an account with all its data, telling its contacts

@@ -4,6 +4,7 @@
 import type { Bus, Subjects } from '../../libs/bus/bus.ts';
 import { envelope, type Envelope, type StanzaKind } from '../../libs/bus/envelope.ts';
 import { shardOf } from '../../libs/cluster/shards.ts';
+import { domainPart } from '../../libs/jid/split.ts';
 
 /** What a fan-out batch carries beside the shared stanza. */
 export interface FanoutData {
@@ -20,11 +21,12 @@ export class Router {
     private readonly holderOf: (shard: number) => string,
     /** Shards of remote domains over the s2s processes; 0 when federation is off. */
     private readonly s2sShards = 0,
+    private readonly domains: { isLocal(domain: string): boolean; s2sAvailable(): boolean } = { isLocal: () => true, s2sAvailable: () => false },
   ) {}
 
-  /** Hand a stanza for another server to federation; false when there is none. */
+  /** Hand a stanza for another server to federation; false when there is none (the caller bounces). */
   toRemote(domain: string, env: Envelope): boolean {
-    if (this.s2sShards === 0) return false;
+    if (this.s2sShards === 0 || !this.domains.s2sAvailable()) return false;
     this.bus.publish(this.subjects.s2s(shardOf(domain, this.s2sShards)), env);
     return true;
   }
@@ -46,6 +48,12 @@ export class Router {
   fanout(bares: Iterable<string>, env: Envelope): void {
     const byNode = new Map<string, string[]>();
     for (const b of bares) {
+      const domain = domainPart(b);
+      if (!this.domains.isLocal(domain)) {
+        // Contacts on other servers: straight to federation, in order with direct stanzas to them.
+        this.toRemote(domain, { ...env, to: b, dir: 'out', op: '', origin: '', seq: 0 });
+        continue;
+      }
       const node = this.holderOf(shardOf(b, this.shards));
       let list = byNode.get(node);
       if (!list) byNode.set(node, (list = []));

@@ -33,6 +33,8 @@ export interface SessionNodeOptions {
   /** Overrides the liveness test built on c2sMembers (an administrative process that must leave sessions alone). */
   c2sAlive?: (node: string) => boolean;
   counters?: SessionServices['counters'];
+  /** Some federation process is alive to take stanzas for other servers. */
+  s2sAvailable?: () => boolean;
 }
 
 export class SessionNode {
@@ -41,9 +43,11 @@ export class SessionNode {
   readonly router: Router;
 
   constructor(private readonly o: SessionNodeOptions) {
+    const mucDomains = new MucDomains(o.config.muc, o.hosts);
     const registry = new ModuleRegistry(modules, o.config);
     this.router = new Router(o.bus, o.subjects, o.config.cluster.shards, (shard) => this.shards.holderOf(shard),
-      o.config.s2s.enabled ? o.config.s2s.shards : 0);
+      o.config.s2s.enabled ? o.config.s2s.shards : 0,
+      { isLocal: (domain) => o.hosts.has(domain) || mucDomains.has(domain), s2sAvailable: o.s2sAvailable ?? (() => o.config.s2s.enabled) });
     const svc: SessionServices = {
       config: o.config,
       store: o.store,
@@ -54,7 +58,7 @@ export class SessionNode {
       c2sAlive: o.c2sAlive ?? ((node) => o.c2sMembers().includes(node)),
       newResource,
       counters: o.counters,
-      muc: new MucDomains(o.config.muc, o.hosts),
+      muc: mucDomains,
       toC2s: (node, env) => o.bus.publish(o.subjects.c2s(node), env),
     };
     this.actors = new ActorSystem(svc);
