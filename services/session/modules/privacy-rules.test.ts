@@ -5,9 +5,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { StanzaError } from '../../../libs/errors/index.ts';
 import type { Contact, FilteredStanza } from '../module.ts';
+import { pack } from 'msgpackr';
+import { loadConfig } from '../../../libs/config/index.ts';
 import {
   BlockedError, classOf, CompiledList, decodeItems, encodeItems, EVERYTHING, IQ, MESSAGE, OTHER, peerKeys, PRESENCE_IN, PRESENCE_OUT,
-  PrivacyRules, refusal, type PrivacyItem,
+  PrivacyRules, privacyRules, refusal, type PrivacyItem,
 } from './privacy-rules.ts';
 
 const item = (type: PrivacyItem['type'], value: string, allow: boolean, order: number, mask = EVERYTHING): PrivacyItem => ({ type, value, allow, order, mask });
@@ -130,4 +132,24 @@ test('refusals: inbound looks like a missing account, outbound tells the user, e
 test('items survive the store encoding', () => {
   const items = [item('jid', 'a@b/c', false, 3, MESSAGE | IQ), item('group', 'Friends', true, 7), item('', '', false, 9)];
   assert.deepEqual(decodeItems(encodeItems(items)), items);
+});
+
+test('loading keeps the choices of live sessions only (a crashed session\'s fields never apply to a new one)', () => {
+  const privacy = new Map<string, Uint8Array>([
+    ['list:l', encodeItems([item('jid', 'bob@x', false, 1)])],
+    ['default', pack('gone')],
+    ['active:phone', pack(['s1', 'l'])],
+    ['active:laptop', pack(['old-sid', 'l'])],
+    ['active:tablet', pack(['s3', 'no-such-list'])],
+    ['blockpush:phone', pack('s1')],
+    ['blockpush:laptop', pack('old-sid')],
+  ]);
+  const blocklist = new Map<string, Uint8Array>([['eve@x', new Uint8Array(0)]]);
+  const rules = privacyRules.load(new Map([['privacy', privacy], ['blocklist', blocklist]]),
+    { account: 'a@x', config: loadConfig(undefined, {}, {}), sessions: new Map([['phone', 's1'], ['laptop', 's2'], ['tablet', 's3']]) });
+  assert.deepEqual([...rules.active.keys()], ['phone']);
+  assert.deepEqual([...rules.blockInterest.keys()], ['phone']);
+  assert.equal(rules.defaultList, '', 'a default naming a missing list is ignored');
+  assert.ok(rules.blocked.has('eve@x'));
+  assert.equal(rules.perSession, true);
 });

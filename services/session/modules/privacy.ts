@@ -68,8 +68,9 @@ function get(req: IqRequest): Element {
   requireOwner(req);
   const rules = req.account.state(privacyRules);
   const what = single(req.payload);
-  if (what === undefined) {
-    // §2.3: the names of the lists, the active list of this resource and the default list.
+  if (what === undefined || ((what.name === 'active' || what.name === 'default') && !what.attrs.name)) {
+    // §2.3: the names of the lists, the active list of this resource and the default list
+    // (also the answer to a bare <active/> or <default/>, which some clients ask).
     const active = rules.active.get(resourcePart(req.from))?.list;
     return el('query', { xmlns: NS_PRIVACY },
       active ? el('active', { name: active }) : undefined,
