@@ -17,7 +17,7 @@ import { isAvailable as parleyAvailable } from './peers/parley.ts';
 const { values } = parseArgs({
   options: {
     ...OPTION_SPEC,
-    targets: { type: 'string', default: 'ejabberd,prosody,parley' },
+    targets: { type: 'string', default: 'ejabberd,prosody,parley,parley-cluster' },
     scenarios: { type: 'string', default: 'login,idle,chat' },
     'login-users': { type: 'string', default: '500' },
     'idle-connections': { type: 'string', default: '2000' },
@@ -50,7 +50,7 @@ const skipped: Record<string, string> = {};
 for (const target of values.targets.split(',').filter(Boolean)) {
   const make = PEERS[target];
   if (!make) { skipped[target] = 'unknown target'; continue; }
-  if (target === 'parley' && !parleyAvailable()) { skipped[target] = '`parley user bulk-add` not available yet'; console.log(`skipping parley: ${skipped[target]}`); continue; }
+  if (target.startsWith('parley') && !parleyAvailable()) { skipped[target] = '`parley user bulk-add` not available yet'; console.log(`skipping parley: ${skipped[target]}`); continue; }
   const peer = make({ users, port, httpPort, keep: values.keep, prefix: values['users-prefix'], password: values.password, domain: values.domain });
   results[target] = [];
   // A fresh server (same account count) per scenario: no figure depends on what ran before it.
