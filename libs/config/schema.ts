@@ -219,6 +219,16 @@ export const configSchema = z.object({
     maxBytes: z.number().int().positive().default(65_536),
   }).default({}),
 
+  /** XEP-0163 personal eventing (the part of XEP-0060 publish-subscribe PEP needs), on each account's bare JID. */
+  pep: z.object({
+    /** Ceiling for a node's `pubsub#max_items`; a larger value is refused (not-acceptable). Also the default for new nodes. */
+    maxItems: z.number().int().positive().default(1000),
+    /** Largest item kept, in bytes of XML (avatars are the big ones); a larger one is refused and nothing is stored. */
+    maxItemBytes: z.number().int().positive().default(131_072),
+    /** Nodes per account; publishing to one more is refused (policy-violation). */
+    maxNodes: z.number().int().positive().default(256),
+  }).default({}),
+
   /** XEP-0049 private XML storage. */
   privateStorage: z.object({
     /** Largest element stored, in bytes of XML. */
@@ -307,6 +317,52 @@ export const configSchema = z.object({
     maxMailbox: z.number().int().positive().default(10_000),
     /** Timeout for a c2s → actor request (bind). */
     requestTimeoutMs: z.number().int().positive().default(10_000),
+  }).default({}),
+
+  /** XEP-0198 stream management: acks both ways, and sessions that survive their connection (resumption on any c2s node). */
+  streamManagement: z.object({
+    enabled: z.boolean().default(true),
+    /** Seconds a session whose connection is gone waits for the client to resume it, when the client names no `max`. */
+    resumeTimeoutSeconds: z.number().int().min(0).default(300),
+    /** Ceiling for the client's requested `max`; 0 turns resumption off (acks only). */
+    maxResumeTimeoutSeconds: z.number().int().min(0).default(3600),
+    /** The server asks the client for an ack (<r/>) after this many unacknowledged stanzas… */
+    ackRequestStanzas: z.number().int().positive().default(5),
+    /** …or once its oldest unacknowledged stanza is this many seconds old. */
+    ackRequestSeconds: z.number().positive().default(30),
+    /** Unacknowledged stanzas kept per session; beyond it the session ends and they are routed as if it had closed. */
+    maxQueue: z.number().int().positive().default(5000),
+    /** What contacts see while a session waits: its last presence ('keep'), or unavailable until it resumes. */
+    presenceWhileWaiting: z.enum(['keep', 'unavailable']).default('keep'),
+  }).default({}),
+
+  /** XEP-0280 message carbons. */
+  carbons: z.object({
+    enabled: z.boolean().default(true),
+  }).default({}),
+
+  /** XEP-0313 message archive management of each account (with XEP-0059 paging and XEP-0359 stanza ids). */
+  mam: z.object({
+    enabled: z.boolean().default(true),
+    /** What a new account archives until its owner sets preferences: every chat message, only those with roster contacts, or nothing. */
+    default: z.enum(['always', 'roster', 'never']).default('always'),
+    /** Messages kept per account; the oldest go first (0: no limit). */
+    maxMessages: z.number().int().min(0).default(10_000),
+    /** Days a message is kept (0: no limit). */
+    maxAgeDays: z.number().min(0).default(0),
+    /** Page size when the query names none. */
+    defaultPage: z.number().int().positive().default(50),
+    /** Largest page one query returns. */
+    maxPage: z.number().int().positive().default(250),
+  }).default({}),
+
+  /** XEP-0357 push notifications to the app servers clients register. */
+  push: z.object({
+    enabled: z.boolean().default(true),
+    /** What a notification tells the app server: only that something arrived ('none'), the sender too, or the sender and the body. */
+    include: z.enum(['none', 'sender', 'body']).default('none'),
+    /** App-server registrations per account. */
+    maxRegistrations: z.number().int().positive().default(16),
   }).default({}),
 });
 

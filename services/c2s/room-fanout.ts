@@ -9,8 +9,9 @@ import { escapeAttr } from '../../libs/xml/serialize.ts';
 
 export const OP_ROOM_FANOUT = 'muc-fanout';
 
+/** The bytes start with the session ids (space-separated, `targets` bytes), then the stanzas. */
 interface RoomFanoutData {
-  sids: string[];
+  targets: number;
   /** Byte length of each stanza when the envelope holds several. */
   parts?: number[];
 }
@@ -40,17 +41,18 @@ function split(b: Buffer): Part {
 
 /** Deliver a room batch to the sessions it names; returns how many stanzas were written. */
 export function expandRoomFanout(env: Envelope, streamOf: (sid: string) => FanoutRecipient | undefined): number {
-  const { sids, parts } = env.data as RoomFanoutData;
+  const { targets, parts } = env.data as RoomFanoutData;
   const all = typeof env.xml === 'string' ? Buffer.from(env.xml) : Buffer.from(env.xml.buffer, env.xml.byteOffset, env.xml.byteLength);
+  const sids = all.toString('latin1', 0, targets).split(' ');
   const pieces: Part[] = [];
   if (parts && parts.length > 0) {
-    let off = 0;
+    let off = targets;
     for (const n of parts) {
       pieces.push(split(all.subarray(off, off + n)));
       off += n;
     }
   } else {
-    pieces.push(split(all));
+    pieces.push(split(all.subarray(targets)));
   }
   const base: Envelope = { ...env, op: '', data: undefined };
   let written = 0;

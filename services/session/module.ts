@@ -26,8 +26,17 @@ import type { Subscription } from './im/subscription.ts';
 export type DiscoTarget = 'host' | 'account';
 
 /** What disco#info shows, per target, from every enabled module. */
+/** A disco#info identity a module adds for a target (XEP-0030 §3.1). */
+export interface DiscoIdentity {
+  readonly category: string;
+  readonly type: string;
+  readonly name?: string;
+}
+
 export interface Disco {
   features(target: DiscoTarget): readonly string[];
+  /** Identities the modules add beside the target's own. */
+  identities(target: DiscoTarget): readonly DiscoIdentity[];
   /** XEP-0128 extended information (data forms) for the target. */
   forms(target: DiscoTarget): Element[];
 }
@@ -65,6 +74,13 @@ export interface AccountContext {
   state<S>(def: AccountState<S>): S;
   /** An iq-set push to one of the account's resources (block list, privacy list pushes). */
   sendPush(resource: string, payload: Element): void;
+  /** Send a stanza on the account's behalf (its `from` set by the caller: the bare JID or a resource), wherever its `to` lives. */
+  sendStanza(stanza: Element): void;
+  /**
+   * An iq get from the bare JID to an entity; `onReply` gets the result or
+   * error when it comes back, inside a later turn of this actor (never if it does not).
+   */
+  query(to: string, payload: Element, onReply: (reply: Element) => void | Promise<void>): void;
   /** Who sees this account's presence now: contacts with a 'from' subscription and directed-presence targets. */
   presenceAudience(): string[];
   /** Current presence of every available resource (or of one) to an entity; bypasses filters: the caller decided. */
@@ -130,11 +146,13 @@ export interface UnavailableEvent {
 
 export interface SessionHooks<S> {
   /** A resource sent available presence; `initial` when it was not available before. */
-  available?(state: S, account: AccountContext, resource: string, initial: boolean): void | Promise<void>;
+  available?(state: S, account: AccountContext, resource: string, initial: boolean, presence: string): void | Promise<void>;
   /** A resource became unavailable, by presence or because its session ended. */
   unavailable?(state: S, account: AccountContext, event: UnavailableEvent): void | Promise<void>;
   /** A session ended: forget what was kept for that resource. */
   ended?(state: S, account: AccountContext, resource: string): void | Promise<void>;
+  /** Available or unavailable presence from a roster contact's resource reached the account. */
+  contactPresence?(state: S, account: AccountContext, from: string, type: '' | 'unavailable', presence: string): void | Promise<void>;
 }
 
 /** The hashes an actor read at activation, by collection (absent ones are empty). */
@@ -168,7 +186,7 @@ export interface XmppModule {
   /** Off unless this says otherwise (default: on); `modules.disabled` turns any module off. */
   enabled?(config: Config): boolean;
   /** Disco features per target; `hostForms` adds XEP-0128 forms to the server's disco#info. */
-  disco?: { host?: readonly string[]; account?: readonly string[]; hostForms?(config: Config): Element[] };
+  disco?: { host?: readonly string[]; account?: readonly string[]; hostForms?(config: Config): Element[]; identities?: Partial<Record<DiscoTarget, readonly DiscoIdentity[]>> };
   /** Per-account state the module reads or changes; shared by identity with other modules. */
   state?: readonly AccountState<unknown>[];
   /** Collections of the account's scope the module writes but does not load (removed with the account). */
@@ -190,12 +208,13 @@ export class ModuleRegistry implements Disco {
   private readonly handlers = new Map<string, IqHandler>();
   private readonly featureLists: Record<DiscoTarget, string[]> = { host: [], account: [] };
   private readonly formMakers: ((config: Config) => Element[])[] = [];
+  private readonly identityLists: Record<DiscoTarget, DiscoIdentity[]> = { host: [], account: [] };
   readonly enabled: readonly XmppModule[];
   /** Distinct state definitions; an actor keeps one value per slot, in this order. */
   readonly states: readonly AccountState<unknown>[];
   private readonly slots = new Map<AccountState<unknown>, number>();
   /** Slots whose definition has each session hook (so an actor without any skips the loop). */
-  readonly hookSlots: { readonly available: readonly number[]; readonly unavailable: readonly number[]; readonly ended: readonly number[] };
+  readonly hookSlots: { readonly available: readonly number[]; readonly unavailable: readonly number[]; readonly ended: readonly number[]; readonly contactPresence: readonly number[] };
   /** Collections every actor loads at activation for the modules. */
   readonly loadCollections: readonly string[];
   /** Every collection the modules keep in an account's scope (what account removal deletes). */
@@ -209,6 +228,7 @@ export class ModuleRegistry implements Disco {
     for (const m of this.enabled) {
       for (const target of ['host', 'account'] as const) {
         for (const f of m.disco?.[target] ?? []) if (!this.featureLists[target].includes(f)) this.featureLists[target].push(f);
+        this.identityLists[target].push(...(m.disco?.identities?.[target] ?? []));
       }
       if (m.disco?.hostForms) this.formMakers.push(m.disco.hostForms);
       for (const [k, h] of Object.entries(m.iq ?? {})) {
@@ -227,7 +247,7 @@ export class ModuleRegistry implements Disco {
     this.featureLists.account.sort();
     this.states = states;
     const withHook = (k: keyof SessionHooks<unknown>) => states.flatMap((s, i) => (s.hooks?.[k] ? [i] : []));
-    this.hookSlots = { available: withHook('available'), unavailable: withHook('unavailable'), ended: withHook('ended') };
+    this.hookSlots = { available: withHook('available'), unavailable: withHook('unavailable'), ended: withHook('ended'), contactPresence: withHook('contactPresence') };
     const load = [...new Set(states.flatMap((s) => s.collections))];
     this.loadCollections = load;
     this.ownedCollections = [...new Set([...load, ...stored])];
@@ -235,6 +255,10 @@ export class ModuleRegistry implements Disco {
 
   features(target: DiscoTarget): readonly string[] {
     return this.featureLists[target];
+  }
+
+  identities(target: DiscoTarget): readonly DiscoIdentity[] {
+    return this.identityLists[target];
   }
 
   forms(target: DiscoTarget): Element[] {

@@ -73,6 +73,8 @@ export class UserActor extends Actor implements AccountContext {
   private rosterVer = 0;
   private offlineCount = 0;
   private pushSeq = 0;
+  /** Iqs the modules sent (query()) awaiting their answer, by id; bounded, oldest dropped. */
+  private readonly queries = new Map<string, { to: string; onReply: (reply: Element) => void | Promise<void> }>();
   /** One value per module state definition (ModuleRegistry.states order). */
   private states: unknown[] = [];
   /** Filters with something to enforce; empty for an account without rules, so its stanzas skip filtering. */
@@ -257,7 +259,7 @@ export class UserActor extends Actor implements AccountContext {
     if (subscribers.length) this.svc.router.fanout(subscribers, envelope({ kind: 'presence', dir: 'in', from: env.from, type: '', xml }));
     // RFC 6121 §4.2.2, §4.4.2: every available resource, the sender's own included, sees the new presence.
     for (const other of this.sessions.values()) if (other.available) this.deliverTo(other, 'presence', env.from, xml);
-    const hooks = this.availableHooks(resource, initial);
+    const hooks = this.availableHooks(resource, initial, xml);
     if (initial) {
       // Learn the contacts' presence: probes, answered straight to this session
       // (not to contacts whose presence the rules would refuse anyway).
@@ -395,14 +397,16 @@ export class UserActor extends Actor implements AccountContext {
   private inboundPresence(env: Envelope): void | Promise<void> {
     if (SUBSCRIPTION_TYPES.has(env.type)) return this.inboundSubscription(env, env.type as SubscriptionType);
     if (env.type === 'probe') return this.answerProbe(env);
+    const hooks = this.contactPresenceHooks(env);
     const resource = resourcePart(env.to);
     if (resource !== '') {
       const s = this.sessions.get(resource);
       if (s) this.deliverEnv(s, env);
-      return;
+      return hooks;
     }
     if (env.type === 'error') return;
     for (const s of this.sessions.values()) if (s.available && this.deliverable(s, env)) this.deliverEnv(s, env);
+    return hooks;
   }
 
   /** A contact asks what we are up to (RFC 6121 §4.3.2): only subscribers learn it. */
@@ -637,7 +641,7 @@ export class UserActor extends Actor implements AccountContext {
   // ================================================================ iq answered by the server
 
   private async serverIq(env: Envelope, target: 'host' | 'account', addressed: string): Promise<void> {
-    if (env.type !== 'get' && env.type !== 'set') return; // results and errors to the server end here
+    if (env.type !== 'get' && env.type !== 'set') return this.queryReply(env); // other results and errors to the server end here
     const stanza = parseFragment(env.xml);
     const payload = firstElement(stanza);
     let reply: Element;
@@ -671,6 +675,16 @@ export class UserActor extends Actor implements AccountContext {
       this.removeRequested = false;
       await this.removeAccount();
     }
+  }
+
+  /** The answer to an iq a module sent with query(), from the entity it asked. */
+  private queryReply(env: Envelope): void | Promise<void> {
+    if (this.queries.size === 0) return;
+    const stanza = parseFragment(env.xml);
+    const q = this.queries.get(stanza.attrs.id ?? '');
+    if (!q || q.to !== env.from) return;
+    this.queries.delete(stanza.attrs.id ?? '');
+    return q.onReply(stanza);
   }
 
   // ================================================================ answers and errors
@@ -719,11 +733,23 @@ export class UserActor extends Actor implements AccountContext {
     })();
   }
 
-  private availableHooks(resource: string, initial: boolean): Promise<void> | undefined {
+  private availableHooks(resource: string, initial: boolean, presence: string): Promise<void> | undefined {
     const { states, hookSlots } = this.svc.modules;
     if (hookSlots.available.length === 0) return undefined;
     return (async () => {
-      for (const i of hookSlots.available) await states[i].hooks!.available!(this.states[i], this, resource, initial);
+      for (const i of hookSlots.available) await states[i].hooks!.available!(this.states[i], this, resource, initial, presence);
+    })();
+  }
+
+  /** Presence from a roster contact's resource (not subscriptions or probes). */
+  private contactPresenceHooks(env: Envelope): Promise<void> | undefined {
+    const { states, hookSlots } = this.svc.modules;
+    if (hookSlots.contactPresence.length === 0 || (env.type !== '' && env.type !== 'unavailable')) return undefined;
+    if (resourcePart(env.from) === '' || !this.contact(bareJid(env.from))) return undefined;
+    const xml = typeof env.xml === 'string' ? env.xml : Buffer.from(env.xml).toString();
+    const type = env.type;
+    return (async () => {
+      for (const i of hookSlots.contactPresence) await states[i].hooks!.contactPresence!(this.states[i], this, env.from, type, xml);
     })();
   }
 
@@ -767,6 +793,18 @@ export class UserActor extends Actor implements AccountContext {
     const s = this.sessions.get(resource);
     if (!s) return;
     this.deliverTo(s, 'iq', '', serialize(el('iq', { type: 'set', id: `push${++this.pushSeq}`, to: `${this.bare}/${resource}` }, payload)));
+  }
+
+  sendStanza(stanza: Element): void {
+    const a = stanza.attrs;
+    this.routeStanza(stanza.name as StanzaKind, a.from ?? this.bare, a.to ?? '', a.type ?? '', serialize(stanza));
+  }
+
+  query(to: string, payload: Element, onReply: (reply: Element) => void | Promise<void>): void {
+    const id = `q${++this.pushSeq}`;
+    if (this.queries.size >= 256) this.queries.delete(this.queries.keys().next().value!);
+    this.queries.set(id, { to, onReply });
+    this.sendStanza(el('iq', { type: 'get', id, from: this.bare, to }, payload));
   }
 
   presenceAudience(): string[] {

@@ -26,6 +26,7 @@ declare module '@xmpp/client' {
     on(event: 'error' | 'offline' | 'online' | 'status', cb: (...a: unknown[]) => void): void;
     reconnect: { stop(): void };
     iqCaller: { request(el: Element, timeout?: number): Promise<Element> };
+    iqCallee: { get(ns: string, name: string, handler: (ctx: { stanza: Element; element: Element }) => Element | Promise<Element>): void };
     jid?: { toString(): string };
   }
   export function client(opts: { service: string; domain: string; username?: string; password?: string; resource?: string }): Client;

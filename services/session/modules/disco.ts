@@ -11,6 +11,7 @@ function info(target: DiscoTarget, identity: Element) {
   return (req: IqRequest, ctx: ServerContext): Element => {
     if (req.payload.attrs.node) throw new StanzaError('item-not-found', `no node '${req.payload.attrs.node}'`);
     return el('query', { xmlns: NS_INFO }, identity,
+      ...ctx.disco.identities(target).map((i) => el('identity', { category: i.category, type: i.type, name: i.name })),
       ...ctx.disco.features(target).map((f) => el('feature', { var: f })),
       ...ctx.disco.forms(target));
   };

@@ -5,6 +5,7 @@ import blocking from './blocking.ts';
 import contactAddresses from './contact-addresses.ts';
 import disco from './disco.ts';
 import last from './last.ts';
+import pep from './pep.ts';
 import ping from './ping.ts';
 import privacy from './privacy.ts';
 import privateStorage from './private.ts';
@@ -13,4 +14,4 @@ import time from './time.ts';
 import vcard from './vcard.ts';
 import version from './version.ts';
 
-export const modules: readonly XmppModule[] = [disco, ping, time, version, last, privacy, blocking, vcard, privateStorage, contactAddresses, register];
+export const modules: readonly XmppModule[] = [disco, ping, time, version, last, privacy, blocking, vcard, privateStorage, contactAddresses, register, pep];

@@ -10,16 +10,22 @@ import { escapeAttr } from '../../../libs/xml/serialize.ts';
 /** The c2s control op that expands a room batch; c2s-node.ts dispatches it. */
 export const OP_ROOM_FANOUT = 'muc-fanout';
 
-/** What a room batch carries beside its bytes (the stanzas back to back). */
+/**
+ * What a room batch carries in its header. The session ids travel in the
+ * bytes, not in the header: the envelope header is msgpack behind a u16
+ * length (libs/bus/envelope.ts), and thousands of ids would overflow it.
+ * Bytes: the session ids separated by spaces (`targets` bytes), then the
+ * stanzas back to back.
+ */
 export interface RoomFanoutData {
-  /** The sessions that get every stanza of the batch. */
-  sids: string[];
+  /** Byte length of the space-separated session ids at the start of the bytes. */
+  targets: number;
   /** Byte length of each stanza when the batch holds more than one. */
   parts?: number[];
 }
 
-/** Session ids per envelope: 4096 × ~17 bytes stays far below NATS' 1 MB default payload limit. */
-export const MAX_TARGETS = 4096;
+/** Session ids per envelope: 16384 × 17 bytes plus a stanza stays below NATS' 1 MB default payload limit. */
+export const MAX_TARGETS = 16_384;
 /** Bytes of stanzas per envelope of a batch to one session. */
 export const MAX_BATCH_BYTES = 256 * 1024;
 
@@ -65,8 +71,7 @@ export class RoomFanout {
       const bytes = Buffer.from(xml);
       for (const [node, sids] of groups) {
         for (let i = 0; i < sids.length; i += MAX_TARGETS) {
-          const data: RoomFanoutData = { sids: sids.length <= MAX_TARGETS ? (sids as string[]) : sids.slice(i, i + MAX_TARGETS) };
-          this.publish(node, data, bytes);
+          this.publish(node, sids.length <= MAX_TARGETS ? sids : sids.slice(i, i + MAX_TARGETS), [bytes]);
         }
       }
     }
@@ -86,28 +91,31 @@ export class RoomFanout {
       return;
     }
     let chunk: Buffer[] = [];
-    let parts: number[] = [];
     let size = 0;
     const flush = () => {
       if (chunk.length === 0) return;
-      this.publish(t.node, { sids: [t.sid], parts: chunk.length > 1 ? parts : undefined }, chunk.length === 1 ? chunk[0] : Buffer.concat(chunk, size));
+      this.publish(t.node, [t.sid], chunk);
       chunk = [];
-      parts = [];
       size = 0;
     };
     for (const x of stanzas) {
       const b = Buffer.from(x);
       if (size + b.length > MAX_BATCH_BYTES) flush();
       chunk.push(b);
-      parts.push(b.length);
       size += b.length;
     }
     flush();
   }
 
-  private publish(node: string, data: RoomFanoutData, xml: Uint8Array): void {
+  /** The encoded id list of a cached grouping, reused until the grouping changes. */
+  private readonly ids = new WeakMap<readonly string[], Buffer>();
+
+  private publish(node: string, sids: readonly string[], stanzas: readonly Buffer[]): void {
     this.published++;
-    this.toC2s(node, envelope({ kind: 'ctl', dir: 'deliver', op: OP_ROOM_FANOUT, from: this.room, data, xml }));
+    let ids = this.ids.get(sids);
+    if (!ids) this.ids.set(sids, (ids = Buffer.from(sids.join(' '), 'latin1')));
+    const data: RoomFanoutData = { targets: ids.length, parts: stanzas.length > 1 ? stanzas.map((b) => b.length) : undefined };
+    this.toC2s(node, envelope({ kind: 'ctl', dir: 'deliver', op: OP_ROOM_FANOUT, from: this.room, data, xml: Buffer.concat([ids, ...stanzas]) }));
   }
 }
 

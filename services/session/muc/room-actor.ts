@@ -90,6 +90,11 @@ export class RoomActor extends MucActor {
     return this.byNick.size > 0;
   }
 
+  /** Busy until every write has landed too, so a shutdown waits for them (ActorSystem.idle asks this). */
+  override get busy(): boolean {
+    return super.busy || this.pendingWrites > 0;
+  }
+
   /** Idle means the mailbox is empty and every write has landed: what a shard handoff waits for. */
   override async idle(): Promise<void> {
     await super.idle();
