@@ -37,7 +37,8 @@ const DEFAULT_TYPE: Record<StanzaErrorCondition, StanzaErrorType> = {
 };
 
 export class StreamError extends Error {
-  constructor(readonly condition: StreamErrorCondition, readonly text?: string) {
+  /** `detail`: an application-specific condition (RFC 6120 §4.9.4), e.g. XEP-0198's handled-count-too-high. */
+  constructor(readonly condition: StreamErrorCondition, readonly text?: string, readonly detail?: Element) {
     super(text ? `${condition}: ${text}` : condition);
     this.name = 'StreamError';
   }
@@ -45,7 +46,8 @@ export class StreamError extends Error {
   toElement(): Element {
     return el('stream:error', {},
       el(this.condition, { xmlns: NS_STREAMS }),
-      this.text ? el('text', { xmlns: NS_STREAMS, 'xml:lang': 'en' }, this.text) : undefined);
+      this.text ? el('text', { xmlns: NS_STREAMS, 'xml:lang': 'en' }, this.text) : undefined,
+      this.detail);
   }
 }
 

@@ -23,6 +23,10 @@ export function instrumentStore(inner: Store, sink: LatencySink): Store {
     lrange: (s, c, a, b) => timed('lrange', inner.lrange(s, c, a, b)),
     llen: (s, c) => timed('llen', inner.llen(s, c)),
     ltrim: (s, c, a, b) => timed('ltrim', inner.ltrim(s, c, a, b)),
+    logAppend: (s, c, id, v) => timed('logAppend', inner.logAppend(s, c, id, v)),
+    logRange: (s, c, r) => timed('logRange', inner.logRange(s, c, r)),
+    logCount: (s, c, r) => timed('logCount', inner.logCount(s, c, r)),
+    logTrim: (s, c, t) => timed('logTrim', inner.logTrim(s, c, t)),
     del: (s, c) => timed('del', inner.del(s, c)),
     load: (s, colls) => timed('load', inner.load(s, colls)),
     batch(scope: string): StoreBatch {

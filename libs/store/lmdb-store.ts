@@ -4,8 +4,11 @@
 //   hash field   [scope, coll, field]   (field: string)
 //   list item    [scope, coll, seq]     (seq: number; numbers sort before strings)
 //   list meta    [scope, coll]          (16 bytes: head seq, next seq)
+//   log entry    [scope, coll, id]      (id: number, no meta: a log is its key range)
 // A list is dense between head and next, so rpush, llen and index lookups are
-// O(1) and ltrim only touches what it removes. Values are stored as raw bytes.
+// O(1) and ltrim only touches what it removes. A log append is a plain put:
+// no read, no transaction, batched with every other write of the turn.
+// Values are stored as raw bytes.
 //
 // lmdb is multi-process safe: the CLI may open the same directory while the
 // server runs. Every read-modify-write runs inside `transaction`, which holds
@@ -14,7 +17,7 @@
 // overlappingSync: visible to all processes, survives a process crash; the OS
 // flush follows in order).
 import { open, type Key, type RootDatabase } from 'lmdb';
-import type { Bytes, Store, StoreBatch } from './store.ts';
+import type { Bytes, LogEntry, LogRange, Store, StoreBatch } from './store.ts';
 
 type Db = RootDatabase<Buffer, Key>;
 
@@ -74,6 +77,26 @@ export async function openLmdbStore(path: string): Promise<Store> {
     return start > stop ? null : [start, stop];
   };
 
+  // Log ids are non-negative safe integers; these bounds enclose all of them and no string field.
+  const LOW = -1;
+  const HIGH = Number.MAX_SAFE_INTEGER + 1;
+  const logKeys = (scope: string, coll: string, q: Pick<LogRange, 'after' | 'before'>) =>
+    ({ start: [scope, coll, q.after ?? LOW] as Key, end: [scope, coll, q.before ?? HIGH] as Key });
+  const logRange = (scope: string, coll: string, q: LogRange): LogEntry[] => {
+    const { start, end } = logKeys(scope, coll, q);
+    const out: LogEntry[] = [];
+    const limit = q.limit ?? Number.POSITIVE_INFINITY;
+    // Forwards `start` is inclusive and `end` exclusive; backwards the roles swap. Drop the exclusive bound by hand.
+    const range = q.reverse ? db.getRange({ start: end, end: start, reverse: true }) : db.getRange({ start, end });
+    for (const { key, value } of range) {
+      const id = (key as Key[])[2] as number;
+      if (id === q.after || id === q.before) continue;
+      out.push({ id, value });
+      if (out.length >= limit) break;
+    }
+    return out;
+  };
+
   const batch = (scope: string): StoreBatch => {
     const ops: (() => void)[] = [];
     const b: StoreBatch = {
@@ -120,6 +143,25 @@ export async function openLmdbStore(path: string): Promise<Store> {
         for (let seq = keep.next; seq < m.next; seq++) db.removeSync([scope, coll, seq]);
         writeMeta(scope, coll, keep);
       });
+    },
+
+    async logAppend(scope, coll, id, value) { await db.put([scope, coll, id], buf(value)); },
+    async logRange(scope, coll, q = {}) { return logRange(scope, coll, q); },
+    async logCount(scope, coll, q = {}) {
+      const n = db.getKeysCount(logKeys(scope, coll, q));
+      return q.after !== undefined && db.doesExist([scope, coll, q.after]) ? n - 1 : n;
+    },
+    async logTrim(scope, coll, t) {
+      const drop: Key[] = [];
+      if (t.below !== undefined) for (const k of db.getKeys(logKeys(scope, coll, { before: t.below }))) drop.push(k);
+      if (t.maxLength !== undefined) {
+        const excess = db.getKeysCount(logKeys(scope, coll, {})) - t.maxLength;
+        if (excess > drop.length) {
+          drop.length = 0;
+          for (const k of db.getKeys({ ...logKeys(scope, coll, {}), limit: excess })) drop.push(k);
+        }
+      }
+      await Promise.all(drop.map((k) => db.remove(k)));
     },
 
     async del(scope, coll) { await db.transaction(() => delTx(scope, coll)); },

@@ -1,7 +1,7 @@
 // A Store in process memory: for data that must not outlive the process (the
 // embedded mode's session directory) and for tests. Same semantics as the
 // durable stores, including Redis' list index rules.
-import type { Bytes, Store, StoreBatch } from './store.ts';
+import type { Bytes, LogEntry, LogRange, Store, StoreBatch } from './store.ts';
 
 type Hash = Map<string, Bytes>;
 
@@ -15,10 +15,24 @@ function span(len: number, start: number, stop: number): [number, number] {
   return [a, b];
 }
 
+/** First index whose id is greater than `x` (ids ascending). */
+function firstAbove(ids: number[], x: number): number {
+  let lo = 0;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (ids[mid] <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 export class MemoryStore implements Store {
   readonly kind = 'memory' as const;
   private readonly hashes = new Map<string, Hash>();
   private readonly lists = new Map<string, Bytes[]>();
+  /** Logs: ids ascending, values beside them. */
+  private readonly logs = new Map<string, { ids: number[]; values: Bytes[] }>();
 
   private key(scope: string, coll: string): string {
     return `${scope}\u0000${coll}`;
@@ -101,6 +115,54 @@ export class MemoryStore implements Store {
     else this.lists.delete(k);
   }
 
+  async logAppend(scope: string, coll: string, id: number, value: Bytes): Promise<void> {
+    const k = this.key(scope, coll);
+    let l = this.logs.get(k);
+    if (!l) this.logs.set(k, (l = { ids: [], values: [] }));
+    const i = firstAbove(l.ids, id - 1);
+    if (l.ids[i] === id) l.values[i] = value;
+    else {
+      l.ids.splice(i, 0, id);
+      l.values.splice(i, 0, value);
+    }
+  }
+
+  private logSpan(scope: string, coll: string, r: LogRange): [number, number, { ids: number[]; values: Bytes[] } | undefined] {
+    const l = this.logs.get(this.key(scope, coll));
+    if (!l) return [0, 0, undefined];
+    const from = r.after === undefined ? 0 : firstAbove(l.ids, r.after);
+    const to = r.before === undefined ? l.ids.length : firstAbove(l.ids, r.before - 1);
+    return [from, Math.max(from, to), l];
+  }
+
+  async logRange(scope: string, coll: string, r: LogRange = {}): Promise<LogEntry[]> {
+    const [from, to, l] = this.logSpan(scope, coll, r);
+    if (!l) return [];
+    const n = Math.min(to - from, r.limit ?? Number.POSITIVE_INFINITY);
+    const out: LogEntry[] = [];
+    for (let k = 0; k < n; k++) {
+      const i = r.reverse ? to - 1 - k : from + k;
+      out.push({ id: l.ids[i], value: l.values[i] });
+    }
+    return out;
+  }
+
+  async logCount(scope: string, coll: string, r: LogRange = {}): Promise<number> {
+    const [from, to] = this.logSpan(scope, coll, r);
+    return to - from;
+  }
+
+  async logTrim(scope: string, coll: string, t: { below?: number; maxLength?: number }): Promise<void> {
+    const k = this.key(scope, coll);
+    const l = this.logs.get(k);
+    if (!l) return;
+    let drop = t.below === undefined ? 0 : firstAbove(l.ids, t.below - 1);
+    if (t.maxLength !== undefined) drop = Math.max(drop, l.ids.length - t.maxLength);
+    l.ids.splice(0, drop);
+    l.values.splice(0, drop);
+    if (l.ids.length === 0) this.logs.delete(k);
+  }
+
   async del(scope: string, coll: string): Promise<void> {
     this.delSync(scope, coll);
   }
@@ -109,6 +171,7 @@ export class MemoryStore implements Store {
     const k = this.key(scope, coll);
     this.hashes.delete(k);
     this.lists.delete(k);
+    this.logs.delete(k);
   }
 
   async load(scope: string, colls: readonly string[]): Promise<Map<string, Map<string, Bytes>>> {
@@ -132,5 +195,6 @@ export class MemoryStore implements Store {
   async close(): Promise<void> {
     this.hashes.clear();
     this.lists.clear();
+    this.logs.clear();
   }
 }

@@ -18,6 +18,10 @@ export function overlayStore(durable: Store, ephemeral: Store, isEphemeral: (col
     lrange: (s, c, a, b) => pick(c).lrange(s, c, a, b),
     llen: (s, c) => pick(c).llen(s, c),
     ltrim: (s, c, a, b) => pick(c).ltrim(s, c, a, b),
+    logAppend: (s, c, id, v) => pick(c).logAppend(s, c, id, v),
+    logRange: (s, c, r) => pick(c).logRange(s, c, r),
+    logCount: (s, c, r) => pick(c).logCount(s, c, r),
+    logTrim: (s, c, t) => pick(c).logTrim(s, c, t),
     del: (s, c) => pick(c).del(s, c),
     async load(scope, colls) {
       const mem = colls.filter(isEphemeral);

@@ -1,9 +1,11 @@
 // The Store on Redis. A collection is the key `${prefix}{${scope}}:${coll}`:
 // the braces make the scope the Redis Cluster hash tag, so all of one scope's
 // keys share a slot and a batch over one scope can run as one MULTI.
-// Hashes are Redis hashes, lists Redis lists; values travel as Buffers.
+// Hashes are Redis hashes, lists Redis lists, logs sorted sets scored by id
+// (ZCOUNT answers a range's size in O(log n)); a member is the id's 8 bytes
+// then the value, so equal values stay distinct. Values travel as Buffers.
 import { Redis, type ChainableCommander } from 'ioredis';
-import type { Bytes, Store, StoreBatch } from './store.ts';
+import type { Bytes, LogEntry, LogRange, Store, StoreBatch } from './store.ts';
 
 /** A client for the store and for other modules (membership, presence…). */
 export function createRedisClient(url: string): Redis {
@@ -22,6 +24,11 @@ const buf = (v: Bytes): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer
 function results(replies: [Error | null, unknown][] | null): unknown[] {
   if (!replies) throw new Error('redis transaction aborted');
   return replies.map(([err, res]) => { if (err) throw err; return res; });
+}
+
+/** ZRANGEBYSCORE bounds for after < id < before. */
+function bounds(q: Pick<LogRange, 'after' | 'before'>): [string, string] {
+  return [q.after === undefined ? '-inf' : `(${q.after}`, q.before === undefined ? '+inf' : `(${q.before}`];
 }
 
 export function createRedisStore(opts: { url: string; keyPrefix?: string }): Store {
@@ -61,6 +68,30 @@ export function createRedisStore(opts: { url: string; keyPrefix?: string }): Sto
     lrange: (scope, coll, start, stop) => r.lrangeBuffer(key(scope, coll), start, stop),
     llen: (scope, coll) => r.llen(key(scope, coll)),
     async ltrim(scope, coll, start, stop) { await r.ltrim(key(scope, coll), start, stop); },
+
+    async logAppend(scope, coll, id, value) {
+      const head = Buffer.allocUnsafe(8);
+      head.writeDoubleBE(id);
+      await r.zadd(key(scope, coll), id, Buffer.concat([head, buf(value)]));
+    },
+    async logRange(scope, coll, q: LogRange = {}) {
+      const [min, max] = bounds(q);
+      const k = key(scope, coll);
+      const limit = q.limit ?? -1;
+      const members = q.reverse
+        ? await r.zrevrangebyscoreBuffer(k, max, min, 'LIMIT', 0, limit)
+        : await r.zrangebyscoreBuffer(k, min, max, 'LIMIT', 0, limit);
+      return members.map((m): LogEntry => ({ id: m.readDoubleBE(0), value: m.subarray(8) }));
+    },
+    logCount(scope, coll, q = {}) {
+      const [min, max] = bounds(q);
+      return r.zcount(key(scope, coll), min, max);
+    },
+    async logTrim(scope, coll, t) {
+      const k = key(scope, coll);
+      if (t.below !== undefined) await r.zremrangebyscore(k, '-inf', `(${t.below}`);
+      if (t.maxLength !== undefined) await r.zremrangebyrank(k, 0, -(t.maxLength + 1));
+    },
 
     async del(scope, coll) { await r.del(key(scope, coll)); },
 

@@ -55,6 +55,38 @@ function storeSuite(name: string, open: () => Promise<{ store: Store; close(): P
       assert.equal(str(await store.hget(s, 'roster', 'dave')), 'D');
     });
 
+    it('logs: append in id order, ranges both ways with exclusive bounds and limits, counts, trims, del', async () => {
+      const s = fresh();
+      const ids = (es: { id: number }[]) => es.map((e) => e.id);
+      assert.deepEqual(await store.logRange(s, 'mam', {}), []);
+      assert.equal(await store.logCount(s, 'mam'), 0);
+      const base = 1_700_000_000_000_000; // µs stamps: large safe integers
+      for (let i = 0; i < 10; i++) await store.logAppend(s, 'mam', base + i * 10, b(`v${i}`));
+      await store.logAppend(s, 'mam', base + 90, b('v9')); // the same id again: still one entry
+      const all = await store.logRange(s, 'mam');
+      assert.deepEqual(ids(all), Array.from({ length: 10 }, (_, i) => base + i * 10));
+      assert.deepEqual(strs(all.map((e) => e.value)), ['v0', 'v1', 'v2', 'v3', 'v4', 'v5', 'v6', 'v7', 'v8', 'v9']);
+      assert.deepEqual(ids(await store.logRange(s, 'mam', { after: base + 20, before: base + 60 })), [base + 30, base + 40, base + 50]);
+      assert.deepEqual(ids(await store.logRange(s, 'mam', { after: base + 25, limit: 2 })), [base + 30, base + 40]);
+      assert.deepEqual(ids(await store.logRange(s, 'mam', { before: base + 60, limit: 2, reverse: true })), [base + 50, base + 40]);
+      assert.deepEqual(ids(await store.logRange(s, 'mam', { limit: 1, reverse: true })), [base + 90]);
+      assert.deepEqual(ids(await store.logRange(s, 'mam', { after: base + 90 })), []);
+      assert.equal(await store.logCount(s, 'mam'), 10);
+      assert.equal(await store.logCount(s, 'mam', { after: base + 20, before: base + 60 }), 3);
+      assert.equal(await store.logCount(s, 'mam', { after: base + 25 }), 7);
+      await store.logTrim(s, 'mam', { below: base + 30 });
+      assert.deepEqual(ids(await store.logRange(s, 'mam', { limit: 1 })), [base + 30]);
+      await store.logTrim(s, 'mam', { maxLength: 4 });
+      assert.deepEqual(ids(await store.logRange(s, 'mam')), [base + 60, base + 70, base + 80, base + 90]);
+      // a log beside a hash of the same scope: neither sees the other
+      await store.hset(s, 'other', 'f', b('x'));
+      await store.logAppend(s, 'q', 1, b('one'));
+      assert.deepEqual(ids(await store.logRange(s, 'q')), [1]);
+      await store.del(s, 'mam');
+      assert.deepEqual(await store.logRange(s, 'mam'), []);
+      assert.equal(await store.logCount(s, 'q'), 1);
+    });
+
     it('lists: rpush, lrange (positive, negative, out of range), llen', async () => {
       const s = fresh();
       assert.deepEqual(await store.lrange(s, 'offline', 0, -1), []);

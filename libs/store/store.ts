@@ -10,6 +10,18 @@
 
 export type Bytes = Uint8Array;
 
+export interface LogEntry {
+  id: number;
+  value: Bytes;
+}
+
+export interface LogRange {
+  after?: number;
+  before?: number;
+  limit?: number;
+  reverse?: boolean;
+}
+
 export interface StoreBatch {
   hset(coll: string, field: string, value: Bytes): this;
   hdel(coll: string, field: string): this;
@@ -38,7 +50,21 @@ export interface Store {
   /** Keep only [start, stop] like Redis LTRIM. */
   ltrim(scope: string, coll: string, start: number, stop: number): Promise<void>;
 
-  /** Delete a whole collection (hash or list). */
+  /**
+   * Ordered logs (archives, unacknowledged queues): entries keyed by a
+   * numeric id (a safe integer; one writer appends in increasing order), read
+   * by id range without loading the log. An append reads nothing first, so it
+   * needs no transaction: lmdb batches it with other writes, Redis pipelines it.
+   */
+  logAppend(scope: string, coll: string, id: number, value: Bytes): Promise<void>;
+  /** Entries with after < id < before (bounds optional), oldest first or newest first when `reverse`, at most `limit`. */
+  logRange(scope: string, coll: string, range?: LogRange): Promise<LogEntry[]>;
+  /** How many entries have after < id < before. */
+  logCount(scope: string, coll: string, range?: Pick<LogRange, 'after' | 'before'>): Promise<number>;
+  /** Drop the entries with id < below, then the oldest beyond maxLength. */
+  logTrim(scope: string, coll: string, trim: { below?: number; maxLength?: number }): Promise<void>;
+
+  /** Delete a whole collection (hash, list or log). */
   del(scope: string, coll: string): Promise<void>;
 
   /** Read several whole hashes of one scope in one round trip (an actor's activation). */

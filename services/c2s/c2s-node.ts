@@ -39,6 +39,7 @@ export class C2sNode implements C2sContext {
   readonly hosts: HostedDomains;
   readonly accounts: Accounts;
   readonly metrics: C2sMetrics;
+  readonly nodeId: string;
   private readonly streams = new Map<string, ClientStream>();
   private readonly pendingBinds = new Map<string, { resolve: (r: BindResult) => void; timer: NodeJS.Timeout }>();
   private servers: Server[] = [];
@@ -55,6 +56,7 @@ export class C2sNode implements C2sContext {
     this.hosts = o.hosts;
     this.accounts = o.accounts;
     this.metrics = o.metrics;
+    this.nodeId = o.nodeId;
   }
 
   get connections(): number {
@@ -138,7 +140,7 @@ export class C2sNode implements C2sContext {
     });
   }
 
-  ended(stream: ClientStream, unbind: boolean, resource: string): void {
+  ended(stream: ClientStream, unbind: boolean, resource: string, closed = false): void {
     this.streams.delete(stream.sid);
     this.kinds.delete(stream.sid);
     const p = this.pendingBinds.get(stream.sid);
@@ -147,7 +149,7 @@ export class C2sNode implements C2sContext {
       this.pendingBinds.delete(stream.sid);
     }
     if ((unbind || p) && stream.bare) {
-      this.toActor(stream.bare, envelope({ kind: 'ctl', dir: 'in', op: 'unbind', to: stream.bare, sid: stream.sid, data: { resource } }));
+      this.toActor(stream.bare, envelope({ kind: 'ctl', dir: 'in', op: 'unbind', to: stream.bare, sid: stream.sid, data: { resource, closed } }));
     }
   }
 
@@ -157,7 +159,7 @@ export class C2sNode implements C2sContext {
       if (stream) return stream.deliver(env);
       // The session is gone: hand the stanza back so its actor can route it elsewhere.
       const bare = env.to.slice(0, env.to.indexOf('/') >>> 0);
-      this.toActor(bare, envelope({ kind: 'ctl', dir: 'in', op: 'undeliverable', to: bare, sid: env.sid, data: { kind: env.kind, to: env.to },
+      this.toActor(bare, envelope({ kind: 'ctl', dir: 'in', op: 'undeliverable', to: bare, sid: env.sid, data: { kind: env.kind, to: env.to, kept: env.data !== undefined },
         from: env.from, type: env.type, id: env.id, xml: env.xml }));
       return;
     }
@@ -183,16 +185,53 @@ export class C2sNode implements C2sContext {
       }
       case OP_ROOM_FANOUT:
         // A room's stanzas for this node's occupants: one envelope, written to each session here.
-        expandRoomFanout(env, (sid) => this.streams.get(sid));
+        expandRoomFanout(env, (sid) => this.streams.get(sid), (room, back) => this.toActor(room, back));
         return;
+      case OP_DRAIN: {
+        // `parley c2s drain`: answer on the requester's subject once every stream is closed.
+        const { reply } = env.data as { reply: string };
+        const counts = this.drain();
+        this.o.bus.publish(this.o.subjects.c2s(reply), envelope({ kind: 'ctl', dir: 'deliver', op: OP_DRAINED, sid: env.sid, data: counts }));
+        return;
+      }
       case 'bosh-relay':
       case 'bosh-relay-reply':
         // A BOSH request for a session held here, or the answer to one we passed on.
         this.listeners?.bosh?.fromBus(env);
         return;
       default:
+        // Stream management answers from the account's actor (services/session/sm).
+        if (env.op.startsWith('sm-')) {
+          if (stream) return stream.smControl(env);
+          // Resumed onto a connection that closed meanwhile: the session waits again.
+          const d = env.data as { bare?: string; resource?: string };
+          if (env.op === 'sm-resumed' && d.bare) this.toActor(d.bare, envelope({ kind: 'ctl', dir: 'in', op: 'unbind', to: d.bare, sid: env.sid, data: { resource: d.resource, closed: false } }));
+          return;
+        }
         log.warn('unknown control op', { op: env.op });
     }
+  }
+
+  /**
+   * A rolling restart: stop accepting and close every stream with
+   * <system-shutdown/>. A client with a resumable session (XEP-0198)
+   * reconnects to another node and resumes it there — its session waits in its
+   * account's actor, `<resumed h/>` tells it what was handled, and what it had
+   * not acknowledged is sent again. Other sessions end as on any disconnect.
+   * The node keeps its bus subscription, so deliveries already on their way
+   * here go back to their actors (`undeliverable`). Stop the process after.
+   */
+  drain(): DrainResult {
+    this.accepting = false;
+    for (const srv of this.servers) srv.close();
+    const out: DrainResult = { resumable: 0, ended: 0 };
+    for (const s of [...this.streams.values()]) {
+      if (s.resumable) out.resumable++;
+      else out.ended++;
+      s.fail(new StreamError('system-shutdown', 'this node is being drained: reconnect, and resume, elsewhere'), true, false);
+    }
+    log.info('drained', { node: this.nodeId, ...out });
+    return out;
   }
 
   /** Stop accepting, close every stream with a stream error, release the ports. */
@@ -204,6 +243,15 @@ export class C2sNode implements C2sContext {
     this.listeners?.stop();
     this.sub?.unsubscribe();
   }
+}
+
+export const OP_DRAIN = 'drain';
+export const OP_DRAINED = 'drained';
+
+/** Streams a drain closed: those whose client may resume elsewhere, and those that ended. */
+export interface DrainResult {
+  resumable: number;
+  ended: number;
 }
 
 export function newNodeId(prefix: string): string {

@@ -12,6 +12,7 @@ import { child, el, text, type Element } from '../../libs/xml/element.ts';
 import { serialize } from '../../libs/xml/serialize.ts';
 import type { C2sContext } from './context.ts';
 import { CsiQueue, NS_CSI } from './csi.ts';
+import { NS_SM, parseH, smElement, StreamManagement } from './stream-management.ts';
 import type { ClientTransport } from './transport.ts';
 
 const log = logger('c2s');
@@ -54,8 +55,12 @@ export class ClientStream {
   private pinged = false;
   private tokens = Number.POSITIVE_INFINITY;
   private refilled = Date.now();
+  /** XEP-0198: counters only; the account's actor keeps what is unacknowledged. */
+  private readonly sm: StreamManagement;
+  private resumeTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly t: ClientTransport, private readonly ctx: C2sContext) {
+    this.sm = new StreamManagement(ctx.config.streamManagement);
     t.attach({
       open: (attrs) => this.onOpen(attrs),
       stanza: (e) => this.onStanza(e),
@@ -105,7 +110,8 @@ export class ClientStream {
       this.t.send(serialize(el('stream:features', {},
         el('bind', { xmlns: NS_BIND }),
         el('session', { xmlns: NS_SESSION }, el('optional')),
-        el('csi', { xmlns: NS_CSI }))));
+        el('csi', { xmlns: NS_CSI }),
+        this.smOffered ? el('sm', { xmlns: NS_SM }) : undefined)));
       this.state = { name: 'wait-bind' };
     }
   }
@@ -239,6 +245,7 @@ export class ClientStream {
   }
 
   private beforeBind(e: Element): void {
+    if (e.attrs.xmlns === NS_SM) return this.smBeforeBind(e);
     if (e.name !== 'iq') return this.fail(new StreamError('not-authorized', 'bind a resource first'));
     const bind = child(e, 'bind', NS_BIND);
     if (e.attrs.type !== 'set' || !bind) {
@@ -283,12 +290,16 @@ export class ClientStream {
     const name = e.name;
     if (e.attrs.xmlns === NS_CSI && (name === 'active' || name === 'inactive')) {
       this.csi.inactive = name === 'inactive';
+      // A managed session's stanzas are numbered by its actor, so what waits waits there.
+      if (this.sm.on) return this.smToActor('sm-csi', { inactive: this.csi.inactive });
       if (!this.csi.inactive) this.flushHeld();
       return;
     }
+    if (e.attrs.xmlns === NS_SM) return this.smEstablished(e);
     if (name !== 'message' && name !== 'presence' && name !== 'iq') {
       return this.fail(new StreamError('unsupported-stanza-type', `<${name}/> is not a stanza`));
     }
+    if (this.sm.state !== 'off') this.sm.handled++;
     const a = e.attrs;
     if (a.xmlns !== undefined) {
       if (a.xmlns !== NS_CLIENT) return this.fail(new StreamError('invalid-namespace', 'stanzas must be in jabber:client'));
@@ -305,7 +316,7 @@ export class ClientStream {
         return this.replyError(e, new StanzaError('bad-request', 'an iq needs an id and a type of get, set, result or error'));
       }
       if (a.to === undefined && type === 'set' && child(e, 'session', NS_SESSION)) {
-        return this.t.send(serialize(el('iq', { type: 'result', id: a.id })));
+        return this.answer(el('iq', { type: 'result', id: a.id }));
       }
     }
     let to = '';
@@ -327,17 +338,31 @@ export class ClientStream {
   }
 
   private replyError(e: Element, err: StanzaError): void {
-    if (e.attrs.type === 'error') return;
+    if (e.attrs.type === 'error') return this.answer(undefined);
     const reply = errorReply(e, err);
     delete reply.attrs.from; // from the server on behalf of the account
     reply.attrs.to = this.jid;
-    this.t.send(serialize(reply));
+    this.answer(reply);
+  }
+
+  /**
+   * The answer to a client stanza handled here (or none). A managed session
+   * counts every stanza in its actor and numbers every answer there, so both
+   * go through it.
+   */
+  private answer(reply: Element | undefined): void {
+    if (this.sm.state === 'off') {
+      if (reply) this.t.send(serialize(reply));
+      return;
+    }
+    this.smToActor('sm-relay', { kind: reply?.name ?? '', from: '', to: this.jid, type: reply?.attrs.type ?? '', counted: true }, reply ? serialize(reply) : '');
   }
 
   // ---- from the actors ----
 
   deliver(env: Envelope): void {
     if (this.state.name !== 'established') return;
+    if (this.sm.on) return this.smDeliver(env);
     if (this.csi.hold(env)) return;
     if (this.csi.size > 0) this.flushHeld();
     this.write(env);
@@ -382,8 +407,12 @@ export class ClientStream {
     if (idle > intervalMs + timeoutMs) return this.fail(new StreamError('connection-timeout', 'no answer to ping'));
     if (idle > intervalMs && !this.pinged) {
       this.pinged = true;
-      this.t.send(`<iq type="get" id="c2s-ping-${now}" to="${this.jid}" from="${this.domain}"><ping xmlns="urn:xmpp:ping"/></iq>`);
+      const ping = `<iq type="get" id="c2s-ping-${now}" to="${this.jid}" from="${this.domain}"><ping xmlns="urn:xmpp:ping"/></iq>`;
+      // On a managed stream every stanza carries the actor's number: the ping goes through it too.
+      if (this.sm.on) this.smToActor('sm-relay', { kind: 'iq', from: this.domain, to: this.jid, type: 'get', counted: false }, ping);
+      else this.t.send(ping);
     }
+    if (this.sm.due(now)) this.t.send(smElement.r());
   }
 
   kick(condition: StreamError['condition'], textMsg: string): void {
@@ -392,22 +421,173 @@ export class ClientStream {
 
   // ---- ending ----
 
-  fail(err: StreamError | undefined, unbind = true): void {
+  /** `closed`: the session ends with the stream (the client closed it, or broke stream management); otherwise a resumable one waits. */
+  fail(err: StreamError | undefined, unbind = true, closed = err === undefined): void {
     if (this.state.name === 'closed') return;
     if (err) log.debug('stream error', { sid: this.sid, condition: err.condition, text: err.text });
     this.t.closeStream(err);
-    this.end(unbind);
+    this.end(unbind, closed);
   }
 
   private onDisconnected(): void {
-    this.end(true);
+    this.end(true, false);
   }
 
-  private end(unbind: boolean): void {
+  private end(unbind: boolean, closed: boolean): void {
     if (this.state.name === 'closed') return;
     const wasBound = this.jid !== '';
     this.state = { name: 'closed' };
     if (this.authTimer) clearTimeout(this.authTimer);
-    this.ctx.ended(this, wasBound && unbind, this.resource);
+    if (this.resumeTimer) clearTimeout(this.resumeTimer);
+    this.ctx.ended(this, wasBound && unbind, this.resource, closed);
+  }
+
+  // ---- XEP-0198 stream management (the actor's half: services/session/sm) ----
+
+  private get smOffered(): boolean {
+    return this.ctx.config.streamManagement.enabled && this.t.kind !== 'bosh';
+  }
+
+  private smToActor(op: string, data: unknown, xml: string | Uint8Array = ''): void {
+    this.ctx.toActor(this.bare, envelope({ kind: 'ctl', dir: 'in', op, to: this.bare, sid: this.sid, data, xml }));
+  }
+
+  /** After authentication, before binding: only a resumption means anything yet. */
+  private smBeforeBind(e: Element): void {
+    switch (e.name) {
+      case 'resume': return this.smResume(e);
+      case 'enable': return this.t.send(smElement.failed('unexpected-request')); // §3: bind first
+      case 'r':
+      case 'a':
+        return; // nothing is managed yet
+      default:
+        return this.fail(new StreamError('unsupported-stanza-type', `<${e.name}/> is not a stream management element`));
+    }
+  }
+
+  private smEstablished(e: Element): void {
+    switch (e.name) {
+      case 'enable': {
+        if (this.sm.state !== 'off' || !this.smOffered) return this.t.send(smElement.failed('unexpected-request'));
+        this.sm.state = 'enabling';
+        this.sm.handled = 0; // §4: counting starts with <enable/>
+        const max = Number.parseInt(e.attrs.max ?? '', 10);
+        this.smToActor('sm-enable', {
+          resource: this.resource, node: this.ctx.nodeId, resume: e.attrs.resume === 'true' || e.attrs.resume === '1',
+          max: Number.isFinite(max) && max > 0 ? max : undefined, inactive: this.csi.inactive,
+        });
+        return;
+      }
+      case 'r':
+        if (!this.sm.on) return;
+        // Answered once the actor has handled everything before it (it sits behind them in the mailbox).
+        if (this.sm.handled === this.sm.reported) return this.t.send(smElement.a(this.sm.handled));
+        return this.smToActor('sm-r', { h: this.sm.handled });
+      case 'a': {
+        if (!this.sm.on) return;
+        const h = parseH(e.attrs.h);
+        if (h === undefined) return this.fail(new StreamError('invalid-xml', "<a/> needs an 'h' between 0 and 2^32-1"), true, true);
+        const before = this.sm.acked;
+        const n = this.sm.ack(h, Date.now());
+        if (n instanceof StreamError) return this.fail(n, true, true);
+        if (n > before) this.smToActor('sm-ack', { h: n });
+        return;
+      }
+      case 'resume':
+        return this.t.send(smElement.failed('unexpected-request'));
+      default:
+        return this.fail(new StreamError('unsupported-stanza-type', `<${e.name}/> is not a stream management element`));
+    }
+  }
+
+  private smResume(e: Element): void {
+    const h = parseH(e.attrs.h);
+    const previd = e.attrs.previd ?? '';
+    if (!this.smOffered || previd === '') return this.t.send(smElement.failed('item-not-found'));
+    if (h === undefined) return this.t.send(smElement.failed('bad-request'));
+    this.bare = `${this.user}@${this.domain}`;
+    // The resumption is checked by the actor of the account this stream authenticated: another account's id is unknown there.
+    this.state = { name: 'binding' };
+    this.sm.state = 'resuming';
+    this.smToActor('sm-resume', { previd, h, node: this.ctx.nodeId });
+    this.resumeTimer = setTimeout(() => this.smResumeFailed('internal-server-error'), this.ctx.config.session.requestTimeoutMs);
+  }
+
+  private smResumeFailed(condition: string): void {
+    if (this.sm.state !== 'resuming' || this.state.name !== 'binding') return;
+    if (this.resumeTimer) clearTimeout(this.resumeTimer);
+    this.sm.state = 'off';
+    this.state = { name: 'wait-bind' };
+    if (condition === 'undefined-condition') return this.fail(new StreamError('undefined-condition', 'the resumption acknowledges more stanzas than were sent'), false);
+    this.t.send(smElement.failed(condition));
+    this.releaseHeld();
+  }
+
+  /** A numbered stanza from the account's actor: written once, in order; anything else goes to the actor to be numbered. */
+  private smDeliver(env: Envelope): void {
+    if (typeof env.data !== 'number') {
+      return this.smToActor('sm-relay', { kind: env.kind, from: env.from, to: env.to, type: env.type, counted: false }, env.xml);
+    }
+    const n = env.data;
+    switch (this.sm.numbered(n)) {
+      case 'duplicate':
+        return;
+      case 'gap':
+        return this.smToActor('sm-resend', { from: this.sm.written + 1 });
+      case 'write':
+        this.write(env);
+        if (this.sm.wrote(n, Date.now()) && this.state.name === 'established') this.t.send(smElement.r());
+    }
+  }
+
+  /** Answers from the account's actor. */
+  smControl(env: Envelope): void {
+    const d = env.data as Record<string, unknown>;
+    switch (env.op) {
+      case 'sm-enabled':
+        if (this.sm.state !== 'enabling' || this.state.name !== 'established') return;
+        this.flushHeld(); // what CSI held before stream management: it goes out uncounted, before <enabled/>
+        this.sm.state = 'on';
+        this.sm.resumable = typeof d.id === 'string';
+        this.sm.written = 0;
+        this.sm.acked = 0;
+        this.t.send(smElement.enabled(typeof d.id === 'string' ? d.id : undefined, typeof d.max === 'number' ? d.max : undefined));
+        return;
+      case 'sm-failed':
+        if (this.sm.state !== 'enabling') return;
+        this.sm.state = 'off';
+        this.t.send(smElement.failed(String(d.condition)));
+        return;
+      case 'sm-h':
+        if (!this.sm.on || this.state.name !== 'established') return;
+        this.sm.reported = Number(d.h);
+        this.t.send(smElement.a(this.sm.reported));
+        return;
+      case 'sm-resumed': {
+        if (this.sm.state !== 'resuming' || this.state.name !== 'binding') return;
+        if (this.resumeTimer) clearTimeout(this.resumeTimer);
+        this.resource = String(d.resource);
+        this.jid = `${this.bare}/${this.resource}`;
+        this.sm.state = 'on';
+        this.sm.resumable = true;
+        this.sm.handled = Number(d.h);
+        this.sm.written = Number(d.acked);
+        this.sm.acked = Number(d.acked);
+        this.state = { name: 'established' };
+        if (this.authTimer) clearTimeout(this.authTimer);
+        this.t.send(smElement.resumed(String(d.previd), this.sm.handled));
+        this.releaseHeld();
+        return;
+      }
+      case 'sm-resume-failed':
+        return this.smResumeFailed(String(d.condition));
+      default:
+        log.warn('unknown stream management answer', { op: env.op });
+    }
+  }
+
+  /** For a drain: whether a client can resume this session elsewhere once the stream closes. */
+  get resumable(): boolean {
+    return this.sm.on && this.sm.resumable;
   }
 }

@@ -24,6 +24,8 @@ export interface C2sContext {
   toActor(bare: string, env: Envelope): void;
   /** Ask the account's actor to bind a resource for this stream. */
   bind(stream: ClientStream, resource: string): Promise<BindResult>;
-  /** The stream is over; unbind tells the actor. */
-  ended(stream: ClientStream, unbind: boolean, resource: string): void;
+  /** This connection manager's node id (where answers to this stream's requests come). */
+  readonly nodeId: string;
+  /** The stream is over; unbind tells the actor. `closed`: the client closed it (a managed session ends too, rather than waiting). */
+  ended(stream: ClientStream, unbind: boolean, resource: string, closed?: boolean): void;
 }

@@ -6,6 +6,7 @@ import { ConfigError, loadConfig, type Config } from '../../libs/config/index.ts
 import { parseJid } from '../../libs/jid/index.ts';
 import { setLogLevel } from '../../libs/log/index.ts';
 import type { Store } from '../../libs/store/store.ts';
+import { requestDrain } from '../c2s/drain.ts';
 import { removeAccountThroughActor } from '../session/admin.ts';
 import { decodeItem } from '../session/im/roster.ts';
 import { storedBlocklist } from '../session/modules/blocking.ts';
@@ -27,6 +28,8 @@ const USAGE = `usage: parley <command> [options]
                                                     create P1…PN@D (benchmarks, tests)
   domain add|del DOMAIN                             serve a domain, or stop serving it
   domain list                                       the domains added at run time
+  c2s drain NODE                                    stop a c2s node accepting and close its streams; clients
+                                                    resume their sessions on the other nodes (rolling restart)
 
 Every command takes --config FILE (or $PARLEY_CONFIG).`;
 
@@ -215,6 +218,11 @@ try {
   if (cmd === 'start') await start();
   else if (cmd === 'user') await user(sub, arg);
   else if (cmd === 'domain') await domain(sub, arg);
+  else if (cmd === 'c2s' && sub === 'drain' && arg) {
+    setLogLevel('warn');
+    const r = await requestDrain(config(), arg);
+    console.log(`drained ${arg}: ${r.resumable} sessions wait to be resumed elsewhere, ${r.ended} ended; stop the process now`);
+  } else if (cmd === 'c2s') die('c2s drain NODE');
   else die(`unknown command '${cmd}'\n${USAGE}`);
 } catch (e) {
   die(e instanceof Error ? e.message : String(e));

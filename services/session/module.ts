@@ -17,6 +17,8 @@
 import type { StanzaKind } from '../../libs/bus/envelope.ts';
 import { StanzaError } from '../../libs/errors/index.ts';
 import type { Element } from '../../libs/xml/element.ts';
+import { parseFragment } from '../../libs/xml/fragment.ts';
+import { serialize } from '../../libs/xml/serialize.ts';
 import type { Config } from '../../libs/config/schema.ts';
 import type { Bytes, Store } from '../../libs/store/store.ts';
 import type { HostedDomains } from '../../libs/accounts/hosts.ts';
@@ -91,6 +93,24 @@ export interface AccountContext {
   rulesChanged(): void;
   /** Once the current iq is answered, remove the account with all its data, telling its contacts. */
   removeAfterReply(): void;
+
+  // What a session layer (stream management) and message hooks need:
+  /** Where a session's connection is. */
+  connection(resource: string): { sid: string; node: string } | undefined;
+  /** A stanza to one of the account's sessions, through the session layer (carbon copies, archive results). */
+  deliver(resource: string, d: Delivery): void;
+  /** A stanza to a session's connection as it is, past every layer; `tag` travels in the envelope's data. */
+  transmit(resource: string, d: Delivery, tag?: unknown): void;
+  /** A control envelope to a connection on a c2s node. */
+  controlConnection(node: string, sid: string, op: string, data?: unknown): void;
+  /** After `ms`, the control envelope `op` to this account's actor, wherever it runs then (a module's timer). */
+  later(ms: number, op: string, data?: unknown): void;
+  /** The connection behind a session changed (stream resumption): deliveries go there from now on. */
+  moveSession(resource: string, node: string, sid: string): Promise<void>;
+  /** End a session now: contacts see it unavailable, session hooks run. */
+  terminateSession(resource: string): Promise<void>;
+  /** A stanza for the account handled again as if just arrived, past filters and message hooks (what an ended session leaves behind). */
+  reroute(d: Delivery): void | Promise<void>;
 }
 
 export interface IqRequest {
@@ -173,11 +193,95 @@ export interface AccountState<S> {
   /** Enforcement the actor runs on both paths while `active`. */
   readonly filter?: StanzaFilter<S>;
   readonly hooks?: SessionHooks<S>;
+  /** At most one enabled state may stand between the actor and its sessions. */
+  readonly layer?: SessionLayer<S>;
+  readonly messages?: MessageHooks<S>;
+  /** After the actor loaded, before its first envelope (re-arm timers, read what `load` could not). */
+  activated?(state: S, account: AccountContext): void | Promise<void>;
 }
 
 export function defineAccountState<S>(def: AccountState<S>): AccountState<S> {
   return def;
 }
+
+// ---------------------------------------------------------------- deliveries, the session layer, messages
+
+/** One stanza on its way to one of the account's sessions. */
+export interface Delivery {
+  readonly kind: StanzaKind;
+  readonly from: string;
+  readonly to: string;
+  readonly type: string;
+  readonly xml: string | Uint8Array;
+  /** When the stanza entered the server (0: made by the server). */
+  readonly t: number;
+}
+
+/** Why a session's connection went away: the client closed its stream, it was lost, or a delivery found it gone. */
+export type DetachReason = 'closed' | 'lost' | 'undeliverable';
+
+/**
+ * What may stand between the actor and its sessions' connections (stream
+ * management): it may take deliveries, keep a session whose connection went
+ * away, and drop what a replaced connection still sends. Asked only while
+ * `active`, so an account without it pays nothing.
+ */
+export interface SessionLayer<S> {
+  active(state: S): boolean;
+  /** A stanza from connection `sid` of a resource, before any rule; false drops it. */
+  sent(state: S, account: AccountContext, resource: string, sid: string): boolean;
+  /** A stanza for a session; true when the layer took it (it transmits it itself). */
+  deliver(state: S, account: AccountContext, resource: string, d: Delivery): boolean;
+  /** The connection behind a session is gone; true keeps the session (the layer ends it later). `d`: the delivery that found it gone. */
+  detached(state: S, account: AccountContext, resource: string, sid: string, reason: DetachReason, d?: Delivery): boolean;
+}
+
+/** A message through the account: sent by it ('out') or addressed to it ('in'). Parsed at most once, on demand. */
+export class MessageEvent {
+  private parsed: Element | undefined;
+  /** Inbound, once routed: the resources it was delivered to ([] when it was stored offline or refused). */
+  delivered: readonly string[] = [];
+
+  constructor(readonly dir: 'in' | 'out', readonly from: string, readonly to: string, readonly type: string, private raw: string) {}
+
+  get xml(): string {
+    return this.raw;
+  }
+
+  stanza(): Element {
+    return (this.parsed ??= parseFragment(this.raw));
+  }
+
+  /** What is routed on or delivered instead (a `routing` hook stamping a stanza id). */
+  replace(stanza: Element): void {
+    this.parsed = stanza;
+    this.raw = serialize(stanza);
+  }
+
+  /** The same, from serialized XML (a hook that edits the bytes without parsing). */
+  rewrite(xml: string): void {
+    this.parsed = undefined;
+    this.raw = xml;
+  }
+}
+
+export interface MessageHooks<S> {
+  /** Before an outbound message is routed on, or an inbound one delivered (archives, stanza ids). */
+  routing?(state: S, account: AccountContext, msg: MessageEvent): void | Promise<void>;
+  /** After (carbon copies, push notifications). */
+  routed?(state: S, account: AccountContext, msg: MessageEvent): void | Promise<void>;
+}
+
+/** A control envelope for the account's actor that a module handles (from a c2s node, or a timer of its own). */
+export interface ControlRequest {
+  readonly op: string;
+  readonly sid: string;
+  readonly data: unknown;
+  readonly xml: string | Uint8Array;
+  readonly account: AccountContext;
+}
+
+export type ControlHandler = (req: ControlRequest) => void | Promise<void>;
 
 // ---------------------------------------------------------------- modules
 
@@ -192,6 +296,8 @@ export interface XmppModule {
   /** Collections of the account's scope the module writes but does not load (removed with the account). */
   stored?: readonly string[];
   iq?: Partial<Record<IqKey, IqHandler>>;
+  /** Control envelopes by op (stream management's requests from c2s nodes, the module's own timers). */
+  control?: Readonly<Record<string, ControlHandler>>;
 }
 
 export function defineModule(m: XmppModule): XmppModule {
@@ -251,6 +357,27 @@ export class ModuleRegistry implements Disco {
     const load = [...new Set(states.flatMap((s) => s.collections))];
     this.loadCollections = load;
     this.ownedCollections = [...new Set([...load, ...stored])];
+    this.messageSlots = states.flatMap((s, i) => (s.messages ? [i] : []));
+    this.activatedSlots = states.flatMap((s, i) => (s.activated ? [i] : []));
+    const layers = states.flatMap((s, i) => (s.layer ? [i] : []));
+    if (layers.length > 1) throw new Error('two account states declare a session layer');
+    this.layerSlot = layers.length ? layers[0] : -1;
+    for (const m of this.enabled) {
+      for (const [op, h] of Object.entries(m.control ?? {})) {
+        if (this.controls.has(op)) throw new Error(`two modules handle control op ${op}`);
+        this.controls.set(op, h);
+      }
+    }
+  }
+
+  /** Slots with message hooks, with an activation step; the one with the session layer (-1: none). */
+  readonly messageSlots: readonly number[];
+  readonly activatedSlots: readonly number[];
+  readonly layerSlot: number;
+  private readonly controls = new Map<string, ControlHandler>();
+
+  controlHandler(op: string): ControlHandler | undefined {
+    return this.controls.get(op);
   }
 
   features(target: DiscoTarget): readonly string[] {

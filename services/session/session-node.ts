@@ -17,6 +17,7 @@ import { modules } from './modules/index.ts';
 import { Router, type FanoutData } from './router.ts';
 import { newResource, type SessionServices } from './services.ts';
 import { ShardHost } from './shard-host.ts';
+import { wakeWaiting } from './sm/waiting.ts';
 
 const log = logger('session');
 
@@ -67,6 +68,9 @@ export class SessionNode {
       handoffTimeoutMs: o.config.cluster.handoffTimeoutMs,
       deliver: (shard, env) => this.actors.deliver(shard, env),
       drain: (shard) => this.actors.drainShard(shard),
+      // Accounts with a session waiting for resumption: their timers died with whoever served the shard before.
+      live: (shard) => void wakeWaiting(o.store, shard, (bare, env) => this.router.toActor(bare, env))
+        .catch((e: unknown) => log.warn('waking waiting sessions failed', { shard, error: e })),
     });
   }
 

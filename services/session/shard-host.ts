@@ -43,6 +43,8 @@ export interface ShardHostOptions {
   deliver(shard: number, env: Envelope): void;
   /** Resolves when every actor of the shard has finished and been dropped. */
   drain(shard: number): Promise<void>;
+  /** The shard is now served here (after its buffered envelopes): wake what must not wait for an envelope (timers). */
+  live?(shard: number): void;
 }
 
 export class ShardHost {
@@ -158,6 +160,7 @@ export class ShardHost {
     st.buffer = [];
     for (const env of buffered) this.onShardEnvelope(s, st, env);
     for (const by of st.deferredClaims.splice(0)) void this.release(s, by);
+    this.opts.live?.(s);
   }
 
   private onControl(env: Envelope): void {

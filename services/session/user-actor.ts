@@ -16,6 +16,7 @@ import { Actor } from './actor.ts';
 import { decodeItem, emptyItem, encodeItem, itemElement, NS_ROSTER, parseRosterSet, type RosterItem } from './im/roster.ts';
 import { hasFrom, hasTo, inbound as inboundTransition, outbound as outboundTransition, type SubscriptionType } from './im/subscription.ts';
 import type { AccountContext, AccountState, Contact, FilteredStanza, FilterVerdict, ServerContext, StanzaFilter, UnavailableEvent } from './module.ts';
+import { MessageEvent, type Delivery, type DetachReason, type MessageHooks } from './module.ts';
 import type { SessionServices } from './services.ts';
 
 const log = logger('user');
@@ -46,6 +47,11 @@ function decodeSession(b: Uint8Array): SessionEntry {
 }
 
 const SUBSCRIPTION_TYPES = new Set(['subscribe', 'subscribed', 'unsubscribe', 'unsubscribed']);
+
+/** `next` after `first`, without a promise when `first` was synchronous. */
+function andThen(first: void | Promise<void>, next: () => void | Promise<void>): void | Promise<void> {
+  return first ? first.then(next) : next();
+}
 const NS_DELAY = 'urn:xmpp:delay';
 
 /** The collections of an account's scope the core keeps; modules declare theirs. */
@@ -82,6 +88,12 @@ export class UserActor extends Actor implements AccountContext {
   /** Some resource has rules of its own: bare-JID deliveries are checked per session. */
   private filterPerSession = false;
   private removeRequested = false;
+  /** The slot of the session layer (stream management) while it is active for this account, else -1. */
+  private layer = -1;
+  /** While an inbound message is routed: the sessions it reached (for the message hooks). */
+  private reached: SessionEntry[] | undefined;
+  /** Routing again what an ended session left behind: no filters, no message hooks (they ran the first time). */
+  private replaying = false;
 
   constructor(readonly bare: string, shard: number, private readonly svc: SessionServices) {
     super(bare, shard, svc.config.session.maxMailbox);
@@ -112,8 +124,12 @@ export class UserActor extends Actor implements AccountContext {
     }
     this.states = this.svc.modules.states.map((def) => def.load(data, { account: this.bare, config: this.svc.config, sessions: sids }));
     this.rulesChanged();
-    // Sessions of a connection manager that died while nobody served this account.
-    for (const [resource, s] of stale) await this.endSession(resource, s);
+    // Sessions of a connection manager that died while nobody served this account (the session layer may keep them for resumption).
+    for (const [resource, s] of stale) {
+      this.sessions.set(resource, s);
+      if (!this.layerDetached(resource, s.sid, 'lost')) await this.endSession(resource, s);
+    }
+    await this.activatedHooks();
   }
 
   protected handle(env: Envelope): void | Promise<void> {
@@ -139,11 +155,17 @@ export class UserActor extends Actor implements AccountContext {
   private control(env: Envelope): void | Promise<void> {
     switch (env.op) {
       case 'bind': return this.bind(env.sid, env.data as BindRequest);
-      case 'unbind': return this.unbind(env.sid, String((env.data as { resource: string }).resource));
+      case 'unbind': return this.unbind(env.sid, String((env.data as { resource: string }).resource), (env.data as { closed?: boolean }).closed === true);
       case 'undeliverable': return this.undeliverable(env);
       case 'remove-account': return this.removeOnRequest(env);
-      default: log.warn('unknown control op', { op: env.op });
+      default: return this.moduleControl(env);
     }
+  }
+
+  private moduleControl(env: Envelope): void | Promise<void> {
+    const handler = this.svc.modules.controlHandler(env.op);
+    if (!handler) return log.warn('unknown control op', { op: env.op });
+    return handler({ op: env.op, sid: env.sid, data: env.data, xml: env.xml, account: this });
   }
 
   private async bind(sid: string, req: BindRequest): Promise<void> {
@@ -176,9 +198,9 @@ export class UserActor extends Actor implements AccountContext {
     this.svc.router.control(req.node, sid, 'bound', { resource });
   }
 
-  private async unbind(sid: string, resource: string): Promise<void> {
+  private async unbind(sid: string, resource: string, closed = false): Promise<void> {
     const s = this.sessions.get(resource);
-    if (s && s.sid === sid) await this.endSession(resource, s);
+    if (s && s.sid === sid && !this.layerDetached(resource, sid, closed ? 'closed' : 'lost')) await this.endSession(resource, s);
   }
 
   /** A session is over (closed, replaced, its node dead): tell whoever saw it available. */
@@ -202,8 +224,14 @@ export class UserActor extends Actor implements AccountContext {
   private async undeliverable(env: Envelope): Promise<void> {
     const resource = resourcePart(env.to);
     const s = this.sessions.get(resource);
-    if (s && s.sid === env.sid) await this.endSession(resource, s);
-    const kind = (env.data as { kind: StanzaKind }).kind;
+    const { kind, kept } = env.data as { kind: StanzaKind; kept?: boolean };
+    if (s && s.sid === env.sid) {
+      // A session layer that keeps the session keeps the stanza too.
+      if (this.layerDetached(resource, s.sid, 'undeliverable', { kind, from: env.from, to: env.to, type: env.type, xml: env.xml, t: env.t })) return;
+      await this.endSession(resource, s);
+    }
+    // The session layer still holds what it transmitted (resent on resumption, routed when the session ends): once is enough.
+    if (kept) return;
     return this.inbound({ ...env, kind, dir: 'in', op: '', data: undefined });
   }
 
@@ -215,6 +243,7 @@ export class UserActor extends Actor implements AccountContext {
 
   /** What one of this account's clients sent. */
   private outbound(env: Envelope): void | Promise<void> {
+    if (this.layer >= 0 && !this.layerSent(env)) return;
     const to = env.to;
     if (this.filters.length !== 0 && to !== '' && bareJid(to) !== this.bare) {
       const v = this.verdict('out', env.kind as StanzaKind, env.type, to, resourcePart(env.from));
@@ -231,6 +260,7 @@ export class UserActor extends Actor implements AccountContext {
       // RFC 6120 §10.3.1: a message without 'to' is for the sender's own bare JID.
       return this.inbound({ ...env, to: this.bare, dir: 'in' });
     }
+    if (env.kind === 'message' && this.svc.modules.messageSlots.length !== 0) return this.outboundMessage(env);
     return this.route(env);
   }
 
@@ -384,6 +414,7 @@ export class UserActor extends Actor implements AccountContext {
       if (v !== 'pass') return v === 'drop' ? undefined : this.bounce(env, v);
     }
     if (env.kind === 'presence') return this.inboundPresence(env);
+    if (env.kind === 'message' && this.reached === undefined && !this.replaying && this.svc.modules.messageSlots.length !== 0) return this.inboundMessage(env, fromServer);
     const resource = resourcePart(env.to);
     if (resource !== '') {
       const s = this.sessions.get(resource);
@@ -545,10 +576,13 @@ export class UserActor extends Actor implements AccountContext {
   }
 
   private deliverEnv(s: SessionEntry, env: Envelope): void {
+    if (this.reached) this.reached.push(s);
+    if (this.layer >= 0 && this.layerDeliver(s, env as Delivery)) return;
     this.svc.router.deliver(s.node, s.sid, env.kind as StanzaKind, env.from, env.to, env.type, env.xml, env.t);
   }
 
   private deliverTo(s: SessionEntry, kind: StanzaKind, from: string, xml: string | Uint8Array): void {
+    if (this.layer >= 0 && this.layerDeliver(s, { kind, from, to: '', type: '', xml, t: 0 })) return;
     this.svc.router.deliver(s.node, s.sid, kind, from, '', '', xml);
   }
 
@@ -838,11 +872,138 @@ export class UserActor extends Actor implements AccountContext {
       if (filter.perSession(this.states[i])) perSession = true;
     }
     this.filters = active;
+    const ls = this.svc.modules.layerSlot;
+    this.layer = ls >= 0 && defs[ls].layer!.active(this.states[ls]) ? ls : -1;
     this.filterPerSession = perSession;
   }
 
   removeAfterReply(): void {
     this.removeRequested = true;
+  }
+
+  connection(resource: string): { sid: string; node: string } | undefined {
+    const s = this.sessions.get(resource);
+    return s ? { sid: s.sid, node: s.node } : undefined;
+  }
+
+  deliver(resource: string, d: Delivery): void {
+    const s = this.sessions.get(resource);
+    if (!s || (this.layer >= 0 && this.layerDeliver(s, d))) return;
+    this.svc.router.deliver(s.node, s.sid, d.kind, d.from, d.to, d.type, d.xml, d.t);
+  }
+
+  transmit(resource: string, d: Delivery, tag?: unknown): void {
+    const s = this.sessions.get(resource);
+    if (s) this.svc.toC2s(s.node, envelope({ kind: d.kind, dir: 'deliver', sid: s.sid, from: d.from, to: d.to, type: d.type, xml: d.xml, t: d.t, data: tag }));
+  }
+
+  controlConnection(node: string, sid: string, op: string, data?: unknown): void {
+    this.svc.router.control(node, sid, op, data);
+  }
+
+  later(ms: number, op: string, data?: unknown): void {
+    // Through the bus: by then another process may own this account.
+    setTimeout(() => this.svc.router.toActor(this.bare, envelope({ kind: 'ctl', dir: 'in', op, to: this.bare, data })), ms).unref();
+  }
+
+  async moveSession(resource: string, node: string, sid: string): Promise<void> {
+    const s = this.sessions.get(resource);
+    if (!s) return;
+    const full = `${this.bare}/${resource}`;
+    const from = s.node;
+    s.node = node;
+    s.sid = sid;
+    await Promise.all([
+      this.saveSession(resource, s),
+      from !== node ? this.svc.store.hdel(`$node:${from}`, 'sessions', full) : undefined,
+      this.svc.store.hset(`$node:${node}`, 'sessions', full, pack(sid)),
+    ]);
+  }
+
+  async terminateSession(resource: string): Promise<void> {
+    const s = this.sessions.get(resource);
+    if (s) await this.endSession(resource, s);
+  }
+
+  async reroute(d: Delivery): Promise<void> {
+    const was = this.replaying;
+    this.replaying = true;
+    try {
+      await this.inbound(envelope({ kind: d.kind, dir: 'in', from: d.from, to: d.to, type: d.type, xml: d.xml, t: d.t }), true);
+    } finally {
+      this.replaying = was;
+    }
+  }
+
+  // ================================================================ the session layer and message hooks
+
+  private resourceOf(s: SessionEntry): string | undefined {
+    for (const [r, e] of this.sessions) if (e === s) return r;
+    return undefined;
+  }
+
+  private layerSent(env: Envelope): boolean {
+    if (env.sid === '') return true;
+    const i = this.layer;
+    return this.svc.modules.states[i].layer!.sent(this.states[i], this, resourcePart(env.from), env.sid);
+  }
+
+  private layerDeliver(s: SessionEntry, d: Delivery): boolean {
+    const resource = this.resourceOf(s);
+    if (resource === undefined) return false;
+    const i = this.layer;
+    return this.svc.modules.states[i].layer!.deliver(this.states[i], this, resource, d);
+  }
+
+  /** The connection behind a session is gone: true when the session layer keeps the session. */
+  private layerDetached(resource: string, sid: string, reason: DetachReason, d?: Delivery): boolean {
+    const i = this.svc.modules.layerSlot;
+    if (i < 0) return false;
+    return this.svc.modules.states[i].layer!.detached(this.states[i], this, resource, sid, reason, d);
+  }
+
+  private async activatedHooks(): Promise<void> {
+    const { states, activatedSlots } = this.svc.modules;
+    for (const i of activatedSlots) await states[i].activated!(this.states[i], this);
+  }
+
+  /** The message hooks from slot `from` on; a promise only when some hook needs one (a chat message costs none otherwise). */
+  private messageHooks(step: keyof MessageHooks<unknown>, msg: MessageEvent, from = 0): void | Promise<void> {
+    const { states, messageSlots } = this.svc.modules;
+    for (let k = from; k < messageSlots.length; k++) {
+      const i = messageSlots[k];
+      const r = states[i].messages![step]?.(this.states[i], this, msg);
+      if (r) return r.then(() => this.messageHooks(step, msg, k + 1));
+    }
+  }
+
+  /** A message one of our clients sent to someone else, past the hooks (archive before, carbon copies after). */
+  private outboundMessage(env: Envelope): void | Promise<void> {
+    const msg = new MessageEvent('out', env.from, env.to, env.type, typeof env.xml === 'string' ? env.xml : Buffer.from(env.xml).toString());
+    return andThen(this.messageHooks('routing', msg), () =>
+      andThen(this.route(msg.xml === env.xml ? env : { ...env, xml: msg.xml }), () => this.messageHooks('routed', msg)));
+  }
+
+  /** A message for this account, past the hooks, noting which sessions it reached. */
+  private inboundMessage(env: Envelope, fromServer: boolean): void | Promise<void> {
+    const msg = new MessageEvent('in', env.from, env.to, env.type, typeof env.xml === 'string' ? env.xml : Buffer.from(env.xml).toString());
+    return andThen(this.messageHooks('routing', msg), () => {
+      const reached: SessionEntry[] = [];
+      this.reached = reached;
+      const done = () => {
+        this.reached = undefined;
+        msg.delivered = [...new Set(reached.map((s) => this.resourceOf(s)).filter((r): r is string => r !== undefined))];
+        return this.messageHooks('routed', msg);
+      };
+      let routed: void | Promise<void>;
+      try {
+        routed = this.inbound(msg.xml === env.xml ? env : { ...env, xml: msg.xml }, fromServer);
+      } catch (e) {
+        this.reached = undefined;
+        throw e;
+      }
+      return routed ? routed.then(done, (e: unknown) => { this.reached = undefined; throw e; }) : done();
+    });
   }
 
   // ================================================================ account removal

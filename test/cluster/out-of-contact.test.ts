@@ -11,7 +11,9 @@ describe('out of contact: a c2s process dies', () => {
   let c: Cluster;
   let bob: TestClient;
   before(async () => {
-    c = await startCluster({ c2s: 2, session: 2 });
+    // The client resumes sessions (XEP-0198): one waits a resumption window after its node dies
+    // (test/cluster/cluster-mobile.test.ts); a short one here, then contacts must see it go.
+    c = await startCluster({ c2s: 2, session: 2, config: { streamManagement: { resumeTimeoutSeconds: 1 } } });
     await c.addUser('doomed');
     await c.addUser('watcher');
   });

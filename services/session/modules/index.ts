@@ -13,5 +13,10 @@ import register from './register.ts';
 import time from './time.ts';
 import vcard from './vcard.ts';
 import version from './version.ts';
+import streamManagement from '../sm/index.ts';
+import carbons from './carbons.ts';
+import mam from './mam.ts';
+import push from './push.ts';
 
-export const modules: readonly XmppModule[] = [disco, ping, time, version, last, privacy, blocking, vcard, privateStorage, contactAddresses, register, pep];
+export const modules: readonly XmppModule[] = [disco, ping, time, version, last, privacy, blocking, vcard, privateStorage, contactAddresses, register, pep,
+  streamManagement, carbons, mam, push];

@@ -9,6 +9,25 @@ import { escapeAttr } from '../../../libs/xml/serialize.ts';
 
 /** The c2s control op that expands a room batch; c2s-node.ts dispatches it. */
 export const OP_ROOM_FANOUT = 'muc-fanout';
+/** What a c2s sends back to the room: the sessions of a batch it no longer holds, and the batch's stanzas (same layout). */
+export const OP_ROOM_UNDELIVERED = 'muc-undelivered';
+
+/** The session ids and stanzas of a batch (either direction). */
+export function readBatch(data: RoomFanoutData, xml: string | Uint8Array): { sids: string[]; stanzas: string[] } {
+  const all = typeof xml === 'string' ? Buffer.from(xml) : Buffer.from(xml.buffer, xml.byteOffset, xml.byteLength);
+  const sids = all.toString('latin1', 0, data.targets).split(' ');
+  const stanzas: string[] = [];
+  if (data.parts && data.parts.length > 0) {
+    let off = data.targets;
+    for (const n of data.parts) {
+      stanzas.push(all.toString('utf8', off, off + n));
+      off += n;
+    }
+  } else {
+    stanzas.push(all.toString('utf8', data.targets));
+  }
+  return { sids, stanzas };
+}
 
 /**
  * What a room batch carries in its header. The session ids travel in the

@@ -1,8 +1,7 @@
 // What a room and the MUC service share: an actor keyed by its JID on the
 // same shards as accounts, answering straight to the sender's session when
 // routing told it where that session is, and routing everything else.
-import type { Envelope, StanzaKind } from '../../../libs/bus/envelope.ts';
-import { envelope } from '../../../libs/bus/envelope.ts';
+import { envelope, type Envelope } from '../../../libs/bus/envelope.ts';
 import { errorReply, StanzaError } from '../../../libs/errors/index.ts';
 import { bareJid, domainPart, hasLocalpart } from '../../../libs/jid/split.ts';
 import { el, type Element } from '../../../libs/xml/element.ts';
@@ -25,11 +24,13 @@ export function viaOf(env: Envelope): Via | undefined {
   return { node: d.node, sid: d.sid };
 }
 
-/** An attribute of a stanza's start tag, entities decoded (for routing metadata of a string we built). */
-export function startTagAttr(xml: string, name: string): string {
+const ATTR: Record<'from' | 'type' | 'id', RegExp> = { from: / from="([^"]*)"/, type: / type="([^"]*)"/, id: / id="([^"]*)"/ };
+
+/** An attribute of a stanza's start tag, entities decoded (routing metadata of a stanza we serialized: double quotes). */
+export function startTagAttr(xml: string, name: 'from' | 'type' | 'id'): string {
   const end = xml.indexOf('>');
   const head = end < 0 ? xml : xml.slice(0, end);
-  const m = new RegExp(` ${name}="([^"]*)"`).exec(head);
+  const m = ATTR[name].exec(head);
   if (!m) return '';
   const v = m[1];
   return v.includes('&') ? v.replace(/&(lt|gt|amp|quot|apos|#\d+);/g, (_, e: string) =>
@@ -100,9 +101,5 @@ export abstract class MucActor extends Actor {
       this.bounce(env, via, e instanceof StanzaError ? e : new StanzaError('internal-server-error'));
       if (!(e instanceof StanzaError)) throw e;
     }
-  }
-
-  protected static kindOf(env: Envelope): StanzaKind {
-    return env.kind as StanzaKind;
   }
 }

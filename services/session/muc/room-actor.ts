@@ -20,7 +20,7 @@ import { parseFragment } from '../../../libs/xml/fragment.ts';
 import { escapeAttr, escapeText, serialize } from '../../../libs/xml/serialize.ts';
 import type { SessionServices } from '../services.ts';
 import { archiveForm, finElement, page, parseArchiveQuery, queryRange, resultMessage } from './archive.ts';
-import { group, type Target } from './fanout.ts';
+import { group, OP_ROOM_UNDELIVERED, readBatch, withTo, type RoomFanoutData } from './fanout.ts';
 import { formElement, hidden, NS_DATA, parseSubmitted, booleanField } from './forms.ts';
 import { decodeArchived, encodeArchived, nextArchiveId, parseHistoryRequest, selectHistory, type ArchivedMessage } from './history.ts';
 import { MucActor, viaOf, type Via } from './muc-actor.ts';
@@ -69,6 +69,8 @@ export class RoomActor extends MucActor {
   private readonly affiliations = new Map<string, AffiliationEntry>();
   private readonly byNick = new Map<string, Occupant>();
   private readonly byJid = new Map<string, Occupant>();
+  /** Earlier session ids of occupants whose session moved, for batches still on their way to the old one. */
+  private readonly retired = new Map<string, Occupant>();
   /** Occupants grouped by c2s node, rebuilt only when someone comes, goes or moves. */
   private grouped: ReturnType<typeof group> | undefined;
   /** The newest kept messages (discussion history). */
@@ -77,6 +79,7 @@ export class RoomActor extends MucActor {
   /** Every id in the archive list, in list order; read on the first archive query, then kept in step. */
   private archiveIds: string[] | undefined;
   private pendingWrites = 0;
+  private trimming = false;
   private writeWaiters: (() => void)[] = [];
 
   constructor(jid: string, shard: number, svc: SessionServices) {
@@ -97,8 +100,12 @@ export class RoomActor extends MucActor {
 
   /** Idle means the mailbox is empty and every write has landed: what a shard handoff waits for. */
   override async idle(): Promise<void> {
-    await super.idle();
-    await this.writesDone();
+    for (;;) {
+      // The base idle() resolves when the mailbox run ends, so ask it only while one is under way.
+      if (super.busy) await super.idle();
+      else if (this.pendingWrites > 0) await this.writesDone();
+      else return;
+    }
   }
 
   // ================================================================ state
@@ -233,10 +240,33 @@ export class RoomActor extends MucActor {
   /** The sender's session moved (a new c2s node or session id for the same full JID). */
   private track(o: Occupant, via: Via | undefined): void {
     if (!via || (o.node === via.node && o.sid === via.sid)) return;
+    if (o.sid) this.retired.set(o.sid, o);
     o.node = via.node;
     o.sid = via.sid;
     this.grouped = undefined;
     this.saveOccupant(o);
+  }
+
+  /**
+   * A c2s no longer holds some sessions of a batch: they ended, or stream
+   * management resumed them on another node. Those stanzas go through the
+   * occupants' accounts (which know the current session, or bounce, and the
+   * bounce takes the occupant out), and so does what follows until the
+   * occupant's next stanza says where it is now.
+   */
+  private undelivered(env: Envelope): void {
+    const { sids, stanzas } = readBatch(env.data as RoomFanoutData, env.xml);
+    for (const sid of sids) {
+      const o = this.retired.get(sid) ?? [...this.byNick.values()].find((x) => x.sid === sid);
+      if (!o || this.byNick.get(o.nick) !== o) continue;
+      if (o.sid === sid) {
+        o.node = '';
+        o.sid = '';
+        this.grouped = undefined;
+        this.saveOccupant(o);
+      }
+      for (const x of stanzas) this.route(o.jid, withTo(x, o.jid));
+    }
   }
 
   private seesJids(o: Occupant): boolean {
@@ -278,6 +308,7 @@ export class RoomActor extends MucActor {
     const sawJids = this.seesJids(o);
     this.byNick.delete(o.nick);
     this.byJid.delete(o.jid);
+    for (const [sid, r] of this.retired) if (r === o) this.retired.delete(sid);
     this.grouped = undefined;
     this.persist(this.svc.store.hdel(this.jid, 'occupants', o.nick));
     const affiliation = opts.affiliation ?? this.affiliationOf(o.bare);
@@ -292,7 +323,10 @@ export class RoomActor extends MucActor {
   // ================================================================ stanzas
 
   protected handle(env: Envelope): void | Promise<void> {
-    if (env.kind === 'ctl') return;
+    if (env.kind === 'ctl') {
+      if (env.op === OP_ROOM_UNDELIVERED) this.undelivered(env);
+      return;
+    }
     const via = viaOf(env);
     const occ = this.byJid.get(env.from);
     if (occ) this.track(occ, via);
@@ -329,6 +363,8 @@ export class RoomActor extends MucActor {
     const x = child(stanza, 'x', NS_MUC);
     const bare = bareJid(env.from);
     let created = false;
+    // Checked before a room is created for it, so a refused first join leaves no empty room behind.
+    if (nick.length > this.muc.maxNickLength) return this.bounce(env, via, new StanzaError('not-acceptable', `nicknames are at most ${this.muc.maxNickLength} characters`));
     if (!this.exists) {
       if (this.muc.createRooms === 'local' && !this.svc.hosts.has(domainPart(bare))) {
         return this.bounce(env, via, new StanzaError('not-allowed', 'only users of this server may create rooms'));
@@ -344,7 +380,6 @@ export class RoomActor extends MucActor {
     if (this.config.passwordProtected && affiliation !== 'owner' && text(child(x ?? el('x'), 'password')) !== this.config.password) {
       return refuse(new StanzaError('not-authorized', 'this room needs a password'));
     }
-    if (nick.length > this.muc.maxNickLength) return refuse(new StanzaError('not-acceptable', `nicknames are at most ${this.muc.maxNickLength} characters`));
     if (this.byNick.has(nick)) return refuse(new StanzaError('conflict', `the nickname ${nick} is in use`));
     if (this.byNick.size >= this.config.maxUsers && !affiliationAtLeast(affiliation, 'admin')) {
       return refuse(new StanzaError('service-unavailable', 'the room is full'));
@@ -458,9 +493,15 @@ export class RoomActor extends MucActor {
     if (cap === 0) return;
     this.archiveIds?.push(m.id);
     this.persist(this.svc.store.rpush(this.jid, 'archive', encodeArchived(m)).then(async (len) => {
-      if (len <= cap + TRIM_SLACK) return;
+      // Appends issued before a trim answer before it does: while one is under way their lengths are stale.
+      if (len <= cap + TRIM_SLACK || this.trimming) return;
+      this.trimming = true;
       this.archiveIds?.splice(0, len - cap);
-      await this.svc.store.ltrim(this.jid, 'archive', len - cap, -1);
+      try {
+        await this.svc.store.ltrim(this.jid, 'archive', len - cap, -1);
+      } finally {
+        this.trimming = false;
+      }
     }));
   }
 

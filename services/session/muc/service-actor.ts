@@ -42,7 +42,7 @@ export class MucServiceActor extends MucActor {
     if (q.attrs.node) throw new StanzaError('item-not-found', `no node '${q.attrs.node}'`);
     return el('query', { xmlns: NS_DISCO_INFO },
       el('identity', { category: 'conference', type: 'text', name: this.svc.config.muc.name }),
-      ...[NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, 'urn:xmpp:mam:2'].sort().map((f) => el('feature', { var: f })));
+      ...[NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING].sort().map((f) => el('feature', { var: f })));
   }
 
   /** §6.2: the public rooms, sorted by JID; RSM <max/> and <after/> page through a long list. */

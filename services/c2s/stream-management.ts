@@ -1,0 +1,114 @@
+// XEP-0198 stream management, the c2s half: counters of one connection and
+// the protocol elements. The c2s keeps no stanza: the account's actor numbers
+// every stanza for a managed session and keeps it until acknowledged
+// (services/session/sm), so whichever c2s node the client resumes on can
+// resend what it missed. Here we write numbered stanzas in order, drop what
+// was already written, ask for what went missing on the bus, relay to the
+// actor what reached us without a number, and pass acks both ways.
+import type { Config } from '../../libs/config/schema.ts';
+import { NS_STANZAS, StreamError } from '../../libs/errors/index.ts';
+import { el } from '../../libs/xml/element.ts';
+import { serialize } from '../../libs/xml/serialize.ts';
+
+export const NS_SM = 'urn:xmpp:sm:3';
+const WRAP = 2 ** 32;
+
+/** XEP-0198 §4: `h` counts modulo 2^32. The full count `h` stands for, given a count it cannot be below. */
+export function unwrap(h: number, floor: number): number {
+  return floor + ((h - floor) % WRAP + WRAP) % WRAP;
+}
+
+export function parseH(v: string | undefined): number | undefined {
+  if (v === undefined || !/^\d{1,10}$/.test(v)) return undefined;
+  const n = Number(v);
+  return n < WRAP ? n : undefined;
+}
+
+export const smElement = {
+  feature: (): string => `<sm xmlns='${NS_SM}'/>`,
+  enabled: (id: string | undefined, max: number | undefined): string => serialize(el('enabled', { xmlns: NS_SM, id, resume: id ? 'true' : undefined, max: max !== undefined ? String(max) : undefined })),
+  failed: (condition: string): string => `<failed xmlns='${NS_SM}'><${condition} xmlns='${NS_STANZAS}'/></failed>`,
+  resumed: (previd: string, h: number): string => serialize(el('resumed', { xmlns: NS_SM, previd, h: String(h % WRAP) })),
+  a: (h: number): string => `<a xmlns='${NS_SM}' h='${h % WRAP}'/>`,
+  r: (): string => `<r xmlns='${NS_SM}'/>`,
+};
+
+/** XEP-0198 §4: an ack for more than was sent ends the stream. */
+export function tooHigh(h: number, sent: number): StreamError {
+  return new StreamError('undefined-condition', 'acknowledged more stanzas than were sent',
+    el('handled-count-too-high', { xmlns: NS_SM, h: String(h), 'send-count': String(sent % WRAP) }));
+}
+
+export type NumberedVerdict = 'write' | 'duplicate' | 'gap';
+
+/** The counters of one managed connection; the stream decides what to do with the verdicts. */
+export class StreamManagement {
+  state: 'off' | 'enabling' | 'resuming' | 'on' = 'off';
+  resumable = false;
+  /** Client stanzas received since <enable/> (or carried over by a resumption). */
+  handled = 0;
+  /** Numbered stanzas written to the client; the actor's numbering and the client's count agree. */
+  written = 0;
+  /** Of those, acknowledged by the client. */
+  acked = 0;
+  /** `handled` as of the last <a/> sent: an <r/> with nothing new since is answered at once. */
+  reported = -1;
+  private requested = false;
+  private requestedAt = 0;
+  /** When the oldest unacknowledged stanza was written. */
+  private oldestAt = 0;
+  /** A resend from the actor is on its way; numbers past the gap are dropped until it arrives. */
+  private resendFrom = 0;
+
+  constructor(private readonly cfg: Config['streamManagement']) {}
+
+  get on(): boolean {
+    return this.state === 'on';
+  }
+
+  /** Whether a stanza numbered `n` is the next one to write. */
+  numbered(n: number): NumberedVerdict {
+    if (n <= this.written) return 'duplicate';
+    if (n === this.written + 1) {
+      this.resendFrom = 0;
+      return 'write';
+    }
+    if (this.resendFrom === this.written + 1) return 'duplicate'; // already asked; the resend brings it in order
+    this.resendFrom = this.written + 1;
+    return 'gap';
+  }
+
+  /** After writing stanza n: true when the client should be asked for an ack now. */
+  wrote(n: number, now: number): boolean {
+    if (this.written === this.acked) this.oldestAt = now;
+    this.written = n;
+    if (!this.requested && this.written - this.acked >= this.cfg.ackRequestStanzas) return this.request(now);
+    return false;
+  }
+
+  /** The client's <a h/>: the full count, or a stream error when it claims more than was written. */
+  ack(h: number, now: number): number | StreamError {
+    const n = unwrap(h, this.acked);
+    if (n > this.written) return tooHigh(h, this.written);
+    if (n > this.acked) {
+      this.acked = n;
+      this.oldestAt = now;
+    }
+    this.requested = false;
+    return n;
+  }
+
+  /** The node's sweeper: ask for an ack once the oldest unacknowledged stanza is old enough. */
+  due(now: number): boolean {
+    if (!this.on || this.written === this.acked) return false;
+    if (this.requested && now - this.requestedAt < this.cfg.ackRequestSeconds * 1000) return false;
+    if (now - this.oldestAt < this.cfg.ackRequestSeconds * 1000) return false;
+    return this.request(now);
+  }
+
+  request(now: number): true {
+    this.requested = true;
+    this.requestedAt = now;
+    return true;
+  }
+}

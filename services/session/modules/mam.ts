@@ -1,0 +1,392 @@
+// XEP-0313 message archive management for each account, with XEP-0059 result
+// set paging and XEP-0359 stanza ids. A message is archived at the one point
+// it passes through the account's actor — when it is routed out, or when it
+// arrives and before it is delivered, stored offline or queued for a waiting
+// session — so a delivery from offline storage, a resend after a resumption or
+// a reroute when a session's window closes never archives it again.
+//
+// Storage: the store's ordered log `{bare}:mam` (a sorted set in Redis, a key
+// range in lmdb), keyed by the archive id: a microsecond timestamp, bumped to
+// stay increasing. So `start`/`end`, `after-id`/`before-id` and RSM paging
+// are all id bounds, a page is one range read and a count one range count;
+// only a `with` filter scans, from the page's start until the page is full.
+// An append reads nothing and is not awaited (writes apply in the order
+// issued; a query waits for them): a chat message does not hold the account's
+// mailbox for a disk commit.
+import { pack, unpack } from 'msgpackr';
+import { StanzaError } from '../../../libs/errors/index.ts';
+import { tryParseJid } from '../../../libs/jid/index.ts';
+import { bareJid, resourcePart } from '../../../libs/jid/split.ts';
+import { child, children, el, text, type Element } from '../../../libs/xml/element.ts';
+import { parseFragment } from '../../../libs/xml/fragment.ts';
+import { escapeAttr, serialize } from '../../../libs/xml/serialize.ts';
+import type { Config } from '../../../libs/config/schema.ts';
+import { logger } from '../../../libs/log/index.ts';
+import type { LogRange } from '../../../libs/store/store.ts';
+import { defineAccountState, defineModule, requireOwner, type AccountContext, type IqRequest, type MessageEvent } from '../module.ts';
+
+export const NS_MAM = 'urn:xmpp:mam:2';
+export const NS_SID = 'urn:xmpp:sid:0';
+const NS_RSM = 'http://jabber.org/protocol/rsm';
+const NS_FORWARD = 'urn:xmpp:forward:0';
+const NS_DELAY = 'urn:xmpp:delay';
+const NS_DATA = 'jabber:x:data';
+const NS_HINTS = 'urn:xmpp:hints';
+const log = logger('mam');
+const ARCHIVE = 'mam';
+const PREFS = 'mamprefs';
+const SCAN_CHUNK = 200;
+
+type Default = Config['mam']['default'];
+
+export interface ArchivePrefs {
+  default: Default;
+  always: Set<string>;
+  never: Set<string>;
+}
+
+export interface ArchiveState {
+  prefs: ArchivePrefs;
+  /** The last archive id given; -1 until read from the archive. */
+  last: number;
+  /** Appends since the retention limits were last enforced. */
+  sinceTrim: number;
+  /** The last archive write issued (queries wait for it). */
+  writes: Promise<void>;
+}
+
+export interface ArchivedMessage {
+  id: number;
+  stamp: number;
+  with: string;
+  dir: 'in' | 'out';
+  xml: string;
+}
+
+export const archiveId = (id: number): string => id.toString(36);
+
+export function parseArchiveId(id: string): number {
+  const n = /^[0-9a-z]{1,11}$/.test(id) ? Number.parseInt(id, 36) : Number.NaN;
+  if (!Number.isSafeInteger(n)) throw new StanzaError('item-not-found', `no archived message with id ${id}`);
+  return n;
+}
+
+const encode = (m: ArchivedMessage): Uint8Array => pack([m.stamp, m.with, m.dir === 'in' ? 0 : 1, m.xml]);
+function decode(id: number, b: Uint8Array): ArchivedMessage {
+  const [stamp, w, dir, xml] = unpack(b) as [number, string, number, string];
+  return { id, stamp, with: w, dir: dir === 0 ? 'in' : 'out', xml };
+}
+
+export const archive = defineAccountState<ArchiveState>({
+  name: 'mam',
+  collections: [PREFS],
+  load(data, ctx) {
+    const h = data.get(PREFS);
+    const set = (k: string) => new Set<string>(h?.get(k) ? (unpack(h.get(k)!) as string[]) : []);
+    const d = h?.get('default');
+    return { prefs: { default: d ? (unpack(d) as Default) : ctx.config.mam.default, always: set('always'), never: set('never') }, last: -1, sinceTrim: 0, writes: Promise.resolve() };
+  },
+  messages: {
+    routing: (state, account, msg) => archiveMessage(state, account, msg),
+  },
+});
+
+// ---------------------------------------------------------------- archiving
+
+/**
+ * XEP-0313 §7: chat and normal messages with a body, unless a hint says not
+ * to keep them. Decided on the bytes when they leave no doubt (the common
+ * case), on the parsed stanza otherwise.
+ */
+function archivable(msg: MessageEvent): boolean {
+  const type = msg.type === '' ? 'normal' : msg.type;
+  if (type !== 'chat' && type !== 'normal') return false;
+  const xml = msg.xml;
+  if (!xml.includes('<body')) return false;
+  if (!xml.includes(NS_HINTS) && !xml.includes(NS_FORWARD)) return true;
+  const s = msg.stanza();
+  return child(s, 'body') !== undefined && !child(s, 'no-store', NS_HINTS) && !child(s, 'no-permanent-store', NS_HINTS);
+}
+
+function wanted(prefs: ArchivePrefs, account: AccountContext, peer: string): boolean {
+  if (prefs.never.has(peer)) return false;
+  if (prefs.always.has(peer)) return true;
+  if (prefs.default === 'roster') return account.contact(peer) !== undefined;
+  return prefs.default === 'always';
+}
+
+function archiveMessage(state: ArchiveState, account: AccountContext, msg: MessageEvent): void | Promise<void> {
+  // XEP-0359 §5: a stanza id claiming to be ours came from someone else; it goes whatever happens next.
+  const spoofed = msg.dir === 'in' && msg.xml.includes(NS_SID);
+  const peer = bareJid(msg.dir === 'in' ? msg.from : msg.to);
+  if (!archivable(msg) || peer === '' || !wanted(state.prefs, account, peer)) {
+    if (spoofed) msg.replace(withoutOurIds(msg.stanza(), account.bare));
+    return;
+  }
+  if (state.last < 0) {
+    return account.server.store.logRange(account.bare, ARCHIVE, { reverse: true, limit: 1 }).then(([last]) => {
+      if (state.last < 0) state.last = last ? last.id : 0;
+      append(state, account, msg, peer, spoofed);
+    });
+  }
+  append(state, account, msg, peer, spoofed);
+}
+
+/**
+ * Number the message, stamp its stanza id, and queue the write. Not awaited:
+ * writes of one store connection (Redis) or one lmdb environment apply in
+ * the order issued, a query waits for them (`writes`), and an await per
+ * message would hold the account's mailbox for a disk commit.
+ */
+function append(state: ArchiveState, account: AccountContext, msg: MessageEvent, peer: string, spoofed: boolean): void {
+  // Ids are the clock in µs, kept increasing: time filters are id bounds, and ids never repeat if the account is made again.
+  const now = Date.now();
+  const seq = state.last = Math.max(state.last + 1, now * 1000);
+  if (msg.dir === 'in') {
+    const tag = `<stanza-id xmlns="${NS_SID}" by="${escapeAttr(account.bare)}" id="${archiveId(seq)}"/>`;
+    const end = msg.xml.lastIndexOf('</message>');
+    if (spoofed || end < 0) {
+      const s = withoutOurIds(msg.stanza(), account.bare);
+      s.children.push(el('stanza-id', { xmlns: NS_SID, by: account.bare, id: archiveId(seq) }));
+      msg.replace(s);
+    } else {
+      msg.rewrite(`${msg.xml.slice(0, end)}${tag}${msg.xml.slice(end)}`);
+    }
+  }
+  const store = account.server.store;
+  let write = store.logAppend(account.bare, ARCHIVE, seq, encode({ id: seq, stamp: now, with: peer, dir: msg.dir, xml: msg.xml }));
+  const { maxMessages, maxAgeDays } = account.server.config.mam;
+  if ((maxMessages > 0 || maxAgeDays > 0) && ++state.sinceTrim >= 50) {
+    state.sinceTrim = 0;
+    const trim = {
+      maxLength: maxMessages > 0 ? maxMessages : undefined,
+      below: maxAgeDays > 0 ? (now - maxAgeDays * 86_400_000) * 1000 : undefined,
+    };
+    write = write.then(() => store.logTrim(account.bare, ARCHIVE, trim));
+  }
+  state.writes = write.catch((e: unknown) => log.error('archiving failed', { account: account.bare, error: e }));
+}
+
+function withoutOurIds(s: Element, bare: string): Element {
+  return { ...s, children: s.children.filter((c) => typeof c === 'string' || !(c.name === 'stanza-id' && c.attrs.xmlns === NS_SID && c.attrs.by === bare)) };
+}
+
+// ---------------------------------------------------------------- queries
+
+export interface ArchiveQuery {
+  queryId: string;
+  with?: string;
+  start?: number;
+  end?: number;
+  afterId?: string;
+  beforeId?: string;
+  ids?: string[];
+  max: number;
+  /** RSM: page forwards after this id. */
+  after?: string;
+  /** RSM: page backwards before this id; '' asks for the last page. */
+  before?: string;
+}
+
+function stamp(name: string, v: string): number {
+  const t = Date.parse(v);
+  if (!Number.isFinite(t)) throw new StanzaError('bad-request', `${name} is not an XEP-0082 date-time`);
+  return t;
+}
+
+export function parseQuery(q: Element, config: Config['mam']): ArchiveQuery {
+  const out: ArchiveQuery = { queryId: q.attrs.queryid ?? '', max: config.defaultPage };
+  const x = child(q, 'x', NS_DATA);
+  for (const f of x ? children(x, 'field') : []) {
+    const name = f.attrs.var ?? '';
+    const values = children(f, 'value').map((v) => text(v));
+    const v = values[0] ?? '';
+    switch (name) {
+      case 'FORM_TYPE':
+        if (v !== NS_MAM) throw new StanzaError('bad-request', `expected a ${NS_MAM} form`);
+        break;
+      case 'with': {
+        const j = tryParseJid(v);
+        if (!j) throw new StanzaError('jid-malformed', `'${v}' is not a JID`);
+        out.with = j.full;
+        break;
+      }
+      case 'start': out.start = stamp(name, v); break;
+      case 'end': out.end = stamp(name, v); break;
+      case 'after-id': out.afterId = v; break;
+      case 'before-id': out.beforeId = v; break;
+      case 'ids': out.ids = values; break;
+      default: throw new StanzaError('bad-request', `the archive does not filter by '${name}'`);
+    }
+  }
+  const set = child(q, 'set', NS_RSM);
+  if (set) {
+    const max = child(set, 'max');
+    if (max) {
+      const n = text(max);
+      if (!/^\d{1,6}$/.test(n)) throw new StanzaError('bad-request', 'RSM <max/> must be a whole number');
+      out.max = Math.min(Number(n), config.maxPage);
+    }
+    const after = child(set, 'after');
+    if (after) out.after = text(after);
+    const before = child(set, 'before');
+    if (before) out.before = text(before);
+  }
+  out.max = Math.min(out.max, config.maxPage);
+  return out;
+}
+
+export interface ArchivePage {
+  messages: ArchivedMessage[];
+  /** Position of the first message among all the filters match (absent when a peer filter made counting a scan). */
+  firstIndex?: number;
+  count?: number;
+  complete: boolean;
+}
+
+const matchesWith = (w: string) => (m: ArchivedMessage): boolean => {
+  if (resourcePart(w) === '') return m.with === w;
+  // A full JID narrows to that resource: the peer's address in the stanza.
+  const peer = parseFragment(m.xml).attrs[m.dir === 'in' ? 'from' : 'to'] ?? '';
+  return m.with === bareJid(w) && peer === w;
+};
+
+/** The archive id must name a kept message (RSM paging from it, XEP-0313 after-id/before-id). */
+async function existing(account: AccountContext, id: string): Promise<number> {
+  const n = parseArchiveId(id);
+  const [hit] = await account.server.store.logRange(account.bare, ARCHIVE, { after: n - 1, before: n + 1, limit: 1 });
+  if (!hit) throw new StanzaError('item-not-found', `no archived message with id ${id}`);
+  return n;
+}
+
+const lower = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.max(a, b));
+const upper = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.min(a, b));
+
+/** One page of the archive for a query: a range read (and counts), or a scan from the page's start with `with`. */
+export async function runQuery(account: AccountContext, q: ArchiveQuery): Promise<ArchivePage> {
+  const store = account.server.store;
+  const read = async (r: LogRange) => (await store.logRange(account.bare, ARCHIVE, r)).map((e) => decode(e.id, e.value));
+  if (q.ids) {
+    const found: ArchivedMessage[] = [];
+    for (const id of q.ids) found.push(...(await read({ after: (await existing(account, id)) - 1, limit: 1 })));
+    return { messages: found.sort((a, b) => a.id - b.id), complete: true };
+  }
+  // The result set: time and id filters, as exclusive id bounds (ids are µs stamps).
+  let after = q.start !== undefined ? q.start * 1000 - 1 : undefined;
+  let before = q.end !== undefined ? q.end * 1000 + 1000 : undefined;
+  if (q.afterId) after = lower(after, await existing(account, q.afterId));
+  if (q.beforeId) before = upper(before, await existing(account, q.beforeId));
+  const set = { after, before };
+  // The page within it (RSM).
+  const backwards = q.before !== undefined;
+  if (q.after) after = lower(after, await existing(account, q.after));
+  if (q.before) before = upper(before, await existing(account, q.before));
+  if (q.with === undefined) {
+    const got = await read({ after, before, limit: q.max + 1, reverse: backwards });
+    const complete = got.length <= q.max;
+    const messages = got.slice(0, q.max);
+    if (backwards) messages.reverse();
+    const count = await store.logCount(account.bare, ARCHIVE, set);
+    const firstIndex = messages.length ? await store.logCount(account.bare, ARCHIVE, { after: set.after, before: messages[0].id }) : undefined;
+    return { messages, count, firstIndex, complete };
+  }
+  // With a peer: scan in chunks from the page's start until one more than a page matched.
+  const match = matchesWith(q.with);
+  const messages: ArchivedMessage[] = [];
+  let more = false;
+  let cursor = backwards ? before : after;
+  for (;;) {
+    const chunk = await read(backwards ? { after, before: cursor, limit: SCAN_CHUNK, reverse: true } : { after: cursor, before, limit: SCAN_CHUNK });
+    for (const m of chunk) {
+      if (!match(m)) continue;
+      if (messages.length === q.max) { more = true; break; }
+      messages.push(m);
+    }
+    if (more || chunk.length < SCAN_CHUNK) break;
+    cursor = chunk[chunk.length - 1].id;
+  }
+  if (backwards) messages.reverse();
+  return { messages, complete: !more };
+}
+
+function resultMessage(account: AccountContext, to: string, queryId: string, m: ArchivedMessage): string {
+  // The kept stanza stands alone inside <forwarded/>: it names its namespace (whatever stream it came in on).
+  const kept = parseFragment(m.xml);
+  const inner = serialize({ ...kept, attrs: { ...kept.attrs, xmlns: 'jabber:client' } });
+  const qid = queryId ? ` queryid="${escapeAttr(queryId)}"` : '';
+  return `<message from="${escapeAttr(account.bare)}" to="${escapeAttr(to)}"><result xmlns="${NS_MAM}"${qid} id="${archiveId(m.id)}">`
+    + `<forwarded xmlns="${NS_FORWARD}"><delay xmlns="${NS_DELAY}" stamp="${new Date(m.stamp).toISOString()}"/>${inner}</forwarded></result></message>`;
+}
+
+function fin(p: ArchivePage): Element {
+  const first = p.messages[0];
+  const last = p.messages[p.messages.length - 1];
+  return el('fin', { xmlns: NS_MAM, complete: p.complete ? 'true' : undefined },
+    el('set', { xmlns: NS_RSM },
+      first ? el('first', { index: p.firstIndex !== undefined ? String(p.firstIndex) : undefined }, archiveId(first.id)) : undefined,
+      last ? el('last', {}, archiveId(last.id)) : undefined,
+      p.count !== undefined ? el('count', {}, String(p.count)) : undefined));
+}
+
+async function query(req: IqRequest): Promise<Element> {
+  requireOwner(req);
+  await req.account.state(archive).writes;
+  const q = parseQuery(req.payload, req.account.server.config.mam);
+  const page = await runQuery(req.account, q);
+  const resource = resourcePart(req.from);
+  // Results first, then the iq result: both go through the actor in this order.
+  for (const m of page.messages) {
+    req.account.deliver(resource, { kind: 'message', from: req.account.bare, to: req.from, type: '', xml: resultMessage(req.account, req.from, q.queryId, m), t: 0 });
+  }
+  return fin(page);
+}
+
+function searchForm(): Element {
+  const field = (v: string, type: string, value?: string) => el('field', { var: v, type }, value !== undefined ? el('value', {}, value) : undefined);
+  return el('query', { xmlns: NS_MAM }, el('x', { xmlns: NS_DATA, type: 'form' },
+    field('FORM_TYPE', 'hidden', NS_MAM), field('with', 'jid-single'), field('start', 'text-single'), field('end', 'text-single'),
+    field('after-id', 'text-single'), field('before-id', 'text-single'), field('ids', 'text-multi')));
+}
+
+// ---------------------------------------------------------------- preferences
+
+function prefsElement(p: ArchivePrefs): Element {
+  const list = (name: string, s: Set<string>) => el(name, {}, ...[...s].sort().map((j) => el('jid', {}, j)));
+  return el('prefs', { xmlns: NS_MAM, default: p.default }, list('always', p.always), list('never', p.never));
+}
+
+function jids(e: Element | undefined): Set<string> {
+  const out = new Set<string>();
+  for (const j of e ? children(e, 'jid') : []) {
+    const parsed = tryParseJid(text(j));
+    if (!parsed) throw new StanzaError('jid-malformed', `'${text(j)}' is not a JID`);
+    out.add(parsed.bare);
+  }
+  return out;
+}
+
+async function setPrefs(req: IqRequest): Promise<Element> {
+  requireOwner(req);
+  const d = req.payload.attrs.default;
+  if (d !== 'always' && d !== 'never' && d !== 'roster') throw new StanzaError('bad-request', "default is 'always', 'never' or 'roster'");
+  const next: ArchivePrefs = { default: d, always: jids(child(req.payload, 'always')), never: jids(child(req.payload, 'never')) };
+  const b = req.account.server.store.batch(req.account.bare);
+  b.hset(PREFS, 'default', pack(next.default)).hset(PREFS, 'always', pack([...next.always])).hset(PREFS, 'never', pack([...next.never]));
+  await b.exec();
+  req.account.state(archive).prefs = next;
+  return prefsElement(next);
+}
+
+export default defineModule({
+  name: 'mam',
+  enabled: (config) => config.mam.enabled,
+  disco: { account: [NS_MAM, `${NS_MAM}#extended`, NS_SID] },
+  state: [archive],
+  stored: [ARCHIVE],
+  iq: {
+    'get/account/urn:xmpp:mam:2:query': (req) => { requireOwner(req); return searchForm(); },
+    'set/account/urn:xmpp:mam:2:query': query,
+    'get/account/urn:xmpp:mam:2:prefs': (req) => { requireOwner(req); return prefsElement(req.account.state(archive).prefs); },
+    'set/account/urn:xmpp:mam:2:prefs': setPrefs,
+  },
+});

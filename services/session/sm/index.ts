@@ -1,0 +1,383 @@
+// XEP-0198 stream management, the account's half (the c2s half is
+// services/c2s/stream-management.ts). The c2s keeps only the socket; this
+// layer, in the account's actor, numbers every stanza given to a managed
+// session, keeps it in the store until the client acknowledges it, counts the
+// client's stanzas, and keeps a session whose connection went away waiting
+// for a resumption that may come through any c2s node. Nothing here depends
+// on which node carried the session: what a resumption needs is in the store.
+//
+// Control ops (c2s → actor): sm-enable, sm-r (ack barrier), sm-ack, sm-csi,
+// sm-relay (a stanza that did not come through this actor), sm-resend (the
+// c2s saw a gap), sm-resume. Timers: sm-expire, sm-check, sm-overflow.
+// Answers (actor → c2s): sm-enabled, sm-failed, sm-h, sm-resumed, sm-resume-failed.
+import type { StanzaKind } from '../../../libs/bus/envelope.ts';
+import { logger } from '../../../libs/log/index.ts';
+import { parseFragment } from '../../../libs/xml/fragment.ts';
+import {
+  defineAccountState, defineModule, type AccountContext, type ControlRequest, type Delivery, type DetachReason, type LoadedCollections, type LoadContext,
+} from '../module.ts';
+import { checkResumptionId, makeResumptionId, resumptionSecret, unwrapCount } from './resumption-id.ts';
+import { markWaiting, OP_WAKE } from './waiting.ts';
+import {
+  decodeEntry, decodeRecord, encodeEntry, encodeRecord, hold, newSession, queueOf, SM_STATE, type QueuedStanza, type SmSession, type SmSessions,
+} from './state.ts';
+
+const log = logger('sm');
+
+/** What a c2s asks for with sm-enable. */
+export interface EnableRequest { resource: string; node: string; resume: boolean; max?: number; inactive?: boolean }
+/** What a c2s asks for with sm-resume (sid: the new connection). */
+export interface ResumeRequest { previd: string; h: number; node: string }
+/** What sm-resumed tells the c2s: the session's resource, the `h` to report, and the client's count as a full number. */
+export interface ResumedAnswer { bare: string; resource: string; h: number; acked: number; previd: string }
+/** A stanza the c2s hands back for numbering: one it answered itself (`counted`: it stands for a client stanza) or one that reached it directly. */
+export interface RelayRequest { kind: StanzaKind | ''; from: string; to: string; type: string; counted: boolean }
+
+function load(data: LoadedCollections, ctx: LoadContext): SmSessions {
+  const out: SmSessions = new Map();
+  for (const [resource, raw] of data.get(SM_STATE) ?? []) {
+    try {
+      out.set(resource, decodeRecord(raw));
+    } catch (e) {
+      log.warn('unreadable stream management record', { account: ctx.account, resource, error: e });
+    }
+  }
+  return out;
+}
+
+const ownResource = (s: SmSessions, sid: string): [string, SmSession] | undefined => {
+  for (const e of s) if (e[1].sid === sid) return e;
+  return undefined;
+};
+
+function persist(account: AccountContext, resource: string, s: SmSession): Promise<void> {
+  const p = account.server.store.hset(account.bare, SM_STATE, resource, encodeRecord(s));
+  s.writes = s.writes.then(() => p, () => p);
+  return p;
+}
+
+async function readQueue(account: AccountContext, s: SmSession): Promise<QueuedStanza[]> {
+  await s.writes.catch(() => undefined);
+  const kept = await account.server.store.logRange(account.bare, queueOf(s.smid), { after: s.acked });
+  return kept.map((e) => decodeEntry(e.value));
+}
+
+/** Give a stanza its number, keep it until acknowledged, and send it unless the session waits. */
+function number(account: AccountContext, resource: string, s: SmSession, d: Delivery): void {
+  const n = ++s.out;
+  const full = d.to === '' ? { ...d, to: `${account.bare}/${resource}` } : d;
+  const p = account.server.store.logAppend(account.bare, queueOf(s.smid), n, encodeEntry(n, full));
+  s.writes = s.writes.then(() => p, () => p);
+  p.catch((e: unknown) => log.error('queueing for a managed session failed', { account: account.bare, error: e }));
+  if (s.detachedAt === 0) account.transmit(resource, full, n);
+  const { maxQueue, ackRequestSeconds } = account.server.config.streamManagement;
+  if (s.out - s.acked > maxQueue) {
+    account.later(0, 'sm-overflow', { resource, smid: s.smid });
+  } else if (!s.checking && s.detachedAt === 0) {
+    // The c2s repairs gaps it sees; this covers the last stanzas before a loss on the bus.
+    s.checking = true;
+    account.later(ackRequestSeconds * 2000, 'sm-check', { resource, smid: s.smid, out: s.out });
+  }
+}
+
+function flushHeld(account: AccountContext, resource: string, s: SmSession): void {
+  if (s.held.length === 0) return;
+  const held = s.held;
+  s.held = [];
+  for (const d of held) number(account, resource, s, d);
+}
+
+/** The queue of an ended session, handled once: each message or request routed as if to a resource that just left. */
+async function release(account: AccountContext, s: SmSession): Promise<void> {
+  const left = [...(await readQueue(account, s)), ...s.held];
+  s.held = [];
+  for (const d of left) {
+    // Presence and results describe a state the next session learns again; messages and requests must not vanish.
+    if (d.kind === 'message' || (d.kind === 'iq' && (d.type === 'get' || d.type === 'set'))) await account.reroute(withSender(d));
+  }
+  const b = account.server.store.batch(account.bare);
+  b.del(queueOf(s.smid));
+  await b.exec();
+  if (left.length) log.debug('released a managed session', { account: account.bare, stanzas: left.length });
+}
+
+/** Stanzas delivered with an empty `from` (offline storage) name their sender in the XML; a bounce needs it. */
+function withSender(d: Delivery): Delivery {
+  if (d.from !== '' && d.type !== '') return d;
+  const a = parseFragment(d.xml).attrs;
+  return { ...d, from: d.from || (a.from ?? ''), type: d.type || (a.type ?? '') };
+}
+
+// ---------------------------------------------------------------- the layer
+
+export const streamManagement = defineAccountState<SmSessions>({
+  name: 'stream-management',
+  collections: [SM_STATE],
+  load,
+  layer: {
+    active: (state) => state.size > 0,
+
+    sent(state, _account, resource, sid) {
+      const s = state.get(resource);
+      if (!s) return true;
+      // From a connection the session has left (resumed elsewhere): `h` did not count it, the client sends it again.
+      if (s.sid !== sid) return false;
+      s.handled++;
+      return true;
+    },
+
+    deliver(state, account, resource, d) {
+      const s = state.get(resource);
+      if (!s) return false;
+      if (hold(s, d)) return true;
+      flushHeld(account, resource, s);
+      number(account, resource, s, d);
+      return true;
+    },
+
+    detached(state, account, resource, sid, reason: DetachReason) {
+      const s = state.get(resource);
+      if (!s || s.sid !== sid) return false;
+      if (reason === 'closed' || !s.resumable) return false;
+      if (s.detachedAt === 0) {
+        s.detachedAt = Date.now();
+        void persist(account, resource, s);
+        void waiting(account, state);
+        account.later(s.max * 1000, 'sm-expire', { resource, smid: s.smid });
+        if (account.server.config.streamManagement.presenceWhileWaiting === 'unavailable') {
+          for (const to of account.presenceAudience()) account.sendUnavailable(to, resource);
+        }
+      }
+      return true;
+    },
+  },
+
+  hooks: {
+    async ended(state, account, resource) {
+      const s = state.get(resource);
+      if (!s) return;
+      state.delete(resource);
+      account.rulesChanged();
+      await release(account, s);
+      await account.server.store.hdel(account.bare, SM_STATE, resource);
+      if (s.detachedAt > 0) await waiting(account, state);
+    },
+  },
+
+  async activated(state, account) {
+    for (const [resource, s] of [...state]) {
+      const c = account.connection(resource);
+      if (!c || c.sid !== s.sid) {
+        // The session is gone (the embedded process restarted, or it ended while its queue was being written).
+        state.delete(resource);
+        await release(account, s);
+        await account.server.store.hdel(account.bare, SM_STATE, resource);
+        continue;
+      }
+      const [last] = await account.server.store.logRange(account.bare, queueOf(s.smid), { reverse: true, limit: 1 });
+      if (last) s.out = Math.max(s.out, last.id);
+      if (s.detachedAt > 0) account.later(Math.max(0, s.detachedAt + s.max * 1000 - Date.now()), 'sm-expire', { resource, smid: s.smid });
+    }
+    account.rulesChanged();
+  },
+});
+
+// ---------------------------------------------------------------- requests from c2s nodes and timers
+
+async function enable(req: ControlRequest): Promise<void> {
+  const { account } = req;
+  const d = req.data as EnableRequest;
+  const state = account.state(streamManagement);
+  const c = account.connection(d.resource);
+  const cfg = account.server.config.streamManagement;
+  if (!c || c.sid !== req.sid || state.get(d.resource)?.sid === req.sid) {
+    return account.controlConnection(d.node, req.sid, 'sm-failed', { condition: 'unexpected-request' });
+  }
+  const resumable = d.resume && cfg.maxResumeTimeoutSeconds > 0;
+  const asked = d.max !== undefined && d.max > 0 ? d.max : cfg.resumeTimeoutSeconds;
+  const s = newSession(req.sid, req.sid, d.node, resumable, resumable ? Math.min(asked, cfg.maxResumeTimeoutSeconds) : 0);
+  s.inactive = d.inactive === true;
+  const old = state.get(d.resource);
+  if (old) await release(account, old);
+  state.set(d.resource, s);
+  account.rulesChanged();
+  await persist(account, d.resource, s);
+  const id = resumable ? makeResumptionId(await resumptionSecret(account.server.store), account.bare, s.smid) : undefined;
+  account.controlConnection(d.node, req.sid, 'sm-enabled', { id, max: resumable ? s.max : undefined });
+}
+
+/** <r/>: everything the client sent before it has been handled here (this envelope comes after them). */
+function barrier(req: ControlRequest): void {
+  const { account } = req;
+  const found = ownResource(account.state(streamManagement), req.sid);
+  if (!found) return;
+  const [resource, s] = found;
+  s.handled = Math.max(s.handled, (req.data as { h: number }).h);
+  void persist(account, resource, s);
+  account.controlConnection(s.node, s.sid, 'sm-h', { h: s.handled });
+}
+
+function acknowledge(account: AccountContext, s: SmSession, n: number): void {
+  if (n <= s.acked || n > s.out) return;
+  s.acked = n;
+  const p = account.server.store.logTrim(account.bare, queueOf(s.smid), { below: n + 1 });
+  s.writes = s.writes.then(() => p, () => p);
+  p.catch((e: unknown) => log.error('trimming a managed queue failed', { account: account.bare, error: e }));
+}
+
+function ack(req: ControlRequest): void {
+  const { account } = req;
+  const found = ownResource(account.state(streamManagement), req.sid);
+  if (!found) return;
+  const [resource, s] = found;
+  acknowledge(account, s, (req.data as { h: number }).h);
+  void persist(account, resource, s);
+}
+
+function csi(req: ControlRequest): void {
+  const { account } = req;
+  const found = ownResource(account.state(streamManagement), req.sid);
+  if (!found) return;
+  const [resource, s] = found;
+  s.inactive = (req.data as { inactive: boolean }).inactive;
+  if (!s.inactive) flushHeld(account, resource, s);
+}
+
+function relay(req: ControlRequest): void {
+  const { account } = req;
+  const found = ownResource(account.state(streamManagement), req.sid);
+  if (!found) return;
+  const [resource, s] = found;
+  const r = req.data as RelayRequest;
+  if (r.counted) s.handled++;
+  if (r.kind === '') return; // a client stanza the c2s dropped: counted, nothing to send
+  const d: Delivery = { kind: r.kind, from: r.from, to: r.to, type: r.type, xml: req.xml, t: 0 };
+  if (!hold(s, d)) {
+    flushHeld(account, resource, s);
+    number(account, resource, s, d);
+  }
+}
+
+async function resend(req: ControlRequest): Promise<void> {
+  const { account } = req;
+  const found = ownResource(account.state(streamManagement), req.sid);
+  if (!found) return;
+  const [resource, s] = found;
+  const from = (req.data as { from: number }).from;
+  for (const e of await readQueue(account, s)) if (e.n >= from && s.sid === req.sid) account.transmit(resource, e, e.n);
+}
+
+async function resume(req: ControlRequest): Promise<void> {
+  const { account } = req;
+  const d = req.data as ResumeRequest;
+  const fail = (condition: string) => account.controlConnection(d.node, req.sid, 'sm-resume-failed', { condition });
+  const state = account.state(streamManagement);
+  const smid = checkResumptionId(await resumptionSecret(account.server.store), account.bare, d.previd);
+  let found: [string, SmSession] | undefined;
+  for (const e of state) if (e[1].smid === smid) found = e;
+  if (!smid || !found || !found[1].resumable) return fail('item-not-found');
+  const [resource, s] = found;
+  if (s.detachedAt > 0 && Date.now() >= s.detachedAt + s.max * 1000) {
+    await account.terminateSession(resource);
+    return fail('item-not-found');
+  }
+  const n = unwrapCount(d.h, s.acked);
+  if (n > s.out) return fail('undefined-condition');
+  acknowledge(account, s, n);
+  const old = account.connection(resource);
+  if (old && old.sid !== req.sid && s.detachedAt === 0) {
+    account.controlConnection(old.node, old.sid, 'kick', { condition: 'conflict', text: 'the session was resumed on another connection' });
+  }
+  const wasWaiting = s.detachedAt > 0;
+  await account.moveSession(resource, d.node, req.sid);
+  s.sid = req.sid;
+  s.node = d.node;
+  s.detachedAt = 0;
+  s.inactive = false;
+  s.checking = false;
+  await persist(account, resource, s);
+  if (wasWaiting) await waiting(account, state);
+  const answer: ResumedAnswer = { bare: account.bare, resource, h: s.handled, acked: s.acked, previd: d.previd };
+  account.controlConnection(d.node, req.sid, 'sm-resumed', answer);
+  for (const e of await readQueue(account, s)) account.transmit(resource, e, e.n);
+  flushHeld(account, resource, s);
+  if (wasWaiting && account.server.config.streamManagement.presenceWhileWaiting === 'unavailable') {
+    for (const to of account.presenceAudience()) account.sendPresence(to, resource);
+  }
+}
+
+/** Keep the shard's index of accounts with a waiting session right (what a new owner of the shard wakes). */
+function waiting(account: AccountContext, state: SmSessions): Promise<unknown> {
+  let any = false;
+  for (const s of state.values()) if (s.detachedAt > 0) any = true;
+  return markWaiting(account.server.store, account.server.config.cluster.shards, account.bare, any)
+    .catch((e: unknown) => log.warn('the waiting-session index could not be written', { account: account.bare, error: e }));
+}
+
+/** A new owner of the shard woke this account: activation re-armed the timers; close windows that closed meanwhile. */
+async function wake(req: ControlRequest): Promise<void> {
+  const state = req.account.state(streamManagement);
+  for (const [resource, s] of [...state]) {
+    if (s.detachedAt > 0 && Date.now() >= s.detachedAt + s.max * 1000) await req.account.terminateSession(resource);
+  }
+  await waiting(req.account, state);
+}
+
+function timerTarget(req: ControlRequest): [string, SmSession] | undefined {
+  const { resource, smid } = req.data as { resource: string; smid: string };
+  const s = req.account.state(streamManagement).get(resource);
+  return s && s.smid === smid ? [resource, s] : undefined;
+}
+
+async function expire(req: ControlRequest): Promise<void> {
+  const t = timerTarget(req);
+  if (!t || t[1].detachedAt === 0) return;
+  const [resource, s] = t;
+  const left = s.detachedAt + s.max * 1000 - Date.now();
+  if (left > 0) return req.account.later(left, 'sm-expire', { resource, smid: s.smid });
+  log.debug('resumption window closed', { account: req.account.bare, resource });
+  await req.account.terminateSession(resource);
+}
+
+async function overflow(req: ControlRequest): Promise<void> {
+  const t = timerTarget(req);
+  if (!t) return;
+  const [resource, s] = t;
+  if (s.out - s.acked <= req.account.server.config.streamManagement.maxQueue) return;
+  if (s.detachedAt === 0) req.account.controlConnection(s.node, s.sid, 'kick', { condition: 'policy-violation', text: 'too many unacknowledged stanzas' });
+  await req.account.terminateSession(resource);
+}
+
+/** Stanzas still unacknowledged a while after they went out: send them again (the c2s drops what it already wrote). */
+async function check(req: ControlRequest): Promise<void> {
+  const t = timerTarget(req);
+  if (!t) return;
+  const [resource, s] = t;
+  s.checking = false;
+  if (s.detachedAt > 0 || s.acked >= s.out) return;
+  const upTo = (req.data as { out: number }).out;
+  if (s.acked < upTo) {
+    for (const e of await readQueue(req.account, s)) if (e.n <= upTo) req.account.transmit(resource, e, e.n);
+  }
+  s.checking = true;
+  req.account.later(req.account.server.config.streamManagement.ackRequestSeconds * 2000, 'sm-check', { resource, smid: s.smid, out: s.out });
+}
+
+export default defineModule({
+  name: 'stream-management',
+  enabled: (config) => config.streamManagement.enabled,
+  state: [streamManagement],
+  control: {
+    'sm-enable': enable,
+    'sm-r': barrier,
+    'sm-ack': ack,
+    'sm-csi': csi,
+    'sm-relay': relay,
+    'sm-resend': resend,
+    'sm-resume': resume,
+    'sm-expire': expire,
+    'sm-overflow': overflow,
+    'sm-check': check,
+    [OP_WAKE]: wake,
+  },
+});

@@ -1,0 +1,25 @@
+import { startEmbedded } from './support/parley.ts';
+import { connect, xml } from './support/clients.ts';
+import { createRoom, enter, fromRoom, MUC_CONFIG, SERVICE } from './scenarios/muc.ts';
+const d = await startEmbedded(MUC_CONFIG);
+const cs = [];
+for (const u of ['la', 'lb']) { await d.addUser(u); const c = await connect(d.ports[0], u, { resource: 'r' }); await c.send(xml('presence')); cs.push(c); }
+const [alice, bob] = cs;
+const pub = `pub@${SERVICE}`, hidden = `hid@${SERVICE}`;
+const svc = await alice.xmpp.iqCaller.request(xml('iq', { type: 'get', to: SERVICE }, xml('query', 'http://jabber.org/protocol/disco#info')));
+console.log('svc info', svc.toString().slice(0, 100));
+await createRoom(alice, pub, 'Alice', { 'muc#roomconfig_roomname': 'The Public Room', 'muc#roomconfig_persistentroom': '1' });
+await createRoom(alice, hidden, 'Alice', { 'muc#roomconfig_publicroom': '0', 'muc#roomconfig_persistentroom': '1' });
+const items = await bob.xmpp.iqCaller.request(xml('iq', { type: 'get', to: SERVICE }, xml('query', 'http://jabber.org/protocol/disco#items')));
+console.log('items', items.toString());
+await alice.send(xml('presence', { to: `${pub}/Alice`, type: 'unavailable' }));
+await alice.waitFor((s) => fromRoom(pub, 'Alice')(s) && s.attrs.type === 'unavailable');
+await enter(bob, hidden, 'Bob');
+await alice.xmpp.iqCaller.request(xml('iq', { type: 'set', to: hidden }, xml('query', 'http://jabber.org/protocol/muc#owner', xml('destroy', { jid: pub }, xml('reason', {}, 'moving')))));
+console.log('destroyed');
+const e = await bob.xmpp.iqCaller.request(xml('iq', { type: 'get', to: hidden }, xml('query', 'http://jabber.org/protocol/disco#info'))).then(() => 'ok', (x) => x.condition);
+console.log('after destroy', e);
+for (const c of cs) await c.stop();
+console.log('clients stopped');
+await d.stop();
+console.log('server stopped');
