@@ -107,7 +107,7 @@ test('fan-out: one envelope per node and per 4096 sessions; the c2s writes each 
   let header = 0;
   for (const p of published) header = Math.max(header, encodeEnvelope(p.env)[1] * 256 + encodeEnvelope(p.env)[2]);
   assert.ok(header < 256, 'session ids travel in the payload: the envelope header stays small whatever the room size');
-  assert.ok(published.every((p) => p.env.op === OP_ROOM_FANOUT && p.env.kind === 'ctl'));
+  assert.ok(published.every((p) => p.env.op === OP_ROOM_FANOUT && p.env.kind === 'ctl'), 'room batches are c2s control envelopes');
   assert.deepEqual(routed, ['<message to="far@remote.example/r" from="r@c/a" type="groupchat"><body>hi</body></message>'], 'a remote occupant is routed with `to` in place');
 
   published.length = 0;

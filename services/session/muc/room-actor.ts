@@ -24,6 +24,7 @@ import { group, OP_ROOM_UNDELIVERED, readBatch, withTo, type RoomFanoutData } fr
 import { formElement, hidden, NS_DATA, parseSubmitted, booleanField } from './forms.ts';
 import { decodeArchived, encodeArchived, nextArchiveId, parseHistoryRequest, selectHistory, type ArchivedMessage } from './history.ts';
 import { MucActor, viaOf, type Via } from './muc-actor.ts';
+import { WriteQueue } from './write-queue.ts';
 import {
   affiliationAtLeast, checkAffiliationChange, checkRoleChange, defaultRole, isAffiliation, isRole, roleAfterAffiliation,
   roleAtLeast, type Affiliation, type Role,
@@ -78,15 +79,20 @@ export class RoomActor extends MucActor {
   private lastId = '';
   /** Every id in the archive list, in list order; read on the first archive query, then kept in step. */
   private archiveIds: string[] | undefined;
-  private pendingWrites = 0;
-  private trimming = false;
-  private writeWaiters: (() => void)[] = [];
+  /** Entries in the archive list once every issued write has landed. */
+  private archiveLength = 0;
+  /** The room's own writes, and its line in the service's listing: each applied in issue order. */
+  private readonly writes: WriteQueue;
+  private readonly listingWrites: WriteQueue;
 
   constructor(jid: string, shard: number, svc: SessionServices) {
     super(jid, shard, svc);
     this.muc = svc.config.muc;
     this.service = domainPart(jid);
     this.config = defaultRoomConfig(this.muc);
+    const onError = (e: unknown) => log.error('room write failed', { room: this.jid, error: e });
+    this.writes = new WriteQueue(svc.store, jid, onError);
+    this.listingWrites = new WriteQueue(svc.store, listingScope(this.service), onError);
   }
 
   get hasSessions(): boolean {
@@ -95,7 +101,7 @@ export class RoomActor extends MucActor {
 
   /** Busy until every write has landed too, so a shutdown waits for them (ActorSystem.idle asks this). */
   override get busy(): boolean {
-    return super.busy || this.pendingWrites > 0;
+    return super.busy || this.writes.pending || this.listingWrites.pending;
   }
 
   /** Idle means the mailbox is empty and every write has landed: what a shard handoff waits for. */
@@ -103,7 +109,7 @@ export class RoomActor extends MucActor {
     for (;;) {
       // The base idle() resolves when the mailbox run ends, so ask it only while one is under way.
       if (super.busy) await super.idle();
-      else if (this.pendingWrites > 0) await this.writesDone();
+      else if (this.writes.pending || this.listingWrites.pending) await this.writesDone();
       else return;
     }
   }
@@ -112,10 +118,12 @@ export class RoomActor extends MucActor {
 
   protected async load(): Promise<void> {
     const tail = Math.max(1, this.muc.maxHistory);
-    const [data, kept] = await Promise.all([
+    const [data, kept, length] = await Promise.all([
       this.svc.store.load(this.jid, ROOM_COLLECTIONS),
       this.svc.store.lrange(this.jid, 'archive', -tail, -1),
+      this.svc.store.llen(this.jid, 'archive'),
     ]);
+    this.archiveLength = length;
     const meta = data.get('muc');
     const config = meta?.get('config');
     if (!meta || !config) return; // no such room (yet)
@@ -140,38 +148,37 @@ export class RoomActor extends MucActor {
     for (const o of stale) this.remove(o, [Status.Error], {});
   }
 
-  private persist(p: Promise<unknown>): void {
-    this.pendingWrites++;
-    p.catch((e: unknown) => log.error('room write failed', { room: this.jid, error: e })).finally(() => {
-      if (--this.pendingWrites === 0) for (const w of this.writeWaiters.splice(0)) w();
-    });
-  }
-
   /** What an owner or admin changed is answered once it is stored (and listed), not before. */
   private async durable(): Promise<undefined> {
     await this.writesDone();
     return undefined;
   }
 
-  private writesDone(): Promise<void> {
-    return this.pendingWrites === 0 ? Promise.resolve() : new Promise((r) => this.writeWaiters.push(r));
+  private async writesDone(): Promise<void> {
+    await Promise.all([this.writes.done(), this.listingWrites.done()]);
   }
 
   private saveOccupant(o: Occupant): void {
-    this.persist(this.svc.store.hset(this.jid, 'occupants', o.nick, encodeOccupant(o)));
+    const nick = o.nick;
+    const v = encodeOccupant(o);
+    this.writes.batch((b) => b.hset('occupants', nick, v));
   }
 
   private saveConfig(): void {
-    const b = this.svc.store.batch(this.jid).hset('muc', 'config', encodeRoomConfig(this.config)).hset('muc', 'locked', pack(this.locked));
-    this.persist(b.exec());
+    const config = encodeRoomConfig(this.config);
+    const locked = pack(this.locked);
+    this.writes.batch((b) => b.hset('muc', 'config', config).hset('muc', 'locked', locked));
     this.updateListing();
   }
 
   /** Public rooms are listed at the service (disco#items); hidden and locked ones are not. */
   private updateListing(): void {
-    const scope = listingScope(this.service);
-    if (this.exists && !this.locked && this.config.public) this.persist(this.svc.store.hset(scope, 'rooms', this.jid, pack([this.config.name])));
-    else this.persist(this.svc.store.hdel(scope, 'rooms', this.jid));
+    if (this.exists && !this.locked && this.config.public) {
+      const entry = pack([this.config.name]);
+      this.listingWrites.batch((b) => b.hset('rooms', this.jid, entry));
+    } else {
+      this.listingWrites.batch((b) => b.hdel('rooms', this.jid));
+    }
   }
 
   private affiliationOf(bare: string): Affiliation {
@@ -181,11 +188,12 @@ export class RoomActor extends MucActor {
   private setAffiliation(bare: string, a: Affiliation, reason: string): void {
     if (a === 'none') {
       this.affiliations.delete(bare);
-      this.persist(this.svc.store.hdel(this.jid, 'affiliations', bare));
+      this.writes.batch((b) => b.hdel('affiliations', bare));
     } else {
       const entry: AffiliationEntry = { affiliation: a, reason };
       this.affiliations.set(bare, entry);
-      this.persist(this.svc.store.hset(this.jid, 'affiliations', bare, encodeAffiliation(entry)));
+      const v = encodeAffiliation(entry);
+      this.writes.batch((b) => b.hset('affiliations', bare, v));
     }
   }
 
@@ -198,8 +206,8 @@ export class RoomActor extends MucActor {
     this.history = [];
     this.lastId = '';
     this.archiveIds = undefined;
-    const b = this.svc.store.batch(this.jid).hset('muc', 'created', pack(Date.now()));
-    this.persist(b.exec());
+    const created = pack(Date.now());
+    this.writes.batch((b) => b.hset('muc', 'created', created));
     this.saveConfig();
     this.setAffiliation(owner, 'owner', '');
     log.debug('room created', { room: this.jid, owner });
@@ -215,9 +223,9 @@ export class RoomActor extends MucActor {
     this.history = [];
     this.lastId = '';
     this.archiveIds = undefined;
-    const b = this.svc.store.batch(this.jid).del('muc').del('affiliations').del('occupants').del('archive');
-    this.persist(b.exec());
-    this.persist(this.svc.store.hdel(listingScope(this.service), 'rooms', this.jid));
+    this.archiveLength = 0;
+    this.writes.batch((b) => b.del('muc').del('affiliations').del('occupants').del('archive'));
+    this.listingWrites.batch((b) => b.hdel('rooms', this.jid));
   }
 
   // ================================================================ occupants
@@ -310,7 +318,8 @@ export class RoomActor extends MucActor {
     this.byJid.delete(o.jid);
     for (const [sid, r] of this.retired) if (r === o) this.retired.delete(sid);
     this.grouped = undefined;
-    this.persist(this.svc.store.hdel(this.jid, 'occupants', o.nick));
+    const gone = o.nick;
+    this.writes.batch((b) => b.hdel('occupants', gone));
     const affiliation = opts.affiliation ?? this.affiliationOf(o.bare);
     const build = (sees: boolean, self: boolean) => occupantPresence(this.occupantJid(o.nick), 'unavailable', opts.payload ?? '',
       { affiliation, role: 'none', jid: sees ? o.jid : undefined, actor: opts.actor, reason: opts.reason },
@@ -423,7 +432,8 @@ export class RoomActor extends MucActor {
     occ.payload = payloadOf(stanza);
     this.byNick.set(nick, occ);
     this.grouped = undefined;
-    this.persist(this.svc.store.batch(this.jid).hdel('occupants', old).hset('occupants', nick, encodeOccupant(occ)).exec());
+    const v = encodeOccupant(occ);
+    this.writes.batch((b) => b.hdel('occupants', old).hset('occupants', nick, v));
     if (this.broadcasts(occ.role)) {
       this.toOthers(occ, (sees) => gone(sees, false));
       this.toOthers(occ, (sees) => this.presenceOf(occ, sees, []));
@@ -492,17 +502,15 @@ export class RoomActor extends MucActor {
     const cap = this.config.archive ? this.muc.archiveMaxMessages : this.muc.maxHistory;
     if (cap === 0) return;
     this.archiveIds?.push(m.id);
-    this.persist(this.svc.store.rpush(this.jid, 'archive', encodeArchived(m)).then(async (len) => {
-      // Appends issued before a trim answer before it does: while one is under way their lengths are stale.
-      if (len <= cap + TRIM_SLACK || this.trimming) return;
-      this.trimming = true;
-      this.archiveIds?.splice(0, len - cap);
-      try {
-        await this.svc.store.ltrim(this.jid, 'archive', len - cap, -1);
-      } finally {
-        this.trimming = false;
-      }
-    }));
+    const v = encodeArchived(m);
+    this.writes.batch((b) => b.rpush('archive', v));
+    this.archiveLength++;
+    if (this.archiveLength > cap + TRIM_SLACK) {
+      const drop = this.archiveLength - cap;
+      this.archiveLength = cap;
+      this.archiveIds?.splice(0, drop);
+      this.writes.run(() => this.svc.store.ltrim(this.jid, 'archive', drop, -1));
+    }
   }
 
   /** §8.1: a subject change, by a moderator or (if the room allows it) a participant. */
@@ -514,7 +522,8 @@ export class RoomActor extends MucActor {
       return this.bounce(env, via, new StanzaError('not-acceptable', `a subject is at most ${this.muc.maxSubjectLength} characters`));
     }
     this.subject = { text: subject, nick: occ.nick, stamp: Date.now() };
-    this.persist(this.svc.store.hset(this.jid, 'muc', 'subject', encodeSubject(this.subject)));
+    const v = encodeSubject(this.subject);
+    this.writes.batch((b) => b.hset('muc', 'subject', v));
     stanza.attrs.from = this.occupantJid(occ.nick);
     delete stanza.attrs.to;
     const g = this.grouping();
