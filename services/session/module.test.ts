@@ -28,6 +28,12 @@ test('disco features per target, forms only when configured', () => {
   assert.deepEqual(withAddresses.forms('account'), []);
 });
 
+test('disco#items of a served domain lists its MUC service while MUC is on', () => {
+  assert.deepEqual(new ModuleRegistry(modules, config()).hostItems('example.com'), [{ jid: 'conference.example.com', name: 'Chatrooms' }]);
+  assert.deepEqual(new ModuleRegistry(modules, config({ muc: { subdomain: 'rooms', name: 'Rooms' } })).hostItems('example.com'), [{ jid: 'rooms.example.com', name: 'Rooms' }]);
+  assert.deepEqual(new ModuleRegistry(modules, config({ muc: { enabled: false } })).hostItems('example.com'), []);
+});
+
 test('a state shared by two modules is one slot; collections loaded and owned', () => {
   const r = new ModuleRegistry(modules, config());
   assert.equal(r.states.filter((s) => s === privacyRules).length, 1, 'privacy and blocking share one rule set');

@@ -41,6 +41,14 @@ export interface Disco {
   identities(target: DiscoTarget): readonly DiscoIdentity[];
   /** XEP-0128 extended information (data forms) for the target. */
   forms(target: DiscoTarget): Element[];
+  /** What disco#items of a served domain lists: the services beside the server. */
+  hostItems(domain: string): DiscoItem[];
+}
+
+/** An entity in a disco#items answer (XEP-0030 §4.1). */
+export interface DiscoItem {
+  readonly jid: string;
+  readonly name?: string;
 }
 
 export interface ServerContext {
@@ -290,7 +298,14 @@ export interface XmppModule {
   /** Off unless this says otherwise (default: on); `modules.disabled` turns any module off. */
   enabled?(config: Config): boolean;
   /** Disco features per target; `hostForms` adds XEP-0128 forms to the server's disco#info. */
-  disco?: { host?: readonly string[]; account?: readonly string[]; hostForms?(config: Config): Element[]; identities?: Partial<Record<DiscoTarget, readonly DiscoIdentity[]>> };
+  disco?: {
+    host?: readonly string[];
+    account?: readonly string[];
+    hostForms?(config: Config): Element[];
+    /** Entities disco#items of a served domain lists (a service on a subdomain of it). */
+    hostItems?(config: Config, domain: string): DiscoItem[];
+    identities?: Partial<Record<DiscoTarget, readonly DiscoIdentity[]>>;
+  };
   /** Per-account state the module reads or changes; shared by identity with other modules. */
   state?: readonly AccountState<unknown>[];
   /** Collections of the account's scope the module writes but does not load (removed with the account). */
@@ -314,6 +329,7 @@ export class ModuleRegistry implements Disco {
   private readonly handlers = new Map<string, IqHandler>();
   private readonly featureLists: Record<DiscoTarget, string[]> = { host: [], account: [] };
   private readonly formMakers: ((config: Config) => Element[])[] = [];
+  private readonly itemMakers: ((config: Config, domain: string) => DiscoItem[])[] = [];
   private readonly identityLists: Record<DiscoTarget, DiscoIdentity[]> = { host: [], account: [] };
   readonly enabled: readonly XmppModule[];
   /** Distinct state definitions; an actor keeps one value per slot, in this order. */
@@ -337,6 +353,7 @@ export class ModuleRegistry implements Disco {
         this.identityLists[target].push(...(m.disco?.identities?.[target] ?? []));
       }
       if (m.disco?.hostForms) this.formMakers.push(m.disco.hostForms);
+      if (m.disco?.hostItems) this.itemMakers.push(m.disco.hostItems);
       for (const [k, h] of Object.entries(m.iq ?? {})) {
         if (this.handlers.has(k)) throw new Error(`two modules handle ${k}`);
         if (h) this.handlers.set(k, h);
@@ -390,6 +407,10 @@ export class ModuleRegistry implements Disco {
 
   forms(target: DiscoTarget): Element[] {
     return target === 'host' ? this.formMakers.flatMap((f) => f(this.config)) : [];
+  }
+
+  hostItems(domain: string): DiscoItem[] {
+    return this.itemMakers.flatMap((f) => f(this.config, domain));
   }
 
   /** The slot of a state definition; throws when no enabled module declared it. */

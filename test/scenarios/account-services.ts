@@ -130,7 +130,8 @@ export function accountScenarios(deployment: () => Deployment, opts: AccountScen
         assert.ok(!af.includes(NS_BLOCKING), 'blocking is a server feature');
       }
       const itemsResult = await request(alice, 'get', xml('query', 'http://jabber.org/protocol/disco#items'), 'localhost');
-      assert.equal(itemsResult.getChild('query')!.getChildren('item').length, 0);
+      // The one service beside the server: multi-user chat (on by default).
+      assert.deepEqual(itemsResult.getChild('query')!.getChildren('item').map((i) => i.attrs.jid), ['conference.localhost']);
       const node = await refused(alice, 'get', xml('query', { xmlns: NS_INFO, node: 'nope' }), 'localhost');
       assert.equal(node.condition, 'item-not-found');
     } finally {

@@ -485,8 +485,11 @@ export function mucScenarios(deployment: () => Deployment): void {
     const pub = roomJid('public');
     const hidden = roomJid('hidden');
     try {
+      // XEP-0045 §6.1: the server's disco#items names the service; the service says what it is.
+      const server = await bob.xmpp.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, xml('query', NS_DISCO_ITEMS)));
+      assert.ok(server.getChild('query')!.getChildren('item').some((i) => i.attrs.jid === SERVICE), `the server lists ${SERVICE}: ${server.toString()}`);
       const svc = await alice.xmpp.iqCaller.request(xml('iq', { type: 'get', to: SERVICE }, xml('query', NS_DISCO_INFO)));
-      assert.equal(svc.getChild('query')!.getChild('identity')!.attrs.category, 'conference');
+      assert.deepEqual({ ...svc.getChild('query')!.getChild('identity')!.attrs, name: undefined }, { category: 'conference', type: 'text', name: undefined });
       assert.ok(svc.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === NS_MUC), 'the service says it is MUC');
       await createRoom(alice, pub, 'Alice', { 'muc#roomconfig_roomname': 'The Public Room', 'muc#roomconfig_persistentroom': '1' });
       await createRoom(alice, hidden, 'Alice', { 'muc#roomconfig_publicroom': '0', 'muc#roomconfig_persistentroom': '1' });

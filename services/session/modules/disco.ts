@@ -1,8 +1,11 @@
 // XEP-0030: the server's and each account's identity and the features every
-// enabled module declares for that target; XEP-0128 forms on the server.
+// enabled module declares for that target; XEP-0128 forms on the server; the
+// services beside the server in its disco#items (XEP-0045 §6.1: the MUC
+// service, which lives on the shards as actors, not on this module API).
+import type { Config } from '../../../libs/config/schema.ts';
 import { el, type Element } from '../../../libs/xml/element.ts';
 import { StanzaError } from '../../../libs/errors/index.ts';
-import { defineModule, type DiscoTarget, type IqRequest, type ServerContext } from '../module.ts';
+import { defineModule, type DiscoItem, type DiscoTarget, type IqRequest, type ServerContext } from '../module.ts';
 
 const NS_INFO = 'http://jabber.org/protocol/disco#info';
 const NS_ITEMS = 'http://jabber.org/protocol/disco#items';
@@ -17,18 +20,26 @@ function info(target: DiscoTarget, identity: Element) {
   };
 }
 
-function items(req: IqRequest): Element {
-  if (req.payload.attrs.node) throw new StanzaError('item-not-found', `no node '${req.payload.attrs.node}'`);
-  return el('query', { xmlns: NS_ITEMS });
+function items(target: DiscoTarget) {
+  return (req: IqRequest, ctx: ServerContext): Element => {
+    if (req.payload.attrs.node) throw new StanzaError('item-not-found', `no node '${req.payload.attrs.node}'`);
+    const listed = target === 'host' ? ctx.disco.hostItems(req.to) : [];
+    return el('query', { xmlns: NS_ITEMS }, ...listed.map((i) => el('item', { jid: i.jid, name: i.name })));
+  };
+}
+
+/** The MUC service of a served domain, `<muc.subdomain>.<domain>`, while MUC is on. */
+function mucService(config: Config, domain: string): DiscoItem[] {
+  return config.muc.enabled ? [{ jid: `${config.muc.subdomain}.${domain}`, name: config.muc.name }] : [];
 }
 
 export default defineModule({
   name: 'disco',
-  disco: { host: [NS_INFO, NS_ITEMS], account: [NS_INFO, NS_ITEMS] },
+  disco: { host: [NS_INFO, NS_ITEMS], account: [NS_INFO, NS_ITEMS], hostItems: mucService },
   iq: {
     'get/host/http://jabber.org/protocol/disco#info:query': info('host', el('identity', { category: 'server', type: 'im', name: 'Parley' })),
-    'get/host/http://jabber.org/protocol/disco#items:query': items,
+    'get/host/http://jabber.org/protocol/disco#items:query': items('host'),
     'get/account/http://jabber.org/protocol/disco#info:query': info('account', el('identity', { category: 'account', type: 'registered' })),
-    'get/account/http://jabber.org/protocol/disco#items:query': items,
+    'get/account/http://jabber.org/protocol/disco#items:query': items('account'),
   },
 });
