@@ -215,12 +215,17 @@ export function mucScenarios(deployment: () => Deployment): void {
         assert.equal(errorOf(e), 'not-authorized');
         assert.ok(!e.toString().includes('wrong'), 'the error does not echo the password');
       }
+      await sleep(200);
+      assert.ok(!alice.received.some(fromRoom(room, 'Bob')), 'a refused join is seen by nobody in the room');
       const ok = await enter(bob, room, 'Bob', { password: 'sesame' });
       assert.equal(ok.attrs.type, undefined);
 
       await createRoom(alice, club, 'Alice', { 'muc#roomconfig_membersonly': '1' });
       const refused = await enter(bob, club, 'Bob');
       assert.equal(errorOf(refused), 'registration-required');
+      assert.ok(refused.getChild('x', NS_MUC), 'a join error names MUC');
+      await sleep(200);
+      assert.ok(!alice.received.some(fromRoom(club, 'Bob')), 'a refused join is seen by nobody in the room');
       // The owner adds bob; an invitation by the owner makes carol a member.
       await alice.xmpp.iqCaller.request(xml('iq', { type: 'set', to: club }, xml('query', NS_MUC_ADMIN, xml('item', { affiliation: 'member', jid: bare(bob) }))));
       const bobIn = await enter(bob, club, 'Bob');
@@ -321,6 +326,8 @@ export function mucScenarios(deployment: () => Deployment): void {
       assert.equal(item(banned)?.attrs.affiliation, 'outcast');
       const refused = await enter(carol, room, 'Carol2');
       assert.equal(errorOf(refused), 'forbidden');
+      await sleep(200);
+      assert.ok(![alice, bob].some((c) => c.received.some(fromRoom(room, 'Carol2'))), 'the banned user did not enter');
       const outcasts = await alice.xmpp.iqCaller.request(xml('iq', { type: 'get', to: room }, xml('query', NS_MUC_ADMIN, xml('item', { affiliation: 'outcast' }))));
       assert.deepEqual(outcasts.getChild('query')!.getChildren('item').map((i) => [i.attrs.jid, i.getChildText('reason')]), [[bare(carol), 'again']]);
       // Bad items change nothing: one good and one unknown nick in one request.
@@ -350,6 +357,8 @@ export function mucScenarios(deployment: () => Deployment): void {
       await bob.send(xml('message', { to: room, type: 'groupchat' }, xml('body', {}, 'I am Carol'), xml('nick', 'http://jabber.org/protocol/nick', 'Carol')));
       const m = await alice.waitFor(groupchat('I am Carol'));
       assert.equal(m.attrs.from, `${room}/Bob`);
+      assert.equal((await carol.waitFor(groupchat('I am Carol'))).attrs.from, `${room}/Bob`, 'carol too sees it from bob');
+      assert.ok(!carol.received.some((x) => fromRoom(room, 'Carol')(x) && groupchat('I am Carol')(x)), 'nothing went out in carol\'s name');
       // A groupchat message to one occupant's JID is refused (§7.5).
       await bob.send(xml('message', { to: `${room}/Carol`, type: 'groupchat', id: 'f1' }, xml('body', {}, 'sneaky')));
       const err = await bob.waitFor((s) => s.attrs.id === 'f1' && s.attrs.type === 'error');
@@ -428,6 +437,7 @@ export function mucScenarios(deployment: () => Deployment): void {
       await bob.send(xml('message', { to: room, type: 'groupchat', id: 'long' }, xml('subject', {}, 'x'.repeat(65))));
       const err = await bob.waitFor((x) => x.attrs.id === 'long' && x.attrs.type === 'error');
       assert.equal(errorOf(err), 'not-acceptable');
+      assert.ok(!alice.received.some((x) => x.is('message') && x.getChildText('subject') === 'x'.repeat(65)), 'nobody got the refused subject');
       await enter(carol, room, 'Carol');
       const subj = await carol.waitFor((x) => x.is('message') && x.getChild('subject') !== undefined);
       assert.equal(subj.getChildText('subject'), 'Lunch plans', 'the subject is unchanged');
@@ -475,6 +485,31 @@ export function mucScenarios(deployment: () => Deployment): void {
       assert.ok(codes(carolIn).includes(100), 'non-anonymous room: 100 in the self-presence');
       const alicePresence = carol.received.find((s) => fromRoom(room, 'Alice')(s) && s.is('presence'))!;
       assert.equal(item(alicePresence)?.attrs.jid, alice.jid, 'whois anyone: participants see real JIDs');
+    } finally {
+      await stopAll([alice, bob, carol]);
+    }
+  });
+
+  test('presence broadcast for moderators only (large rooms): participants come and go unseen, and see the moderators', async () => {
+    const [alice, bob, carol] = await users('pb', 'pbb', 'pbc');
+    const room = roomJid('large');
+    const participantPresence = (s: Stanza) => s.is('presence') && (fromRoom(room, 'Bob')(s) || fromRoom(room, 'Carol')(s));
+    try {
+      await createRoom(alice, room, 'Alice', { 'muc#roomconfig_presencebroadcast': ['moderator'] });
+      const bobSelf = await enter(bob, room, 'Bob');
+      assert.equal(item(bobSelf)?.attrs.role, 'participant');
+      assert.ok(bob.received.some((s) => s.is('presence') && fromRoom(room, 'Alice')(s)), 'a joiner sees the moderators');
+      await enter(carol, room, 'Carol');
+      assert.ok(!carol.received.some((s) => s.is('presence') && fromRoom(room, 'Bob')(s)), 'a joiner is not sent the participants');
+      await bob.send(xml('presence', { to: `${room}/Bob`, type: 'unavailable' }));
+      await bob.waitFor((s) => fromRoom(room, 'Bob')(s) && s.attrs.type === 'unavailable' && codes(s).includes(110));
+      // The room handles stanzas one at a time and each node gets its envelopes in order: what alice got before this, she got.
+      await carol.send(xml('message', { to: room, type: 'groupchat' }, xml('body', {}, 'quiet here')));
+      for (const c of [alice, carol]) await c.waitFor(groupchat('quiet here'));
+      assert.ok(!alice.received.some(participantPresence), 'the moderator saw no participant come or go');
+      const info = await alice.xmpp.iqCaller.request(xml('iq', { type: 'get', to: room }, xml('query', NS_DISCO_INFO)));
+      const occupants = info.getChild('query')!.getChild('x', NS_DATA)!.getChildren('field').find((f) => f.attrs.var === 'muc#roominfo_occupants');
+      assert.equal(occupants?.getChildText('value'), '2', 'carol is in the room all the same');
     } finally {
       await stopAll([alice, bob, carol]);
     }
