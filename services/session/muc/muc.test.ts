@@ -92,7 +92,7 @@ test('permissions: who may change whose role and affiliation', () => {
   assert.equal(roleAfterAffiliation('visitor', 'member', true, false), 'participant');
 });
 
-test('fan-out: one envelope per node and per 4096 sessions; the c2s writes each stanza with its own `to`', () => {
+test('fan-out: one envelope per node and per MAX_TARGETS sessions; the c2s writes each stanza with its own `to`', () => {
   const published: { node: string; env: Envelope }[] = [];
   const routed: string[] = [];
   const f = new RoomFanout('r@c', (node, env) => published.push({ node, env }), (to, _k, xml) => routed.push(xml));
