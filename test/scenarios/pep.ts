@@ -196,6 +196,24 @@ export function pepScenarios(deployment: () => Deployment): void {
       assert.equal(appCondition(twoPayloads), 'invalid-payload');
       const noNode = await refused(alice, 'set', xml('pubsub', NS_PUBSUB, xml('publish', {}, xml('item', {}, xml('a', 'urn:a')))));
       assert.equal(appCondition(noNode), 'nodeid-required');
+      // The node's configuration: beyond the server's max_items, malformed forms, an unsupported access model.
+      const configure = (fields: Record<string, string>, formType = `${NS_PUBSUB}#node_config`) =>
+        refused(alice, 'set', xml('pubsub', NS_OWNER, xml('configure', { node }, form(formType, fields))));
+      assert.equal((await configure({ 'pubsub#max_items': '11' })).condition, 'not-acceptable');
+      assert.equal((await configure({ 'pubsub#max_items': 'lots' })).condition, 'not-acceptable');
+      assert.equal((await configure({ 'pubsub#access_model': 'open' }, 'urn:example:other')).condition, 'bad-request', 'wrong FORM_TYPE');
+      const noVar = await refused(alice, 'set', xml('pubsub', NS_OWNER, xml('configure', { node },
+        xml('x', { xmlns: 'jabber:x:data', type: 'submit' }, xml('field', {}, xml('value', {}, 'open'))))));
+      assert.equal(noVar.condition, 'bad-request', 'a field without a var');
+      const authorize = await configure({ 'pubsub#access_model': 'authorize' });
+      assert.equal(authorize.condition, 'not-acceptable');
+      assert.equal(appCondition(authorize), 'unsupported');
+      const optionsOver = await refused(alice, 'set', publishIq(node, xml('x', 'urn:example', 'z'), { options: { 'pubsub#max_items': '11' } }));
+      assert.equal(optionsOver.condition, 'not-acceptable', 'publish-options beyond the limit on an existing node');
+      const cfg = await request(alice, 'get', xml('pubsub', NS_OWNER, xml('configure', { node })));
+      const value = (v: string) => cfg.getChild('pubsub', NS_OWNER)!.getChild('configure')!.getChild('x', 'jabber:x:data')!
+        .getChildren('field').find((f) => f.attrs.var === v)?.getChildText('value');
+      assert.deepEqual([value('pubsub#access_model'), value('pubsub#max_items')], ['presence', '10'], 'the configuration is as it was');
       assert.deepEqual((await itemsOf(alice, undefined, node)).map((i) => i.getChildText('x', 'urn:example')), ['kept']);
       assert.equal((await refused(alice, 'get', xml('pubsub', NS_PUBSUB, xml('items', { node: 'urn:example:big' })))).condition, 'item-not-found');
       // The node keeps at most max_items: the oldest goes.
