@@ -23,7 +23,7 @@ export interface LoginOptions {
   timeoutMs: number;
 }
 
-interface Found { start: number; end: number; name: string; text: string }
+export interface Found { start: number; end: number; name: string; text: string }
 
 /** First complete element among `names` in buf (prefix-free names), or null when none/incomplete. */
 export function findElement(buf: string, names: readonly string[], from = 0): Found | null {
@@ -69,7 +69,8 @@ export function scanTokens(s: string, onToken: (token: string) => void): string 
 export const attr = (tag: string, name: string): string | undefined => new RegExp(`\\s${name}=(['"])(.*?)\\1`).exec(tag)?.[2];
 const inner = (el: string): string => (el.endsWith('/>') && !el.includes('</') ? '' : el.slice(el.indexOf('>') + 1, el.lastIndexOf('</')));
 
-type Matcher = (buf: string) => Found | null;
+/** Looks for what a caller waits for in the unconsumed input; may throw to fail the wait. */
+export type Matcher = (buf: string) => Found | null;
 
 export class XmppConn {
   closed = false;
@@ -116,8 +117,10 @@ export class XmppConn {
   private feed(text: string): void {
     if (TRACE) console.error(`${this.index} << ${text}`);
     if (this.waiter || !this.onToken) {
+      // Only the new text (and a partial tag before it) can hold a stream error: a buffer may grow large while joining a room.
+      const from = Math.max(0, this.buf.length - 13);
       this.buf += text;
-      const se = this.buf.indexOf('<stream:error');
+      const se = this.buf.indexOf('<stream:error', from);
       if (se >= 0) { this.fail(`stream error: ${this.buf.slice(se, se + 200)}`); this.wire?.destroy(); return; }
       if (this.waiter) {
         const f = this.waiter.match(this.buf);
@@ -174,6 +177,12 @@ export class XmppConn {
         from = f.end;
       }
     });
+  }
+
+  /** Once logged in: sends `xml` (if any) and resolves with what `match` finds in the input that follows. */
+  exchange(xml: string, match: Matcher): Promise<Found> {
+    if (xml) this.send(xml);
+    return this.wait(match);
   }
 
   /** Connect, authenticate, bind and optionally fetch the roster and go available. */
