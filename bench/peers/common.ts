@@ -18,11 +18,13 @@ export interface PeerOptions {
   httpPort: number;
   /** Keep the temp directory (config, logs, data) after stop() for inspection. */
   keep: boolean;
+  /** c2s listeners, on port, port+1, …: only parley-cluster has more than one (one c2s process each). */
+  listeners: number;
 }
 
-export const PEER_DEFAULTS: PeerOptions = { users: 2000, userOffset: 1, prefix: 'user', password: 'secret', domain: 'localhost', port: 15222, httpPort: 15280, keep: false };
+export const PEER_DEFAULTS: PeerOptions = { users: 2000, userOffset: 1, prefix: 'user', password: 'secret', domain: 'localhost', port: 15222, httpPort: 15280, keep: false, listeners: 1 };
 
-export interface Started { pids: number[]; port: number; wsUrl: string | null; dir: string }
+export interface Started { pids: number[]; port: number; /** Every c2s listener (port is the first). */ ports: number[]; wsUrl: string | null; dir: string }
 
 export interface Peer {
   readonly name: string;
@@ -58,12 +60,12 @@ export function assertPortFree(port: number): Promise<void> {
   });
 }
 
-/** A foreground server process with its output in dir/stdout.log. */
+/** A foreground server process with its output in dir/stdout.log (or dir/`log`). */
 export class Proc {
   readonly child: ChildProcess;
   exited = false;
-  constructor(cmd: string, args: string[], opts: { dir: string; env?: NodeJS.ProcessEnv; onLine?: (line: string) => void }) {
-    const log = createWriteStream(join(opts.dir, 'stdout.log'));
+  constructor(cmd: string, args: string[], opts: { dir: string; log?: string; env?: NodeJS.ProcessEnv; onLine?: (line: string) => void }) {
+    const log = createWriteStream(join(opts.dir, opts.log ?? 'stdout.log'));
     // `ulimit -n` to the hard limit: the soft default (1024) would cap the server, not the benchmark.
     this.child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"', cmd, ...args], { cwd: opts.dir, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let partial = '';

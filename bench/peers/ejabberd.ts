@@ -53,6 +53,25 @@ modules:
   mod_roster: {}
   mod_disco: {}
   mod_ping: {}
+  # conference.${o.domain}: anyone creates rooms, no shapers or message/presence intervals,
+  # rooms up to 100,000 occupants, 10 messages of history (the benchmark asks for none on join).
+  mod_muc:
+    host: "conference.${o.domain}"
+    access: all
+    access_create: all
+    history_size: 10
+    max_users: 100000
+    max_users_presence: 100000 # default 1000: a larger room stops broadcasting presence
+    max_user_conferences: 100000
+    min_message_interval: 0
+    min_presence_interval: 0
+    room_shaper: none
+    user_message_shaper: none
+    user_presence_shaper: none
+    default_room_options:
+      max_users: 100000
+      public: false
+      mam: false
 `;
 }
 
@@ -94,7 +113,7 @@ export function ejabberd(opts: Partial<PeerOptions> = {}): Peer {
       const p = proc;
       await Promise.race([registered, waitForPort(o.port, 120_000, () => !p.exited).then(() => registered), new Promise((_, rej) => p.child.once('exit', () => rej(new Error(`ejabberd exited, see ${dir}/stdout.log`))))]);
       await waitForPort(o.port, 30_000, () => !p.exited);
-      return { pids: [p.pid], port: o.port, wsUrl: `ws://127.0.0.1:${o.httpPort}/xmpp-websocket`, dir };
+      return { pids: [p.pid], port: o.port, ports: [o.port], wsUrl: `ws://127.0.0.1:${o.httpPort}/xmpp-websocket`, dir };
     },
     async stop(): Promise<void> {
       await proc?.stop(20_000); // SIGTERM makes the Erlang VM run init:stop()

@@ -34,6 +34,8 @@ limits:
 # Like the peers: no offline storage, no metrics listener (its fixed port could collide).
 offline: { enabled: false }
 metrics: { enabled: false }
+# conference.${o.domain} (on by default; rooms up to muc.maxOccupantsLimit = 100,000): 10 messages of history like the peers.
+muc: { maxHistory: 10, defaults: { historyLength: 10 } }
 `;
 }
 
@@ -54,7 +56,7 @@ export function parley(opts: Partial<PeerOptions> = {}): Peer {
       const p = proc;
       await waitForPort(o.port, 30_000, () => !p.exited);
       await waitForPort(o.httpPort, 10_000, () => !p.exited);
-      return { pids: [p.pid], port: o.port, wsUrl: `ws://127.0.0.1:${o.httpPort}/xmpp-websocket`, dir };
+      return { pids: [p.pid], port: o.port, ports: [o.port], wsUrl: `ws://127.0.0.1:${o.httpPort}/xmpp-websocket`, dir };
     },
     async stop(): Promise<void> {
       await proc?.stop();

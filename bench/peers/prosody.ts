@@ -42,6 +42,13 @@ modules_enabled = { "roster", "saslauth", "disco", "ping", "websocket" }
 modules_disabled = { "s2s", "s2s_auth_certs", "offline" }
 statistics = nil
 VirtualHost "${o.domain}"
+-- conference.${o.domain}: anyone creates rooms; 0.12 has no occupant limit and mod_muc no rate limits.
+Component "conference.${o.domain}" "muc"
+  restrict_room_creation = false
+  max_history_messages = 10
+  muc_room_default_history_length = 10
+  muc_room_default_public = false
+  muc_tombstones = false
 `;
 }
 
@@ -69,7 +76,7 @@ export function prosody(opts: Partial<PeerOptions> = {}): Peer {
       const p = proc;
       await waitForPort(o.port, 20_000, () => !p.exited);
       await waitForPort(o.httpPort, 5_000, () => !p.exited);
-      return { pids: [p.pid], port: o.port, wsUrl: `ws://127.0.0.1:${o.httpPort}/xmpp-websocket`, dir };
+      return { pids: [p.pid], port: o.port, ports: [o.port], wsUrl: `ws://127.0.0.1:${o.httpPort}/xmpp-websocket`, dir };
     },
     async stop(): Promise<void> {
       await proc?.stop();
