@@ -1,8 +1,9 @@
 // Runs the chosen scenarios against each baseline and Parley in one go and
 // prints headline figures with ratios to ejabberd:
-//   node --import tsx bench/compare.ts [--targets ejabberd,prosody,parley] [--scenarios login,idle,chat]
-//     [--login-users 500] [--idle-connections 2000] [--chat-users 200] [--presence-users 200]
+//   node --import tsx bench/compare.ts [--targets ejabberd,prosody,parley] [--scenarios login,idle,chat,muc]
+//     [--login-users 500] [--idle-connections 2000] [--chat-users 200] [--presence-users 200] [--muc-sizes 10,1000,20000]
 //     [--port 15222] [--http-port 15280] [--keep] [any bench/cli.ts option, e.g. --rates, --step-seconds, --transport ws]
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -10,8 +11,9 @@ import { OPTION_SPEC, toOptions } from './lib/options.ts';
 import { runScenario, type Figure, type RunResult } from './lib/run.ts';
 import { lineChart, type Series } from './lib/svg.ts';
 import { SCENARIOS } from './scenarios/index.ts';
+import { runMuc } from './scenarios/muc.ts';
 import { PEERS } from './peers/index.ts';
-import type { Started } from './peers/common.ts';
+import type { Peer, PeerOptions, Started } from './peers/common.ts';
 import { isAvailable as parleyAvailable } from './peers/parley.ts';
 
 const { values } = parseArgs({
@@ -31,9 +33,14 @@ const { values } = parseArgs({
 if (!process.argv.includes('--step-seconds')) values['step-seconds'] = '8';
 
 const scenarios = values.scenarios.split(',').filter(Boolean);
-for (const s of scenarios) if (!SCENARIOS[s]) throw new Error(`unknown scenario ${s}`);
+for (const s of scenarios) if (!SCENARIOS[s] && s !== 'muc') throw new Error(`unknown scenario ${s}`);
 const sizes: Record<string, number> = { login: Number(values['login-users']), idle: Number(values['idle-connections']), chat: Number(values['chat-users']), presence: Number(values['presence-users']) };
-const users = Math.max(...scenarios.map((s) => sizes[s]));
+const users = Math.max(0, ...scenarios.filter((s) => s !== 'muc').map((s) => sizes[s]));
+const mucSizes = toOptions(values, 'muc').mucSizes;
+// muc: one fresh server per room size, with that many accounts; Parley's cluster spreads occupants over 2 c2s processes.
+const LISTENERS: Record<string, number> = { 'parley-cluster': 2 };
+// Each listener is one server process, and a process holds at most `ulimit -Hn` descriptors.
+const fdLimit = Number(execFileSync('/bin/sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim()) || Infinity;
 const port = process.argv.includes('--port') ? Number(values.port) : 15222; // peers listen off 5222 unless told
 const httpPort = Number(values['http-port']);
 
@@ -47,14 +54,21 @@ const METRICS: Array<[string, string, boolean]> = [
 
 const results: Record<string, RunResult[]> = {};
 const skipped: Record<string, string> = {};
+/** Figures a target could not produce (e.g. a room too large for one process), by target and scenario. */
+const notRun: Record<string, Record<string, string>> = {};
 for (const target of values.targets.split(',').filter(Boolean)) {
   const make = PEERS[target];
   if (!make) { skipped[target] = 'unknown target'; continue; }
   if (target.startsWith('parley') && !parleyAvailable()) { skipped[target] = '`parley user bulk-add` not available yet'; console.log(`skipping parley: ${skipped[target]}`); continue; }
   const peer = make({ users, port, httpPort, keep: values.keep, prefix: values['users-prefix'], password: values.password, domain: values.domain });
   results[target] = [];
+  notRun[target] = {};
   // A fresh server (same account count) per scenario: no figure depends on what ran before it.
   for (const s of scenarios) {
+    if (s === 'muc') {
+      if (!(await mucRuns(target, make))) break;
+      continue;
+    }
     console.log(`\n=== ${target} ${s}: starting with ${users} accounts`);
     let started: Started;
     try {
@@ -78,30 +92,71 @@ for (const target of values.targets.split(',').filter(Boolean)) {
   if (skipped[target]) delete results[target];
 }
 
+/** Every room size against a fresh server with that many accounts; false when the target would not start. */
+async function mucRuns(target: string, make: (o: Partial<PeerOptions>) => Peer): Promise<boolean> {
+  const listeners = LISTENERS[target] ?? 1;
+  for (const n of mucSizes) {
+    const perProcess = Math.ceil(n / listeners);
+    if (perProcess + 100 > fdLimit) {
+      notRun[target][`muc-${n}`] = `${perProcess} connections on one server process: over the descriptor limit (ulimit -Hn ${fdLimit})`;
+      console.log(`\n=== ${target} muc ${n}: not run: ${notRun[target][`muc-${n}`]}`);
+      continue;
+    }
+    console.log(`\n=== ${target} muc ${n}: starting with ${n} accounts, ${listeners} c2s listener(s)`);
+    const peer = make({ users: n, port, httpPort, keep: values.keep, prefix: values['users-prefix'], password: values.password, domain: values.domain, listeners });
+    let started: Started;
+    try {
+      started = await peer.start();
+    } catch (e) {
+      await peer.stop();
+      console.error(`${target} did not start: ${(e as Error).message}`);
+      skipped[target] = 'did not start';
+      return false;
+    }
+    try {
+      const o = { ...toOptions({ ...values, users: String(n) }, 'muc'), port: started.port, pids: started.pids, target };
+      const r = await runMuc(o, n, started.ports);
+      results[target].push(r);
+      if (r.summary.incomplete) notRun[target][`muc-${n}`] = String(r.summary.incomplete);
+    } catch (e) {
+      console.error(`${target} muc ${n} failed: ${(e as Error).message}`);
+      notRun[target][`muc-${n}`] = `failed: ${(e as Error).message.slice(0, 200)}`;
+    } finally {
+      await peer.stop();
+    }
+  }
+  return true;
+}
+
 const targets = Object.keys(results);
 const get = (t: string, s: string, k: string): Figure => results[t].find((r) => r.scenario === s)?.summary[k] ?? null;
 const rows: string[][] = [['scenario', 'metric', ...targets.map((t) => (t === 'ejabberd' || !targets.includes('ejabberd') ? t : `${t} (x ejabberd)`))]];
+if (scenarios.includes('muc')) {
+  for (const n of mucSizes) for (const [k, higher] of [['deliveredPerSec', true], ['p50Ms', false], ['p99Ms', false], ['lost', false], ['joinSeconds', false]] as const) METRICS.push([`muc-${n}`, k, higher]);
+}
 for (const [s, k, higher] of METRICS) {
-  if (!scenarios.includes(s)) continue;
+  if (!scenarios.includes(s) && !(s.startsWith('muc-') && scenarios.includes('muc'))) continue;
   const base = targets.includes('ejabberd') ? get('ejabberd', s, k) : null;
   rows.push([s, `${k} (${higher ? 'higher' : 'lower'} is better)`, ...targets.map((t) => {
     const v = get(t, s, k);
-    if (v === null) return '-';
+    if (v === null) return notRun[t]?.[s] ? 'not run*' : '-';
     const ratio = typeof v === 'number' && typeof base === 'number' && base !== 0 && t !== 'ejabberd' ? ` (${(v / base).toFixed(2)}x)` : '';
     return `${v}${ratio}`;
   })]);
 }
 rows.push(['all', 'generator cpu % (avg)', ...targets.map((t) => results[t].map((r) => `${r.scenario} ${r.generator.cpuPct}`).join(', '))]);
+rows.push(['all', 'server cpu % (avg)', ...targets.map((t) => results[t].map((r) => `${r.scenario} ${r.generator.serverCpuPct ?? '-'}`).join(', '))]);
 const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
 const table = rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ')).join('\n');
 console.log(`\n${table}`);
 for (const [t, why] of Object.entries(skipped)) console.log(`(${t} skipped: ${why})`);
+for (const [t, m] of Object.entries(notRun)) for (const [s, why] of Object.entries(m)) console.log(`(* ${t} ${s}: ${why})`);
 
 const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 mkdirSync(values.out, { recursive: true });
 const base = join(values.out, `compare-${stamp}`);
 const summary = Object.fromEntries(targets.map((t) => [t, Object.fromEntries(results[t].map((r) => [r.scenario, r.summary]))]));
-writeFileSync(`${base}.json`, JSON.stringify({ startedAt: stamp, users, scenarios, skipped, summary, table: rows, runs: Object.fromEntries(targets.map((t) => [t, results[t].map((r) => r.files.json)])) }, null, 2) + '\n');
+writeFileSync(`${base}.json`, JSON.stringify({ startedAt: stamp, users, scenarios, mucSizes, skipped, notRun, summary, table: rows, runs: Object.fromEntries(targets.map((t) => [t, results[t].map((r) => r.files.json)])) }, null, 2) + '\n');
 // Chart: chat p99 against offered rate, one line per target.
 const series: Series[] = targets.flatMap((t) => {
   const steps = (results[t].find((r) => r.scenario === 'chat')?.details as { steps?: Array<{ offered: number; latency: { p99Ms: number } }> } | undefined)?.steps ?? [];

@@ -38,6 +38,17 @@ export interface BenchOptions {
   rate: number;
   seconds: number;
   rosterSetup: string;
+  // muc
+  /** Room sizes, one room (and, in compare.ts, one fresh server) each. */
+  mucSizes: number[];
+  /** Every c2s listener occupants spread over (cli.ts; compare.ts takes them from the peer). */
+  ports: number[];
+  mucRate: number;
+  mucSeconds: number;
+  mucSenders: number;
+  mucDrainSeconds: number;
+  mucJoinTimeoutSeconds: number;
+  mucBroadcast: 'auto' | 'all' | 'moderators';
 }
 
 export const OPTION_SPEC = {
@@ -73,6 +84,14 @@ export const OPTION_SPEC = {
   rate: { type: 'string', default: '500' },
   seconds: { type: 'string', default: '10' },
   'roster-setup': { type: 'string', default: '' },
+  'muc-sizes': { type: 'string', default: '10,1000' },
+  ports: { type: 'string', default: '' },
+  'muc-rate': { type: 'string', default: '0' },
+  'muc-seconds': { type: 'string', default: '10' },
+  'muc-senders': { type: 'string', default: '10' },
+  'muc-drain-seconds': { type: 'string', default: '30' },
+  'muc-join-timeout': { type: 'string', default: '300' },
+  'muc-broadcast': { type: 'string', default: 'auto' },
   help: { type: 'boolean', default: false },
 } as const;
 
@@ -113,10 +132,20 @@ export function toOptions(v: Values, scenario: string): BenchOptions {
     p99LimitMs: int(v['p99-limit-ms'], 'p99-limit-ms'), payload: int(v.payload, 'payload'),
     settleSeconds: int(v['settle-seconds'], 'settle-seconds'), holdSeconds: int(v['hold-seconds'], 'hold-seconds'),
     rate: int(v.rate, 'rate'), seconds: int(v.seconds, 'seconds'), rosterSetup: v['roster-setup'],
+    mucSizes: v['muc-sizes'].split(',').map((x) => int(x, 'muc-sizes')).filter((x) => x > 0),
+    ports: v.ports ? v.ports.split(',').map((x) => int(x, 'ports')) : [],
+    mucRate: int(v['muc-rate'], 'muc-rate'), mucSeconds: int(v['muc-seconds'], 'muc-seconds'), mucSenders: Math.max(1, int(v['muc-senders'], 'muc-senders')),
+    mucDrainSeconds: int(v['muc-drain-seconds'], 'muc-drain-seconds'), mucJoinTimeoutSeconds: int(v['muc-join-timeout'], 'muc-join-timeout'),
+    mucBroadcast: mucBroadcast(v['muc-broadcast']),
   };
 }
 
-export const USAGE = `usage: node --import tsx bench/cli.ts login|idle|chat|presence [options]
+function mucBroadcast(v: string): BenchOptions['mucBroadcast'] {
+  if (v !== 'auto' && v !== 'all' && v !== 'moderators') throw new Error('--muc-broadcast must be auto, all or moderators');
+  return v;
+}
+
+export const USAGE = `usage: node --import tsx bench/cli.ts login|idle|chat|presence|muc [options]
 target:   --host 127.0.0.1 --port 5222 --domain localhost --users-prefix user --password secret
           --transport tcp|ws [--ws-url ws://127.0.0.1:5280/xmpp-websocket] --mech auto|SCRAM-SHA-256|SCRAM-SHA-1|PLAIN
           --pids 123,456 (server processes: RSS and CPU are sampled from /proc) --target NAME (for file names)
@@ -126,4 +155,7 @@ load:     --users N (users userOFFSET..userOFFSET+N-1; --connections is an alias
 chat:     --rates 1000,2000,4000,... (aggregate msgs/s per step) --step-seconds 10 --loss-timeout-ms 5000
           --p99-limit-ms 100 --payload 0 (extra body bytes)
 idle:     --settle-seconds 5 --hold-seconds 10
-presence: --rate 500 (presence changes/s) --seconds 10 --roster-setup module.ts (default export run before login)`;
+presence: --rate 500 (presence changes/s) --seconds 10 --roster-setup module.ts (default export run before login)
+muc:      --muc-sizes 10,1000 (one room per size; occupants are users OFFSET… and need accounts) --ports 5222,5223 (every c2s listener)
+          --muc-rate 0 (room msgs/s; 0 = 40,000 deliveries/s, at most 2,000 msgs/s) --muc-seconds 10 --muc-senders 10
+          --muc-drain-seconds 30 --muc-join-timeout 300 --muc-broadcast auto|all|moderators (auto: moderators only above 2,000)`;
