@@ -69,8 +69,13 @@ export function scanTokens(s: string, onToken: (token: string) => void): string 
 export const attr = (tag: string, name: string): string | undefined => new RegExp(`\\s${name}=(['"])(.*?)\\1`).exec(tag)?.[2];
 const inner = (el: string): string => (el.endsWith('/>') && !el.includes('</') ? '' : el.slice(el.indexOf('>') + 1, el.lastIndexOf('</')));
 
-/** Looks for what a caller waits for in the unconsumed input; may throw to fail the wait. */
-export type Matcher = (buf: string) => Found | null;
+/**
+ * Looks for what a caller waits for in the unconsumed input; may throw to fail
+ * the wait. A number means "not yet, and the input before this offset is no
+ * longer needed": a wait that lets a lot of other traffic go by (joining a
+ * large room) then does not rescan, nor copy, an ever-growing buffer.
+ */
+export type Matcher = (buf: string) => Found | number | null;
 
 export class XmppConn {
   closed = false;
@@ -124,7 +129,8 @@ export class XmppConn {
       if (se >= 0) { this.fail(`stream error: ${this.buf.slice(se, se + 200)}`); this.wire?.destroy(); return; }
       if (this.waiter) {
         const f = this.waiter.match(this.buf);
-        if (f) {
+        if (typeof f === 'number') this.buf = this.buf.slice(f);
+        else if (f) {
           this.buf = this.buf.slice(f.end);
           const w = this.waiter;
           this.waiter = null;
@@ -159,7 +165,8 @@ export class XmppConn {
     return new Promise((resolve, reject) => {
       if (this.closed) { reject(new Error(this.closeReason || 'closed')); return; }
       const f = match(this.buf);
-      if (f) { this.buf = this.buf.slice(f.end); resolve(f); return; }
+      if (typeof f === 'number') this.buf = this.buf.slice(f);
+      else if (f) { this.buf = this.buf.slice(f.end); resolve(f); return; }
       this.waiter = { match, resolve, reject };
     });
   }

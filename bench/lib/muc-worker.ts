@@ -19,25 +19,20 @@ const errorOf = (xml: string): string => xml.slice(Math.max(0, xml.indexOf('<err
 
 /**
  * Matches the occupant's own presence (status 110), which XEP-0045 sends after
- * everyone else's: only the new part of the buffer is searched, because in a
- * large room it fills with the other occupants' presence first.
+ * everyone else's. In a large room the other occupants' presence comes first,
+ * so every complete stanza before it is dropped as it arrives.
  */
 function selfPresence(): Matcher {
-  let from = 0;
   return (buf) => {
-    const start = Math.max(0, from - 16);
-    ERROR.lastIndex = start;
+    ERROR.lastIndex = 0;
     const e = ERROR.exec(buf);
-    if (e) {
-      const at = buf.lastIndexOf('<presence', e.index);
-      throw new Error(`join refused: ${errorOf(buf.slice(Math.max(0, at), buf.indexOf('</presence>', e.index) + 11 || undefined))}`);
-    }
-    SELF.lastIndex = start;
+    if (e) throw new Error(`join refused: ${errorOf(buf.slice(Math.max(0, buf.lastIndexOf('<presence', e.index))))}`);
+    SELF.lastIndex = 0;
     const m = SELF.exec(buf);
-    if (!m) { from = buf.length; return null; }
-    const end = buf.indexOf('</presence>', m.index);
-    if (end < 0) { from = m.index; return null; }
-    return { start: m.index, end: end + 11, name: 'presence', text: '' };
+    const end = m ? buf.indexOf('</presence>', m.index) : -1;
+    if (m && end >= 0) return { start: m.index, end: end + 11, name: 'presence', text: '' };
+    const done = buf.lastIndexOf('</presence>', m ? m.index : buf.length);
+    return done >= 0 ? done + 11 : null;
   };
 }
 
