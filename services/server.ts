@@ -127,6 +127,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
   // Session processes watch the federation processes (an s2s process starts its own membership).
   if (!runsS2s && config.s2s.enabled) await s2sMembers.start();
   if (session) await session.start();
+  // A connection manager alone watches the session processes (which one holds a shard).
+  else if (runsC2s) await sessionMembers.start();
 
   let s2s: S2sNode | undefined;
   if (runsS2s) {
@@ -140,6 +142,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     const cert = await loadOrCreateCertificate(config.dataDir, hosts.list(), config.c2s.tls);
     c2s = new C2sNode({
       nodeId, config, bus, subjects, hosts, accounts, tls: secureContext(cert),
+      sessionNodes: () => sessionMembers.members(),
       metrics: {
         auth: (m, ok) => metrics.auth.labels(m, ok ? 'success' : 'failure').inc(),
         stanzaIn: (k) => metrics.stanzaIn(k),
@@ -180,6 +183,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       stopped = true;
       await c2s?.stop();
       await c2sMembers.stop();
+      if (!session) await sessionMembers.stop();
       await s2s?.stop(graceful);
       await session?.stop(graceful);
       hosts.stop();

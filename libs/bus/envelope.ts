@@ -53,6 +53,8 @@ export function encodeEnvelope(e: Envelope): Uint8Array {
     KIND_CODE[e.kind] | (DIR_CODE[e.dir] << 4), e.from, e.to, e.type, e.id, e.origin, e.seq, e.sid, e.op,
     e.data === undefined ? null : e.data, e.t,
   ]);
+  // The header length is a u16: a larger header would be read back as garbage.
+  if (header.length > 0xffff) throw new RangeError(`envelope header of ${header.length} bytes exceeds 65535 (op ${e.op || e.kind})`);
   const body = typeof e.xml === 'string' ? utf8.encode(e.xml) : e.xml;
   const out = new Uint8Array(3 + header.length + body.length);
   out[0] = 1;

@@ -26,7 +26,7 @@ export class Metrics {
   readonly shardsOwned: Gauge = new Gauge({ name: 'parley_shards_owned', help: 'Shards this session process serves', registers: [this.registry], collect: (): void => this.shardsOwned.set(this.src().shardsOwned()) });
   readonly actors: Gauge = new Gauge({ name: 'parley_actors', help: 'Live bare-JID actors', registers: [this.registry], collect: (): void => this.actors.set(this.src().actors()) });
   readonly mailboxDepth: Gauge = new Gauge({ name: 'parley_actor_mailbox_depth', help: 'Envelopes queued in all actor mailboxes', registers: [this.registry], collect: (): void => this.mailboxDepth.set(this.src().mailboxDepth()) });
-  readonly busPublished: Gauge = new Gauge({ name: 'parley_bus_published_total', help: 'Envelopes this process published on the bus', registers: [this.registry], collect: (): void => this.busPublished.set(this.src().busPublished()) });
+  readonly busPublished: Gauge = new Gauge({ name: 'parley_bus_published_total', help: 'Messages this process published on the bus (NATS: several envelopes for one subject in one event-loop turn travel as one)', registers: [this.registry], collect: (): void => this.busPublished.set(this.src().busPublished()) });
   readonly storeLatency = new Histogram({ name: 'parley_store_seconds', help: 'Store operation latency', labelNames: ['op'] as const, buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers: [this.registry] });
 
   readonly routingLatency = new Histogram({ name: 'parley_routing_seconds', help: 'From receipt of a stanza from a client to its delivery to a client', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [this.registry] });

@@ -8,7 +8,7 @@ import type { Accounts } from '../../libs/accounts/index.ts';
 import type { HostedDomains } from '../../libs/accounts/hosts.ts';
 import type { Bus, Subjects, Subscription } from '../../libs/bus/bus.ts';
 import { envelope, type Envelope } from '../../libs/bus/envelope.ts';
-import { shardOf } from '../../libs/cluster/shards.ts';
+import { ownerOf, shardOf } from '../../libs/cluster/shards.ts';
 import type { Config } from '../../libs/config/schema.ts';
 import { StreamError, type StanzaErrorCondition, type StreamErrorCondition } from '../../libs/errors/index.ts';
 import { logger } from '../../libs/log/index.ts';
@@ -32,6 +32,8 @@ export interface C2sNodeOptions {
   accounts: Accounts;
   tls: SecureContext | undefined;
   metrics: C2sMetrics;
+  /** The live session processes (for envelopes sent by way of their holder); none known: by shard subject. */
+  sessionNodes?: () => readonly string[];
 }
 
 export class C2sNode implements C2sContext {
@@ -127,6 +129,19 @@ export class C2sNode implements C2sContext {
 
   toActor(bare: string, env: Envelope): void {
     this.o.bus.publish(this.o.subjects.shard(shardOf(bare, this.config.cluster.shards)), env);
+  }
+
+  /**
+   * To an actor by way of the session process that holds its shard: what one
+   * room message sends to many managed sessions' accounts then shares one bus
+   * message per session process (the bus frames what goes to one subject in a
+   * turn). Shard subjects keep order across a handoff and this path does not,
+   * so what goes this way carries its own sequence (services/session/sm).
+   */
+  viaHolder(bare: string, env: Envelope): void {
+    const shard = shardOf(bare, this.config.cluster.shards);
+    const holder = this.o.sessionNodes ? ownerOf(shard, this.o.sessionNodes()) : undefined;
+    this.o.bus.publish(holder ? this.o.subjects.session(holder) : this.o.subjects.shard(shard), env);
   }
 
   bind(stream: ClientStream, resource: string): Promise<BindResult> {

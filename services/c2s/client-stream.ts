@@ -57,6 +57,8 @@ export class ClientStream {
   private refilled = Date.now();
   /** XEP-0198: counters only; the account's actor keeps what is unacknowledged. */
   private readonly sm: StreamManagement;
+  /** Stanzas handed to the account's actor to be numbered (sm-relay `seq`). */
+  private relayed = 0;
   private resumeTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly t: ClientTransport, private readonly ctx: C2sContext) {
@@ -526,7 +528,9 @@ export class ClientStream {
   /** A numbered stanza from the account's actor: written once, in order; anything else goes to the actor to be numbered. */
   private smDeliver(env: Envelope): void {
     if (typeof env.data !== 'number') {
-      return this.smToActor('sm-relay', { kind: env.kind, from: env.from, to: env.to, type: env.type, counted: false }, env.xml);
+      // Mostly room traffic, many sessions at once: batched per session process, ordered by `seq` at the actor.
+      const data = { kind: env.kind, from: env.from, to: env.to, type: env.type, counted: false, seq: ++this.relayed };
+      return this.ctx.viaHolder(this.bare, envelope({ kind: 'ctl', dir: 'in', op: 'sm-relay', to: this.bare, sid: this.sid, data, xml: env.xml }));
     }
     const n = env.data;
     switch (this.sm.numbered(n)) {

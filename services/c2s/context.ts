@@ -22,6 +22,8 @@ export interface C2sContext {
   readonly metrics: C2sMetrics;
   /** Publish an envelope to the actor of a bare JID. */
   toActor(bare: string, env: Envelope): void;
+  /** The same, by way of the session process holding the actor's shard; order is the caller's to restore. */
+  viaHolder(bare: string, env: Envelope): void;
   /** Ask the account's actor to bind a resource for this stream. */
   bind(stream: ClientStream, resource: string): Promise<BindResult>;
   /** This connection manager's node id (where answers to this stream's requests come). */

@@ -75,7 +75,7 @@ export class SessionNode {
   }
 
   async start(): Promise<void> {
-    this.o.bus.subscribe(this.o.subjects.session(this.o.membership.self), (env) => this.fanout(env));
+    this.o.bus.subscribe(this.o.subjects.session(this.o.membership.self), (env) => (env.op === 'fanout' ? this.fanout(env) : this.toHeldActor(env)));
     await this.o.membership.start();
     this.shards.start();
     await this.o.bus.flush();
@@ -100,6 +100,13 @@ export class SessionNode {
       if (this.shards.owns(shard)) this.actors.deliver(shard, one);
       else this.router.toActor(bare, { ...one, origin: '', seq: 0 });
     }
+  }
+
+  /** One actor's envelope sent by way of this process (services/c2s `viaHolder`): here if its shard is, else on to the shard. */
+  private toHeldActor(env: Envelope): void {
+    const shard = this.router.shardOf(env.to);
+    if (this.shards.owns(shard)) this.actors.deliver(shard, env);
+    else this.router.toActor(env.to, { ...env, origin: '', seq: 0 });
   }
 
   /**

@@ -37,12 +37,29 @@ export interface SmSession {
   writes: Promise<unknown>;
   /** A retransmission check is scheduled. */
   checking: boolean;
+  /** Stanzas the connection relayed with a sequence, put back in its order (not stored: a gap is bridged in memory). */
+  relays: RelayOrder;
+}
+
+export interface RelayOrder {
+  /** The connection the sequence is of. */
+  sid: string;
+  /** The sequence expected next; 0 before the first. */
+  next: number;
+  waiting: Map<number, Delivery>;
+  timer: boolean;
 }
 
 export type SmSessions = Map<string, SmSession>;
 
 export function newSession(smid: string, sid: string, node: string, resumable: boolean, max: number): SmSession {
-  return { smid, sid, node, resumable, max, handled: 0, out: 0, acked: 0, detachedAt: 0, inactive: false, held: [], writes: Promise.resolve(), checking: false };
+  return { smid, sid, node, resumable, max, handled: 0, out: 0, acked: 0, detachedAt: 0, inactive: false, held: [], writes: Promise.resolve(), checking: false,
+    relays: relayOrder(sid) };
+}
+
+/** A connection's relays count from 1. */
+export function relayOrder(sid: string): RelayOrder {
+  return { sid, next: 1, waiting: new Map(), timer: false };
 }
 
 export function encodeRecord(s: SmSession): Uint8Array {
@@ -52,6 +69,7 @@ export function encodeRecord(s: SmSession): Uint8Array {
 export function decodeRecord(b: Uint8Array): SmSession {
   const [smid, sid, node, resumable, max, handled, acked, detachedAt] = unpack(b) as [string, string, string, boolean, number, number, number, number];
   const s = newSession(smid, sid, node, resumable, max);
+  s.relays.sid = ''; // where the connection's count is, the first relay tells
   s.handled = handled;
   s.acked = acked;
   s.out = acked;
