@@ -17,9 +17,10 @@ import {
   defineAccountState, defineModule, type AccountContext, type ControlRequest, type Delivery, type DetachReason, type LoadedCollections, type LoadContext,
 } from '../module.ts';
 import { checkResumptionId, makeResumptionId, resumptionSecret, unwrapCount } from './resumption-id.ts';
+import { RelayOrder } from './relay-order.ts';
 import { markWaiting, OP_WAKE } from './waiting.ts';
 import {
-  decodeEntry, decodeRecord, encodeEntry, encodeRecord, hold, newSession, queueOf, relayOrder, SM_STATE, type QueuedStanza, type SmSession, type SmSessions,
+  decodeEntry, decodeRecord, encodeEntry, encodeRecord, hold, newSession, queueOf, SM_STATE, type QueuedStanza, type SmSession, type SmSessions,
 } from './state.ts';
 
 const log = logger('sm');
@@ -36,8 +37,7 @@ export interface RelayRequest { kind: StanzaKind | ''; from: string; to: string;
 
 /** How long a relayed stanza waits for an earlier one still on its way (a shard that just moved) before it goes out anyway. */
 const RELAY_GAP_MS = 1000;
-/** Relayed stanzas waiting behind a gap, at most; past this they go out at once. */
-const MAX_RELAY_WAITING = 10_000;
+
 
 function load(data: LoadedCollections, ctx: LoadContext): SmSessions {
   const out: SmSessions = new Map();
@@ -259,24 +259,10 @@ function relay(req: ControlRequest): void {
   if (r.kind === '') return; // a client stanza the c2s dropped: counted, nothing to send
   const d: Delivery = { kind: r.kind, from: r.from, to: r.to, type: r.type, xml: req.xml, t: 0 };
   if (r.seq === undefined) return relayed(account, resource, s, d);
-  const o = s.relays;
-  if (o.sid !== req.sid) {
-    // Loaded from the store (the shard moved): the count starts wherever it is now.
-    if (o.waiting.size) flushRelays(account, resource, s);
-    o.sid = req.sid;
-    o.next = r.seq;
-  }
-  if (r.seq < o.next) return relayed(account, resource, s, d); // late, after its gap was given up on: better out of order than lost
-  o.waiting.set(r.seq, d);
-  while (o.waiting.has(o.next)) {
-    const x = o.waiting.get(o.next)!;
-    o.waiting.delete(o.next++);
-    relayed(account, resource, s, x);
-  }
-  if (o.waiting.size > MAX_RELAY_WAITING) return flushRelays(account, resource, s);
-  if (o.waiting.size > 0 && !o.timer) {
-    o.timer = true;
-    account.later(RELAY_GAP_MS, 'sm-relay-gap', { resource, smid: s.smid, next: o.next });
+  for (const x of s.relays.admit(req.sid, r.seq, d)) relayed(account, resource, s, x);
+  if (s.relays.size > 0 && !s.relays.timer) {
+    s.relays.timer = true;
+    account.later(RELAY_GAP_MS, 'sm-relay-gap', { resource, smid: s.smid, next: s.relays.expected });
   }
 }
 
@@ -286,25 +272,16 @@ function relayed(account: AccountContext, resource: string, s: SmSession, d: Del
   number(account, resource, s, d);
 }
 
-/** What waits behind a gap goes out in order; the gap is given up on. */
-function flushRelays(account: AccountContext, resource: string, s: SmSession): void {
-  const o = s.relays;
-  const seqs = [...o.waiting.keys()].sort((a, b) => a - b);
-  for (const n of seqs) relayed(account, resource, s, o.waiting.get(n)!);
-  o.waiting.clear();
-  if (seqs.length) o.next = seqs[seqs.length - 1] + 1;
-}
-
 function relayGap(req: ControlRequest): void {
   const t = timerTarget(req);
   if (!t) return;
   const [resource, s] = t;
   s.relays.timer = false;
   // Still stuck at the same place: give up on the gap.
-  if (s.relays.next === (req.data as { next: number }).next) flushRelays(req.account, resource, s);
-  if (s.relays.waiting.size > 0) {
+  if (s.relays.expected === (req.data as { next: number }).next) for (const x of s.relays.giveUp()) relayed(req.account, resource, s, x);
+  if (s.relays.size > 0) {
     s.relays.timer = true;
-    req.account.later(RELAY_GAP_MS, 'sm-relay-gap', { resource, smid: s.smid, next: s.relays.next });
+    req.account.later(RELAY_GAP_MS, 'sm-relay-gap', { resource, smid: s.smid, next: s.relays.expected });
   }
 }
 
@@ -340,9 +317,9 @@ async function resume(req: ControlRequest): Promise<void> {
   }
   const wasWaiting = s.detachedAt > 0;
   await account.moveSession(resource, d.node, req.sid);
-  flushRelays(account, resource, s);
+  for (const x of s.relays.giveUp()) relayed(account, resource, s, x);
   s.sid = req.sid;
-  s.relays = relayOrder(req.sid);
+  s.relays = new RelayOrder(req.sid);
   s.node = d.node;
   s.detachedAt = 0;
   s.inactive = false;

@@ -10,6 +10,7 @@
 import { pack, unpack } from 'msgpackr';
 import type { StanzaKind } from '../../../libs/bus/envelope.ts';
 import type { Delivery } from '../module.ts';
+import { RelayOrder } from './relay-order.ts';
 
 export const SM_STATE = 'smstate';
 export const queueOf = (smid: string): string => `smq:${smid}`;
@@ -37,29 +38,15 @@ export interface SmSession {
   writes: Promise<unknown>;
   /** A retransmission check is scheduled. */
   checking: boolean;
-  /** Stanzas the connection relayed with a sequence, put back in its order (not stored: a gap is bridged in memory). */
-  relays: RelayOrder;
-}
-
-export interface RelayOrder {
-  /** The connection the sequence is of. */
-  sid: string;
-  /** The sequence expected next; 0 before the first. */
-  next: number;
-  waiting: Map<number, Delivery>;
-  timer: boolean;
+  /** Stanzas the connection relayed with a sequence, put back in its order (in memory: a gap is bridged, not stored). */
+  relays: RelayOrder<Delivery>;
 }
 
 export type SmSessions = Map<string, SmSession>;
 
 export function newSession(smid: string, sid: string, node: string, resumable: boolean, max: number): SmSession {
   return { smid, sid, node, resumable, max, handled: 0, out: 0, acked: 0, detachedAt: 0, inactive: false, held: [], writes: Promise.resolve(), checking: false,
-    relays: relayOrder(sid) };
-}
-
-/** A connection's relays count from 1. */
-export function relayOrder(sid: string): RelayOrder {
-  return { sid, next: 1, waiting: new Map(), timer: false };
+    relays: new RelayOrder(sid) };
 }
 
 export function encodeRecord(s: SmSession): Uint8Array {
@@ -69,7 +56,7 @@ export function encodeRecord(s: SmSession): Uint8Array {
 export function decodeRecord(b: Uint8Array): SmSession {
   const [smid, sid, node, resumable, max, handled, acked, detachedAt] = unpack(b) as [string, string, string, boolean, number, number, number, number];
   const s = newSession(smid, sid, node, resumable, max);
-  s.relays.sid = ''; // where the connection's count is, the first relay tells
+  s.relays = new RelayOrder(); // where the connection's count is, its first relay tells
   s.handled = handled;
   s.acked = acked;
   s.out = acked;

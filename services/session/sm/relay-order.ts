@@ -1,0 +1,56 @@
+// Relayed stanzas back in their connection's order. A c2s sends what it asks
+// the account to number by way of the session process holding the shard
+// (services/c2s `viaHolder`); that path keeps no order across a shard move,
+// so each relay carries the connection's own sequence. What arrives ahead of
+// a gap waits, briefly: the caller gives the gap up after a timeout, and a
+// late stanza is still let through (out of order, never dropped).
+
+export class RelayOrder<T> {
+  /** The connection the sequence is of; '' until the first relay (state loaded from the store). */
+  private sid: string;
+  /** Sequence expected next. */
+  private next: number;
+  private readonly waiting = new Map<number, T>();
+  /** A gap timer is armed (the caller's). */
+  timer = false;
+
+  /** A connection's relays count from 1; a session loaded from the store learns where the count is from its first relay. */
+  constructor(sid = '', private readonly maxWaiting = 10_000) {
+    this.sid = sid;
+    this.next = 1;
+  }
+
+  get expected(): number { return this.next; }
+  get size(): number { return this.waiting.size; }
+
+  /** What may go out now, in order. */
+  admit(sid: string, seq: number, item: T): T[] {
+    let out: T[] = [];
+    if (sid !== this.sid) {
+      out = this.giveUp();
+      this.sid = sid;
+      this.next = seq;
+    }
+    if (seq < this.next) {
+      out.push(item); // late: its gap was given up on
+      return out;
+    }
+    this.waiting.set(seq, item);
+    while (this.waiting.has(this.next)) {
+      out.push(this.waiting.get(this.next)!);
+      this.waiting.delete(this.next++);
+    }
+    if (this.waiting.size > this.maxWaiting) out.push(...this.giveUp());
+    return out;
+  }
+
+  /** Stop waiting for the gap: everything held, in order. */
+  giveUp(): T[] {
+    if (this.waiting.size === 0) return [];
+    const seqs = [...this.waiting.keys()].sort((a, b) => a - b);
+    const out = seqs.map((n) => this.waiting.get(n)!);
+    this.waiting.clear();
+    this.next = seqs[seqs.length - 1] + 1;
+    return out;
+  }
+}
