@@ -670,7 +670,8 @@ export function mucScenarios(deployment: () => Deployment): void {
       for (const c of raws) await c.waitFor(new RegExp(`(<body>f\\d+</body>[^]*){${count}}`));
       const perMessage = ((await busNow()) - bus0) / count;
       // c2s → sender's actor → room, then one per connection manager holding occupants.
-      assert.ok(perMessage <= 2 + nodes + 0.5, `${perMessage} bus messages per room message with ${size} occupants on ${nodes} node(s)`);
+      // + 1.5: stray traffic of a busy machine (pings, retransmission checks) lands in the window; one per occupant would be 12.
+      assert.ok(perMessage <= 2 + nodes + 1.5, `${perMessage} bus messages per room message with ${size} occupants on ${nodes} node(s)`);
       // Senders differ, so the room's order need not be the send order; it is the same for everyone.
       const order = seen(raws[0]);
       assert.deepEqual([...order].sort(), Array.from({ length: count }, (_, i) => `f${i}`).sort(), 'every message once');
