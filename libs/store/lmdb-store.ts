@@ -29,7 +29,9 @@ const buf = (v: Bytes): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer
 interface ListMeta { head: number; next: number }
 
 export async function openLmdbStore(path: string): Promise<Store> {
-  const db: Db = open<Buffer, Key>({ path, encoding: 'binary', keyEncoding: 'ordered-binary' });
+  // strictAsyncOrder: a transaction (hdel, rpush, del) runs in order with plain puts (hset, logAppend), not after
+  // every queued put — otherwise an hdel issued before an hset of the same field would land after it.
+  const db: Db = open<Buffer, Key>({ path, encoding: 'binary', keyEncoding: 'ordered-binary', strictAsyncOrder: true });
 
   // --- helpers that must run inside a write transaction (or a batch's) ---
 
@@ -152,16 +154,19 @@ export async function openLmdbStore(path: string): Promise<Store> {
       return q.after !== undefined && db.doesExist([scope, coll, q.after]) ? n - 1 : n;
     },
     async logTrim(scope, coll, t) {
-      const drop: Key[] = [];
-      if (t.below !== undefined) for (const k of db.getKeys(logKeys(scope, coll, { before: t.below }))) drop.push(k);
-      if (t.maxLength !== undefined) {
-        const excess = db.getKeysCount(logKeys(scope, coll, {})) - t.maxLength;
-        if (excess > drop.length) {
-          drop.length = 0;
-          for (const k of db.getKeys({ ...logKeys(scope, coll, {}), limit: excess })) drop.push(k);
+      // Inside a transaction, so it sees every write issued before it (a trim right after an append).
+      await db.transaction(() => {
+        const drop: Key[] = [];
+        if (t.below !== undefined) for (const k of db.getKeys(logKeys(scope, coll, { before: t.below }))) drop.push(k);
+        if (t.maxLength !== undefined) {
+          const excess = db.getKeysCount(logKeys(scope, coll, {})) - t.maxLength;
+          if (excess > drop.length) {
+            drop.length = 0;
+            for (const k of db.getKeys({ ...logKeys(scope, coll, {}), limit: excess })) drop.push(k);
+          }
         }
-      }
-      await Promise.all(drop.map((k) => db.remove(k)));
+        for (const k of drop) db.removeSync(k);
+      });
     },
 
     async del(scope, coll) { await db.transaction(() => delTx(scope, coll)); },

@@ -29,6 +29,21 @@ function storeSuite(name: string, open: () => Promise<{ store: Store; close(): P
 
     it('reports its kind', () => assert.equal(store.kind, name === 'redis' ? 'redis' : name === 'memory' ? 'memory' : 'lmdb'));
 
+    it('writes issued without waiting land in the order issued (hdel then hset of one field, del then rpush)', async () => {
+      const s = fresh();
+      await store.hset(s, 'occupants', 'nick', b('old'));
+      const w: Promise<unknown>[] = [];
+      for (let i = 0; i < 50; i++) {
+        w.push(store.hdel(s, 'occupants', 'nick'));
+        w.push(store.hset(s, 'occupants', 'nick', b(`v${i}`)));
+      }
+      w.push(store.del(s, 'q'), store.rpush(s, 'q', b('after-del')), store.logAppend(s, 'log', 1, b('one')), store.logTrim(s, 'log', { below: 2 }));
+      await Promise.all(w);
+      assert.equal(str(await store.hget(s, 'occupants', 'nick')), 'v49');
+      assert.deepEqual((await store.lrange(s, 'q', 0, -1)).map(str), ['after-del']);
+      assert.equal((await store.logRange(s, 'log')).length, 0);
+    });
+
     it('hashes: hset, hget, hgetall, hdel, hlen, hsetnx', async () => {
       const s = fresh();
       assert.equal(await store.hget(s, 'roster', 'bob'), undefined);
