@@ -140,7 +140,9 @@ for (const [s, k, higher] of METRICS) {
   rows.push([s, `${k} (${higher ? 'higher' : 'lower'} is better)`, ...targets.map((t) => {
     const v = get(t, s, k);
     if (v === null) return notRun[t]?.[s] ? 'not run*' : '-';
-    const ratio = typeof v === 'number' && typeof base === 'number' && base !== 0 && t !== 'ejabberd' ? ` (${(v / base).toFixed(2)}x)` : '';
+    // Two decimals, or two significant digits below 0.1 (a latency 1,000 times lower is not "0.00x").
+    const x = typeof v === 'number' && typeof base === 'number' && base !== 0 ? v / base : null;
+    const ratio = x !== null && t !== 'ejabberd' ? ` (${x === 0 || x >= 0.1 ? x.toFixed(2) : x.toPrecision(2)}x)` : '';
     return `${v}${ratio}`;
   })]);
 }
