@@ -52,6 +52,15 @@ const METRICS: Array<[string, string, boolean]> = [
   ['presence', 'notificationsPerSec', true], ['presence', 'p99Ms', false],
 ];
 
+/** The server running now: stopped (only it) on Ctrl-C or SIGTERM before exiting. */
+let running: Peer | null = null;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    console.error(`${sig}: stopping ${running?.name ?? 'nothing'}`);
+    void (running?.stop() ?? Promise.resolve()).finally(() => process.exit(130));
+  });
+}
+
 const results: Record<string, RunResult[]> = {};
 const skipped: Record<string, string> = {};
 /** Figures a target could not produce (e.g. a room too large for one process), by target and scenario. */
@@ -72,6 +81,7 @@ for (const target of values.targets.split(',').filter(Boolean)) {
     console.log(`\n=== ${target} ${s}: starting with ${users} accounts`);
     let started: Started;
     try {
+      running = peer;
       started = await peer.start();
     } catch (e) {
       await peer.stop(); // whatever it had started, and its temp directory
@@ -106,6 +116,7 @@ async function mucRuns(target: string, make: (o: Partial<PeerOptions>) => Peer):
     const peer = make({ users: n, port, httpPort, keep: values.keep, prefix: values['users-prefix'], password: values.password, domain: values.domain, listeners });
     let started: Started;
     try {
+      running = peer;
       started = await peer.start();
     } catch (e) {
       await peer.stop();

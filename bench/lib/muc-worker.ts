@@ -136,6 +136,8 @@ async function send(cmd: Extract<MucCmd, { type: 'send' }>): Promise<MucReply> {
 }
 
 post({ type: 'ready' });
+// The orchestrator is gone (killed, or crashed): so are its connections.
+process.on('disconnect', () => process.exit(0));
 process.on('message', (m: MucCmd) => {
   const run = m.type === 'join' ? join(m) : m.type === 'send' ? send(m) : Promise.resolve<MucReply>({ type: 'report', counters: { ...c }, hist: encodeHist(hist) });
   run.then(post, (e: unknown) => post({ type: 'fatal', message: e instanceof Error ? e.stack ?? e.message : String(e) }));

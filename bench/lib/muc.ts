@@ -188,7 +188,7 @@ export async function runRoom(o: RoomOptions): Promise<RoomResult> {
     tick = ticker('send', () => { const r = total('received'); const s = `${rate} msgs/s, deliveries ${r - last}/s`; last = r; return s; });
     const sent = await workers[0].ask<'sent'>({ type: 'send', room, rate, seconds: o.seconds, senders: o.senders });
     const expected = sent.sent * n;
-    // Drain: until everything arrived, nothing arrived for 2 s, or drainSeconds passed.
+    // Drain: until everything arrived, nothing arrived for 5 s (a busy server may pause a few seconds), or drainSeconds passed.
     let reports: Array<Extract<MucReply, { type: 'report' }>> = [];
     const drainEnd = now() + o.drainSeconds * 1000;
     let prev = -1;
@@ -199,7 +199,7 @@ export async function runRoom(o: RoomOptions): Promise<RoomResult> {
       const got = reports.reduce((a, r) => a + r.counters.received, 0);
       if (got >= expected || now() > drainEnd) break;
       still = got === prev ? still + 1 : 0;
-      if (still >= 4) break;
+      if (still >= 10) break;
       prev = got;
     }
     clearInterval(tick);
