@@ -232,6 +232,8 @@ export class UserActor extends Actor implements AccountContext {
     }
     // The session layer still holds what it transmitted (resent on resumption, routed when the session ends): once is enough.
     if (kept) return;
+    // What the server itself sent one session (a presence copy, a roster push) has no one to go back to.
+    if (env.from === '' && kind !== 'message') return;
     return this.inbound({ ...env, kind, dir: 'in', op: '', data: undefined });
   }
 
@@ -549,7 +551,10 @@ export class UserActor extends Actor implements AccountContext {
       return this.bounce(env, new StanzaError('service-unavailable', enabled ? 'the recipient is offline and their message store is full' : 'the recipient is not online'));
     }
     const stanza = parseFragment(env.xml);
-    stanza.children.push(el('delay', { xmlns: NS_DELAY, from: domainPart(this.bare), stamp: new Date().toISOString() }, 'Offline Storage'));
+    // Stored again (handed back from a session that was gone): keep the first stamp.
+    if (!stanza.children.some((c) => typeof c !== 'string' && c.name === 'delay' && c.attrs.xmlns === NS_DELAY && c.attrs.from === domainPart(this.bare))) {
+      stanza.children.push(el('delay', { xmlns: NS_DELAY, from: domainPart(this.bare), stamp: new Date().toISOString() }, 'Offline Storage'));
+    }
     this.offlineCount++;
     this.svc.counters?.offline('stored', 1);
     await this.svc.store.rpush(this.bare, 'offline', Buffer.from(serialize(stanza)));
@@ -581,9 +586,16 @@ export class UserActor extends Actor implements AccountContext {
     this.svc.router.deliver(s.node, s.sid, env.kind as StanzaKind, env.from, env.to, env.type, env.xml, env.t);
   }
 
+  /** A stanza for one session; `to` names it, so a node that finds the session gone can hand the stanza back. */
   private deliverTo(s: SessionEntry, kind: StanzaKind, from: string, xml: string | Uint8Array): void {
-    if (this.layer >= 0 && this.layerDeliver(s, { kind, from, to: '', type: '', xml, t: 0 })) return;
-    this.svc.router.deliver(s.node, s.sid, kind, from, '', '', xml);
+    const to = this.fullJidOf(s);
+    if (this.layer >= 0 && this.layerDeliver(s, { kind, from, to, type: '', xml, t: 0 })) return;
+    this.svc.router.deliver(s.node, s.sid, kind, from, to, '', xml);
+  }
+
+  private fullJidOf(s: SessionEntry): string {
+    for (const [r, x] of this.sessions) if (x === s) return `${this.bare}/${r}`;
+    return this.bare;
   }
 
   // ================================================================ roster

@@ -299,6 +299,33 @@ export function imScenarios(deployment: () => Deployment): void {
     }
   });
 
+  test('offline messages flushed to a client that closed at once are stored again, not lost', async () => {
+    const [a, b] = await users('offra', 'offrb');
+    const alice = await online(a, 0);
+    try {
+      for (let i = 0; i < 3; i++) await alice.send(xml('message', { to: jid(b), type: 'chat', id: `gone${i}` }, xml('body', {}, `kept ${i}`)));
+      await sleep(300);
+      // Initial presence and the end of the stream in one write: the flush reaches the node after the session is gone.
+      const raw = await rawLogin(port(1), b, 'quick');
+      raw.socket.end(`<presence/></stream:stream>`);
+      await sleep(1000);
+      const bob = await online(b, 0);
+      try {
+        await bob.waitFor(isMessageWithBody('kept 2'), 5000);
+        const got = bob.received.filter((s) => s.is('message') && s.getChildText('body')?.startsWith('kept '));
+        const raws = raw.output.match(/<body>kept \d<\/body>/g) ?? [];
+        // Whatever the quick session did not take is here, once, in order.
+        assert.deepEqual(got.map((s) => s.attrs.id), Array.from({ length: 3 }, (_, i) => `gone${i}`).slice(3 - got.length));
+        assert.ok(raws.length + got.length >= 3, `${raws.length} written before the close, ${got.length} after`);
+        for (const m of got) assert.equal(m.getChildren('delay', 'urn:xmpp:delay').length, 1, 'one delay stamp, the first');
+      } finally {
+        await bob.stop();
+      }
+    } finally {
+      await alice.stop();
+    }
+  });
+
   test('a client that vanishes without closing its stream is detected and its contacts see it unavailable (3.2.4, 3.2.5)', async () => {
     const [a, b] = await users('vana', 'vanb');
     const alice = await online(a, 0);
