@@ -8,6 +8,7 @@ import { Accounts } from '../../libs/accounts/index.ts';
 import { envelope, type Envelope, type StanzaKind } from '../../libs/bus/envelope.ts';
 import { errorReply, StanzaError } from '../../libs/errors/index.ts';
 import { bareJid, domainPart, hasLocalpart, resourcePart } from '../../libs/jid/split.ts';
+import { OP_MUC_HERE } from './muc/fanout.ts';
 import { logger } from '../../libs/log/index.ts';
 import { el, firstElement, type Element } from '../../libs/xml/element.ts';
 import { parseFragment } from '../../libs/xml/fragment.ts';
@@ -582,6 +583,12 @@ export class UserActor extends Actor implements AccountContext {
 
   private deliverEnv(s: SessionEntry, env: Envelope): void {
     if (this.reached) this.reached.push(s);
+    const where = env.data as { muc?: unknown; n?: unknown } | undefined;
+    if (where?.muc === 'where') {
+      // A room reaching this session through the account asks where it is now (services/session/muc: `located`).
+      const room = bareJid(env.from);
+      this.svc.router.toActor(room, envelope({ kind: 'ctl', dir: 'in', op: OP_MUC_HERE, from: this.fullJidOf(s), to: room, data: { n: where.n, node: s.node, sid: s.sid } }));
+    }
     if (this.layer >= 0 && this.layerDeliver(s, env as Delivery)) return;
     this.svc.router.deliver(s.node, s.sid, env.kind as StanzaKind, env.from, env.to, env.type, env.xml, env.t);
   }

@@ -1,6 +1,7 @@
 // Rooms and stream management: managed occupants' deliveries go through their accounts' actors (to be numbered
 // and kept for resumption), batched per session process and per connection manager, not one bus message each.
 import { test } from 'node:test';
+import { unpack } from 'msgpackr';
 import assert from 'node:assert/strict';
 import { rawLogin } from '../support/im.ts';
 import { plainAuth, rawConnect, STREAM_OPEN, type RawClient } from '../support/raw.ts';
@@ -76,6 +77,15 @@ export function managedFanoutScenario(cluster: () => Cluster, sessionProcesses: 
       assert.deepEqual(seen(back), order, 'the unacknowledged room messages again, in order');
       raws[2].send(`<message to="${room}" type="groupchat"><body>after</body></message>`);
       await back.waitFor(/<body>after<\/body>/, 10_000);
+      // The room learnt where the resumed session is from the account it went through, without waiting for the
+      // occupant to speak: its record names a session again, and what follows goes there directly.
+      const where = async () => (unpack(Buffer.from((await c.store.hget(room, 'occupants', 'n1'))!)) as string[]).slice(1, 3);
+      const deadline = Date.now() + 5000;
+      while ((await where()).includes('') && Date.now() < deadline) await sleep(100);
+      const [node, sid] = await where();
+      assert.ok(node !== '' && sid !== '', `the room knows the resumed session (${node}, ${sid})`);
+      raws[3].send(`<message to="${room}" type="groupchat"><body>direct</body></message>`);
+      await back.waitFor(/<body>direct<\/body>/, 10_000);
     } finally {
       for (const r of raws) r.close();
     }

@@ -11,6 +11,8 @@ import { escapeAttr } from '../../../libs/xml/serialize.ts';
 export const OP_ROOM_FANOUT = 'muc-fanout';
 /** What a c2s sends back to the room: the sessions of a batch it no longer holds, and the batch's stanzas (same layout). */
 export const OP_ROOM_UNDELIVERED = 'muc-undelivered';
+/** What an occupant's account answers a stanza routed with `{ muc: 'where', n }`: the session's node and id now. */
+export const OP_MUC_HERE = 'muc-here';
 
 /** The session ids and stanzas of a batch (either direction). */
 export function readBatch(data: RoomFanoutData, xml: string | Uint8Array): { sids: string[]; stanzas: string[] } {

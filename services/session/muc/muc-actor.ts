@@ -42,16 +42,21 @@ export abstract class MucActor extends Actor {
 
   constructor(readonly jid: string, shard: number, protected readonly svc: SessionServices) {
     super(jid, shard, svc.config.session.maxMailbox);
-    this.fanout = new RoomFanout(jid, (node, env) => svc.toC2s(node, env), (to, _kind, xml) => this.route(to, xml));
+    this.fanout = new RoomFanout(jid, (node, env) => svc.toC2s(node, env), (to, _kind, xml) => this.route(to, xml, this.locating(to)));
   }
 
   /** An actor with occupants stays in memory (ActorSystem's sweeper asks). */
   abstract get hasSessions(): boolean;
 
+  /** What a stanza routed to an occupant's account carries to have the account say where the occupant's session is. */
+  protected locating(_to: string): unknown {
+    return undefined;
+  }
+
   /** A complete stanza (with `to`) to any address: an account, a room, or another server. */
-  protected route(to: string, xml: string): void {
+  protected route(to: string, xml: string, data?: unknown): void {
     const domain = domainPart(to);
-    const env = envelope({ kind: kindOf(xml), dir: 'in', from: startTagAttr(xml, 'from'), to, type: startTagAttr(xml, 'type'), id: startTagAttr(xml, 'id'), xml });
+    const env = envelope({ kind: kindOf(xml), dir: 'in', from: startTagAttr(xml, 'from'), to, type: startTagAttr(xml, 'type'), id: startTagAttr(xml, 'id'), xml, data });
     if (this.svc.hosts.has(domain)) {
       if (hasLocalpart(to)) this.svc.router.toActor(bareJid(to), env);
     } else if (this.svc.muc.has(domain)) {

@@ -20,7 +20,7 @@ import { parseFragment } from '../../../libs/xml/fragment.ts';
 import { escapeAttr, escapeText, serialize } from '../../../libs/xml/serialize.ts';
 import type { SessionServices } from '../services.ts';
 import { archiveForm, finElement, page, parseArchiveQuery, queryRange, resultMessage } from './archive.ts';
-import { group, OP_ROOM_UNDELIVERED, readBatch, withTo, type RoomFanoutData } from './fanout.ts';
+import { group, OP_MUC_HERE, OP_ROOM_UNDELIVERED, readBatch, withTo, type RoomFanoutData } from './fanout.ts';
 import { formElement, hidden, NS_DATA, parseSubmitted, booleanField } from './forms.ts';
 import { decodeArchived, encodeArchived, nextArchiveId, parseHistoryRequest, selectHistory, type ArchivedMessage } from './history.ts';
 import { MucActor, viaOf, type Via } from './muc-actor.ts';
@@ -72,6 +72,13 @@ export class RoomActor extends MucActor {
   private readonly byJid = new Map<string, Occupant>();
   /** Earlier session ids of occupants whose session moved, for batches still on their way to the old one. */
   private readonly retired = new Map<string, Occupant>();
+  /**
+   * Occupants whose session a c2s handed back (gone from the node the room
+   * knew, e.g. resumed elsewhere): reached through their accounts, each stanza
+   * numbered, until an account answers the latest with where the session is
+   * now (`muc-here`) — or the occupant's own next stanza says so.
+   */
+  private readonly located = new Map<Occupant, { asked: number; lost: string }>();
   /** Occupants grouped by c2s node, rebuilt only when someone comes, goes or moves. */
   private grouped: ReturnType<typeof group> | undefined;
   /** The newest kept messages (discussion history). */
@@ -268,13 +275,36 @@ export class RoomActor extends MucActor {
       const o = this.retired.get(sid) ?? [...this.byNick.values()].find((x) => x.sid === sid);
       if (!o || this.byNick.get(o.nick) !== o) continue;
       if (o.sid === sid) {
+        this.located.set(o, { asked: this.located.get(o)?.asked ?? 0, lost: sid });
         o.node = '';
         o.sid = '';
         this.grouped = undefined;
         this.saveOccupant(o);
       }
-      for (const x of stanzas) this.route(o.jid, withTo(x, o.jid));
+      for (const x of stanzas) this.route(o.jid, withTo(x, o.jid), this.locating(o.jid));
     }
+  }
+
+  protected override locating(to: string): unknown {
+    const o = this.byJid.get(to);
+    const l = o && this.located.get(o);
+    return l ? { muc: 'where', n: ++l.asked } : undefined;
+  }
+
+  /**
+   * An account answered where its session is. Taken only as the answer to the
+   * latest stanza routed that way (so every earlier one has been handed to
+   * the session before anything goes there directly), and only if it names a
+   * session other than the one that was lost (a session waiting for
+   * resumption is still at the lost one).
+   */
+  private here(env: Envelope): void {
+    const o = this.byJid.get(env.from);
+    const l = o && this.located.get(o);
+    const d = env.data as { n?: number; node?: string; sid?: string } | undefined;
+    if (!o || !l || !d || d.n !== l.asked || !d.node || !d.sid || d.sid === l.lost) return;
+    this.located.delete(o);
+    this.track(o, { node: d.node, sid: d.sid });
   }
 
   private seesJids(o: Occupant): boolean {
@@ -317,6 +347,7 @@ export class RoomActor extends MucActor {
     this.byNick.delete(o.nick);
     this.byJid.delete(o.jid);
     for (const [sid, r] of this.retired) if (r === o) this.retired.delete(sid);
+    this.located.delete(o);
     this.grouped = undefined;
     const gone = o.nick;
     this.writes.batch((b) => b.hdel('occupants', gone));
@@ -334,11 +365,15 @@ export class RoomActor extends MucActor {
   protected handle(env: Envelope): void | Promise<void> {
     if (env.kind === 'ctl') {
       if (env.op === OP_ROOM_UNDELIVERED) this.undelivered(env);
+      else if (env.op === OP_MUC_HERE) this.here(env);
       return;
     }
     const via = viaOf(env);
     const occ = this.byJid.get(env.from);
-    if (occ) this.track(occ, via);
+    if (occ && via) {
+      this.located.delete(occ);
+      this.track(occ, via);
+    }
     if (env.kind === 'presence') return this.presence(env, via, occ);
     if (env.kind === 'message') return this.message(env, via, occ);
     return this.iq(env, via, occ);
