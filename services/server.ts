@@ -51,7 +51,7 @@ export async function openConfiguredStore(config: Config): Promise<Store> {
   if (config.store.kind === 'redis') return openStore({ kind: 'redis', url: config.store.url, keyPrefix: config.store.keyPrefix });
   const path = resolve(config.store.path ?? join(config.dataDir, 'db'));
   mkdirSync(path, { recursive: true });
-  return openStore({ kind: 'lmdb', path });
+  return openStore({ kind: 'lmdb', path, sync: config.store.sync === 'commit' ? { every: 'commit' } : { every: 'interval', ms: config.store.syncIntervalMs } });
 }
 
 export async function startServer(config: Config): Promise<RunningServer> {

@@ -25,7 +25,17 @@ export const configSchema = z.object({
   ]).default({ kind: 'inprocess' }),
 
   store: z.discriminatedUnion('kind', [
-    z.object({ kind: z.literal('lmdb'), path: z.string().optional() }),
+    z.object({
+      kind: z.literal('lmdb'),
+      path: z.string().optional(),
+      /**
+       * When commits reach the disk. `interval`: lmdb commits (visible to every process, surviving a crash of
+       * the server process) are flushed every `syncIntervalMs`, so a power loss can take the last interval's
+       * writes — like Redis' `appendfsync everysec`. `commit`: every commit waits for its flush.
+       */
+      sync: z.enum(['interval', 'commit']).default('interval'),
+      syncIntervalMs: z.number().int().positive().default(1000),
+    }),
     z.object({ kind: z.literal('redis'), url: z.string().default('redis://127.0.0.1:6379'), keyPrefix: z.string().default('parley:') }),
   ]).default({ kind: 'lmdb' }),
 

@@ -17,7 +17,10 @@
 // overlappingSync: visible to all processes, survives a process crash; the OS
 // flush follows in order).
 import { open, type Key, type RootDatabase } from 'lmdb';
+import { logger } from '../log/index.ts';
 import type { Bytes, LogEntry, LogRange, Store, StoreBatch } from './store.ts';
+
+const log = logger('store');
 
 type Db = RootDatabase<Buffer, Key>;
 
@@ -28,10 +31,28 @@ const buf = (v: Bytes): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer
 
 interface ListMeta { head: number; next: number }
 
-export async function openLmdbStore(path: string): Promise<Store> {
+/**
+ * When commits reach the disk. A commit is visible to every process and survives a crash of this one either
+ * way (lmdb writes through the OS page cache); what the flush adds is surviving a crash of the machine.
+ * Flushing every commit stalls the write thread on the disk, and writes that queue behind it stall
+ * deliveries (measured: chat p99 from 46 ms to 240 ms at 6,000 msg/s with the archive on).
+ */
+export type LmdbSync = { every: 'commit' } | { every: 'interval'; ms: number };
+
+export async function openLmdbStore(path: string, sync: LmdbSync = { every: 'commit' }): Promise<Store> {
   // strictAsyncOrder: a transaction (hdel, rpush, del) runs in order with plain puts (hset, logAppend), not after
   // every queued put — otherwise an hdel issued before an hset of the same field would land after it.
-  const db: Db = open<Buffer, Key>({ path, encoding: 'binary', keyEncoding: 'ordered-binary', strictAsyncOrder: true });
+  const db: Db = open<Buffer, Key>({ path, encoding: 'binary', keyEncoding: 'ordered-binary', strictAsyncOrder: true, noSync: sync.every === 'interval' });
+  // lmdb's env.sync (mdb_env_sync) runs off the main thread; its type is missing from the package's declarations.
+  const flush = (): Promise<void> => new Promise((resolve) => (db as unknown as { sync(cb: (e?: Error) => void): void }).sync((e) => {
+    if (e) log.warn('flushing the store to disk failed', { error: e });
+    resolve();
+  }));
+  let flusher: NodeJS.Timeout | undefined;
+  if (sync.every === 'interval') {
+    flusher = setInterval(() => void flush(), sync.ms);
+    flusher.unref();
+  }
 
   // --- helpers that must run inside a write transaction (or a batch's) ---
 
@@ -153,9 +174,9 @@ export async function openLmdbStore(path: string): Promise<Store> {
       const n = db.getKeysCount(logKeys(scope, coll, q));
       return q.after !== undefined && db.doesExist([scope, coll, q.after]) ? n - 1 : n;
     },
-    async logTrim(scope, coll, t) {
+    logTrim(scope, coll, t) {
       // Inside a transaction, so it sees every write issued before it (a trim right after an append).
-      await db.transaction(() => {
+      return db.transaction(() => {
         const drop: Key[] = [];
         if (t.below !== undefined) for (const k of db.getKeys(logKeys(scope, coll, { before: t.below }))) drop.push(k);
         if (t.maxLength !== undefined) {
@@ -165,7 +186,11 @@ export async function openLmdbStore(path: string): Promise<Store> {
             for (const k of db.getKeys({ ...logKeys(scope, coll, {}), limit: excess })) drop.push(k);
           }
         }
+        if (t.oldest !== undefined && t.oldest > 0) {
+          for (const k of db.getKeys({ ...logKeys(scope, coll, {}), offset: drop.length, limit: t.oldest })) drop.push(k);
+        }
         for (const k of drop) db.removeSync(k);
+        return drop.length;
       });
     },
 
@@ -176,6 +201,12 @@ export async function openLmdbStore(path: string): Promise<Store> {
       return new Map(colls.map((c) => [c, hgetall(scope, c)]));
     },
     batch,
-    async close() { await db.close(); },
+    async close() {
+      if (flusher) {
+        clearInterval(flusher);
+        await flush();
+      }
+      await db.close();
+    },
   };
 }

@@ -1,7 +1,7 @@
 // A Store in process memory: for data that must not outlive the process (the
 // embedded mode's session directory) and for tests. Same semantics as the
 // durable stores, including Redis' list index rules.
-import type { Bytes, LogEntry, LogRange, Store, StoreBatch } from './store.ts';
+import type { Bytes, LogEntry, LogRange, LogTrim, Store, StoreBatch } from './store.ts';
 
 type Hash = Map<string, Bytes>;
 
@@ -152,15 +152,17 @@ export class MemoryStore implements Store {
     return to - from;
   }
 
-  async logTrim(scope: string, coll: string, t: { below?: number; maxLength?: number }): Promise<void> {
+  async logTrim(scope: string, coll: string, t: LogTrim): Promise<number> {
     const k = this.key(scope, coll);
     const l = this.logs.get(k);
-    if (!l) return;
+    if (!l) return 0;
     let drop = t.below === undefined ? 0 : firstAbove(l.ids, t.below - 1);
     if (t.maxLength !== undefined) drop = Math.max(drop, l.ids.length - t.maxLength);
+    if (t.oldest !== undefined && t.oldest > 0) drop = Math.min(l.ids.length, drop + t.oldest);
     l.ids.splice(0, drop);
     l.values.splice(0, drop);
     if (l.ids.length === 0) this.logs.delete(k);
+    return drop;
   }
 
   async del(scope: string, coll: string): Promise<void> {

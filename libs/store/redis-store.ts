@@ -89,8 +89,11 @@ export function createRedisStore(opts: { url: string; keyPrefix?: string }): Sto
     },
     async logTrim(scope, coll, t) {
       const k = key(scope, coll);
-      if (t.below !== undefined) await r.zremrangebyscore(k, '-inf', `(${t.below}`);
-      if (t.maxLength !== undefined) await r.zremrangebyrank(k, 0, -(t.maxLength + 1));
+      let n = 0;
+      if (t.below !== undefined) n += await r.zremrangebyscore(k, '-inf', `(${t.below}`);
+      if (t.maxLength !== undefined) n += await r.zremrangebyrank(k, 0, -(t.maxLength + 1));
+      if (t.oldest !== undefined && t.oldest > 0) n += await r.zremrangebyrank(k, 0, t.oldest - 1);
+      return n;
     },
 
     async del(scope, coll) { await r.del(key(scope, coll)); },

@@ -89,10 +89,13 @@ function storeSuite(name: string, open: () => Promise<{ store: Store; close(): P
       assert.equal(await store.logCount(s, 'mam'), 10);
       assert.equal(await store.logCount(s, 'mam', { after: base + 20, before: base + 60 }), 3);
       assert.equal(await store.logCount(s, 'mam', { after: base + 25 }), 7);
-      await store.logTrim(s, 'mam', { below: base + 30 });
+      assert.equal(await store.logTrim(s, 'mam', { below: base + 30 }), 3);
       assert.deepEqual(ids(await store.logRange(s, 'mam', { limit: 1 })), [base + 30]);
-      await store.logTrim(s, 'mam', { maxLength: 4 });
-      assert.deepEqual(ids(await store.logRange(s, 'mam')), [base + 60, base + 70, base + 80, base + 90]);
+      assert.equal(await store.logTrim(s, 'mam', { maxLength: 5 }), 2);
+      assert.deepEqual(ids(await store.logRange(s, 'mam')), [base + 50, base + 60, base + 70, base + 80, base + 90]);
+      assert.equal(await store.logTrim(s, 'mam', { below: base + 55, oldest: 1 }), 2, 'below first, then the oldest of what is left');
+      assert.deepEqual(ids(await store.logRange(s, 'mam')), [base + 70, base + 80, base + 90]);
+      assert.equal(await store.logTrim(s, 'mam', { oldest: 0 }), 0);
       // a log beside a hash of the same scope: neither sees the other
       await store.hset(s, 'other', 'f', b('x'));
       await store.logAppend(s, 'q', 1, b('one'));
@@ -356,6 +359,30 @@ describe('lmdb across opens and processes', () => {
         await store.hset('$accounts', 'users', 'cli', Buffer.from('C'));`);
       assert.equal(out, 'S');
       assert.equal(str(await store.hget('$accounts', 'users', 'cli')), 'C');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('flushed on an interval: a committed write survives the writing process being killed', async () => {
+    const path = join(lmdbDir, 'interval');
+    const code = `const { openLmdbStore } = await import(${JSON.stringify(module)});
+      const store = await openLmdbStore(${JSON.stringify(path)}, { every: 'interval', ms: 60000 });
+      for (let i = 0; i < 100; i++) await store.logAppend('k@example.com', 'archive', i + 1, Buffer.from('m' + i));
+      await store.hset('k@example.com', 'roster', 'x', Buffer.from('kept'));
+      process.stdout.write('done');
+      setInterval(() => {}, 1000);`;
+    const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: repo });
+    await new Promise<void>((resolve, reject) => {
+      p.stdout.on('data', (d: Buffer) => { if (d.toString().includes('done')) resolve(); });
+      p.on('exit', (c) => reject(new Error(`child exited ${c}`)));
+    });
+    p.kill('SIGKILL');
+    await new Promise((r) => p.once('exit', r));
+    const store = await openLmdbStore(path, { every: 'interval', ms: 1000 });
+    try {
+      assert.equal(str(await store.hget('k@example.com', 'roster', 'x')), 'kept');
+      assert.equal((await store.logRange('k@example.com', 'archive')).length, 100);
     } finally {
       await store.close();
     }

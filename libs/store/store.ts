@@ -15,6 +15,12 @@ export interface LogEntry {
   value: Bytes;
 }
 
+export interface LogTrim {
+  below?: number;
+  maxLength?: number;
+  oldest?: number;
+}
+
 export interface LogRange {
   after?: number;
   before?: number;
@@ -61,8 +67,11 @@ export interface Store {
   logRange(scope: string, coll: string, range?: LogRange): Promise<LogEntry[]>;
   /** How many entries have after < id < before. */
   logCount(scope: string, coll: string, range?: Pick<LogRange, 'after' | 'before'>): Promise<number>;
-  /** Drop the entries with id < below, then the oldest beyond maxLength. */
-  logTrim(scope: string, coll: string, trim: { below?: number; maxLength?: number }): Promise<void>;
+  /**
+   * Drop the entries with id < below, then the oldest beyond maxLength, then the `oldest` oldest; resolves to
+   * how many went. `maxLength` counts the whole log (lmdb walks it); a caller that knows its count uses `oldest`.
+   */
+  logTrim(scope: string, coll: string, trim: LogTrim): Promise<number>;
 
   /** Delete a whole collection (hash, list or log). */
   del(scope: string, coll: string): Promise<void>;

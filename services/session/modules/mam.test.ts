@@ -66,6 +66,14 @@ test('retention by count drops the oldest; ids of dropped messages are not found
   const last = await runQuery(account, { queryId: '', max: 10, before: '' });
   assert.equal(last.messages.length, 10);
   assert.equal(last.firstIndex, 90);
+  // A new actor (the account activated again) counts what is there before it trims.
+  const again = fakeAccount(account.server.store, { maxMessages: 100 });
+  for (let i = 0; i < 49; i++) await receive(again.account, again.state, 'bob@x/y', `n${i}`);
+  assert.equal(await account.server.store.logCount(account.bare, 'mam'), 149, 'not trimmed before the step is reached');
+  await receive(again.account, again.state, 'bob@x/y', 'n49');
+  assert.equal(await account.server.store.logCount(account.bare, 'mam'), 100);
+  const newest = await runQuery(again.account, { queryId: '', max: 1, before: '' });
+  assert.match(newest.messages[0].xml, /n49/);
 });
 
 test('queries refuse what they cannot answer', () => {

@@ -22,7 +22,10 @@ import { parseFragment } from '../../../libs/xml/fragment.ts';
 import { escapeAttr, serialize } from '../../../libs/xml/serialize.ts';
 import type { Config } from '../../../libs/config/schema.ts';
 import { logger } from '../../../libs/log/index.ts';
-import type { LogRange } from '../../../libs/store/store.ts';
+import type { LogRange, LogTrim } from '../../../libs/store/store.ts';
+
+/** Archive appends between two enforcements of the retention limits. */
+const TRIM_STEP = 50;
 import { defineAccountState, defineModule, requireOwner, type AccountContext, type IqRequest, type MessageEvent } from '../module.ts';
 
 export const NS_MAM = 'urn:xmpp:mam:2';
@@ -49,7 +52,9 @@ export interface ArchiveState {
   prefs: ArchivePrefs;
   /** The last archive id given; -1 until read from the archive. */
   last: number;
-  /** Appends since the retention limits were last enforced. */
+  /** Messages in the archive as far as this actor knows (read with `last`); keeps trimming from counting the log. */
+  count: number;
+  /** Appends since the age limit was last enforced. */
   sinceTrim: number;
   /** The last archive write issued (queries wait for it). */
   writes: Promise<void>;
@@ -84,7 +89,7 @@ export const archive = defineAccountState<ArchiveState>({
     const h = data.get(PREFS);
     const set = (k: string) => new Set<string>(h?.get(k) ? (unpack(h.get(k)!) as string[]) : []);
     const d = h?.get('default');
-    return { prefs: { default: d ? (unpack(d) as Default) : ctx.config.mam.default, always: set('always'), never: set('never') }, last: -1, sinceTrim: 0, writes: Promise.resolve() };
+    return { prefs: { default: d ? (unpack(d) as Default) : ctx.config.mam.default, always: set('always'), never: set('never') }, last: -1, count: 0, sinceTrim: 0, writes: Promise.resolve() };
   },
   messages: {
     routing: (state, account, msg) => archiveMessage(state, account, msg),
@@ -124,8 +129,12 @@ function archiveMessage(state: ArchiveState, account: AccountContext, msg: Messa
     return;
   }
   if (state.last < 0) {
-    return account.server.store.logRange(account.bare, ARCHIVE, { reverse: true, limit: 1 }).then(([last]) => {
-      if (state.last < 0) state.last = last ? last.id : 0;
+    const { store } = account.server;
+    return Promise.all([store.logRange(account.bare, ARCHIVE, { reverse: true, limit: 1 }), store.logCount(account.bare, ARCHIVE)]).then(([[last], count]) => {
+      if (state.last < 0) {
+        state.last = last ? last.id : 0;
+        state.count = count;
+      }
       append(state, account, msg, peer, spoofed);
     });
   }
@@ -154,17 +163,26 @@ function append(state: ArchiveState, account: AccountContext, msg: MessageEvent,
     }
   }
   const store = account.server.store;
-  let write = store.logAppend(account.bare, ARCHIVE, seq, encode({ id: seq, stamp: now, with: peer, dir: msg.dir, xml: msg.xml }));
+  let write: Promise<unknown> = store.logAppend(account.bare, ARCHIVE, seq, encode({ id: seq, stamp: now, with: peer, dir: msg.dir, xml: msg.xml }));
+  state.count++;
   const { maxMessages, maxAgeDays } = account.server.config.mam;
-  if ((maxMessages > 0 || maxAgeDays > 0) && ++state.sinceTrim >= 50) {
+  // Trimmed in steps: at most one trim per TRIM_STEP messages, each dropping only what is over.
+  let trim: LogTrim | undefined;
+  if (maxAgeDays > 0 && ++state.sinceTrim >= TRIM_STEP) {
     state.sinceTrim = 0;
-    const trim = {
-      maxLength: maxMessages > 0 ? maxMessages : undefined,
-      below: maxAgeDays > 0 ? (now - maxAgeDays * 86_400_000) * 1000 : undefined,
-    };
-    write = write.then(() => store.logTrim(account.bare, ARCHIVE, trim));
+    trim = { below: (now - maxAgeDays * 86_400_000) * 1000 };
   }
-  state.writes = write.catch((e: unknown) => log.error('archiving failed', { account: account.bare, error: e }));
+  let counted = 0;
+  if (maxMessages > 0 && state.count >= maxMessages + TRIM_STEP) {
+    // Counted off now, so the appends behind this trim do not ask for the same messages again.
+    counted = (trim ??= {}).oldest = state.count - maxMessages;
+    state.count = maxMessages;
+  }
+  if (trim) {
+    const t = trim;
+    write = write.then(() => store.logTrim(account.bare, ARCHIVE, t)).then((n) => { state.count -= n - counted; });
+  }
+  state.writes = write.then(() => undefined, (e: unknown) => log.error('archiving failed', { account: account.bare, error: e }));
 }
 
 function withoutOurIds(s: Element, bare: string): Element {
