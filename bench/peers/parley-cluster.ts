@@ -37,6 +37,7 @@ c2s:
   http: { enabled: true, host: 127.0.0.1, port: ${o.httpPort + k} }
 limits: { bytesPerSecond: 1000000000, maxStanzaBytes: 10485760 }
 offline: { enabled: false }
+mam: { enabled: false }
 metrics: { enabled: false }
 muc: { maxHistory: 10, defaults: { historyLength: 10 } }
 `;

@@ -31,8 +31,10 @@ limits:
   # The peers run without traffic shaping: so does Parley here (default 1 MB/s per connection).
   bytesPerSecond: 1000000000
   maxStanzaBytes: 10485760
-# Like the peers: no offline storage, no metrics listener (its fixed port could collide).
+# Like the peers: no offline storage, no message archive (the peers run without mod_mam; its cost is measured
+# apart, docs/performance.md), no metrics listener (its fixed port could collide).
 offline: { enabled: false }
+mam: { enabled: false }
 metrics: { enabled: false }
 # conference.${o.domain} (on by default; rooms up to muc.maxOccupantsLimit = 100,000): 10 messages of history like the peers.
 muc: { maxHistory: 10, defaults: { historyLength: 10 } }
