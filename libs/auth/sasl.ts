@@ -3,6 +3,7 @@
 // layer owns base64, <abort/>, and the TLS requirement for PLAIN; a session
 // only turns decoded client messages into the next step.
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytesPooled } from './random.ts';
 import { normalizeLocal, tryParseJid } from '../jid/index.ts';
 import {
   DEFAULT_ITERATIONS, SCRAM_HASH, saslprep, verifyPassword,
@@ -207,7 +208,7 @@ function scram(mechanism: ScramMechanism, plus: boolean, lookup: CredentialLooku
     if (creds instanceof Error) return fail('temporary-auth-failure');
     known = creds?.[mechanism] !== undefined;
     cred = creds?.[mechanism] ?? fakeCredential(mechanism, username, opts);
-    nonce = r.slice(2) + (opts.serverNonce ?? randomBytes(18).toString('base64'));
+    nonce = r.slice(2) + (opts.serverNonce ?? randomBytesPooled(18).toString('base64'));
     serverFirst = `r=${nonce},s=${cred.salt},i=${cred.iterations}`;
     return { kind: 'challenge', data: Buffer.from(serverFirst) };
   }

@@ -1,8 +1,8 @@
 // One client's stream as an explicit state machine (RFC 6120 §4–§7). Every
 // (state, input) pair has one place that answers it; whatever arrives in the
 // wrong state gets a stream error, never silence.
-import { randomBytes } from 'node:crypto';
 import { inBandRegistration, NS_REGISTER } from '../../libs/accounts/registration.ts';
+import { randomBytesPooled } from '../../libs/auth/random.ts';
 import { createSaslSession, type SaslSession, type SaslStep } from '../../libs/auth/sasl.ts';
 import { envelope, type Envelope, type StanzaKind } from '../../libs/bus/envelope.ts';
 import { errorReply, StanzaError, StreamError } from '../../libs/errors/index.ts';
@@ -36,7 +36,7 @@ export type C2sState =
   | { name: 'closed' };
 
 export class ClientStream {
-  readonly sid = randomBytes(12).toString('base64url');
+  readonly sid = randomBytesPooled(12).toString('base64url');
   state: C2sState = { name: 'wait-stream' };
   private domain = '';
   private user = '';
@@ -90,7 +90,7 @@ export class ClientStream {
   private onOpen(attrs: Record<string, string>): void {
     if (this.state.name !== 'wait-stream') return this.fail(new StreamError('invalid-xml', 'unexpected stream header'));
     const to = tryParseJid(attrs.to ?? '');
-    const header = { xmlns: NS_CLIENT, 'xmlns:stream': NS_STREAM, id: randomBytes(8).toString('hex'), from: to?.domain ?? this.domain, version: '1.0', 'xml:lang': 'en' };
+    const header = { xmlns: NS_CLIENT, 'xmlns:stream': NS_STREAM, id: randomBytesPooled(8).toString('hex'), from: to?.domain ?? this.domain, version: '1.0', 'xml:lang': 'en' };
     if (!to || to.local || to.resource || !this.ctx.hosts.has(to.domain)) {
       this.t.openStream(header);
       return this.fail(new StreamError('host-unknown', `this server does not serve '${attrs.to ?? ''}'`));
