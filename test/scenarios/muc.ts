@@ -133,6 +133,26 @@ export function mucScenarios(deployment: () => Deployment): void {
     }
   });
 
+  test('blocking the room (XEP-0191) takes the occupant out: unavailable to the room, no more groupchat', async () => {
+    const [alice, bob] = await users('blkown', 'blkocc');
+    const room = roomJid('blocked');
+    try {
+      await createRoom(alice, room, 'Alice');
+      await enter(bob, room, 'Bob');
+      await alice.send(xml('message', { to: room, type: 'groupchat' }, xml('body', {}, 'before the block')));
+      await bob.waitFor(groupchat('before the block'));
+      await bob.xmpp.iqCaller.request(xml('iq', { type: 'set' }, xml('block', 'urn:xmpp:blocking', xml('item', { jid: room }))));
+      const left = await alice.waitFor((s) => s.is('presence') && s.attrs.from === `${room}/Bob` && s.attrs.type === 'unavailable');
+      assert.equal(item(left)?.attrs.role, 'none');
+      await alice.send(xml('message', { to: room, type: 'groupchat' }, xml('body', {}, 'after the block')));
+      await alice.waitFor(groupchat('after the block'));
+      await sleep(500);
+      assert.ok(!bob.received.some(groupchat('after the block')), 'nothing from the blocked room');
+    } finally {
+      await stopAll([alice, bob]);
+    }
+  });
+
   test('nickname taken: 409 and nothing changes; nickname change with 303; leaving; an empty temporary room is gone', async () => {
     const [alice, bob] = await users('nk', 'nj');
     const room = roomJid('nicks');
