@@ -31,13 +31,15 @@ export interface EnableRequest { resource: string; node: string; resume: boolean
 export interface ResumeRequest { previd: string; h: number; node: string }
 /** What sm-resumed tells the c2s: the session's resource, the `h` to report, and the client's count as a full number. */
 export interface ResumedAnswer { bare: string; resource: string; h: number; acked: number; previd: string }
-/** A stanza the c2s hands back for numbering: one it answered itself (`counted`: it stands for a client stanza) or one that reached it directly. */
-/** `seq`: the connection's own count of what it relayed by way of a session process, where order is restored here. */
+/**
+ * A stanza the c2s hands back for numbering: one it answered itself (`counted`: it stands for a client stanza) or
+ * one that reached it directly. `seq`: the connection's own count of what it relayed by way of a session process
+ * (order is restored here).
+ */
 export interface RelayRequest { kind: StanzaKind | ''; from: string; to: string; type: string; counted: boolean; seq?: number }
 
 /** How long a relayed stanza waits for an earlier one still on its way (a shard that just moved) before it goes out anyway. */
 const RELAY_GAP_MS = 1000;
-
 
 function load(data: LoadedCollections, ctx: LoadContext): SmSessions {
   const out: SmSessions = new Map();
