@@ -7,6 +7,7 @@ import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
 import { client, xml, type Client } from '@xmpp/client';
 import type { Element as XElement } from '@xmpp/xml';
+import { withTestTimeout } from '../support/clients.ts';
 import { startEmbedded } from '../support/parley.ts';
 import { tempDir } from '../support/servers.ts';
 import type { RunningServer } from '../../services/server.ts';
@@ -109,7 +110,7 @@ export interface User {
 /** A real client (@xmpp/client) for `bare` on the server at host:port, whatever its domain. */
 export async function login(host: string, port: number, bare: string, resource = 'test'): Promise<User> {
   const [local, domain] = bare.split('@');
-  const xmpp = client({ service: `xmpp://${host}:${port}`, domain, username: local, password: PASSWORD, resource });
+  const xmpp = withTestTimeout(client({ service: `xmpp://${host}:${port}`, domain, username: local, password: PASSWORD, resource }));
   xmpp.reconnect.stop();
   xmpp.on('error', () => {});
   const received: Stanza[] = [];

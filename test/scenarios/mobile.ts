@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { client } from '@xmpp/client';
-import { isMessageWithBody, xml, type Stanza, type TestClient } from '../support/clients.ts';
+import { isMessageWithBody, xml, type Stanza, type TestClient, withTestTimeout } from '../support/clients.ts';
 import { DOMAIN, PASSWORD, type Deployment } from '../support/parley.ts';
 import { plainAuth, rawConnect, STREAM_OPEN, type RawClient } from '../support/raw.ts';
 import { befriend, jid, presenceFrom, rosterGet } from '../support/im.ts';
@@ -44,7 +44,7 @@ export interface Mobile extends TestClient {
 }
 
 export async function mobile(port: number, local: string, opts: { resource?: string; max?: number } = {}): Promise<Mobile> {
-  const xmpp = client({ service: `xmpp://127.0.0.1:${port}`, domain: DOMAIN, username: local, password: PASSWORD, resource: opts.resource });
+  const xmpp = withTestTimeout(client({ service: `xmpp://127.0.0.1:${port}`, domain: DOMAIN, username: local, password: PASSWORD, resource: opts.resource }));
   xmpp.reconnect.stop();
   xmpp.on('error', () => {});
   const inner = xmpp as unknown as ClientInternals;

@@ -18,6 +18,15 @@ export interface TestClient {
   stop(): Promise<void>;
 }
 
+/** How long a test client waits for a stream open or an iq answer: the library's 2 s is too short for a loaded CI machine. */
+export const CLIENT_TIMEOUT_MS = 10_000;
+
+/** Give an @xmpp/client connection the tests' timeout (the option is read on every open and request, but not declared in its types). */
+export function withTestTimeout<T extends object>(xmpp: T): T {
+  (xmpp as T & { timeout: number }).timeout = CLIENT_TIMEOUT_MS;
+  return xmpp;
+}
+
 /** `opts.service` overrides the TCP address (e.g. ws://127.0.0.1:PORT/xmpp-websocket). */
 export async function connect(port: number, local: string, opts: { resource?: string; password?: string; service?: string; domain?: string } = {}): Promise<TestClient> {
   const xmpp = client({
@@ -27,6 +36,7 @@ export async function connect(port: number, local: string, opts: { resource?: st
     password: opts.password ?? PASSWORD,
     resource: opts.resource,
   });
+  withTestTimeout(xmpp);
   xmpp.reconnect.stop();
   xmpp.on('error', () => {});
   const received: Stanza[] = [];
