@@ -5,9 +5,9 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { join } from 'node:path';
-import { client, xml, type Client } from '@xmpp/client';
+import { xml, type Client } from '@xmpp/client';
 import type { Element as XElement } from '@xmpp/xml';
-import { withTestTimeout } from '../support/clients.ts';
+import { inbox, testClient } from '../support/clients.ts';
 import { startEmbedded } from '../support/parley.ts';
 import { tempDir } from '../support/servers.ts';
 import type { RunningServer } from '../../services/server.ts';
@@ -110,37 +110,14 @@ export interface User {
 /** A real client (@xmpp/client) for `bare` on the server at host:port, whatever its domain. */
 export async function login(host: string, port: number, bare: string, resource = 'test'): Promise<User> {
   const [local, domain] = bare.split('@');
-  const xmpp = withTestTimeout(client({ service: `xmpp://${host}:${port}`, domain, username: local, password: PASSWORD, resource }));
-  xmpp.reconnect.stop();
-  xmpp.on('error', () => {});
-  const received: Stanza[] = [];
-  const waiters: { pred: (s: Stanza) => boolean; resolve: (s: Stanza) => void }[] = [];
-  xmpp.on('stanza', (s: Stanza) => {
-    received.push(s);
-    for (let i = waiters.length - 1; i >= 0; i--) {
-      if (waiters[i].pred(s)) {
-        waiters[i].resolve(s);
-        waiters.splice(i, 1);
-      }
-    }
-  });
+  const xmpp = testClient({ service: `xmpp://${host}:${port}`, domain, username: local, password: PASSWORD, resource });
+  const box = inbox(xmpp, bare, 15_000);
   const address = await xmpp.start();
   return {
     xmpp,
     jid: address.toString(),
-    received,
-    waitFor(pred, timeoutMs = 15_000, since = 0) {
-      const hit = received.slice(since).find(pred);
-      if (hit) return Promise.resolve(hit);
-      return new Promise((resolve, reject) => {
-        const w = { pred, resolve: (s: Stanza) => { clearTimeout(t); resolve(s); } };
-        const t = setTimeout(() => {
-          waiters.splice(waiters.indexOf(w), 1);
-          reject(new Error(`${bare}: no matching stanza within ${timeoutMs} ms; got:\n${received.map((r) => r.toString()).join('\n')}`));
-        }, timeoutMs);
-        waiters.push(w);
-      });
-    },
+    received: box.received,
+    waitFor: box.waitFor,
     send: (s) => xmpp.send(s),
     stop: async () => { await xmpp.stop().catch(() => {}); },
   };

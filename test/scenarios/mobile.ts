@@ -4,8 +4,7 @@
 // (SIGKILL of a c2s node, the soak) live in test/cluster/cluster-mobile*.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { client } from '@xmpp/client';
-import { isMessageWithBody, xml, type Stanza, type TestClient, withTestTimeout } from '../support/clients.ts';
+import { inbox, isMessageWithBody, testClient, xml, type Stanza, type TestClient } from '../support/clients.ts';
 import { DOMAIN, PASSWORD, type Deployment } from '../support/parley.ts';
 import { plainAuth, rawConnect, STREAM_OPEN, type RawClient } from '../support/raw.ts';
 import { befriend, jid, presenceFrom, rosterGet } from '../support/im.ts';
@@ -44,9 +43,7 @@ export interface Mobile extends TestClient {
 }
 
 export async function mobile(port: number, local: string, opts: { resource?: string; max?: number } = {}): Promise<Mobile> {
-  const xmpp = withTestTimeout(client({ service: `xmpp://127.0.0.1:${port}`, domain: DOMAIN, username: local, password: PASSWORD, resource: opts.resource }));
-  xmpp.reconnect.stop();
-  xmpp.on('error', () => {});
+  const xmpp = testClient({ service: `xmpp://127.0.0.1:${port}`, domain: DOMAIN, username: local, password: PASSWORD, resource: opts.resource });
   const inner = xmpp as unknown as ClientInternals;
   const sm = inner.streamManagement;
   if (opts.max !== undefined) sm.preferredMaximum = opts.max;
@@ -60,35 +57,14 @@ export async function mobile(port: number, local: string, opts: { resource?: str
     if (d !== undefined && sm.enabled) sm.inbound++;
     return d;
   };
-  const received: Stanza[] = [];
-  const waiters: { pred: (s: Stanza) => boolean; resolve: (s: Stanza) => void }[] = [];
-  xmpp.on('stanza', (s: Stanza) => {
-    received.push(s);
-    for (let i = waiters.length - 1; i >= 0; i--) {
-      if (waiters[i].pred(s)) {
-        waiters[i].resolve(s);
-        waiters.splice(i, 1);
-      }
-    }
-  });
+  const box = inbox(xmpp, local);
   const address = await xmpp.start();
   const m: Mobile = {
     xmpp,
     jid: address.toString(),
-    received,
+    received: box.received,
     sm,
-    waitFor(pred, timeoutMs = 10_000) {
-      const hit = received.find(pred);
-      if (hit) return Promise.resolve(hit);
-      return new Promise((resolve, reject) => {
-        const w = { pred, resolve: (s: Stanza) => { clearTimeout(t); resolve(s); } };
-        const t = setTimeout(() => {
-          waiters.splice(waiters.indexOf(w), 1);
-          reject(new Error(`${local}: no matching stanza within ${timeoutMs} ms`));
-        }, timeoutMs);
-        waiters.push(w);
-      });
-    },
+    waitFor: (pred, timeoutMs) => box.waitFor(pred, timeoutMs),
     send: (s) => xmpp.send(s),
     stop: async () => { await xmpp.stop().catch(() => {}); },
     async drop() {

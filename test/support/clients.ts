@@ -21,24 +21,30 @@ export interface TestClient {
 /** How long a test client waits for a stream open or an iq answer: the library's 2 s is too short for a loaded CI machine. */
 export const CLIENT_TIMEOUT_MS = 10_000;
 
-/** Give an @xmpp/client connection the tests' timeout (the option is read on every open and request, but not declared in its types). */
-export function withTestTimeout<T extends object>(xmpp: T): T {
-  (xmpp as T & { timeout: number }).timeout = CLIENT_TIMEOUT_MS;
+type ClientOptions = Parameters<typeof client>[0];
+
+/**
+ * An @xmpp/client for a test: the tests' timeout (read on every open and
+ * request, though not in the library's types), no reconnection, errors left
+ * to the test's waits.
+ */
+export function testClient(opts: ClientOptions): Client {
+  const xmpp = client(opts);
+  (xmpp as Client & { timeout: number }).timeout = CLIENT_TIMEOUT_MS;
+  xmpp.reconnect.stop();
+  xmpp.on('error', () => {});
   return xmpp;
 }
 
-/** `opts.service` overrides the TCP address (e.g. ws://127.0.0.1:PORT/xmpp-websocket). */
-export async function connect(port: number, local: string, opts: { resource?: string; password?: string; service?: string; domain?: string } = {}): Promise<TestClient> {
-  const xmpp = client({
-    service: opts.service ?? `xmpp://127.0.0.1:${port}`,
-    domain: opts.domain ?? DOMAIN,
-    username: local,
-    password: opts.password ?? PASSWORD,
-    resource: opts.resource,
-  });
-  withTestTimeout(xmpp);
-  xmpp.reconnect.stop();
-  xmpp.on('error', () => {});
+export interface Inbox {
+  /** Every stanza received, in order. */
+  received: Stanza[];
+  /** The first stanza received at index `since` or later (past or future) that matches. */
+  waitFor(pred: (s: Stanza) => boolean, timeoutMs?: number, since?: number): Promise<Stanza>;
+}
+
+/** Record what a client receives, and wait for what a user would see. Attach before `start()`. */
+export function inbox(xmpp: Client, label: string, defaultTimeoutMs = 10_000): Inbox {
   const received: Stanza[] = [];
   const waiters: { pred: (s: Stanza) => boolean; resolve: (s: Stanza) => void }[] = [];
   xmpp.on('stanza', (s: Stanza) => {
@@ -50,23 +56,40 @@ export async function connect(port: number, local: string, opts: { resource?: st
       }
     }
   });
-  const address = await xmpp.start();
   return {
-    xmpp,
-    jid: address.toString(),
     received,
-    waitFor(pred, timeoutMs = 10_000) {
-      const hit = received.find(pred);
+    waitFor(pred, timeoutMs = defaultTimeoutMs, since = 0) {
+      const hit = received.slice(since).find(pred);
       if (hit) return Promise.resolve(hit);
       return new Promise((resolve, reject) => {
         const w = { pred, resolve: (s: Stanza) => { clearTimeout(t); resolve(s); } };
         const t = setTimeout(() => {
           waiters.splice(waiters.indexOf(w), 1);
-          reject(new Error(`${local}: no matching stanza within ${timeoutMs} ms; got ${received.map((r) => r.toString()).join('\n')}`));
+          const last = received.slice(-20).map((r) => r.toString()).join('\n');
+          reject(new Error(`${label}: no matching stanza within ${timeoutMs} ms; the last ${Math.min(20, received.length)} of ${received.length} received:\n${last}`));
         }, timeoutMs);
         waiters.push(w);
       });
     },
+  };
+}
+
+/** `opts.service` overrides the TCP address (e.g. ws://127.0.0.1:PORT/xmpp-websocket). */
+export async function connect(port: number, local: string, opts: { resource?: string; password?: string; service?: string; domain?: string } = {}): Promise<TestClient> {
+  const xmpp = testClient({
+    service: opts.service ?? `xmpp://127.0.0.1:${port}`,
+    domain: opts.domain ?? DOMAIN,
+    username: local,
+    password: opts.password ?? PASSWORD,
+    resource: opts.resource,
+  });
+  const box = inbox(xmpp, local);
+  const address = await xmpp.start();
+  return {
+    xmpp,
+    jid: address.toString(),
+    received: box.received,
+    waitFor: (pred, timeoutMs) => box.waitFor(pred, timeoutMs),
     send: (s) => xmpp.send(s),
     stop: async () => { await xmpp.stop().catch(() => {}); },
   };
