@@ -15,6 +15,7 @@
 // mailbox for a disk commit.
 import { pack, unpack } from 'msgpackr';
 import { StanzaError } from '../../../libs/errors/index.ts';
+import { NS_RSM, parseRsm } from '../rsm.ts';
 import { tryParseJid } from '../../../libs/jid/index.ts';
 import { bareJid, resourcePart } from '../../../libs/jid/split.ts';
 import { child, children, el, text, type Element } from '../../../libs/xml/element.ts';
@@ -30,7 +31,6 @@ import { defineAccountState, defineModule, requireOwner, type AccountContext, ty
 
 export const NS_MAM = 'urn:xmpp:mam:2';
 export const NS_SID = 'urn:xmpp:sid:0';
-const NS_RSM = 'http://jabber.org/protocol/rsm';
 const NS_FORWARD = 'urn:xmpp:forward:0';
 const NS_DELAY = 'urn:xmpp:delay';
 const NS_DATA = 'jabber:x:data';
@@ -237,19 +237,10 @@ export function parseQuery(q: Element, config: Config['mam']): ArchiveQuery {
       default: throw new StanzaError('bad-request', `the archive does not filter by '${name}'`);
     }
   }
-  const set = child(q, 'set', NS_RSM);
-  if (set) {
-    const max = child(set, 'max');
-    if (max) {
-      const n = text(max);
-      if (!/^\d{1,6}$/.test(n)) throw new StanzaError('bad-request', 'RSM <max/> must be a whole number');
-      out.max = Math.min(Number(n), config.maxPage);
-    }
-    const after = child(set, 'after');
-    if (after) out.after = text(after);
-    const before = child(set, 'before');
-    if (before) out.before = text(before);
-  }
+  const rsm = parseRsm(q, config.maxPage);
+  if (rsm.max !== undefined) out.max = rsm.max;
+  if (rsm.after !== undefined) out.after = rsm.after;
+  if (rsm.before !== undefined) out.before = rsm.before;
   out.max = Math.min(out.max, config.maxPage);
   return out;
 }

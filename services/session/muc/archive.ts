@@ -7,7 +7,8 @@ import { child, el, text, type Element } from '../../../libs/xml/element.ts';
 import { escapeAttr } from '../../../libs/xml/serialize.ts';
 import { formElement, hidden, parseSubmitted } from './forms.ts';
 import { NS_DELAY, type ArchivedMessage } from './history.ts';
-import { NS_FORWARD, NS_MAM, NS_RSM } from './stanzas.ts';
+import { NS_RSM, parseRsm } from '../rsm.ts';
+import { NS_FORWARD, NS_MAM } from './stanzas.ts';
 
 export interface ArchiveQuery {
   queryId: string;
@@ -60,19 +61,10 @@ export function parseArchiveQuery(q: Element, room: string, maxPage: number): Ar
       }
     }
   }
-  const set = child(q, 'set', NS_RSM);
-  if (set) {
-    const max = child(set, 'max');
-    if (max) {
-      const n = text(max);
-      if (!/^\d{1,6}$/.test(n)) throw new StanzaError('bad-request', 'RSM <max/> must be a whole number');
-      out.max = Math.min(Number(n), maxPage);
-    }
-    const after = child(set, 'after');
-    if (after) out.after = text(after);
-    const before = child(set, 'before');
-    if (before) out.before = text(before);
-  }
+  const rsm = parseRsm(q, maxPage);
+  if (rsm.max !== undefined) out.max = rsm.max;
+  if (rsm.after !== undefined) out.after = rsm.after;
+  if (rsm.before !== undefined) out.before = rsm.before;
   return out;
 }
 

@@ -15,7 +15,7 @@ export const NS_SELF_PING = 'http://jabber.org/protocol/muc#self-ping-optimizati
 export const NS_CONFERENCE = 'jabber:x:conference';
 export const NS_SID = 'urn:xmpp:sid:0';
 export const NS_MAM = 'urn:xmpp:mam:2';
-export const NS_RSM = 'http://jabber.org/protocol/rsm';
+export { NS_RSM } from '../rsm.ts';
 export const NS_FORWARD = 'urn:xmpp:forward:0';
 export const NS_PING = 'urn:xmpp:ping';
 export const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
