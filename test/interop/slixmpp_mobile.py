@@ -14,6 +14,8 @@ import sys
 import slixmpp
 from slixmpp import JID
 
+from slixmpp_support import wait_for
+
 HOST, PPORT, LPORT, ALICE, BOB, PASSWORD = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 
 
@@ -42,13 +44,6 @@ class Client(slixmpp.ClientXMPP):
         self.ready.set()
 
 
-async def until(pred, seconds=10):
-    for _ in range(seconds * 20):
-        if pred():
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
 
 async def main():
     phone, laptop, bob = Client(ALICE + '/phone'), Client(ALICE + '/laptop'), Client(BOB + '/desk')
@@ -62,7 +57,7 @@ async def main():
 
     bob.send_message(mto=ALICE + '/phone', mbody='to phone', mtype='chat')
     phone.send_message(mto=BOB, mbody='from phone', mtype='chat')
-    await until(lambda: laptop.carbons['received'] and laptop.carbons['sent'])
+    await wait_for(lambda: laptop.carbons['received'] and laptop.carbons['sent'])
     out['laptop_carbons'] = {k: list(v) for k, v in laptop.carbons.items()}
 
     # The phone loses its network; the friend writes meanwhile; the phone comes back and resumes.
@@ -74,12 +69,12 @@ async def main():
     phone.connect((HOST, LPORT))
     await asyncio.wait_for(phone.resumed.wait(), 15)
     out['resumed'] = True
-    await until(lambda: 'away 2' in phone.bodies)
+    await wait_for(lambda: 'away 2' in phone.bodies)
     out['phone_bodies'] = phone.bodies
 
     for i in range(5):
         bob.send_message(mto=ALICE + '/laptop', mbody=f'kept {i}', mtype='chat')
-    await until(lambda: 'kept 4' in laptop.bodies)
+    await wait_for(lambda: 'kept 4' in laptop.bodies)
     archived = []
     async for m in laptop['xep_0313'].iterate(with_jid=JID(BOB), rsm={'max': 3}):
         archived.append(m['mam_result']['forwarded']['stanza']['body'])

@@ -14,6 +14,8 @@ import sys
 import slixmpp
 from slixmpp.exceptions import IqError, PresenceError
 
+from slixmpp_support import wait_for
+
 HOST, PORT_A, PORT_B, ALICE, BOB, CAROL, PASSWORD, ROOM = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:9]
 
 
@@ -40,13 +42,6 @@ class Client(slixmpp.ClientXMPP):
         await self.get_roster()
         self.ready.set()
 
-
-async def wait_for(pred, seconds=10):
-    for _ in range(int(seconds * 20)):
-        if pred():
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 async def main():

@@ -19,6 +19,8 @@ import sys
 import xml.etree.ElementTree as ET
 
 import slixmpp
+
+from slixmpp_support import wait_for
 from slixmpp.exceptions import IqError
 from slixmpp.xmlstream import tostring
 
@@ -95,13 +97,6 @@ class Client(slixmpp.ClientXMPP):
         self.devicelists.append({'from': msg['from'].bare, 'id': item['id'],
                                  'devices': [d.get('id') for d in payload.findall('{%s}device' % NS_OMEMO)] if payload is not None else []})
 
-
-async def wait_for(pred, seconds=10):
-    for _ in range(int(seconds * 20)):
-        if pred():
-            return True
-        await asyncio.sleep(0.05)
-    return False
 
 
 def error_of(e):
