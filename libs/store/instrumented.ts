@@ -36,5 +36,6 @@ export function instrumentStore(inner: Store, sink: LatencySink): Store {
       return b;
     },
     close: () => inner.close(),
-  };
+    ...(inner.fenced ? { fenced: (tokenOf, onStale) => instrumentStore(inner.fenced!(tokenOf, onStale), sink) } : {}),
+  } satisfies Store;
 }

@@ -27,7 +27,7 @@ function storeSuite(name: string, open: () => Promise<{ store: Store; close(): P
     before(async () => ({ store, close } = await open()));
     after(async () => close());
 
-    it('reports its kind', () => assert.equal(store.kind, name === 'redis' ? 'redis' : name === 'memory' ? 'memory' : 'lmdb'));
+    it('reports its kind', () => assert.equal(store.kind, name.startsWith('redis') ? 'redis' : name === 'memory' ? 'memory' : 'lmdb'));
 
     it('writes issued without waiting land in the order issued (hdel then hset of one field, del then rpush)', async () => {
       const s = fresh();
@@ -274,6 +274,13 @@ storeSuite('redis', async () => {
   redis = await startRedis();
   const store = await openStore({ kind: 'redis', url: redis.url });
   return { store, close: async () => { await store.close(); await redis!.stop(); } };
+});
+
+// Writes through the fenced view (libs/store/redis-fenced.ts) run as scripts: the same behaviour, op for op.
+storeSuite('redis, fenced writes', async () => {
+  const srv = await startRedis();
+  const base = await openStore({ kind: 'redis', url: srv.url });
+  return { store: base.fenced!((scope) => (scope.startsWith('$') ? undefined : 1)), close: async () => { await base.close(); await srv.stop(); } };
 });
 
 // ---------------------------------------------------------------- redis only

@@ -82,5 +82,21 @@ export interface Store {
   /** Operations on one scope applied atomically (Redis MULTI / one lmdb transaction). */
   batch(scope: string): StoreBatch;
 
+  /**
+   * A view of this store whose writes (and `load`) for a scope carry the fencing token `tokenOf(scope)` gives,
+   * and are refused with a StaleFenceError when the scope has seen a newer one (undefined: that scope is not
+   * fenced). Absent where a single process owns every scope (lmdb, memory): nothing to fence there.
+   */
+  fenced?(tokenOf: (scope: string) => number | undefined, onStale?: (e: StaleFenceError) => void): Store;
+
   close(): Promise<void>;
+}
+
+/** A write refused because a newer owner of the scope has written (or loaded) with a newer fencing token. */
+export class StaleFenceError extends Error {
+  readonly code = 'STALE_FENCE';
+  constructor(readonly scope: string, message: string) {
+    super(`refused a write to ${scope}: ${message}`);
+    this.name = 'StaleFenceError';
+  }
 }

@@ -15,6 +15,7 @@ import { TLSSocket } from 'node:tls';
 import type { HostedDomains } from '../../libs/accounts/hosts.ts';
 import type { Bus, Subjects } from '../../libs/bus/bus.ts';
 import { envelope, type Envelope, type StanzaKind } from '../../libs/bus/envelope.ts';
+import type { LeaseTable } from '../../libs/cluster/lease.ts';
 import type { Membership } from '../../libs/cluster/membership.ts';
 import { shardOf } from '../../libs/cluster/shards.ts';
 import type { Config } from '../../libs/config/schema.ts';
@@ -53,6 +54,9 @@ export interface S2sNodeOptions {
   fallbackCertificate: CertificatePair;
   /** DNS, replaceable in tests. */
   resolver?: SrvLookup;
+  /** The leases of the outgoing streams' shards (libs/cluster/lease.ts), and how long one lasts (Infinity: this process alone). */
+  leases: LeaseTable;
+  leaseTtlMs: number;
 }
 
 /** One stream as tests and operators see it. */
@@ -100,6 +104,11 @@ export class S2sNode implements S2sContext, RouteOwner {
       handoffTimeoutMs: o.config.cluster.handoffTimeoutMs,
       deliver: (_shard, env) => this.send(env),
       drain: (shard) => this.drain(shard),
+      // The lease is gone: another process may already stream to these domains; stop at once.
+      drop: (shard) => { for (const r of this.routes.values()) if (shardOf(r.remote, this.config.s2s.shards) === shard) void r.abort(); },
+      leases: o.leases,
+      leaseTtlMs: o.leaseTtlMs,
+      renewMs: o.config.cluster.heartbeatMs,
     });
   }
 
@@ -366,7 +375,7 @@ export class S2sNode implements S2sContext, RouteOwner {
       await this.o.membership.stop();
     }
     this.stopping = true;
-    this.shards.stop();
+    await this.shards.stop();
     await Promise.all([...this.routes.values()].map((r) => r.abort()));
     for (const s of this.incoming) s.close(new StreamError('system-shutdown', 'the server is shutting down'));
     for (const v of this.verifying) v.close();

@@ -32,6 +32,7 @@ export class ActorSystem {
     let a = this.actors.get(key);
     if (!a) {
       a = mucActor(key, shard, this.svc) ?? new UserActor(key, shard, this.svc);
+      a.gate = this.svc.serving;
       this.actors.set(key, a);
     }
     a.push(env);
@@ -56,6 +57,15 @@ export class ActorSystem {
       }));
     }
     await Promise.all(waits);
+  }
+
+  /** The shard's lease is gone: its actors stop where they are and are forgotten. */
+  dropShard(shard: number): void {
+    for (const [k, a] of this.actors) {
+      if (a.shard !== shard) continue;
+      a.discard();
+      this.actors.delete(k);
+    }
   }
 
   /** Resolves when no actor has work left (before the store closes). */

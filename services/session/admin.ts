@@ -13,7 +13,8 @@ import { HostedDomains } from '../../libs/accounts/hosts.ts';
 import { Subjects, type Bus } from '../../libs/bus/bus.ts';
 import { envelope } from '../../libs/bus/envelope.ts';
 import { InProcessBus } from '../../libs/bus/inprocess.ts';
-import { NatsBus } from '../../libs/bus/nats.ts';
+import { NatsBus, natsServers } from '../../libs/bus/nats.ts';
+import { MemoryLeaseTable } from '../../libs/cluster/lease.ts';
 import { StaticMembership } from '../../libs/cluster/membership.ts';
 import { shardOf } from '../../libs/cluster/shards.ts';
 import type { Config } from '../../libs/config/schema.ts';
@@ -51,7 +52,7 @@ async function ask(bus: Bus, subjects: Subjects, self: string, config: Config, b
 export async function removeAccountThroughActor(config: Config, bare: string, openStore: () => Promise<Store>): Promise<RemovalResult> {
   const self = `admin-${randomBytes(4).toString('hex')}`;
   if (config.bus.kind === 'nats') {
-    const bus = await NatsBus.connect(config.bus.url, self);
+    const bus = await NatsBus.connect(natsServers(config.bus), self, undefined, { timeoutMs: config.bus.connectTimeoutMs });
     try {
       return await ask(bus, new Subjects(config.bus.subjectPrefix), self, config, bare);
     } finally {
@@ -64,7 +65,8 @@ export async function removeAccountThroughActor(config: Config, bare: string, op
   const hosts = new HostedDomains(config.domains, new Domains(store));
   await hosts.refresh();
   // Sessions the store lists are left alone: this process has no connections to judge them by.
-  const node = new SessionNode({ config, bus, subjects, store, hosts, membership: new StaticMembership(self), c2sMembers: () => [], c2sAlive: () => true });
+  const node = new SessionNode({ config, bus, subjects, store, hosts, membership: new StaticMembership(self), c2sMembers: () => [], c2sAlive: () => true,
+    leases: new MemoryLeaseTable(), leaseTtlMs: Infinity });
   await node.start();
   try {
     return await ask(bus, subjects, self, config, bare);

@@ -24,6 +24,8 @@ export interface SessionServices {
   muc: MucDomains;
   /** Publish to a connection manager's subject (room fan-out batches). */
   toC2s(node: string, env: Envelope): void;
+  /** May this process still act for a shard (it holds a lease it can trust)? Absent: always. */
+  serving?: (shard: number) => boolean;
 }
 
 export function newResource(): string {

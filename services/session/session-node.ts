@@ -3,6 +3,7 @@
 import type { HostedDomains } from '../../libs/accounts/hosts.ts';
 import type { Bus, Subjects } from '../../libs/bus/bus.ts';
 import { envelope, type Envelope } from '../../libs/bus/envelope.ts';
+import type { LeaseTable } from '../../libs/cluster/lease.ts';
 import type { Membership } from '../../libs/cluster/membership.ts';
 import { hash32, ownerOf } from '../../libs/cluster/shards.ts';
 import type { Config } from '../../libs/config/schema.ts';
@@ -36,6 +37,12 @@ export interface SessionNodeOptions {
   counters?: SessionServices['counters'];
   /** Some federation process is alive to take stanzas for other servers. */
   s2sAvailable?: () => boolean;
+  /** The shard leases (libs/cluster/lease.ts) and how long one lasts (Infinity: this process alone). */
+  leases: LeaseTable;
+  leaseTtlMs: number;
+  /** Counts for the metrics endpoint: a lease lost, a write refused for its stale fencing token. */
+  onLeaseLost?: (reason: 'expired' | 'taken') => void;
+  onStaleWrite?: () => void;
 }
 
 export class SessionNode {
@@ -46,21 +53,30 @@ export class SessionNode {
   constructor(private readonly o: SessionNodeOptions) {
     const mucDomains = new MucDomains(o.config.muc, o.hosts);
     const registry = new ModuleRegistry(modules, o.config);
+    // Every write for an account or a room carries the fencing token of its shard's lease here (account and room
+    // scopes are bare JIDs; '$' scopes are shared and not fenced).
+    const store = o.store.fenced
+      ? o.store.fenced((scope) => (scope.charCodeAt(0) === 36 /* $ */ ? undefined : this.shards.token(this.router.shardOf(scope))), (e) => {
+        o.onStaleWrite?.();
+        log.warn('refused a write with a stale fencing token', { scope: e.scope, error: e.message });
+      })
+      : o.store;
     this.router = new Router(o.bus, o.subjects, o.config.cluster.shards, (shard) => this.shards.holderOf(shard),
       o.config.s2s.enabled ? o.config.s2s.shards : 0,
       { isLocal: (domain) => o.hosts.has(domain) || mucDomains.has(domain), s2sAvailable: o.s2sAvailable ?? (() => o.config.s2s.enabled) });
     const svc: SessionServices = {
       config: o.config,
-      store: o.store,
+      store,
       router: this.router,
       hosts: o.hosts,
       modules: registry,
-      context: { config: o.config, store: o.store, hosts: o.hosts, disco: registry },
+      context: { config: o.config, store, hosts: o.hosts, disco: registry },
       c2sAlive: o.c2sAlive ?? ((node) => o.c2sMembers().includes(node)),
       newResource,
       counters: o.counters,
       muc: mucDomains,
       toC2s: (node, env) => o.bus.publish(o.subjects.c2s(node), env),
+      serving: (shard) => this.shards.owns(shard),
     };
     this.actors = new ActorSystem(svc);
     this.shards = new ShardHost(o.bus, o.subjects, o.membership, {
@@ -68,6 +84,11 @@ export class SessionNode {
       handoffTimeoutMs: o.config.cluster.handoffTimeoutMs,
       deliver: (shard, env) => this.actors.deliver(shard, env),
       drain: (shard) => this.actors.drainShard(shard),
+      drop: (shard) => this.actors.dropShard(shard),
+      leases: o.leases,
+      leaseTtlMs: o.leaseTtlMs,
+      renewMs: o.config.cluster.heartbeatMs,
+      onLeaseLost: (_shard, reason) => o.onLeaseLost?.(reason),
       // Accounts with a session waiting for resumption: their timers died with whoever served the shard before.
       live: (shard) => void wakeWaiting(o.store, shard, (bare, env) => this.router.toActor(bare, env))
         .catch((e: unknown) => log.warn('waking waiting sessions failed', { shard, error: e })),
@@ -129,7 +150,7 @@ export class SessionNode {
     if (graceful && this.o.membership.members().some((m) => m !== this.o.membership.self)) await this.shards.leave(this.o.config.cluster.handoffTimeoutMs);
     else await this.o.membership.stop();
     await this.actors.idle();
-    this.shards.stop();
+    await this.shards.stop();
     this.actors.stop();
   }
 }

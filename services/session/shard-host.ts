@@ -11,10 +11,20 @@
 //  3. N drops buffered envelopes at or below those marks (O handled them) and
 //     processes the rest in order, then goes live.
 // If O is dead (left the membership) or silent past the handoff timeout, N
-// goes live at once; state is rebuilt from the store by the actors.
+// goes live as soon as it holds the shard's lease; state is rebuilt from the
+// store by the actors.
+//
+// Membership decides who should own a shard; the lease (libs/cluster/lease.ts)
+// decides who may. A shard goes live here only once its lease is granted, and
+// stops the moment the lease can no longer be trusted (not renewed in time: a
+// pause, a Redis outage, a partition): its subscription ends, its actors are
+// dropped, and envelopes that arrive meanwhile are not processed. O releases
+// the lease when it hands a shard over, so N need not wait for it to expire;
+// a dead or paused O's lease expires after the TTL.
 import type { Bus, Subscription, Subjects } from '../../libs/bus/bus.ts';
 import { envelope, type Envelope } from '../../libs/bus/envelope.ts';
 import { ownerOf } from '../../libs/cluster/shards.ts';
+import { LeaseKeeper, type Clock, type LeaseTable } from '../../libs/cluster/lease.ts';
 import type { Membership } from '../../libs/cluster/membership.ts';
 import { logger } from '../../libs/log/index.ts';
 
@@ -34,6 +44,12 @@ interface ShardState {
   timer: NodeJS.Timeout | undefined;
   /** Claims that arrived while this shard was still being acquired. */
   deferredClaims: string[];
+  /** Waiting for the lease (the handoff is done or given up): the skip marks to go live with. */
+  wantLease: boolean;
+  pendingSkip: Map<string, number> | undefined;
+  leaseInFlight: boolean;
+  /** When this process started waiting for the lease (a warning if it takes long). */
+  since: number;
 }
 
 export interface ShardHostOptions {
@@ -45,6 +61,16 @@ export interface ShardHostOptions {
   drain(shard: number): Promise<void>;
   /** The shard is now served here (after its buffered envelopes): wake what must not wait for an envelope (timers). */
   live?(shard: number): void;
+  /** The shard's lease is gone: drop its actors at once, without finishing their mailboxes. */
+  drop(shard: number): void;
+  /** Where the leases live, and how long one lasts (Infinity: one process alone, leases never expire). */
+  leases: LeaseTable;
+  leaseTtlMs: number;
+  /** How often held leases are renewed (and waiting shards ask again). */
+  renewMs: number;
+  clock?: Clock;
+  /** Called with each lease lost (the metric). */
+  onLeaseLost?(shard: number, reason: 'expired' | 'taken'): void;
 }
 
 export class ShardHost {
@@ -55,13 +81,25 @@ export class ShardHost {
   private releasing = new Set<number>();
   private releasedCount = 0;
   private releaseLogTimer: NodeJS.Timeout | undefined;
+  private lostCount = 0;
+  private lostLogTimer: NodeJS.Timeout | undefined;
+  private ticker: NodeJS.Timeout | undefined;
+  readonly leases: LeaseKeeper;
 
   constructor(
     private readonly bus: Bus,
     private readonly subjects: ShardSubjects,
     private readonly membership: Membership,
     private readonly opts: ShardHostOptions,
-  ) {}
+  ) {
+    this.leases = new LeaseKeeper(opts.leases, membership.self, {
+      ttlMs: opts.leaseTtlMs,
+      renewMs: opts.renewMs,
+      clock: opts.clock,
+      onLost: (shard, reason) => this.stepDown(shard, reason),
+      onError: (e) => log.warn('renewing shard leases failed', { error: e }),
+    });
+  }
 
   get self(): string { return this.membership.self; }
 
@@ -76,11 +114,20 @@ export class ShardHost {
     return this.states.get(shard)?.live ? this.self : this.holder[shard] || this.self;
   }
 
+  /** Served here, under a lease this process can still trust. */
   owns(shard: number): boolean {
-    return this.states.get(shard)?.live === true;
+    return this.states.get(shard)?.live === true && this.leases.valid(shard);
+  }
+
+  /** The fencing token this process's writes for the shard carry (its current or last lease). */
+  token(shard: number): number | undefined {
+    return this.leases.token(shard);
   }
 
   start(): void {
+    this.leases.start();
+    this.ticker = setInterval(() => this.tick(), this.opts.renewMs);
+    this.ticker.unref();
     this.bus.subscribe(this.subjects.control(this.self), (env) => this.onControl(env));
     this.membership.onChange((m) => this.rebalance(m));
     const current = this.membership.members();
@@ -104,41 +151,100 @@ export class ShardHost {
         }
       } else if (!st) {
         this.holder[s] = owner;
+      } else if (!st.live) {
+        // Still acquiring a shard that is no longer ours: give it up (its new owner has the traffic too).
+        this.abandon(s, st, owner);
       }
       // A shard we hold but no longer own stays served until its new owner claims it.
     }
     if (acquired) log.info('membership changed; acquiring shards', { members: members.join(','), acquiring: acquired });
-    // A handoff waiting on a process that just died completes now.
+    // A handoff waiting on a process that just died completes now (once its lease has expired).
     const alive = this.membership.alive();
     for (const [s, st] of this.states) {
-      if (!st.live && !alive.includes(this.holder[s])) this.goLive(s, undefined);
+      if (!st.live && !st.wantLease && !alive.includes(this.holder[s])) this.takeLease(s, undefined);
     }
   }
 
+  private abandon(s: number, st: ShardState, owner: string): void {
+    st.sub.unsubscribe();
+    if (st.timer) clearTimeout(st.timer);
+    this.states.delete(s);
+    this.holder[s] = owner;
+    for (const by of st.deferredClaims.splice(0)) void this.release(s, by);
+  }
+
+  /** Shards waiting for a lease ask again; shards dropped after a lost lease are taken back if still ours. */
+  private tick(): void {
+    const now = Date.now();
+    for (const [s, st] of this.states) {
+      if (st.live || !st.wantLease) continue;
+      if (now - st.since > this.opts.handoffTimeoutMs) {
+        log.warn('still waiting for a shard lease', { shard: s, holder: this.holder[s], seconds: Math.round((now - st.since) / 1000) });
+        st.since = now;
+      }
+      this.takeLease(s, st.pendingSkip);
+    }
+    this.rebalance(this.members);
+  }
+
   private acquire(s: number): void {
-    const st: ShardState = { sub: undefined as unknown as Subscription, live: false, buffer: [], skip: undefined, seen: new Map(), timer: undefined, deferredClaims: [] };
+    const st: ShardState = {
+      sub: undefined as unknown as Subscription, live: false, buffer: [], skip: undefined, seen: new Map(), timer: undefined, deferredClaims: [],
+      wantLease: false, pendingSkip: undefined, leaseInFlight: false, since: Date.now(),
+    };
     this.states.set(s, st);
     st.sub = this.bus.subscribe(this.subjects.shard(s), (env) => this.onShardEnvelope(s, st, env));
     const prev = this.holder[s];
     const mustClaim = prev !== '' && prev !== this.self && this.membership.alive().includes(prev);
     if (!mustClaim) {
       // Nobody alive holds it: subscription registration order doesn't matter.
-      this.goLive(s, undefined);
+      this.takeLease(s, undefined);
       return;
     }
     void this.bus.flush().then(() => {
       if (this.states.get(s) !== st || st.live) return;
       this.bus.publish(this.subjects.control(prev), envelope({ kind: 'ctl', dir: 'in', op: 'claim', data: { shard: s, by: this.self } }));
       st.timer = setTimeout(() => {
-        log.warn('handoff timed out; taking the shard', { shard: s, from: prev });
-        this.goLive(s, undefined);
+        log.warn('handoff timed out; taking the shard once its lease is free', { shard: s, from: prev });
+        this.takeLease(s, undefined);
       }, this.opts.handoffTimeoutMs);
+    });
+  }
+
+  /** Go live once the lease is granted; until then keep buffering (the tick asks again). */
+  private takeLease(s: number, skip: Map<string, number> | undefined): void {
+    const st = this.states.get(s);
+    if (!st || st.live) return;
+    if (!st.wantLease) {
+      st.wantLease = true;
+      st.pendingSkip = skip;
+      st.since = Date.now();
+      if (st.timer) clearTimeout(st.timer);
+      st.timer = undefined;
+    }
+    if (st.leaseInFlight) return;
+    st.leaseInFlight = true;
+    void this.leases.acquire(s).then((token) => {
+      st.leaseInFlight = false;
+      if (token === undefined) return;
+      if (this.states.get(s) !== st) {
+        // Given away while the grant was on its way: hand the lease back.
+        void this.leases.release(s);
+        return;
+      }
+      this.goLive(s, st.pendingSkip);
     });
   }
 
   private onShardEnvelope(s: number, st: ShardState, env: Envelope): void {
     if (!st.live) {
       st.buffer.push(env);
+      return;
+    }
+    // Checked per envelope: after a pause, what waited in the socket is read before any timer can fire.
+    if (!this.leases.valid(s)) {
+      this.leases.expire();
+      this.stepDown(s, 'expired');
       return;
     }
     if (st.skip !== undefined) {
@@ -153,6 +259,8 @@ export class ShardHost {
     const st = this.states.get(s);
     if (!st || st.live) return;
     if (st.timer) clearTimeout(st.timer);
+    st.timer = undefined;
+    st.wantLease = false;
     st.live = true;
     st.skip = skip;
     this.holder[s] = this.self;
@@ -172,7 +280,7 @@ export class ShardHost {
     } else if (env.op === 'released') {
       const { shard, marks } = env.data as { shard: number; marks: Record<string, number> };
       const st = this.states.get(shard);
-      if (st && !st.live) this.goLive(shard, new Map(Object.entries(marks)));
+      if (st && !st.live) this.takeLease(shard, new Map(Object.entries(marks)));
     }
   }
 
@@ -191,6 +299,7 @@ export class ShardHost {
         this.releasing.delete(s);
       }
       marks = Object.fromEntries(st.seen);
+      await this.leases.release(s);
     }
     this.bus.publish(this.subjects.control(to), envelope({ kind: 'ctl', dir: 'in', op: 'released', data: { shard: s, marks } }));
     this.releasedCount++;
@@ -199,6 +308,31 @@ export class ShardHost {
         log.info('released shards', { count: this.releasedCount });
         this.releasedCount = 0;
         this.releaseLogTimer = undefined;
+      }, 200);
+    }
+  }
+
+  /**
+   * The lease is gone: stop serving the shard at once. Its actors are dropped
+   * unfinished (the next owner rebuilds them from the store; their late writes
+   * carry an old fencing token and are refused). If the shard is still ours by
+   * the membership, the next tick takes it back through a handoff.
+   */
+  private stepDown(s: number, reason: 'expired' | 'taken'): void {
+    const st = this.states.get(s);
+    if (!st || !st.live) return;
+    st.sub.unsubscribe();
+    if (st.timer) clearTimeout(st.timer);
+    this.states.delete(s);
+    this.opts.drop(s);
+    this.holder[s] = ownerOf(s, this.members.filter((m) => m !== this.self)) ?? '';
+    this.opts.onLeaseLost?.(s, reason);
+    this.lostCount++;
+    if (this.lostLogTimer === undefined) {
+      this.lostLogTimer = setTimeout(() => {
+        log.warn('shard leases lost; stopped serving those shards', { count: this.lostCount, reason, tokenOfLast: this.leases.token(s) ?? 0 });
+        this.lostCount = 0;
+        this.lostLogTimer = undefined;
       }, 200);
     }
   }
@@ -215,11 +349,14 @@ export class ShardHost {
     await this.membership.stop();
   }
 
-  stop(): void {
+  /** Stop serving; the leases still held are handed back so nobody waits for them to expire. */
+  async stop(): Promise<void> {
+    if (this.ticker) clearInterval(this.ticker);
     for (const st of this.states.values()) {
       st.sub.unsubscribe();
       if (st.timer) clearTimeout(st.timer);
     }
     this.states.clear();
+    await this.leases.stop(true);
   }
 }

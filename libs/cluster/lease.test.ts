@@ -1,0 +1,119 @@
+// The lease rules on a fake clock: grants, renewals, the holder's own deadline
+// (⅔ of the TTL from the renewal's request), fencing tokens that only grow.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LeaseKeeper, MemoryLeaseTable, type Clock } from './lease.ts';
+
+class FakeClock implements Clock {
+  t = 1000;
+  now(): number { return this.t; }
+}
+
+function keeper(table: MemoryLeaseTable, owner: string, clock: Clock, lost: [number, string][] = []): LeaseKeeper {
+  return new LeaseKeeper(table, owner, { ttlMs: 3000, renewMs: 1000, clock, onLost: (s, reason) => lost.push([s, reason]) });
+}
+
+describe('shard leases', () => {
+  test('one holder at a time; the next one gets a larger token once the lease expires on the table', async () => {
+    const clock = new FakeClock();
+    const table = new MemoryLeaseTable(clock);
+    const a = keeper(table, 'a', clock);
+    const b = keeper(table, 'b', clock);
+    const ta = await a.acquire(7);
+    assert.equal(typeof ta, 'number');
+    assert.equal(await b.acquire(7), undefined, 'b must not get a lease a holds');
+    clock.t += 2999;
+    assert.equal(await b.acquire(7), undefined, 'not before the TTL has run out on the table');
+    clock.t += 1;
+    const tb = await b.acquire(7);
+    assert.ok(tb !== undefined && tb > ta!, `the new token ${tb} must be larger than ${ta}`);
+    assert.equal(table.holder(7), 'b');
+  });
+
+  test('the holder stops trusting its lease after ⅔ of the TTL counted from the request, before the table lets it go', async () => {
+    const clock = new FakeClock();
+    const table = new MemoryLeaseTable(clock);
+    const lost: [number, string][] = [];
+    const a = keeper(table, 'a', clock, lost);
+    await a.acquire(1);
+    assert.equal(a.valid(1), true);
+    clock.t += 1999;
+    assert.equal(a.valid(1), true);
+    clock.t += 1;
+    assert.equal(a.valid(1), false, 'trust ends at 2000 ms of a 3000 ms lease');
+    assert.equal(table.holder(1), 'a', 'the table still holds it for a: nobody else can have it yet');
+    a.expire();
+    assert.deepEqual(lost, [[1, 'expired']]);
+    await a.stop(false);
+  });
+
+  test('renewals keep the token and push the deadline; a renewal that fails leaves the deadline where it was', async () => {
+    const clock = new FakeClock();
+    const table = new MemoryLeaseTable(clock);
+    const lost: [number, string][] = [];
+    const a = keeper(table, 'a', clock, lost);
+    const t0 = await a.acquire(3);
+    for (let i = 0; i < 5; i++) {
+      clock.t += 1000;
+      await a.renew();
+      assert.equal(a.valid(3), true);
+      assert.equal(a.token(3), t0, 'a renewal keeps the token');
+    }
+    table.down = true;
+    clock.t += 1000;
+    await a.renew();
+    assert.equal(a.valid(3), true, 'one failed renewal is within the margin');
+    clock.t += 1000;
+    await a.renew();
+    assert.equal(a.valid(3), false);
+    assert.deepEqual(lost, [[3, 'expired']]);
+    await a.stop(false);
+  });
+
+  test('a holder that paused past the TTL finds its lease taken and keeps its old token for fencing', async () => {
+    const clock = new FakeClock();
+    const table = new MemoryLeaseTable(clock);
+    const lostA: [number, string][] = [];
+    const a = keeper(table, 'a', clock, lostA);
+    const b = keeper(table, 'b', clock);
+    const ta = await a.acquire(5);
+    // a is stopped for 10 s: no renewal runs, b takes the shard when the lease expires.
+    clock.t += 10_000;
+    const tb = await b.acquire(5);
+    assert.ok(tb !== undefined && tb > ta!);
+    // a wakes: before any timer, an envelope asks whether it may act.
+    assert.equal(a.valid(5), false, 'the paused holder must not act');
+    await a.renew();
+    assert.deepEqual(lostA, [[5, 'taken']]);
+    assert.equal(a.token(5), ta, 'its late writes still carry the old token, which the store refuses');
+    assert.equal(b.valid(5), true);
+  });
+
+  test('a renewal answered after the trust window has passed does not revive the lease', async () => {
+    const clock = new FakeClock();
+    const table = new MemoryLeaseTable(clock);
+    const lost: [number, string][] = [];
+    const a = keeper(table, 'a', clock, lost);
+    await a.acquire(9);
+    // The request leaves now; the process stalls 2.5 s before it reads the answer.
+    const slow = { acquire: async (o: string, s: readonly number[], ttl: number) => { const r = await table.acquire(o, s, ttl); clock.t += 2500; return r; }, release: table.release.bind(table) };
+    const a2 = new LeaseKeeper(slow, 'a', { ttlMs: 3000, renewMs: 1000, clock, onLost: (s, r) => lost.push([s, r]) });
+    await a2.acquire(9);
+    assert.equal(a2.valid(9), false, 'counted from the request: 2000 ms of trust, 2500 ms gone');
+  });
+
+  test('release hands the lease over at once; acquiring many shards takes one table call', async () => {
+    const clock = new FakeClock();
+    const table = new MemoryLeaseTable(clock);
+    let calls = 0;
+    const counting = { acquire: (o: string, s: readonly number[], ttl: number) => { calls++; return table.acquire(o, s, ttl); }, release: table.release.bind(table) };
+    const a = new LeaseKeeper(counting, 'a', { ttlMs: 3000, renewMs: 1000, clock, onLost: () => {} });
+    const b = keeper(table, 'b', clock);
+    const tokens = await Promise.all(Array.from({ length: 64 }, (_, s) => a.acquire(s)));
+    assert.equal(calls, 1);
+    assert.equal(new Set(tokens).size, 64, 'each grant has its own token');
+    await a.release(10);
+    assert.equal(a.valid(10), false);
+    assert.ok((await b.acquire(10))! > Math.max(...(tokens as number[])));
+  });
+});

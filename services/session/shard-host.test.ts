@@ -1,0 +1,206 @@
+// Two real ShardHosts on one bus and one lease table: a host that stops (a
+// long GC pause, SIGSTOP) and wakes with a stale view of the membership never
+// serves a shard beside the host that took it over, and takes it back by a
+// handoff that loses nothing.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Bus, Subscription } from '../../libs/bus/bus.ts';
+import { envelope, type Envelope } from '../../libs/bus/envelope.ts';
+import { MemoryLeaseTable, monotonic, type Clock } from '../../libs/cluster/lease.ts';
+import type { Membership } from '../../libs/cluster/membership.ts';
+import { ShardHost } from './shard-host.ts';
+
+const SHARDS = 16;
+const TTL = 300;
+const subjects = { shard: (n: number) => `shard.${n}`, control: (node: string) => `ctl.${node}` };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One subject space shared by several processes' buses. */
+class Hub {
+  readonly subs = new Map<string, Set<(env: Envelope) => void>>();
+}
+
+/** A process's bus on the hub; while paused, what arrives waits in its "socket" and is read first on waking. */
+class TestBus implements Bus {
+  readonly kind = 'inprocess' as const;
+  private seq = 0;
+  get published(): number { return this.seq; }
+  paused = false;
+  private readonly inbox: (() => void)[] = [];
+  constructor(private readonly hub: Hub, readonly origin: string) {}
+  publish(subject: string, env: Envelope): void {
+    const handlers = this.hub.subs.get(subject);
+    const e = { ...env, origin: this.origin, seq: ++this.seq };
+    if (handlers) for (const h of [...handlers]) h(e);
+  }
+  subscribe(subject: string, handler: (env: Envelope) => void): Subscription {
+    const wrapped = (env: Envelope) => {
+      if (this.paused) this.inbox.push(() => handler(env));
+      else handler(env);
+    };
+    let set = this.hub.subs.get(subject);
+    if (!set) this.hub.subs.set(subject, (set = new Set()));
+    set.add(wrapped);
+    return { unsubscribe: () => set.delete(wrapped) };
+  }
+  wake(): void {
+    this.paused = false;
+    for (const f of this.inbox.splice(0)) f();
+  }
+  async flush(): Promise<void> {}
+  healthy(): boolean { return true; }
+  async rtt(): Promise<number> { return 0; }
+  async close(): Promise<void> {}
+}
+
+class TestMembership implements Membership {
+  private view: string[];
+  private readonly listeners: ((m: readonly string[], prev: readonly string[]) => void)[] = [];
+  constructor(readonly self: string, initial: string[]) { this.view = [...initial].sort(); }
+  members(): readonly string[] { return this.view; }
+  alive(): readonly string[] { return this.view; }
+  onChange(cb: (m: readonly string[], prev: readonly string[]) => void): void { this.listeners.push(cb); }
+  set(m: string[]): void {
+    const prev = this.view;
+    this.view = [...m].sort();
+    for (const l of this.listeners) l(this.view, prev);
+  }
+  async start(): Promise<void> {}
+  async markLeaving(): Promise<void> {}
+  async stop(): Promise<void> {}
+}
+
+/** A clock that stands still while its process is paused, then jumps. */
+class PausableClock implements Clock {
+  private frozenAt: number | undefined;
+  private offset = 0;
+  now(): number { return this.frozenAt ?? monotonic.now() + this.offset; }
+  freeze(): void { this.frozenAt = this.now(); }
+  thaw(): void {
+    this.offset = 0;
+    this.frozenAt = undefined;
+  }
+}
+
+interface Proc {
+  name: string;
+  bus: TestBus;
+  membership: TestMembership;
+  host: ShardHost;
+  clock: PausableClock;
+  table: { paused: boolean };
+  /** Every envelope this process's actors got, with the token it acted under. */
+  handled: { id: string; shard: number; token: number }[];
+}
+
+function proc(hub: Hub, table: MemoryLeaseTable, name: string, members: string[]): Proc {
+  const bus = new TestBus(hub, name);
+  const membership = new TestMembership(name, members);
+  const clock = new PausableClock();
+  const gate = { paused: false };
+  // While paused the process sends nothing to the table either.
+  const pausable = {
+    acquire: async (o: string, s: readonly number[], ttl: number) => {
+      while (gate.paused) await sleep(5);
+      return table.acquire(o, s, ttl);
+    },
+    release: (o: string, s: readonly number[]) => table.release(o, s),
+  };
+  const handled: Proc['handled'] = [];
+  const p: Proc = { name, bus, membership, clock, table: gate, handled, host: undefined as unknown as ShardHost };
+  p.host = new ShardHost(bus, subjects, membership, {
+    shards: SHARDS, handoffTimeoutMs: 2000,
+    deliver: (shard, env) => handled.push({ id: env.id, shard, token: p.host.token(shard)! }),
+    drain: async () => {},
+    drop: () => {},
+    leases: pausable, leaseTtlMs: TTL, renewMs: 50, clock,
+  });
+  return p;
+}
+
+async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+describe('shard host with leases', () => {
+  test('a paused host never serves beside the host that took its shards; no envelope is handled twice', async () => {
+    const hub = new Hub();
+    const table = new MemoryLeaseTable();
+    const a = proc(hub, table, 'a', ['a', 'b']);
+    const b = proc(hub, table, 'b', ['a', 'b']);
+    a.host.start();
+    b.host.start();
+    const all = () => Array.from({ length: SHARDS }, (_, s) => s);
+    await until('every shard served once', () => all().every((s) => a.host.owns(s) !== b.host.owns(s)));
+    const aShards = all().filter((s) => a.host.owns(s));
+    assert.ok(aShards.length > 0 && aShards.length < SHARDS);
+
+    let n = 0;
+    let doubled = 0;
+    const publisher = setInterval(() => {
+      for (let s = 0; s < SHARDS; s++) b.bus.publish(subjects.shard(s), envelope({ kind: 'message', dir: 'in', id: `m${n++}` }));
+      // A paused process does nothing; what counts is what it believes once it runs.
+      if (!a.bus.paused) for (let s = 0; s < SHARDS; s++) if (a.host.owns(s) && b.host.owns(s)) doubled++;
+    }, 5);
+
+    // a stops: no timer, no I/O, no renewal; its clock stands still.
+    a.bus.paused = true;
+    a.table.paused = true;
+    a.clock.freeze();
+    // b's membership drops a after its TTL; b waits for the leases to expire on the table, then serves them.
+    await sleep(TTL);
+    b.membership.set(['b']);
+    await until('b serves every shard', () => all().every((s) => b.host.owns(s)));
+    const takenAt = n;
+
+    // a wakes, its view of the membership unchanged: what waited in its socket is read before any timer.
+    a.clock.thaw();
+    a.table.paused = false;
+    a.bus.wake();
+    for (const s of aShards) assert.equal(a.host.owns(s), false, `a must not serve shard ${s} after waking`);
+    // a rejoins: it takes its shards back by handoff.
+    b.membership.set(['a', 'b']);
+    await until('a serves its shards again', () => aShards.every((s) => a.host.owns(s)));
+    await sleep(100);
+    clearInterval(publisher);
+
+    assert.equal(doubled, 0, 'never two hosts serving one shard');
+    const seen = new Map<string, string>();
+    for (const p of [a, b]) {
+      for (const h of p.handled) {
+        assert.equal(seen.has(h.id), false, `${h.id} handled by ${seen.get(h.id)} and ${p.name}`);
+        seen.set(h.id, p.name);
+      }
+    }
+    // Every envelope after the takeover was handled (by exactly one host); the pause window itself is the bus's loss.
+    for (let i = takenAt; i < n - SHARDS * 20; i++) assert.ok(seen.has(`m${i}`), `m${i} was lost after the takeover`);
+    // Tokens only grow per shard, across hosts.
+    const last = new Map<number, number>();
+    for (const h of [...a.handled, ...b.handled].sort((x, y) => Number(x.id.slice(1)) - Number(y.id.slice(1)))) {
+      assert.ok(h.token >= (last.get(h.shard) ?? 0), `shard ${h.shard}: token went back`);
+      last.set(h.shard, h.token);
+    }
+    await a.host.stop();
+    await b.host.stop();
+  });
+
+  test('a host cut off from the lease table stops serving within ⅔ of the TTL, and serves again when it returns', async () => {
+    const hub = new Hub();
+    const table = new MemoryLeaseTable();
+    const a = proc(hub, table, 'a', ['a']);
+    a.host.start();
+    await until('a serves every shard', () => Array.from({ length: SHARDS }, (_, s) => s).every((s) => a.host.owns(s)));
+    table.down = true;
+    const t0 = Date.now();
+    await until('a stops serving', () => !a.host.owns(0), TTL * 3);
+    const stoppedAfter = Date.now() - t0;
+    assert.ok(stoppedAfter <= TTL, `stopped after ${stoppedAfter} ms (lease ${TTL} ms)`);
+    table.down = false;
+    await until('a serves again', () => a.host.owns(0), 3000);
+    await a.host.stop();
+  });
+});
