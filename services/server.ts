@@ -4,17 +4,16 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Server } from 'node:http';
-import type { Redis } from 'ioredis';
 import { Accounts, Domains } from '../libs/accounts/index.ts';
 import { HostedDomains } from '../libs/accounts/hosts.ts';
 import { Subjects, type Bus } from '../libs/bus/bus.ts';
 import { InProcessBus } from '../libs/bus/inprocess.ts';
-import { NatsBus } from '../libs/bus/nats.ts';
+import { NatsBus, natsServers } from '../libs/bus/nats.ts';
 import { RedisMembership, StaticMembership, type Membership } from '../libs/cluster/membership.ts';
 import type { Config } from '../libs/config/schema.ts';
 import { logger } from '../libs/log/index.ts';
 import { Metrics, serveMetrics } from '../libs/metrics/index.ts';
-import { createRedisClient, openStore } from '../libs/store/index.ts';
+import { connectRedis, openStore, type RedisClient } from '../libs/store/index.ts';
 import { instrumentStore } from '../libs/store/instrumented.ts';
 import { MemoryStore } from '../libs/store/memory-store.ts';
 import { overlayStore } from '../libs/store/overlay.ts';
@@ -48,7 +47,7 @@ export function isEmbedded(config: Config): boolean {
 }
 
 export async function openConfiguredStore(config: Config): Promise<Store> {
-  if (config.store.kind === 'redis') return openStore({ kind: 'redis', url: config.store.url, keyPrefix: config.store.keyPrefix });
+  if (config.store.kind === 'redis') return openStore(config.store);
   const path = resolve(config.store.path ?? join(config.dataDir, 'db'));
   mkdirSync(path, { recursive: true });
   return openStore({ kind: 'lmdb', path, sync: config.store.sync === 'commit' ? { every: 'commit' } : { every: 'interval', ms: config.store.syncIntervalMs } });
@@ -85,11 +84,18 @@ export async function startServer(config: Config): Promise<RunningServer> {
   await hosts.start(config.domainRefreshSeconds * 1000);
   const accounts = new Accounts(store, config.auth.scramIterations);
   const subjects = new Subjects(config.bus.kind === 'nats' ? config.bus.subjectPrefix : 'parley');
-  const bus: Bus = config.bus.kind === 'nats'
-    ? await NatsBus.connect(config.bus.url, nodeId, (e) => log.warn('bus error', { error: e }))
-    : new InProcessBus(nodeId);
+  let bus: Bus;
+  try {
+    bus = config.bus.kind === 'nats'
+      ? await NatsBus.connect(natsServers(config.bus), nodeId, (e) => log.warn('bus error', { error: e }), { timeoutMs: config.bus.connectTimeoutMs })
+      : new InProcessBus(nodeId);
+  } catch (e) {
+    hosts.stop();
+    await store.close();
+    throw e;
+  }
 
-  let redis: Redis | undefined;
+  let redis: RedisClient | undefined;
   let sessionMembers: Membership;
   let c2sMembers: Membership;
   let s2sMembers: Membership;
@@ -101,13 +107,17 @@ export async function startServer(config: Config): Promise<RunningServer> {
     const purged = await purgeNodeSessionsOffline(store, nodeId);
     if (purged) log.info('cleared sessions of the previous run', { sessions: purged });
   } else {
-    redis = createRedisClient((config.store as { url: string }).url);
+    if (config.store.kind !== 'redis') throw new Error('unreachable: checked above');
+    // Its own connection, so heartbeats never queue behind the store's traffic.
+    redis = await connectRedis(config.store, { timeoutMs: config.store.connectTimeoutMs });
     const { heartbeatMs, memberTtlMs } = config.cluster;
     const onError = (e: unknown) => log.warn('membership heartbeat failed', { error: e });
-    const prefix = config.store.kind === 'redis' ? config.store.keyPrefix : 'parley:';
-    sessionMembers = new RedisMembership(redis, { key: `${prefix}members:session`, self: runsSession ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
-    c2sMembers = new RedisMembership(redis, { key: `${prefix}members:c2s`, self: runsC2s ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
-    s2sMembers = new RedisMembership(redis, { key: `${prefix}members:s2s`, self: runsS2s ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
+    const prefix = config.store.keyPrefix;
+    // `{members:…}` is the Redis Cluster hash tag: a group's set and its `:leaving` set share a slot (one script).
+    const key = (group: string) => `${prefix}{members:${group}}`;
+    sessionMembers = new RedisMembership(redis, { key: key('session'), self: runsSession ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
+    c2sMembers = new RedisMembership(redis, { key: key('c2s'), self: runsC2s ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
+    s2sMembers = new RedisMembership(redis, { key: key('s2s'), self: runsS2s ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
   }
 
   let session: SessionNode | undefined;

@@ -2,13 +2,27 @@
 // successor of `nats`; v2 is in maintenance only). One connection per process:
 // NATS keeps per-connection publish order per subject, which the shard
 // handoff relies on.
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { AuthorizationError, connect, InvalidArgumentError, UserAuthenticationExpiredError, type NatsConnection } from '@nats-io/transport-node';
+import { logger, redactUrl } from '../log/index.ts';
 import type { Bus, Subscription } from './bus.ts';
 import { decodeEnvelope, encodeEnvelope, type Envelope } from './envelope.ts';
 import { isFrame, packFrame, unpackFrame } from './frame.ts';
 
 /** Bytes of envelopes one frame gathers before another is started. */
 const MAX_FRAME_BYTES = 256 * 1024;
+
+const log = logger('nats');
+
+export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
+
+/** The servers a `bus` section names: `servers`, else `url` split on commas. */
+export function natsServers(bus: { url?: string; servers?: readonly string[] }): string[] {
+  const list = bus.servers ? [...bus.servers] : (bus.url ?? DEFAULT_NATS_URL).split(',');
+  return list.map((s) => s.trim()).filter((s) => s !== '');
+}
+
+/** Retrying cannot cure these: bad credentials or a malformed address. */
+const fatal = (e: unknown): boolean => e instanceof AuthorizationError || e instanceof UserAuthenticationExpiredError || e instanceof InvalidArgumentError;
 
 export class NatsBus implements Bus {
   readonly kind = 'nats' as const;
@@ -21,23 +35,49 @@ export class NatsBus implements Bus {
   private connected = true;
 
   private constructor(private readonly nc: NatsConnection, readonly origin: string, private readonly onError: (e: unknown) => void) {
+    // The client tries every known server (those given, and those the cluster gossips) until one takes it
+    // back, then subscribes again; what is published meanwhile waits in its buffer.
     void (async () => {
       for await (const s of nc.status()) {
-        if (s.type === 'disconnect') this.connected = false;
-        else if (s.type === 'reconnect') this.connected = true;
+        if (s.type === 'disconnect') {
+          this.connected = false;
+          log.warn('disconnected; reconnecting', { server: redactUrl(s.server) });
+        } else if (s.type === 'reconnect') {
+          this.connected = true;
+          log.info('reconnected', { server: redactUrl(s.server) });
+        }
       }
     })().catch(() => {});
   }
 
-  static async connect(url: string, origin: string, onError: (e: unknown) => void = () => {}): Promise<NatsBus> {
-    const nc = await connect({
-      servers: url.split(','),
-      name: origin,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-      pingInterval: 5000,
-    });
-    return new NatsBus(nc, origin, onError);
+  /**
+   * Connects to the first of `servers` that answers (a string may list several, separated by commas),
+   * trying them all again until `timeoutMs` (default 10 s) has passed; the error then names them.
+   */
+  static async connect(servers: string | readonly string[], origin: string, onError: (e: unknown) => void = () => {},
+    opts: { timeoutMs?: number } = {}): Promise<NatsBus> {
+    const list = typeof servers === 'string' ? natsServers({ url: servers }) : [...servers];
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        const nc = await connect({
+          servers: list,
+          name: origin,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 250,
+          pingInterval: 5000,
+          timeout: Math.max(250, Math.min(5000, deadline - Date.now())),
+        });
+        return new NatsBus(nc, origin, onError);
+      } catch (e) {
+        if (fatal(e) || Date.now() + 250 >= deadline) {
+          const why = e instanceof Error ? e.message : String(e);
+          throw new Error(`cannot reach NATS at ${list.map(redactUrl).join(', ')}${fatal(e) ? '' : ` within ${timeoutMs / 1000} s`}: ${why}`, { cause: e });
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
   }
 
   /**

@@ -2,7 +2,7 @@
 // entry in a Redis sorted set scored by expiry time (Redis' own clock, so
 // process clocks never matter); an entry not renewed within the TTL is dead.
 // The embedded mode has one member: itself.
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../store/redis-store.ts';
 
 export interface Membership {
   readonly self: string;
@@ -42,7 +42,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 return { redis.call('ZRANGE', KEYS[1], 0, -1), redis.call('ZRANGE', KEYS[2], 0, -1) }`;
 
 export interface RedisMembershipOptions {
-  /** The group's key, e.g. 'parley:members:session'. */
+  /** The group's key, e.g. 'parley:{members:session}'; with `${key}:leaving` it must hash to one Redis Cluster slot (a hash tag). */
   key: string;
   /** This process's id, or '' to watch the group without joining it. */
   self: string;
@@ -60,7 +60,7 @@ export class RedisMembership implements Membership {
   private readonly listeners: ((m: readonly string[], prev: readonly string[]) => void)[] = [];
   private stopped = false;
 
-  constructor(private readonly redis: Redis, private readonly opts: RedisMembershipOptions) {
+  constructor(private readonly redis: RedisClient, private readonly opts: RedisMembershipOptions) {
     this.self = opts.self;
   }
 

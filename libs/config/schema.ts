@@ -1,5 +1,17 @@
 // The configuration schema: every key is documented in docs/configuration.md.
 import { z } from 'zod';
+import { parseRedisAddress } from '../store/redis-target.ts';
+
+/** Redis node addresses (`host:port` or `redis://…`), each checked with a message naming it. */
+const redisAddresses = z.array(z.string()).min(1).superRefine((list, ctx) => {
+  list.forEach((a, i) => {
+    try {
+      parseRedisAddress(a);
+    } catch (e) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: [i], message: (e as Error).message });
+    }
+  });
+});
 
 const listener = z.object({
   host: z.string().default('127.0.0.1'),
@@ -21,8 +33,20 @@ export const configSchema = z.object({
 
   bus: z.discriminatedUnion('kind', [
     z.object({ kind: z.literal('inprocess') }),
-    z.object({ kind: z.literal('nats'), url: z.string().default('nats://127.0.0.1:4222'), subjectPrefix: z.string().default('parley') }),
-  ]).default({ kind: 'inprocess' }),
+    z.object({
+      kind: z.literal('nats'),
+      /** One server, or several of one NATS cluster separated by commas; `servers` is the same as a list. */
+      url: z.string().optional(),
+      servers: z.array(z.string().min(1)).min(1).optional(),
+      subjectPrefix: z.string().default('parley'),
+      /** How long start-up waits for a NATS server to accept the connection before the process gives up. */
+      connectTimeoutMs: z.number().int().positive().default(10_000),
+    }),
+  ]).superRefine((b, ctx) => {
+    if (b.kind === 'nats' && b.url !== undefined && b.servers !== undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['servers'], message: 'give bus.url or bus.servers, not both' });
+    }
+  }).default({ kind: 'inprocess' }),
 
   store: z.discriminatedUnion('kind', [
     z.object({
@@ -36,8 +60,27 @@ export const configSchema = z.object({
       sync: z.enum(['interval', 'commit']).default('interval'),
       syncIntervalMs: z.number().int().positive().default(1000),
     }),
-    z.object({ kind: z.literal('redis'), url: z.string().default('redis://127.0.0.1:6379'), keyPrefix: z.string().default('parley:') }),
-  ]).default({ kind: 'lmdb' }),
+    z.object({
+      kind: z.literal('redis'),
+      /** One of: a single server (the default, redis://127.0.0.1:6379), a Redis Cluster's seed nodes, or Sentinel. */
+      url: z.string().optional(),
+      cluster: redisAddresses.optional(),
+      sentinel: z.object({
+        masterName: z.string().min(1),
+        sentinels: redisAddresses,
+        username: z.string().optional(),
+        password: z.string().optional(),
+      }).optional(),
+      // Parley's keys put their own hash tag right after the prefix; a brace in it would replace that tag.
+      keyPrefix: z.string().regex(/^[^{}]*$/, 'must not contain { or }: every key carries its own Redis Cluster hash tag after the prefix').default('parley:'),
+      /** How long start-up (and an administration command) waits for Redis to answer before giving up. */
+      connectTimeoutMs: z.number().int().positive().default(10_000),
+    }),
+  ]).superRefine((st, ctx) => {
+    if (st.kind !== 'redis') return;
+    const set = (['url', 'cluster', 'sentinel'] as const).filter((k) => st[k] !== undefined);
+    if (set.length > 1) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `give one of store.url, store.cluster and store.sentinel, not ${set.map((k) => `store.${k}`).join(' and ')}` });
+  }).default({ kind: 'lmdb' }),
 
   c2s: z.object({
     tcp: listener.extend({ port: z.number().int().min(0).max(65535).default(5222) }).default({}),

@@ -30,3 +30,30 @@ export function logger(component: string): Logger {
     enabled: (l) => ORDER[l] >= threshold,
   };
 }
+
+/** A URL as it may appear in a log line or an error: any password replaced by `***`. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/]*)@/i, (_, scheme: string, auth: string) => {
+    const colon = auth.indexOf(':');
+    return `${scheme}${colon < 0 ? auth : `${auth.slice(0, colon)}:***`}@`;
+  });
+}
+
+/**
+ * A warning that repeats during an outage (every reconnect attempt fails the
+ * same way): written at most once per `intervalMs`, with how many were held back.
+ */
+export function throttledWarn(log: Logger, intervalMs: number): (msg: string, fields?: Record<string, unknown>) => void {
+  let last = -Infinity;
+  let held = 0;
+  return (msg, fields) => {
+    const now = Date.now();
+    if (now - last < intervalMs) {
+      held++;
+      return;
+    }
+    log.warn(msg, held ? { ...fields, suppressed: held } : fields);
+    last = now;
+    held = 0;
+  };
+}

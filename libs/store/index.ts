@@ -1,16 +1,19 @@
 // The store: pick a backend from configuration; everything above sees only `Store`.
 import type { Store } from './store.ts';
 import { openLmdbStore, type LmdbSync } from './lmdb-store.ts';
-import { createRedisStore } from './redis-store.ts';
+import { connectRedis, createRedisStore, type RedisTarget } from './redis-store.ts';
 
 export type { Bytes, Store, StoreBatch } from './store.ts';
 export { openLmdbStore, type LmdbSync } from './lmdb-store.ts';
-export { createRedisStore, createRedisClient } from './redis-store.ts';
+export { createRedisStore, createRedisClient, connectRedis, describeRedisTarget, type RedisClient, type RedisTarget } from './redis-store.ts';
 
 export type StoreConfig =
   | { kind: 'lmdb'; path: string; sync?: LmdbSync }
-  | { kind: 'redis'; url: string; keyPrefix?: string };
+  | (RedisTarget & { kind: 'redis'; keyPrefix?: string; connectTimeoutMs?: number });
 
+/** Opens the store; Redis must answer within `connectTimeoutMs` (default 10 s), or this rejects naming it. */
 export async function openStore(cfg: StoreConfig): Promise<Store> {
-  return cfg.kind === 'lmdb' ? openLmdbStore(cfg.path, cfg.sync) : createRedisStore(cfg);
+  if (cfg.kind === 'lmdb') return openLmdbStore(cfg.path, cfg.sync);
+  const client = await connectRedis(cfg, { timeoutMs: cfg.connectTimeoutMs ?? 10_000 });
+  return createRedisStore({ client, keyPrefix: cfg.keyPrefix });
 }

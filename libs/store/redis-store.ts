@@ -4,17 +4,128 @@
 // Hashes are Redis hashes, lists Redis lists, logs sorted sets scored by id
 // (ZCOUNT answers a range's size in O(log n)); a member is the id's 8 bytes
 // then the value, so equal values stay distinct. Values travel as Buffers.
-import { Redis, type ChainableCommander } from 'ioredis';
+//
+// The client is one server, a Redis Cluster or a Sentinel-watched primary
+// (redis-target.ts); every MULTI, pipeline and script Parley sends touches one
+// hash slot, which is all Redis Cluster allows.
+import { Cluster, Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
+import { logger, throttledWarn } from '../log/index.ts';
+import { DEFAULT_REDIS_URL, describeRedisTarget, parseRedisAddress, redisMode, type RedisTarget } from './redis-target.ts';
 import type { Bytes, LogEntry, LogRange, Store, StoreBatch } from './store.ts';
 
-/** A client for the store and for other modules (membership, presence…). */
-export function createRedisClient(url: string): Redis {
-  return new Redis(url, {
-    enableAutoPipelining: true, // concurrent commands from one tick share a round trip
+export type { RedisTarget, SentinelTarget } from './redis-target.ts';
+export { describeRedisTarget } from './redis-target.ts';
+
+/** What Parley talks to: one server (or a Sentinel-watched primary), or a Redis Cluster. */
+export type RedisClient = Redis | Cluster;
+
+export interface RedisClientOptions {
+  /** Milliseconds one TCP connection attempt may take. */
+  connectTimeoutMs?: number;
+  /** During an outage every reconnect attempt fails alike: log one such error per this many ms. */
+  errorLogIntervalMs?: number;
+}
+
+const log = logger('redis');
+
+/** ioredis wraps "no node answered" in an error whose message hides the cause. */
+function errorText(e: Error): string {
+  const last = (e as { lastNodeError?: unknown }).lastNodeError;
+  return last instanceof Error ? `${e.message} (${last.message})` : e.message;
+}
+
+interface Watch { quiet: boolean; down: boolean; lastError?: Error }
+
+function build(target: string | RedisTarget, opts: RedisClientOptions, quiet: boolean): { client: RedisClient; watch: Watch } {
+  const t: RedisTarget = typeof target === 'string' ? { url: target } : target;
+  const common: RedisOptions = {
     maxRetriesPerRequest: 3, // fail a request during an outage instead of queueing it forever
-    lazyConnect: false,
-    connectTimeout: 5_000,
+    connectTimeout: opts.connectTimeoutMs ?? 5_000,
+  };
+  let client: RedisClient;
+  switch (redisMode(t)) {
+    case 'cluster': {
+      const seeds = t.cluster!.map((a) => parseRedisAddress(a));
+      const auth = seeds.find((s) => s.password !== undefined || s.username !== undefined);
+      client = new Cluster(seeds.map(({ host, port }) => ({ host, port })), {
+        enableAutoPipelining: true, // concurrent commands from one tick share a round trip per node
+        // Nodes learnt from the cluster get the seeds' credentials and TLS too.
+        redisOptions: { ...common, username: auth?.username, password: auth?.password, ...(seeds.some((s) => s.tls) ? { tls: {} } : {}) },
+      });
+      break;
+    }
+    case 'sentinel': {
+      const s = t.sentinel!;
+      const sentinels = s.sentinels.map((a) => parseRedisAddress(a, 26379));
+      const auth = sentinels.find((x) => x.password !== undefined || x.username !== undefined);
+      client = new Redis({
+        ...common,
+        enableAutoPipelining: true,
+        sentinels: sentinels.map(({ host, port }) => ({ host, port })),
+        name: s.masterName,
+        username: s.username,
+        password: s.password,
+        sentinelUsername: auth?.username,
+        sentinelPassword: auth?.password,
+        ...(sentinels.some((x) => x.tls) ? { sentinelTLS: {} } : {}),
+        // Reconnect when the sentinels announce a new primary, not only when the old one's socket dies.
+        failoverDetector: true,
+      });
+      break;
+    }
+    default:
+      client = new Redis(t.url ?? DEFAULT_REDIS_URL, { ...common, enableAutoPipelining: true });
+  }
+  // An 'error' event without a listener is printed by ioredis on every reconnect attempt; log it here, throttled.
+  const watch: Watch = { quiet, down: false };
+  const what = describeRedisTarget(t);
+  const warn = throttledWarn(log, opts.errorLogIntervalMs ?? 10_000);
+  client.on('error', (e: Error) => {
+    watch.lastError = e;
+    if (watch.quiet) return;
+    watch.down = true;
+    warn('connection error', { redis: what, error: errorText(e) });
   });
+  // A Cluster reports each node's errors apart; its 'error' is for the cluster as a whole.
+  if (client instanceof Cluster) {
+    client.on('node error', (e: Error, node: string) => {
+      watch.lastError = e;
+      if (!watch.quiet) warn('node error', { redis: what, node, error: errorText(e) });
+    });
+  }
+  client.on('ready', () => {
+    if (watch.down) log.info('connected again', { redis: what });
+    watch.down = false;
+    watch.quiet = false;
+  });
+  return { client, watch };
+}
+
+/** A client for the store and for other modules (membership…): a URL, or any RedisTarget. */
+export function createRedisClient(target: string | RedisTarget, opts: RedisClientOptions = {}): RedisClient {
+  return build(target, opts, false).client;
+}
+
+/**
+ * A client that has answered: waits up to `timeoutMs` for it to be ready
+ * (Redis reachable, a Cluster's slots known). Otherwise it is closed and the
+ * error names the engine, its addresses and the last connection error; the
+ * attempts meanwhile are not logged, so a start-up failure is one line.
+ */
+export async function connectRedis(target: string | RedisTarget, opts: RedisClientOptions & { timeoutMs: number }): Promise<RedisClient> {
+  const { client, watch } = build(target, opts, true);
+  await new Promise<void>((resolve, reject) => {
+    const onReady = (): void => { clearTimeout(timer); resolve(); };
+    const timer = setTimeout(() => {
+      client.off('ready', onReady);
+      client.disconnect();
+      const t = typeof target === 'string' ? { url: target } : target;
+      const why = watch.lastError ? errorText(watch.lastError) : `no connection became ready (status ${client.status})`;
+      reject(new Error(`cannot reach ${describeRedisTarget(t)} within ${opts.timeoutMs / 1000} s: ${why}`));
+    }, opts.timeoutMs);
+    client.once('ready', onReady);
+  });
+  return client;
 }
 
 // ioredis only sends Buffers as binary; a plain Uint8Array would be stringified.
@@ -31,9 +142,10 @@ function bounds(q: Pick<LogRange, 'after' | 'before'>): [string, string] {
   return [q.after === undefined ? '-inf' : `(${q.after}`, q.before === undefined ? '+inf' : `(${q.before}`];
 }
 
-export function createRedisStore(opts: { url: string; keyPrefix?: string }): Store {
+/** The store over a client of its own, or over `client` (closed with the store). */
+export function createRedisStore(opts: RedisTarget & { keyPrefix?: string; client?: RedisClient }): Store {
   const prefix = opts.keyPrefix ?? 'parley:';
-  const r = createRedisClient(opts.url);
+  const r = opts.client ?? createRedisClient(opts);
   const key = (scope: string, coll: string): string => `${prefix}{${scope}}:${coll}`;
   const toMap = (o: Record<string, Buffer>): Map<string, Bytes> => new Map(Object.entries(o));
 

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { Subjects } from '../../libs/bus/bus.ts';
 import { envelope } from '../../libs/bus/envelope.ts';
-import { NatsBus } from '../../libs/bus/nats.ts';
+import { NatsBus, natsServers } from '../../libs/bus/nats.ts';
 import type { Config } from '../../libs/config/schema.ts';
 import { OP_DRAIN, OP_DRAINED, type DrainResult } from './c2s-node.ts';
 
@@ -12,7 +12,7 @@ export async function requestDrain(config: Config, node: string): Promise<DrainR
   if (config.bus.kind !== 'nats') throw new Error('the embedded mode has one c2s node and nowhere to send its clients: stop the server instead');
   const self = `admin-${randomBytes(4).toString('hex')}`;
   const subjects = new Subjects(config.bus.subjectPrefix);
-  const bus = await NatsBus.connect(config.bus.url, self);
+  const bus = await NatsBus.connect(natsServers(config.bus), self, undefined, { timeoutMs: config.bus.connectTimeoutMs });
   try {
     const sid = randomBytes(9).toString('base64url');
     return await new Promise<DrainResult>((resolve, reject) => {
