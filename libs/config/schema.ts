@@ -370,6 +370,10 @@ export const configSchema = z.object({
     maxMailbox: z.number().int().positive().default(10_000),
     /** Timeout for a c2s → actor request (bind). */
     requestTimeoutMs: z.number().int().positive().default(10_000),
+    /** A failed store write that must not be lost (a managed session's queue and record, the message archive) is tried again this many times… */
+    storeRetries: z.number().int().min(0).default(3),
+    /** …first after this many milliseconds, the wait doubling each time. */
+    storeRetryDelayMs: z.number().int().positive().default(500),
   }).default({}),
 
   /** XEP-0198 stream management: acks both ways, and sessions that survive their connection (resumption on any c2s node). */

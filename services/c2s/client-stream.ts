@@ -515,13 +515,13 @@ export class ClientStream {
     this.resumeTimer = setTimeout(() => this.smResumeFailed('internal-server-error'), this.ctx.config.session.requestTimeoutMs);
   }
 
-  private smResumeFailed(condition: string): void {
+  private smResumeFailed(condition: string, textMsg?: string): void {
     if (this.sm.state !== 'resuming' || this.state.name !== 'binding') return;
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
     this.sm.state = 'off';
     this.state = { name: 'wait-bind' };
     if (condition === 'undefined-condition') return this.fail(new StreamError('undefined-condition', 'the resumption acknowledges more stanzas than were sent'), false);
-    this.t.send(smElement.failed(condition));
+    this.t.send(smElement.failed(condition, textMsg));
     this.releaseHeld();
   }
 
@@ -560,7 +560,7 @@ export class ClientStream {
       case 'sm-failed':
         if (this.sm.state !== 'enabling') return;
         this.sm.state = 'off';
-        this.t.send(smElement.failed(String(d.condition)));
+        this.t.send(smElement.failed(String(d.condition), typeof d.text === 'string' ? d.text : undefined));
         return;
       case 'sm-h':
         if (!this.sm.on || this.state.name !== 'established') return;
@@ -584,7 +584,7 @@ export class ClientStream {
         return;
       }
       case 'sm-resume-failed':
-        return this.smResumeFailed(String(d.condition));
+        return this.smResumeFailed(String(d.condition), typeof d.text === 'string' ? d.text : undefined);
       default:
         log.warn('unknown stream management answer', { op: env.op });
     }

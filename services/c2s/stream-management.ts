@@ -27,7 +27,8 @@ export function parseH(v: string | undefined): number | undefined {
 export const smElement = {
   feature: (): string => `<sm xmlns='${NS_SM}'/>`,
   enabled: (id: string | undefined, max: number | undefined): string => serialize(el('enabled', { xmlns: NS_SM, id, resume: id ? 'true' : undefined, max: max !== undefined ? String(max) : undefined })),
-  failed: (condition: string): string => `<failed xmlns='${NS_SM}'><${condition} xmlns='${NS_STANZAS}'/></failed>`,
+  failed: (condition: string, text?: string): string => serialize(el('failed', { xmlns: NS_SM }, el(condition, { xmlns: NS_STANZAS }),
+    text ? el('text', { xmlns: NS_STANZAS, 'xml:lang': 'en' }, text) : undefined)),
   resumed: (previd: string, h: number): string => serialize(el('resumed', { xmlns: NS_SM, previd, h: String(h % WRAP) })),
   a: (h: number): string => `<a xmlns='${NS_SM}' h='${h % WRAP}'/>`,
   r: (): string => `<r xmlns='${NS_SM}'/>`,

@@ -19,8 +19,8 @@ export abstract class Actor {
   /** Read state from the store on activation. */
   protected abstract load(): Promise<void>;
   protected abstract handle(env: Envelope): void | Promise<void>;
-  /** An envelope this actor cannot take (mailbox full, state unreadable): answer its sender. */
-  protected abstract refuse(env: Envelope, reason: 'overflow' | 'unavailable'): void;
+  /** An envelope this actor cannot take (mailbox full, state unreadable) or whose handler failed: answer its sender. */
+  protected abstract refuse(env: Envelope, reason: 'overflow' | 'unavailable' | 'failed'): void;
 
   get depth(): number {
     return this.mailbox.length - this.head;
@@ -32,7 +32,7 @@ export abstract class Actor {
 
   push(env: Envelope): void {
     if (this.depth >= this.maxMailbox) {
-      this.refuse(env, 'overflow');
+      this.answerRefused(env, 'overflow');
       return;
     }
     this.mailbox.push(env);
@@ -57,19 +57,30 @@ export abstract class Actor {
           const r = this.handle(env);
           if (r !== undefined) await r;
         } catch (e) {
-          log.error('handler failed', { actor: this.key, op: env.op || env.kind, error: e });
+          // A store or bus call failed under it: the sender hears so (a stanza error with its text), never silence.
+          log.error('handler failed', { actor: this.key, op: env.op || env.kind, from: env.from, error: e });
+          this.answerRefused(env, 'failed');
         }
       }
     } catch (e) {
       log.error('activation failed', { actor: this.key, error: e });
       // Nothing queued is dropped silently: each sender hears that we could not take it.
-      for (let i = this.head; i < this.mailbox.length; i++) this.refuse(this.mailbox[i], 'unavailable');
+      for (let i = this.head; i < this.mailbox.length; i++) this.answerRefused(this.mailbox[i], 'unavailable');
     } finally {
       this.mailbox.length = 0;
       this.head = 0;
       this.running = false;
       this.lastActive = Date.now();
       for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  /** refuse(), whose own failure (a stanza that cannot be parsed) costs only that envelope. */
+  private answerRefused(env: Envelope, reason: 'overflow' | 'unavailable' | 'failed'): void {
+    try {
+      this.refuse(env, reason);
+    } catch (e) {
+      log.error('could not answer a refused envelope', { actor: this.key, op: env.op || env.kind, reason, error: e });
     }
   }
 

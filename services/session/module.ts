@@ -119,6 +119,11 @@ export interface AccountContext {
   terminateSession(resource: string): Promise<void>;
   /** A stanza for the account handled again as if just arrived, past filters and message hooks (what an ended session leaves behind). */
   reroute(d: Delivery): void | Promise<void>;
+  /**
+   * Work a handler started and does not wait for (a store write being tried again): the actor counts as busy
+   * until it settles, so a shard handoff, a passivation or a shutdown waits for it. A rejection is logged with `what`.
+   */
+  background(work: Promise<unknown>, what: string): void;
 }
 
 export interface IqRequest {

@@ -95,6 +95,9 @@ export class UserActor extends Actor implements AccountContext {
   private reached: SessionEntry[] | undefined;
   /** Routing again what an ended session left behind: no filters, no message hooks (they ran the first time). */
   private replaying = false;
+  /** Background work under way (background()), and who waits for it to settle (idle()). */
+  private pendingWork = 0;
+  private workWaiters: (() => void)[] = [];
 
   constructor(readonly bare: string, shard: number, private readonly svc: SessionServices) {
     super(bare, shard, svc.config.session.maxMailbox);
@@ -102,6 +105,20 @@ export class UserActor extends Actor implements AccountContext {
 
   get hasSessions(): boolean {
     return this.sessions.size > 0;
+  }
+
+  /** Busy until background work has settled too (a shard handoff, a passivation and a shutdown ask this). */
+  override get busy(): boolean {
+    return super.busy || this.pendingWork > 0;
+  }
+
+  override async idle(): Promise<void> {
+    for (;;) {
+      // The base idle() resolves when the mailbox run ends, so ask it only while one is under way.
+      if (super.busy) await super.idle();
+      else if (this.pendingWork > 0) await new Promise<void>((r) => this.workWaiters.push(r));
+      else return;
+    }
   }
 
   protected async load(): Promise<void> {
@@ -139,16 +156,35 @@ export class UserActor extends Actor implements AccountContext {
     return this.inbound(env);
   }
 
-  protected refuse(env: Envelope, reason: 'overflow' | 'unavailable'): void {
+  protected refuse(env: Envelope, reason: 'overflow' | 'unavailable' | 'failed'): void {
+    const error = reason === 'overflow' ? new StanzaError('resource-constraint', 'too many stanzas queued for this account')
+      : reason === 'unavailable' ? new StanzaError('internal-server-error', 'the account is temporarily unavailable')
+        : new StanzaError('internal-server-error', 'the server could not complete this (a storage error); try again later');
     if (env.kind === 'ctl') {
-      if (env.op === 'bind') {
-        const { node } = env.data as BindRequest;
-        this.svc.router.control(node, env.sid, 'bind-failed', { condition: 'resource-constraint', text: 'the account is busy; try again' });
+      switch (env.op) {
+        case 'bind': {
+          const { node } = env.data as BindRequest;
+          const busy = reason === 'overflow';
+          this.svc.router.control(node, env.sid, 'bind-failed', { condition: busy ? 'resource-constraint' : 'internal-server-error',
+            text: busy ? 'the account is busy; try again' : error.text });
+          return;
+        }
+        case 'sm-resume': {
+          const { node } = env.data as { node: string };
+          this.svc.router.control(node, env.sid, 'sm-resume-failed', { condition: error.condition, text: error.text });
+          return;
+        }
+        case 'undeliverable': {
+          // A stanza handed back from a session that was gone: it had not reached anyone, its sender hears so.
+          const { kind, kept } = env.data as { kind: StanzaKind; kept?: boolean };
+          if (!kept && (kind === 'message' || (kind === 'iq' && (env.type === 'get' || env.type === 'set')))) this.background(this.bounce({ ...env, kind, dir: 'in', op: '', data: undefined }, error), 'bouncing a stanza');
+          return;
+        }
+        default:
+          return;
       }
-      return;
     }
-    void this.bounce(env, new StanzaError(reason === 'overflow' ? 'resource-constraint' : 'internal-server-error',
-      reason === 'overflow' ? 'too many stanzas queued for this account' : 'the account is temporarily unavailable'));
+    this.background(this.bounce(env, error), 'bouncing a stanza');
   }
 
   // ================================================================ control
@@ -404,7 +440,8 @@ export class UserActor extends Actor implements AccountContext {
   }
 
   private routeStanza(kind: StanzaKind, from: string, to: string, type: string, xml: string): void {
-    void this.route(envelope({ kind, dir: 'in', from, to, type, xml }));
+    // To this account itself it may be handled here and now (offline storage): a failure there is logged, never unhandled.
+    this.background(this.route(envelope({ kind, dir: 'in', from, to, type, xml })), 'routing a stanza from the server');
   }
 
   // ================================================================ inbound
@@ -724,9 +761,9 @@ export class UserActor extends Actor implements AccountContext {
     }
     await this.sendFromServer('iq', reply);
     if (this.removeRequested) {
-      // After the answer, so the client reads its result before the stream closes.
+      // After the answer, so the client reads its result before the stream closes; it was answered, so a failure is only logged.
       this.removeRequested = false;
-      await this.removeAccount();
+      await this.removeAccount().catch((e: unknown) => log.error('removing the account its owner unregistered failed', { account: this.bare, error: e }));
     }
   }
 
@@ -747,9 +784,9 @@ export class UserActor extends Actor implements AccountContext {
     return this.route(env, true);
   }
 
-  /** Return a stanza to its sender with an error (never an error for an error). */
+  /** Return a stanza to its sender with an error (never an error for an error, nor for an iq result). */
   private bounce(env: Envelope, error: StanzaError): void | Promise<void> {
-    if (env.type === 'error' || env.from === '') return;
+    if (env.type === 'error' || env.from === '' || (env.kind === 'iq' && env.type === 'result')) return;
     return this.sendFromServer(env.kind as StanzaKind, errorReply(parseFragment(env.xml), error));
   }
 
@@ -922,7 +959,21 @@ export class UserActor extends Actor implements AccountContext {
 
   later(ms: number, op: string, data?: unknown): void {
     // Through the bus: by then another process may own this account.
-    setTimeout(() => this.svc.router.toActor(this.bare, envelope({ kind: 'ctl', dir: 'in', op, to: this.bare, data })), ms).unref();
+    setTimeout(() => {
+      try {
+        this.svc.router.toActor(this.bare, envelope({ kind: 'ctl', dir: 'in', op, to: this.bare, data }));
+      } catch (e) {
+        log.error('a timer could not reach its actor', { account: this.bare, op, error: e });
+      }
+    }, ms).unref();
+  }
+
+  background(work: void | Promise<unknown>, what: string): void {
+    if (!work) return;
+    this.pendingWork++;
+    work.then(undefined, (e: unknown) => log.error(`${what} failed`, { account: this.bare, error: e })).finally(() => {
+      if (--this.pendingWork === 0) for (const w of this.workWaiters.splice(0)) w();
+    });
   }
 
   async moveSession(resource: string, node: string, sid: string): Promise<void> {

@@ -16,6 +16,7 @@
 import { pack, unpack } from 'msgpackr';
 import { StanzaError } from '../../../libs/errors/index.ts';
 import { NS_RSM, parseRsm } from '../rsm.ts';
+import { retriedWrite } from '../retry.ts';
 import { tryParseJid } from '../../../libs/jid/index.ts';
 import { bareJid, resourcePart } from '../../../libs/jid/split.ts';
 import { child, children, el, text, type Element } from '../../../libs/xml/element.ts';
@@ -163,7 +164,9 @@ function append(state: ArchiveState, account: AccountContext, msg: MessageEvent,
     }
   }
   const store = account.server.store;
-  let write: Promise<unknown> = store.logAppend(account.bare, ARCHIVE, seq, encode({ id: seq, stamp: now, with: peer, dir: msg.dir, xml: msg.xml }));
+  const entry = encode({ id: seq, stamp: now, with: peer, dir: msg.dir, xml: msg.xml });
+  // Retried (session.storeRetries): the message was delivered, only the archive would lose it.
+  let write: Promise<unknown> = retriedWrite(account, { what: 'archiving a message', write: () => store.logAppend(account.bare, ARCHIVE, seq, entry) });
   state.count++;
   const { maxMessages, maxAgeDays } = account.server.config.mam;
   // Trimmed in steps: at most one trim per TRIM_STEP messages, each dropping only what is over.

@@ -7,6 +7,7 @@ import { bareJid, domainPart, hasLocalpart } from '../../../libs/jid/split.ts';
 import { el, type Element } from '../../../libs/xml/element.ts';
 import { parseFragment } from '../../../libs/xml/fragment.ts';
 import { serialize } from '../../../libs/xml/serialize.ts';
+import { logger } from '../../../libs/log/index.ts';
 import { Actor } from '../actor.ts';
 import type { SessionServices } from '../services.ts';
 import { kindOf, RoomFanout, type Target } from './fanout.ts';
@@ -17,6 +18,8 @@ export interface Via {
   node: string;
   sid: string;
 }
+
+const log = logger('muc');
 
 export function viaOf(env: Envelope): Via | undefined {
   const d = env.data as { node?: unknown; sid?: unknown } | undefined;
@@ -91,20 +94,22 @@ export abstract class MucActor extends Actor {
     this.reply(env, via, serialize(r));
   }
 
-  protected refuse(env: Envelope, reason: 'overflow' | 'unavailable'): void {
-    if (env.kind === 'ctl') return;
-    this.bounce(env, viaOf(env), new StanzaError(reason === 'overflow' ? 'resource-constraint' : 'internal-server-error',
-      reason === 'overflow' ? 'the room is busy; try again' : 'the room is temporarily unavailable'));
+  protected refuse(env: Envelope, reason: 'overflow' | 'unavailable' | 'failed'): void {
+    if (env.kind === 'ctl' || (env.kind === 'iq' && env.type === 'result')) return;
+    this.bounce(env, viaOf(env), reason === 'overflow' ? new StanzaError('resource-constraint', 'the room is busy; try again')
+      : reason === 'unavailable' ? new StanzaError('internal-server-error', 'the room is temporarily unavailable')
+        : new StanzaError('internal-server-error', 'the room could not complete this (a storage error); try again later'));
   }
 
-  /** Run an iq get/set handler; a StanzaError it throws becomes the error reply. */
+  /** Run an iq get/set handler; what it throws becomes the error reply (anything but a StanzaError is logged too). */
   protected async answer(env: Envelope, via: Via | undefined, handler: () => Element | undefined | void | Promise<Element | undefined | void>): Promise<void> {
+    let r: Element | undefined | void;
     try {
-      const r = await handler();
-      this.iqResult(env, via, r ?? undefined);
+      r = await handler();
     } catch (e) {
-      this.bounce(env, via, e instanceof StanzaError ? e : new StanzaError('internal-server-error'));
-      if (!(e instanceof StanzaError)) throw e;
+      if (!(e instanceof StanzaError)) log.error('iq handler failed', { room: this.jid, from: env.from, error: e });
+      return this.bounce(env, via, e instanceof StanzaError ? e : new StanzaError('internal-server-error', 'the room could not complete this; try again later'));
     }
+    this.iqResult(env, via, r ?? undefined);
   }
 }

@@ -155,10 +155,15 @@ export class RoomActor extends MucActor {
     for (const o of stale) this.remove(o, [Status.Error], {});
   }
 
-  /** What an owner or admin changed is answered once it is stored (and listed), not before. */
-  private async durable(): Promise<undefined> {
+  /** What an owner or admin changed is answered once it is stored (and listed), not before; `mark`: failures() before the change. */
+  private async durable(mark: number): Promise<undefined> {
     await this.writesDone();
+    if (this.failures() > mark) throw new StanzaError('internal-server-error', 'the change could not be stored; try again later');
     return undefined;
+  }
+
+  private failures(): number {
+    return this.writes.failures + this.listingWrites.failures;
   }
 
   private async writesDone(): Promise<void> {
@@ -690,8 +695,9 @@ export class RoomActor extends MucActor {
       if (ns === NS_DISCO_INFO && get && q.name === 'query') return this.roomInfo(q);
       if (ns === NS_DISCO_ITEMS && get && q.name === 'query') return el('query', { xmlns: NS_DISCO_ITEMS });
       if (ns === NS_PING && get) return undefined;
-      if (ns === NS_MUC_ADMIN && q.name === 'query') return get ? this.adminGet(q, bare, occ) : this.adminSet(q, bare, occ).then(() => this.durable());
-      if (ns === NS_MUC_OWNER && q.name === 'query') return get ? this.ownerGet(bare) : this.ownerSet(q, bare).then(() => this.durable());
+      const mark = this.failures();
+      if (ns === NS_MUC_ADMIN && q.name === 'query') return get ? this.adminGet(q, bare, occ) : this.adminSet(q, bare, occ).then(() => this.durable(mark));
+      if (ns === NS_MUC_OWNER && q.name === 'query') return get ? this.ownerGet(bare) : this.ownerSet(q, bare).then(() => this.durable(mark));
       if (ns === NS_MAM && q.name === 'query' && get) {
         this.checkArchiveAccess(bare, occ);
         return archiveForm();

@@ -13,6 +13,8 @@ export class WriteQueue {
   private ops: Op[] = [];
   private draining = false;
   private waiters: (() => void)[] = [];
+  /** Writes that failed so far (each also went to onError): a caller compares before and after. */
+  failures = 0;
 
   constructor(private readonly store: Store, private readonly scope: string, private readonly onError: (e: unknown) => void) {}
 
@@ -58,7 +60,7 @@ export class WriteQueue {
           }
           if (b) await this.exec(b);
           b = undefined;
-          await op.run().catch(this.onError);
+          await op.run().catch(this.failed);
         }
         if (b) await this.exec(b);
       }
@@ -69,6 +71,11 @@ export class WriteQueue {
   }
 
   private exec(b: StoreBatch): Promise<void> {
-    return b.exec().catch(this.onError);
+    return b.exec().catch(this.failed);
   }
+
+  private readonly failed = (e: unknown): void => {
+    this.failures++;
+    this.onError(e);
+  };
 }

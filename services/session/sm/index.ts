@@ -13,6 +13,7 @@
 import type { StanzaKind } from '../../../libs/bus/envelope.ts';
 import { logger } from '../../../libs/log/index.ts';
 import { parseFragment } from '../../../libs/xml/fragment.ts';
+import { retriedWrite } from '../retry.ts';
 import {
   defineAccountState, defineModule, type AccountContext, type ControlRequest, type Delivery, type DetachReason, type LoadedCollections, type LoadContext,
 } from '../module.ts';
@@ -58,25 +59,53 @@ const ownResource = (s: SmSessions, sid: string): [string, SmSession] | undefine
   return undefined;
 };
 
-function persist(account: AccountContext, resource: string, s: SmSession): Promise<void> {
-  const p = account.server.store.hset(account.bare, SM_STATE, resource, encodeRecord(s));
+/**
+ * Store what the session's record says (retried, session.storeRetries, with what it says by then, while the session
+ * is still this one). Never rejects: false when every try failed — the session goes on from memory, and the next
+ * write of the record (an ack, a barrier) stores all of it again.
+ */
+function persist(account: AccountContext, resource: string, s: SmSession): Promise<boolean> {
+  const p = retriedWrite(account, {
+    what: 'writing a managed session record',
+    write: () => account.server.store.hset(account.bare, SM_STATE, resource, encodeRecord(s)),
+    wanted: () => account.state(streamManagement).get(resource) === s,
+  });
   s.writes = s.writes.then(() => p, () => p);
   return p;
 }
 
+/**
+ * Stanzas the store could not keep, after every retry: held here until acknowledged, so a resumption on this
+ * process still resends them and an ended session still routes them (only a crash of the process loses them).
+ */
+const unsaved = new WeakMap<SmSession, Map<number, QueuedStanza>>();
+
 async function readQueue(account: AccountContext, s: SmSession): Promise<QueuedStanza[]> {
   await s.writes.catch(() => undefined);
-  const kept = await account.server.store.logRange(account.bare, queueOf(s.smid), { after: s.acked });
-  return kept.map((e) => decodeEntry(e.value));
+  const kept = (await account.server.store.logRange(account.bare, queueOf(s.smid), { after: s.acked })).map((e) => decodeEntry(e.value));
+  const held = unsaved.get(s);
+  if (!held || held.size === 0) return kept;
+  const have = new Set(kept.map((e) => e.n));
+  for (const [n, e] of held) if (n > s.acked && !have.has(n)) kept.push(e);
+  return kept.sort((a, b) => a.n - b.n);
 }
 
 /** Give a stanza its number, keep it until acknowledged, and send it unless the session waits. */
 function number(account: AccountContext, resource: string, s: SmSession, d: Delivery): void {
   const n = ++s.out;
   const full = d.to === '' ? { ...d, to: `${account.bare}/${resource}` } : d;
-  const p = account.server.store.logAppend(account.bare, queueOf(s.smid), n, encodeEntry(n, full));
+  const entry = encodeEntry(n, full);
+  const p = retriedWrite(account, {
+    what: 'queueing a stanza for a managed session',
+    write: () => account.server.store.logAppend(account.bare, queueOf(s.smid), n, entry),
+    wanted: () => n > s.acked && account.state(streamManagement).get(resource) === s,
+    gaveUp: () => {
+      let held = unsaved.get(s);
+      if (!held) unsaved.set(s, (held = new Map()));
+      held.set(n, { ...full, n });
+    },
+  });
   s.writes = s.writes.then(() => p, () => p);
-  p.catch((e: unknown) => log.error('queueing for a managed session failed', { account: account.bare, error: e }));
   if (s.detachedAt === 0) account.transmit(resource, full, n);
   const { maxQueue, ackRequestSeconds } = account.server.config.streamManagement;
   if (s.out - s.acked > maxQueue) {
@@ -206,12 +235,21 @@ async function enable(req: ControlRequest): Promise<void> {
   const s = newSession(req.sid, req.sid, d.node, resumable, resumable ? Math.min(asked, cfg.maxResumeTimeoutSeconds) : 0);
   s.inactive = d.inactive === true;
   const old = state.get(d.resource);
-  if (old) await release(account, old);
-  state.set(d.resource, s);
-  account.rulesChanged();
-  await persist(account, d.resource, s);
-  const id = resumable ? makeResumptionId(await resumptionSecret(account.server.store), account.bare, s.smid) : undefined;
-  account.controlConnection(d.node, req.sid, 'sm-enabled', { id, max: resumable ? s.max : undefined });
+  try {
+    if (old) await release(account, old);
+    state.set(d.resource, s);
+    account.rulesChanged();
+    if (!(await persist(account, d.resource, s))) throw new Error('the session record could not be stored');
+    const id = resumable ? makeResumptionId(await resumptionSecret(account.server.store), account.bare, s.smid) : undefined;
+    account.controlConnection(d.node, req.sid, 'sm-enabled', { id, max: resumable ? s.max : undefined });
+  } catch (e) {
+    log.error('enabling stream management failed', { account: account.bare, resource: d.resource, error: e });
+    if (state.get(d.resource) === s) {
+      state.delete(d.resource);
+      account.rulesChanged();
+    }
+    account.controlConnection(d.node, req.sid, 'sm-failed', { condition: 'internal-server-error', text: 'the session could not be stored; try again later' });
+  }
 }
 
 /** <r/>: everything the client sent before it has been handled here (this envelope comes after them). */
@@ -228,9 +266,12 @@ function barrier(req: ControlRequest): void {
 function acknowledge(account: AccountContext, s: SmSession, n: number): void {
   if (n <= s.acked || n > s.out) return;
   s.acked = n;
-  const p = account.server.store.logTrim(account.bare, queueOf(s.smid), { below: n + 1 });
+  const held = unsaved.get(s);
+  if (held) for (const k of held.keys()) if (k <= n) held.delete(k);
+  // Not retried: reads skip what is acknowledged, and the next trim or the session's end removes it.
+  const p = account.server.store.logTrim(account.bare, queueOf(s.smid), { below: n + 1 })
+    .catch((e: unknown) => log.warn('trimming a managed queue failed', { account: account.bare, error: e }));
   s.writes = s.writes.then(() => p, () => p);
-  p.catch((e: unknown) => log.error('trimming a managed queue failed', { account: account.bare, error: e }));
 }
 
 function ack(req: ControlRequest): void {
@@ -293,15 +334,34 @@ async function resend(req: ControlRequest): Promise<void> {
   if (!found) return;
   const [resource, s] = found;
   const from = (req.data as { from: number }).from;
-  for (const e of await readQueue(account, s)) if (e.n >= from && s.sid === req.sid) account.transmit(resource, e, e.n);
+  let queued: QueuedStanza[];
+  try {
+    queued = await readQueue(account, s);
+  } catch (e) {
+    // The c2s waits for this resend; the check timer sends it once the store answers again.
+    log.warn('reading a managed queue for a resend failed', { account: account.bare, error: e });
+    return recheck(account, resource, s);
+  }
+  for (const e of queued) if (e.n >= from && s.sid === req.sid) account.transmit(resource, e, e.n);
+}
+
+/** Make sure a retransmission check is scheduled (what a failed read of the queue leaves to it). */
+function recheck(account: AccountContext, resource: string, s: SmSession): void {
+  if (s.checking) return;
+  s.checking = true;
+  account.later(account.server.config.streamManagement.ackRequestSeconds * 2000, 'sm-check', { resource, smid: s.smid, out: s.out });
 }
 
 async function resume(req: ControlRequest): Promise<void> {
   const { account } = req;
   const d = req.data as ResumeRequest;
-  const fail = (condition: string) => account.controlConnection(d.node, req.sid, 'sm-resume-failed', { condition });
+  const fail = (condition: string, text?: string) => account.controlConnection(d.node, req.sid, 'sm-resume-failed', { condition, text });
   const state = account.state(streamManagement);
-  const smid = checkResumptionId(await resumptionSecret(account.server.store), account.bare, d.previd);
+  const secret = await resumptionSecret(account.server.store).catch((e: unknown) => {
+    log.error('reading the resumption key failed', { account: account.bare, error: e });
+  });
+  if (!secret) return fail('internal-server-error', 'the session could not be read; try again later');
+  const smid = checkResumptionId(secret, account.bare, d.previd);
   let found: [string, SmSession] | undefined;
   for (const e of state) if (e[1].smid === smid) found = e;
   if (!smid || !found || !found[1].resumable) return fail('item-not-found');
@@ -318,7 +378,9 @@ async function resume(req: ControlRequest): Promise<void> {
     account.controlConnection(old.node, old.sid, 'kick', { condition: 'conflict', text: 'the session was resumed on another connection' });
   }
   const wasWaiting = s.detachedAt > 0;
-  await account.moveSession(resource, d.node, req.sid);
+  // The actor moved the session in memory before writing it: a failed write leaves the store behind, not the session.
+  await account.moveSession(resource, d.node, req.sid)
+    .catch((e: unknown) => log.error('storing where a resumed session is failed', { account: account.bare, resource, error: e }));
   for (const x of s.relays.giveUp()) relayed(account, resource, s, x);
   s.sid = req.sid;
   s.relays = new RelayOrder(req.sid);
@@ -330,19 +392,28 @@ async function resume(req: ControlRequest): Promise<void> {
   if (wasWaiting) await waiting(account, state);
   const answer: ResumedAnswer = { bare: account.bare, resource, h: s.handled, acked: s.acked, previd: d.previd };
   account.controlConnection(d.node, req.sid, 'sm-resumed', answer);
-  for (const e of await readQueue(account, s)) account.transmit(resource, e, e.n);
+  try {
+    for (const e of await readQueue(account, s)) account.transmit(resource, e, e.n);
+  } catch (e) {
+    log.warn('reading a managed queue for a resumption failed', { account: account.bare, error: e });
+    recheck(account, resource, s);
+  }
   flushHeld(account, resource, s);
   if (wasWaiting && account.server.config.streamManagement.presenceWhileWaiting === 'unavailable') {
     for (const to of account.presenceAudience()) account.sendPresence(to, resource);
   }
 }
 
-/** Keep the shard's index of accounts with a waiting session right (what a new owner of the shard wakes). */
+/** Keep the shard's index of accounts with a waiting session right (what a new owner of the shard wakes); retried, never rejects. */
 function waiting(account: AccountContext, state: SmSessions): Promise<unknown> {
-  let any = false;
-  for (const s of state.values()) if (s.detachedAt > 0) any = true;
-  return markWaiting(account.server.store, account.server.config.cluster.shards, account.bare, any)
-    .catch((e: unknown) => log.warn('the waiting-session index could not be written', { account: account.bare, error: e }));
+  return retriedWrite(account, {
+    what: 'writing the waiting-session index',
+    write: () => {
+      let any = false;
+      for (const s of state.values()) if (s.detachedAt > 0) any = true;
+      return markWaiting(account.server.store, account.server.config.cluster.shards, account.bare, any);
+    },
+  });
 }
 
 /** A new owner of the shard woke this account: activation re-armed the timers; close windows that closed meanwhile. */
@@ -387,11 +458,15 @@ async function check(req: ControlRequest): Promise<void> {
   s.checking = false;
   if (s.detachedAt > 0 || s.acked >= s.out) return;
   const upTo = (req.data as { out: number }).out;
-  if (s.acked < upTo) {
-    for (const e of await readQueue(req.account, s)) if (e.n <= upTo) req.account.transmit(resource, e, e.n);
+  try {
+    if (s.acked < upTo) {
+      for (const e of await readQueue(req.account, s)) if (e.n <= upTo) req.account.transmit(resource, e, e.n);
+    }
+  } finally {
+    // Re-armed even when the read failed: the next check tries again.
+    s.checking = true;
+    req.account.later(req.account.server.config.streamManagement.ackRequestSeconds * 2000, 'sm-check', { resource, smid: s.smid, out: s.out });
   }
-  s.checking = true;
-  req.account.later(req.account.server.config.streamManagement.ackRequestSeconds * 2000, 'sm-check', { resource, smid: s.smid, out: s.out });
 }
 
 export default defineModule({
