@@ -11,6 +11,8 @@ import { removeAccountThroughActor } from '../session/admin.ts';
 import { decodeItem } from '../session/im/roster.ts';
 import { storedBlocklist } from '../session/modules/blocking.ts';
 import { storedVcard } from '../session/modules/vcard.ts';
+import type { Metrics } from '../../libs/metrics/index.ts';
+import { guardProcess, type ProcessFault } from '../process-faults.ts';
 import { isEmbedded, openConfiguredStore, startServer } from '../server.ts';
 
 const USAGE = `usage: parley <command> [options]
@@ -106,7 +108,16 @@ async function roster(arg: string): Promise<void> {
 async function start(): Promise<void> {
   const cfg = config();
   setLogLevel(cfg.log.level);
+  // Faults nobody handled (services/process-faults.ts): counted from the start, into the metric once it exists.
+  const early = new Map<ProcessFault, number>();
+  let metrics: Metrics | undefined;
+  guardProcess((kind) => {
+    if (metrics) metrics.processFaults.labels(kind).inc();
+    else early.set(kind, (early.get(kind) ?? 0) + 1);
+  });
   const server = await startServer(cfg);
+  metrics = server.metrics;
+  for (const [kind, n] of early) metrics.processFaults.labels(kind).inc(n);
   if (isEmbedded(cfg) && !values.config && !process.env.PARLEY_CONFIG) {
     const port = server.c2s?.tcpPort();
     process.stdout.write(`
