@@ -9,6 +9,7 @@ import { HostedDomains } from '../libs/accounts/hosts.ts';
 import { Subjects, type Bus } from '../libs/bus/bus.ts';
 import { InProcessBus } from '../libs/bus/inprocess.ts';
 import { NatsBus, natsServers } from '../libs/bus/nats.ts';
+import { MemoryLeaseTable, RedisLeaseTable, type LeaseTable } from '../libs/cluster/lease.ts';
 import { RedisMembership, StaticMembership, type Membership } from '../libs/cluster/membership.ts';
 import type { Config } from '../libs/config/schema.ts';
 import { logger } from '../libs/log/index.ts';
@@ -99,7 +100,13 @@ export async function startServer(config: Config): Promise<RunningServer> {
   let sessionMembers: Membership;
   let c2sMembers: Membership;
   let s2sMembers: Membership;
+  // Shard leases: one process alone holds every shard for good; a cluster leases them in Redis.
+  let sessionLeases: LeaseTable;
+  let s2sLeases: LeaseTable;
+  const leaseTtlMs = embedded ? Infinity : config.cluster.memberTtlMs;
   if (embedded) {
+    sessionLeases = new MemoryLeaseTable();
+    s2sLeases = new MemoryLeaseTable();
     sessionMembers = new StaticMembership(nodeId);
     c2sMembers = new StaticMembership(nodeId);
     s2sMembers = new StaticMembership(nodeId);
@@ -118,6 +125,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
     sessionMembers = new RedisMembership(redis, { key: key('session'), self: runsSession ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
     c2sMembers = new RedisMembership(redis, { key: key('c2s'), self: runsC2s ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
     s2sMembers = new RedisMembership(redis, { key: key('s2s'), self: runsS2s ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
+    sessionLeases = new RedisLeaseTable(redis, `${prefix}{leases:session}`);
+    s2sLeases = new RedisLeaseTable(redis, `${prefix}{leases:s2s}`);
   }
 
   let session: SessionNode | undefined;
@@ -125,6 +134,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
     const offline = { stored: metrics.offline.labels('stored'), delivered: metrics.offline.labels('delivered') };
     session = new SessionNode({
       config, bus, subjects, store, hosts, membership: sessionMembers, c2sMembers: () => c2sMembers.members(),
+      leases: sessionLeases, leaseTtlMs,
+      onLeaseLost: (reason) => metrics.leasesLost.labels(reason).inc(),
+      onStaleWrite: () => metrics.staleWrites.inc(),
       counters: { offline: (event, n) => offline[event].inc(n) },
       // With no federation process alive, a stanza for another server bounces instead of vanishing on the bus.
       s2sAvailable: () => config.s2s.enabled && s2sMembers.members().length > 0,
@@ -143,7 +155,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   let s2s: S2sNode | undefined;
   if (runsS2s) {
     const fallbackCertificate = await loadOrCreateCertificate(config.dataDir, hosts.list(), config.c2s.tls);
-    s2s = new S2sNode({ config, bus, subjects, store, hosts, membership: s2sMembers, fallbackCertificate });
+    s2s = new S2sNode({ config, bus, subjects, store, hosts, membership: s2sMembers, fallbackCertificate, leases: s2sLeases, leaseTtlMs });
     await s2s.start();
   }
 

@@ -11,6 +11,9 @@ test('an envelope survives encoding; a header too large for its length field is 
   assert.equal(Buffer.from(d.xml).toString(), '<message>é</message>');
   assert.deepEqual({ ...d, xml: '' }, { ...e, xml: '' });
   assert.throws(() => encodeEnvelope(envelope({ kind: 'ctl', dir: 'in', op: 'big', data: 'x'.repeat(70_000) })), RangeError);
+  const tracked = envelope({ kind: 'message', dir: 'in', from: 'a@x/r', to: 'b@x', track: ['smid1', 7, 3] });
+  assert.deepEqual(decodeEnvelope(encodeEnvelope(tracked)).track, ['smid1', 7, 3]);
+  assert.equal('track' in d, false, 'an untracked envelope stays untracked');
 });
 
 test('a frame holds envelopes back to back and is told apart from a single envelope', () => {

@@ -389,6 +389,16 @@ export const configSchema = z.object({
     ackRequestSeconds: z.number().positive().default(30),
     /** Unacknowledged stanzas kept per session; beyond it the session ends and they are routed as if it had closed. */
     maxQueue: z.number().int().positive().default(5000),
+    /**
+     * A client's stanza is acknowledged only once its account's actor has confirmed it safe (applied, and a message
+     * for another account applied by that account's actor). One unconfirmed this long makes the c2s ask for the
+     * confirmation; an `<r/>` waits at most this long for it before being answered with what is confirmed.
+     */
+    confirmAfterMs: z.number().int().positive().default(1000),
+    /** Asked and still unconfirmed this long: the bus lost something (a process or NATS server died); send again. */
+    resendAfterMs: z.number().int().positive().default(2000),
+    /** The actor confirms on its own after this many stanzas, so the c2s keeps few even when the client never asks. */
+    confirmEvery: z.number().int().positive().default(8),
     /** What contacts see while a session waits: its last presence ('keep'), or unavailable until it resumes. */
     presenceWhileWaiting: z.enum(['keep', 'unavailable']).default('keep'),
   }).default({}),

@@ -11,6 +11,7 @@
 import { Cluster, Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
 import { logger, throttledWarn } from '../log/index.ts';
 import { DEFAULT_REDIS_URL, describeRedisTarget, parseRedisAddress, redisMode, type RedisTarget } from './redis-target.ts';
+import { fencedRedisStore } from './redis-fenced.ts';
 import type { Bytes, LogEntry, LogRange, Store, StoreBatch } from './store.ts';
 
 export type { RedisTarget, SentinelTarget } from './redis-target.ts';
@@ -217,6 +218,7 @@ export function createRedisStore(opts: RedisTarget & { keyPrefix?: string; clien
       return new Map(colls.map((c, i) => [c, toMap(res[i])]));
     },
     batch,
+    fenced(tokenOf, onStale) { return fencedRedisStore(this, r, key, tokenOf, onStale); },
     async close() { await r.quit(); },
   };
 }

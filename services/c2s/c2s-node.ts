@@ -52,6 +52,9 @@ export class C2sNode implements C2sContext {
   /** Each stream's transport kind, for the per-transport connection gauge. */
   private readonly kinds = new Map<string, ClientTransport['kind']>();
   private sweeper: NodeJS.Timeout | undefined;
+  /** Streams with client stanzas not yet confirmed by their actor, and the timer that watches them. */
+  private readonly unconfirmed = new Set<ClientStream>();
+  private confirmSweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: C2sNodeOptions) {
     this.config = o.config;
@@ -78,6 +81,12 @@ export class C2sNode implements C2sContext {
       for (const s of this.streams.values()) s.checkAlive(now, interval, timeout);
     }, Math.max(100, Math.min(interval, timeout) / 2));
     this.sweeper.unref();
+    const every = Math.max(50, Math.min(config.streamManagement.confirmAfterMs, config.streamManagement.resendAfterMs) / 4);
+    this.confirmSweeper = setInterval(() => {
+      const now = Date.now();
+      for (const s of this.unconfirmed) if (!s.confirmTick(now)) this.unconfirmed.delete(s);
+    }, every);
+    this.confirmSweeper.unref();
     const certificates = loadDomainCertificates(config);
     const proxy = proxyPolicy(config.c2s.proxyProtocol);
     this.servers.push(await listenTcp({
@@ -125,6 +134,10 @@ export class C2sNode implements C2sContext {
     const s = new ClientStream(t, this);
     this.streams.set(s.sid, s);
     this.kinds.set(s.sid, t.kind);
+  }
+
+  awaitConfirmation(stream: ClientStream): void {
+    this.unconfirmed.add(stream);
   }
 
   toActor(bare: string, env: Envelope): void {
@@ -253,6 +266,7 @@ export class C2sNode implements C2sContext {
   async stop(condition: StreamErrorCondition = 'system-shutdown'): Promise<void> {
     this.accepting = false;
     if (this.sweeper) clearInterval(this.sweeper);
+    if (this.confirmSweeper) clearInterval(this.confirmSweeper);
     for (const srv of this.servers) srv.close();
     for (const s of [...this.streams.values()]) s.fail(new StreamError(condition, 'the server is shutting down'));
     this.listeners?.stop();

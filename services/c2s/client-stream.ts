@@ -334,9 +334,11 @@ export class ClientStream {
       data = { priority: Number.isFinite(p) ? Math.max(-128, Math.min(127, p)) : 0 };
     }
     this.ctx.metrics.stanzaIn(name);
-    this.ctx.toActor(this.bare, envelope({
+    const env = envelope({
       kind: name as StanzaKind, dir: 'out', from: this.jid, to, type, id: a.id ?? '', sid: this.sid, xml: serialize(e), data, t: Date.now(),
-    }));
+    });
+    if (this.sm.state !== 'off' && !this.smTrack(env)) return;
+    this.ctx.toActor(this.bare, env);
   }
 
   private replyError(e: Element, err: StanzaError): void {
@@ -357,7 +359,9 @@ export class ClientStream {
       if (reply) this.t.send(serialize(reply));
       return;
     }
-    this.smToActor('sm-relay', { kind: reply?.name ?? '', from: '', to: this.jid, type: reply?.attrs.type ?? '', counted: true }, reply ? serialize(reply) : '');
+    const env = envelope({ kind: 'ctl', dir: 'in', op: 'sm-relay', to: this.bare, sid: this.sid, xml: reply ? serialize(reply) : '',
+      data: { kind: reply?.name ?? '', from: '', to: this.jid, type: reply?.attrs.type ?? '', counted: true } });
+    if (this.smTrack(env)) this.ctx.toActor(this.bare, env);
   }
 
   // ---- from the actors ----
@@ -454,6 +458,42 @@ export class ClientStream {
     this.ctx.toActor(this.bare, envelope({ kind: 'ctl', dir: 'in', op, to: this.bare, sid: this.sid, data, xml }));
   }
 
+  /** Number a client stanza and keep it until the actor confirms it; false when too many wait (the stream ends). */
+  private smTrack(env: Envelope): boolean {
+    if (this.sm.unconfirmed >= this.ctx.config.streamManagement.maxQueue) {
+      this.fail(new StreamError('resource-constraint', 'too many stanzas are waiting to be confirmed by the server; resume the session to send them again'));
+      return false;
+    }
+    const now = Date.now();
+    this.sm.track(env, now);
+    if (this.sm.unconfirmed === 1) this.ctx.awaitConfirmation(this);
+    return true;
+  }
+
+  /**
+   * The node's confirmation sweeper (streams with stanzas unconfirmed): answer
+   * a waiting <r/>, ask the actor, or send again what the bus lost. False once
+   * nothing is left to watch.
+   */
+  confirmTick(now: number): boolean {
+    if (this.state.name === 'closed' || this.sm.state === 'off') return false;
+    switch (this.sm.confirmDue(now)) {
+      case 'ack':
+        this.sm.reported = this.sm.confirmed;
+        this.t.send(smElement.a(this.sm.confirmed));
+        break;
+      case 'ask':
+        this.smToActor('sm-r', { h: this.sm.handled });
+        break;
+      case 'resend':
+        log.debug('sending unconfirmed stanzas again', { jid: this.jid, from: this.sm.confirmed + 1, count: this.sm.unconfirmed });
+        for (const env of this.sm.pending()) this.ctx.toActor(this.bare, env);
+        this.smToActor('sm-r', { h: this.sm.handled });
+        break;
+    }
+    return this.sm.unconfirmed > 0;
+  }
+
   /** After authentication, before binding: only a resumption means anything yet. */
   private smBeforeBind(e: Element): void {
     switch (e.name) {
@@ -472,7 +512,7 @@ export class ClientStream {
       case 'enable': {
         if (this.sm.state !== 'off' || !this.smOffered) return this.t.send(smElement.failed('unexpected-request'));
         this.sm.state = 'enabling';
-        this.sm.handled = 0; // §4: counting starts with <enable/>
+        this.sm.reset(0); // §4: counting starts with <enable/>
         const max = Number.parseInt(e.attrs.max ?? '', 10);
         this.smToActor('sm-enable', {
           resource: this.resource, node: this.ctx.nodeId, resume: e.attrs.resume === 'true' || e.attrs.resume === '1',
@@ -482,8 +522,12 @@ export class ClientStream {
       }
       case 'r':
         if (!this.sm.on) return;
-        // Answered once the actor has handled everything before it (it sits behind them in the mailbox).
-        if (this.sm.handled === this.sm.reported) return this.t.send(smElement.a(this.sm.handled));
+        // Everything the client sent is confirmed safe: answer now. Otherwise once the actor confirms it.
+        if (this.sm.settled) {
+          this.sm.reported = this.sm.confirmed;
+          return this.t.send(smElement.a(this.sm.confirmed));
+        }
+        this.sm.wantAck(Date.now());
         return this.smToActor('sm-r', { h: this.sm.handled });
       case 'a': {
         if (!this.sm.on) return;
@@ -563,9 +607,16 @@ export class ClientStream {
         this.t.send(smElement.failed(String(d.condition), typeof d.text === 'string' ? d.text : undefined));
         return;
       case 'sm-h':
-        if (!this.sm.on || this.state.name !== 'established') return;
-        this.sm.reported = Number(d.h);
-        this.t.send(smElement.a(this.sm.reported));
+        if (this.sm.state === 'off' || this.state.name !== 'established') return;
+        if (this.sm.confirm(Number(d.h), Date.now()) && this.sm.on) {
+          this.sm.reported = this.sm.confirmed;
+          this.t.send(smElement.a(this.sm.confirmed));
+        }
+        return;
+      case 'sm-resend-in':
+        // The actor saw a gap in our numbering: the bus lost what we sent; send it again from there.
+        if (this.sm.state === 'off' || this.state.name !== 'established') return;
+        for (const e of this.sm.resend(Number(d.from), Date.now())) this.ctx.toActor(this.bare, e);
         return;
       case 'sm-resumed': {
         if (this.sm.state !== 'resuming' || this.state.name !== 'binding') return;
@@ -574,7 +625,7 @@ export class ClientStream {
         this.jid = `${this.bare}/${this.resource}`;
         this.sm.state = 'on';
         this.sm.resumable = true;
-        this.sm.handled = Number(d.h);
+        this.sm.reset(Number(d.h));
         this.sm.written = Number(d.acked);
         this.sm.acked = Number(d.acked);
         this.state = { name: 'established' };

@@ -28,6 +28,8 @@ export interface C2sContext {
   bind(stream: ClientStream, resource: string): Promise<BindResult>;
   /** This connection manager's node id (where answers to this stream's requests come). */
   readonly nodeId: string;
+  /** The stream has client stanzas its actor has not confirmed yet: call its confirmTick() until it says done. */
+  awaitConfirmation(stream: ClientStream): void;
   /** The stream is over; unbind tells the actor. `closed`: the client closed it (a managed session ends too, rather than waiting). */
   ended(stream: ClientStream, unbind: boolean, resource: string, closed?: boolean): void;
 }

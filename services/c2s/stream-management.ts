@@ -1,10 +1,17 @@
 // XEP-0198 stream management, the c2s half: counters of one connection and
-// the protocol elements. The c2s keeps no stanza: the account's actor numbers
-// every stanza for a managed session and keeps it until acknowledged
-// (services/session/sm), so whichever c2s node the client resumes on can
-// resend what it missed. Here we write numbered stanzas in order, drop what
-// was already written, ask for what went missing on the bus, relay to the
-// actor what reached us without a number, and pass acks both ways.
+// the protocol elements. The c2s keeps no stanza for the client: the
+// account's actor numbers every stanza for a managed session and keeps it
+// until acknowledged (services/session/sm), so whichever c2s node the client
+// resumes on can resend what it missed. Here we write numbered stanzas in
+// order, drop what was already written, ask for what went missing on the bus,
+// relay to the actor what reached us without a number, and pass acks both ways.
+//
+// What the client sends is kept here, numbered, until the account's actor
+// confirms it safe (`sm-h`): the bus may lose it on the way (a session process
+// dies, a NATS server restarts), so what is not confirmed in time is sent
+// again and the actor drops what it already has. `<a h/>` only ever reports
+// what the actor confirmed, never what was merely forwarded.
+import type { Envelope } from '../../libs/bus/envelope.ts';
 import type { Config } from '../../libs/config/schema.ts';
 import { NS_STANZAS, StreamError } from '../../libs/errors/index.ts';
 import { el } from '../../libs/xml/element.ts';
@@ -60,6 +67,16 @@ export class StreamManagement {
   private oldestAt = 0;
   /** A resend from the actor is on its way; numbers past the gap are dropped until it arrives. */
   private resendFrom = 0;
+  /** The client's stanzas on their way to the account's actor, numbered, oldest first, until it confirms them. */
+  private inflight: Envelope[] = [];
+  /** What the actor confirmed: what `<a h/>` may report. */
+  confirmed = 0;
+  /** The client asked (<r/>) while stanzas were unconfirmed: answer once they are. */
+  private ackWantedAt = 0;
+  /** When the actor was last asked to confirm, or sent the unconfirmed stanzas again; when it last confirmed any. */
+  private askedAt = 0;
+  private resentAt = 0;
+  private progressAt = 0;
 
   constructor(private readonly cfg: Config['streamManagement']) {}
 
@@ -97,6 +114,89 @@ export class StreamManagement {
     }
     this.requested = false;
     return n;
+  }
+
+  /** Keep a numbered client stanza (its number is `handled`) until the actor confirms it. */
+  track(env: Envelope, now: number): void {
+    env.track = ['', this.handled, 0];
+    if (this.inflight.length === 0) this.progressAt = now;
+    this.inflight.push(env);
+  }
+
+  get unconfirmed(): number {
+    return this.inflight.length;
+  }
+
+  /** Nothing is on its way: `h` can be answered at once. */
+  get settled(): boolean {
+    return this.inflight.length === 0;
+  }
+
+  /** The client's <r/> with stanzas unconfirmed: answer when they are (or when `confirmAfterMs` runs out). */
+  wantAck(now: number): void {
+    if (this.ackWantedAt === 0) this.ackWantedAt = now;
+  }
+
+  /** The actor's `sm-h`: forget what it confirmed. True when an `<a h/>` should go to the client now. */
+  confirm(h: number, now: number): boolean {
+    if (h > this.confirmed) {
+      this.confirmed = Math.min(h, this.handled);
+      let i = 0;
+      while (i < this.inflight.length && this.inflight[i].track![1] <= this.confirmed) i++;
+      if (i > 0) this.inflight.splice(0, i);
+      this.progressAt = now;
+      this.askedAt = 0;
+    }
+    if (this.ackWantedAt !== 0 && this.inflight.length === 0) {
+      this.ackWantedAt = 0;
+      return true;
+    }
+    return false;
+  }
+
+  /** A resumption or a fresh count: everything up to `h` is confirmed, nothing is on its way. */
+  reset(h: number): void {
+    this.handled = h;
+    this.confirmed = h;
+    this.inflight = [];
+    this.ackWantedAt = 0;
+    this.askedAt = 0;
+  }
+
+  /** What to send again, from number `from` on (the actor saw a gap), at most once per `resendAfterMs` / 4. */
+  resend(from: number, now: number): Envelope[] {
+    if (now - this.resentAt < this.cfg.resendAfterMs / 4) return [];
+    this.resentAt = now;
+    this.askedAt = now;
+    return this.inflight.filter((e) => e.track![1] >= from);
+  }
+
+  /**
+   * The node's confirmation sweeper, for streams with stanzas unconfirmed:
+   * 'ack' — the client has waited long enough, report what is confirmed;
+   * 'ask' — the oldest is `confirmAfterMs` old, ask the actor to confirm;
+   * 'resend' — asked `resendAfterMs` ago with no progress: the bus lost them, send them again.
+   */
+  confirmDue(now: number): 'ack' | 'ask' | 'resend' | undefined {
+    if (this.ackWantedAt !== 0 && now - this.ackWantedAt >= this.cfg.confirmAfterMs) {
+      this.ackWantedAt = 0;
+      return 'ack';
+    }
+    if (this.inflight.length === 0) return undefined;
+    if (this.askedAt === 0) {
+      if (now - this.progressAt < this.cfg.confirmAfterMs) return undefined;
+      this.askedAt = now;
+      return 'ask';
+    }
+    if (now - this.askedAt < this.cfg.resendAfterMs) return undefined;
+    this.askedAt = now;
+    this.resentAt = now;
+    return 'resend';
+  }
+
+  /** Everything unconfirmed, oldest first (to send again). */
+  pending(): readonly Envelope[] {
+    return this.inflight;
   }
 
   /** The node's sweeper: ask for an ack once the oldest unacknowledged stanza is old enough. */

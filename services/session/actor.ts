@@ -13,6 +13,9 @@ export abstract class Actor {
   private loaded = false;
   private idleWaiters: (() => void)[] = [];
   lastActive = Date.now();
+  /** May this process still act for the shard (its lease)? Asked before each envelope. */
+  gate: ((shard: number) => boolean) | undefined;
+  private discarded = false;
 
   constructor(readonly key: string, readonly shard: number, readonly maxMailbox: number) {}
 
@@ -31,6 +34,7 @@ export abstract class Actor {
   }
 
   push(env: Envelope): void {
+    if (this.discarded) return;
     if (this.depth >= this.maxMailbox) {
       this.answerRefused(env, 'overflow');
       return;
@@ -47,6 +51,10 @@ export abstract class Actor {
         this.loaded = true;
       }
       while (this.head < this.mailbox.length) {
+        if (this.discarded || (this.gate !== undefined && !this.gate(this.shard))) {
+          this.discard();
+          break;
+        }
         const env = this.mailbox[this.head];
         this.mailbox[this.head++] = undefined as unknown as Envelope;
         if (this.head > 1024 && this.head * 2 > this.mailbox.length) {
@@ -73,6 +81,16 @@ export abstract class Actor {
       this.lastActive = Date.now();
       for (const w of this.idleWaiters.splice(0)) w();
     }
+  }
+
+  /**
+   * The shard's lease is gone: stop before the next envelope and answer no one
+   * (every envelope also reached the shard's next owner, or its sender holds it).
+   */
+  discard(): void {
+    this.discarded = true;
+    for (let i = this.head; i < this.mailbox.length; i++) this.mailbox[i] = undefined as unknown as Envelope;
+    this.head = this.mailbox.length;
   }
 
   /** refuse(), whose own failure (a stanza that cannot be parsed) costs only that envelope. */

@@ -14,7 +14,7 @@
 // loads every declared collection in its one activation round trip, keeps one
 // value per definition, runs the definition's stanza filter on its inbound
 // and outbound paths and calls its session hooks.
-import type { StanzaKind } from '../../libs/bus/envelope.ts';
+import type { Envelope, StanzaKind, Track } from '../../libs/bus/envelope.ts';
 import { StanzaError } from '../../libs/errors/index.ts';
 import type { Element } from '../../libs/xml/element.ts';
 import { parseFragment } from '../../libs/xml/fragment.ts';
@@ -111,6 +111,8 @@ export interface AccountContext {
   transmit(resource: string, d: Delivery, tag?: unknown): void;
   /** A control envelope to a connection on a c2s node. */
   controlConnection(node: string, sid: string, op: string, data?: unknown): void;
+  /** An envelope to another account's actor as it is (a tracked message sent again). */
+  toAccount(bare: string, env: Envelope): void;
   /** After `ms`, the control envelope `op` to this account's actor, wherever it runs then (a module's timer). */
   later(ms: number, op: string, data?: unknown): void;
   /** The connection behind a session changed (stream resumption): deliveries go there from now on. */
@@ -241,8 +243,10 @@ export type DetachReason = 'closed' | 'lost' | 'undeliverable';
  */
 export interface SessionLayer<S> {
   active(state: S): boolean;
-  /** A stanza from connection `sid` of a resource, before any rule; false drops it. */
-  sent(state: S, account: AccountContext, resource: string, sid: string): boolean;
+  /** A stanza from connection `sid` of a resource, before any rule; `n`: the client's number for it, when tracked. False drops it. */
+  sent(state: S, account: AccountContext, resource: string, sid: string, n?: number): boolean;
+  /** Client stanza `n` of a session goes to another account as message `env` (the layer may track it: services/session/sm/confirm.ts). */
+  routed?(state: S, account: AccountContext, resource: string, sid: string, n: number, env: Envelope, to: string): void;
   /** A stanza for a session; true when the layer took it (it transmits it itself). */
   deliver(state: S, account: AccountContext, resource: string, d: Delivery): boolean;
   /** The connection behind a session is gone; true keeps the session (the layer ends it later). `d`: the delivery that found it gone. */
@@ -291,6 +295,8 @@ export interface ControlRequest {
   readonly sid: string;
   readonly data: unknown;
   readonly xml: string | Uint8Array;
+  /** Where a tracked client stanza stands (libs/bus/envelope.ts `Track`). */
+  readonly track?: Track;
   readonly account: AccountContext;
 }
 

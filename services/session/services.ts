@@ -26,6 +26,8 @@ export interface SessionServices {
   toC2s(node: string, env: Envelope): void;
   /** May this process still act for a shard (it holds a lease it can trust)? Absent: always. */
   serving?: (shard: number) => boolean;
+  /** The fencing token this process holds for a shard (logged when an actor starts). */
+  tokenOf?: (shard: number) => number | undefined;
 }
 
 export function newResource(): string {

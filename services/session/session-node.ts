@@ -77,6 +77,7 @@ export class SessionNode {
       muc: mucDomains,
       toC2s: (node, env) => o.bus.publish(o.subjects.c2s(node), env),
       serving: (shard) => this.shards.owns(shard),
+      tokenOf: (shard) => this.shards.token(shard),
     };
     this.actors = new ActorSystem(svc);
     this.shards = new ShardHost(o.bus, o.subjects, o.membership, {

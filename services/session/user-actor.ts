@@ -19,6 +19,7 @@ import { hasFrom, hasTo, inbound as inboundTransition, outbound as outboundTrans
 import type { AccountContext, AccountState, Contact, FilteredStanza, FilterVerdict, ServerContext, StanzaFilter, UnavailableEvent } from './module.ts';
 import { MessageEvent, type Delivery, type DetachReason, type MessageHooks } from './module.ts';
 import type { SessionServices } from './services.ts';
+import { OP_ROUTED, SEEN, SeenMarks } from './tracked.ts';
 
 const log = logger('user');
 
@@ -77,6 +78,9 @@ export class UserActor extends Actor implements AccountContext {
   private exists = false;
   readonly sessions = new Map<string, SessionEntry>();
   private readonly roster = new Map<string, RosterItem>();
+  /** What this account applied of other accounts' stream-managed sessions' messages, and the last write of a mark. */
+  private readonly seen = new SeenMarks();
+  private lastMark: Promise<unknown> = Promise.resolve();
   private rosterVer = 0;
   private offlineCount = 0;
   private pushSeq = 0;
@@ -123,27 +127,36 @@ export class UserActor extends Actor implements AccountContext {
 
   protected async load(): Promise<void> {
     const [data, offline] = await Promise.all([
-      this.svc.store.load(this.bare, ['account', 'sessions', 'roster', ...this.svc.modules.loadCollections]),
+      this.svc.store.load(this.bare, ['account', 'sessions', 'roster', SEEN, ...this.svc.modules.loadCollections]),
       this.svc.store.llen(this.bare, 'offline'),
     ]);
+    log.debug('actor started', { account: this.bare, shard: this.shard, token: this.svc.tokenOf?.(this.shard) ?? 0 });
+    // A sending session can send a message again as long as it can be resumed; older marks are dropped.
+    const sm = this.svc.config.streamManagement;
+    const stale = this.seen.load(data.get(SEEN), (Math.max(sm.maxResumeTimeoutSeconds, sm.resumeTimeoutSeconds) + 600) * 1000, Date.now());
+    if (stale.length) {
+      const b = this.svc.store.batch(this.bare);
+      for (const src of stale) b.hdel(SEEN, src);
+      this.background(b.exec(), 'dropping old delivery marks');
+    }
     const account = data.get('account');
     this.exists = account?.has('creds') === true;
     const ver = account?.get('rosterver');
     this.rosterVer = ver ? (unpack(ver) as number) : 0;
     this.offlineCount = offline;
     for (const [jid, raw] of data.get('roster') ?? []) this.roster.set(jid, decodeItem(raw));
-    const stale: [string, SessionEntry][] = [];
+    const gone: [string, SessionEntry][] = [];
     const sids = new Map<string, string>();
     for (const [resource, raw] of data.get('sessions') ?? []) {
       const s = decodeSession(raw);
       sids.set(resource, s.sid);
       if (this.svc.c2sAlive(s.node)) this.sessions.set(resource, s);
-      else stale.push([resource, s]);
+      else gone.push([resource, s]);
     }
     this.states = this.svc.modules.states.map((def) => def.load(data, { account: this.bare, config: this.svc.config, sessions: sids }));
     this.rulesChanged();
     // Sessions of a connection manager that died while nobody served this account (the session layer may keep them for resumption).
-    for (const [resource, s] of stale) {
+    for (const [resource, s] of gone) {
       this.sessions.set(resource, s);
       if (!this.layerDetached(resource, s.sid, 'lost')) await this.endSession(resource, s);
     }
@@ -153,7 +166,35 @@ export class UserActor extends Actor implements AccountContext {
   protected handle(env: Envelope): void | Promise<void> {
     if (env.kind === 'ctl') return this.control(env);
     if (env.dir === 'out') return this.outbound(env);
+    if (env.track !== undefined && env.track[0] !== '') return this.trackedInbound(env);
     return this.inbound(env);
+  }
+
+  /**
+   * A message from another account's stream-managed session (services/session/tracked.ts): applied once, in that
+   * session's order, and confirmed to the sender's actor once what it wrote here is stored.
+   */
+  private trackedInbound(env: Envelope): void | Promise<void> {
+    const track = env.track!;
+    const verdict = this.seen.verdict(track);
+    if (verdict === 'gap') return; // an earlier one is missing: the sender sends both again, in order
+    if (verdict === 'again') return this.confirmTracked(env, this.lastMark);
+    const r = this.inbound(env);
+    const mark = () => {
+      this.lastMark = this.svc.store.hset(this.bare, SEEN, track[0], this.seen.applied(track[0], track[1], Date.now()));
+      this.confirmTracked(env, this.lastMark);
+    };
+    if (r) return r.then(mark);
+    mark();
+  }
+
+  /** Once `written` (the mark, behind every write of the application on the same connection) is stored, tell the sender. */
+  private confirmTracked(env: Envelope, written: Promise<unknown>): void {
+    const [src, n] = env.track!;
+    const sender = bareJid(env.from);
+    this.background(written.then(() => {
+      this.svc.router.toActor(sender, envelope({ kind: 'ctl', dir: 'in', op: OP_ROUTED, to: sender, data: { src, n } }));
+    }), 'confirming a delivered message to its sender');
   }
 
   protected refuse(env: Envelope, reason: 'overflow' | 'unavailable' | 'failed'): void {
@@ -202,7 +243,7 @@ export class UserActor extends Actor implements AccountContext {
   private moduleControl(env: Envelope): void | Promise<void> {
     const handler = this.svc.modules.controlHandler(env.op);
     if (!handler) return log.warn('unknown control op', { op: env.op });
-    return handler({ op: env.op, sid: env.sid, data: env.data, xml: env.xml, account: this });
+    return handler({ op: env.op, sid: env.sid, data: env.data, xml: env.xml, track: env.track, account: this });
   }
 
   private async bind(sid: string, req: BindRequest): Promise<void> {
@@ -436,7 +477,13 @@ export class UserActor extends Actor implements AccountContext {
       if (env.kind === 'iq') return this.serverIq(env, 'host', domain);
       return; // messages and presence to a served domain itself have no recipient here
     }
-    this.svc.router.toActor(toBare, { ...env, dir: 'in', origin: '', seq: 0 });
+    const out: Envelope = { ...env, dir: 'in', origin: '', seq: 0, track: undefined };
+    // A message from one of our stream-managed sessions: kept until the recipient's actor confirms it.
+    if (env.track !== undefined && this.layer >= 0 && env.kind === 'message' && env.type !== 'error' && bareJid(env.from) === this.bare) {
+      const i = this.layer;
+      this.svc.modules.states[i].layer!.routed?.(this.states[i], this, resourcePart(env.from), env.sid, env.track[1], out, toBare);
+    }
+    this.svc.router.toActor(toBare, out);
   }
 
   private routeStanza(kind: StanzaKind, from: string, to: string, type: string, xml: string): void {
@@ -953,6 +1000,10 @@ export class UserActor extends Actor implements AccountContext {
     if (s) this.svc.toC2s(s.node, envelope({ kind: d.kind, dir: 'deliver', sid: s.sid, from: d.from, to: d.to, type: d.type, xml: d.xml, t: d.t, data: tag }));
   }
 
+  toAccount(bare: string, env: Envelope): void {
+    this.svc.router.toActor(bare, env);
+  }
+
   controlConnection(node: string, sid: string, op: string, data?: unknown): void {
     this.svc.router.control(node, sid, op, data);
   }
@@ -1015,7 +1066,7 @@ export class UserActor extends Actor implements AccountContext {
   private layerSent(env: Envelope): boolean {
     if (env.sid === '') return true;
     const i = this.layer;
-    return this.svc.modules.states[i].layer!.sent(this.states[i], this, resourcePart(env.from), env.sid);
+    return this.svc.modules.states[i].layer!.sent(this.states[i], this, resourcePart(env.from), env.sid, env.track?.[1]);
   }
 
   private layerDeliver(s: SessionEntry, d: Delivery): boolean {

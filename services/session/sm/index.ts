@@ -18,6 +18,8 @@ import {
   defineAccountState, defineModule, type AccountContext, type ControlRequest, type Delivery, type DetachReason, type LoadedCollections, type LoadContext,
 } from '../module.ts';
 import { checkResumptionId, makeResumptionId, resumptionSecret, unwrapCount } from './resumption-id.ts';
+import { OP_ROUTED } from '../tracked.ts';
+import { admit, confirmRequested, routeConfirmed, routed } from './confirm.ts';
 import { RelayOrder } from './relay-order.ts';
 import { markWaiting, OP_WAKE } from './waiting.ts';
 import {
@@ -154,13 +156,22 @@ export const streamManagement = defineAccountState<SmSessions>({
   layer: {
     active: (state) => state.size > 0,
 
-    sent(state, _account, resource, sid) {
+    sent(state, account, resource, sid, n) {
       const s = state.get(resource);
       if (!s) return true;
       // From a connection the session has left (resumed elsewhere): `h` did not count it, the client sends it again.
       if (s.sid !== sid) return false;
-      s.handled++;
-      return true;
+      if (n === undefined) {
+        s.handled++;
+        s.confirmed = s.stored = s.handled;
+        return true;
+      }
+      return admit(account, resource, s, n, persist);
+    },
+
+    routed(state, _account, resource, sid, n, env, to) {
+      const s = state.get(resource);
+      if (s && s.sid === sid) routed(s, n, env, to);
     },
 
     deliver(state, account, resource, d) {
@@ -253,14 +264,21 @@ async function enable(req: ControlRequest): Promise<void> {
 }
 
 /** <r/>: everything the client sent before it has been handled here (this envelope comes after them). */
+/** The c2s asks for a confirmation up to `h` (its client's <r/>, or stanzas unconfirmed for a while); it comes behind them. */
 function barrier(req: ControlRequest): void {
   const { account } = req;
   const found = ownResource(account.state(streamManagement), req.sid);
   if (!found) return;
   const [resource, s] = found;
-  s.handled = Math.max(s.handled, (req.data as { h: number }).h);
-  void persist(account, resource, s);
-  account.controlConnection(s.node, s.sid, 'sm-h', { h: s.handled });
+  confirmRequested(account, resource, s, (req.data as { h: number }).h, persist);
+}
+
+/** A message this session routed was applied (and stored) by its recipient's actor. */
+function routeOk(req: ControlRequest): void {
+  const { src, n } = req.data as { src: string; n: number };
+  for (const [resource, s] of req.account.state(streamManagement)) {
+    if (s.smid === src) return routeConfirmed(req.account, resource, s, n, persist);
+  }
 }
 
 function acknowledge(account: AccountContext, s: SmSession, n: number): void {
@@ -298,7 +316,11 @@ function relay(req: ControlRequest): void {
   if (!found) return;
   const [resource, s] = found;
   const r = req.data as RelayRequest;
-  if (r.counted) s.handled++;
+  if (r.counted) {
+    const n = req.track?.[1];
+    if (n === undefined) s.handled++;
+    else if (!admit(account, resource, s, n, persist)) return; // had it already, or one before it is missing
+  }
   if (r.kind === '') return; // a client stanza the c2s dropped: counted, nothing to send
   const d: Delivery = { kind: r.kind, from: r.from, to: r.to, type: r.type, xml: req.xml, t: 0 };
   if (r.seq === undefined) return relayed(account, resource, s, d);
@@ -390,7 +412,8 @@ async function resume(req: ControlRequest): Promise<void> {
   s.checking = false;
   await persist(account, resource, s);
   if (wasWaiting) await waiting(account, state);
-  const answer: ResumedAnswer = { bare: account.bare, resource, h: s.handled, acked: s.acked, previd: d.previd };
+  // What is safe and stored, not what was applied: the client sends the rest again and what was applied is dropped here.
+  const answer: ResumedAnswer = { bare: account.bare, resource, h: s.stored, acked: s.acked, previd: d.previd };
   account.controlConnection(d.node, req.sid, 'sm-resumed', answer);
   try {
     for (const e of await readQueue(account, s)) account.transmit(resource, e, e.n);
@@ -476,6 +499,7 @@ export default defineModule({
   control: {
     'sm-enable': enable,
     'sm-r': barrier,
+    [OP_ROUTED]: routeOk,
     'sm-ack': ack,
     'sm-csi': csi,
     'sm-relay': relay,

@@ -8,7 +8,7 @@
 // embedded mode's in-memory `sessions`: a queue outlives a crash of the
 // process, and what it held is routed again when the account next activates.
 import { pack, unpack } from 'msgpackr';
-import type { StanzaKind } from '../../../libs/bus/envelope.ts';
+import type { Envelope, StanzaKind } from '../../../libs/bus/envelope.ts';
 import type { Delivery } from '../module.ts';
 import { RelayOrder } from './relay-order.ts';
 
@@ -23,8 +23,24 @@ export interface SmSession {
   resumable: boolean;
   /** Seconds the session waits for resumption once its connection is gone. */
   max: number;
-  /** Stanzas from the client handled (the `h` this server reports), not wrapped. */
+  /** Stanzas from the client applied here, by the c2s's numbering (what arrives again at or below it is dropped), not wrapped. */
   handled: number;
+  /**
+   * Of those, how many are safe (services/session/sm/confirm.ts): applied, and each message for another account applied
+   * by that account's actor. `confirmed` was written into the session's record; `stored` is what a write of the record
+   * has kept for sure, and all the client may hear as `h`.
+   */
+  confirmed: number;
+  stored: number;
+  /** Messages routed to other accounts and not yet confirmed by their actors, by the client's number. */
+  pending: Map<number, PendingRoute>;
+  /** Per recipient account, the number of the last message routed to it (its `prev`); `chainsKnown` false after a reactivation. */
+  chains: Map<string, number>;
+  chainsKnown: boolean;
+  /** The c2s asked for a confirmation up to this number. */
+  barrier: number;
+  /** When this actor last asked the c2s to send again from a gap. */
+  gapAskedAt: number;
   /** Number of the last stanza given to the client (its `h` counts the same), not wrapped. */
   out: number;
   /** Stanzas the client acknowledged; the queue holds acked+1 … out. */
@@ -42,15 +58,23 @@ export interface SmSession {
   relays: RelayOrder<Delivery>;
 }
 
+/** A message this session sent, routed to another account and kept until that account's actor confirms it. */
+export interface PendingRoute {
+  to: string;
+  env: Envelope;
+  sentAt: number;
+}
+
 export type SmSessions = Map<string, SmSession>;
 
 export function newSession(smid: string, sid: string, node: string, resumable: boolean, max: number): SmSession {
-  return { smid, sid, node, resumable, max, handled: 0, out: 0, acked: 0, detachedAt: 0, inactive: false, held: [], writes: Promise.resolve(), checking: false,
-    relays: new RelayOrder(sid) };
+  return { smid, sid, node, resumable, max, handled: 0, confirmed: 0, stored: 0, pending: new Map(), chains: new Map(), chainsKnown: true, barrier: 0, gapAskedAt: 0,
+    out: 0, acked: 0, detachedAt: 0, inactive: false, held: [], writes: Promise.resolve(), checking: false, relays: new RelayOrder(sid) };
 }
 
 export function encodeRecord(s: SmSession): Uint8Array {
-  return pack([s.smid, s.sid, s.node, s.resumable, s.max, s.handled, s.acked, s.detachedAt]);
+  // The count kept is the confirmed one: a new owner of the account starts from what is safe, and the client sends the rest again.
+  return pack([s.smid, s.sid, s.node, s.resumable, s.max, s.confirmed, s.acked, s.detachedAt]);
 }
 
 export function decodeRecord(b: Uint8Array): SmSession {
@@ -58,6 +82,10 @@ export function decodeRecord(b: Uint8Array): SmSession {
   const s = newSession(smid, sid, node, resumable, max);
   s.relays = new RelayOrder(); // where the connection's count is, its first relay tells
   s.handled = handled;
+  s.confirmed = handled;
+  s.stored = handled;
+  // What this session routed before is not known here: the next message to each account names no predecessor.
+  s.chainsKnown = false;
   s.acked = acked;
   s.out = acked;
   s.detachedAt = detachedAt;
