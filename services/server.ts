@@ -116,7 +116,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   } else {
     if (config.store.kind !== 'redis') throw new Error('unreachable: checked above');
     // Its own connection, so heartbeats never queue behind the store's traffic.
-    redis = await connectRedis(config.store, { timeoutMs: config.store.connectTimeoutMs });
+    redis = await connectRedis(config.store, { timeoutMs: config.store.connectTimeoutMs, commandTimeoutMs: config.store.commandTimeoutMs });
     const { heartbeatMs, memberTtlMs } = config.cluster;
     const onError = (e: unknown) => log.warn('membership heartbeat failed', { error: e });
     const prefix = config.store.keyPrefix;

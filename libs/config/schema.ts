@@ -75,6 +75,8 @@ export const configSchema = z.object({
       keyPrefix: z.string().regex(/^[^{}]*$/, 'must not contain { or }: every key carries its own Redis Cluster hash tag after the prefix').default('parley:'),
       /** How long start-up (and an administration command) waits for Redis to answer before giving up. */
       connectTimeoutMs: z.number().int().positive().default(10_000),
+      /** How long one command may wait for Redis, for a reconnection included (a restart, a failover), before it fails. */
+      commandTimeoutMs: z.number().int().positive().default(5_000),
     }),
   ]).superRefine((st, ctx) => {
     if (st.kind !== 'redis') return;

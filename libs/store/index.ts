@@ -9,11 +9,11 @@ export { createRedisStore, createRedisClient, connectRedis, describeRedisTarget,
 
 export type StoreConfig =
   | { kind: 'lmdb'; path: string; sync?: LmdbSync }
-  | (RedisTarget & { kind: 'redis'; keyPrefix?: string; connectTimeoutMs?: number });
+  | (RedisTarget & { kind: 'redis'; keyPrefix?: string; connectTimeoutMs?: number; commandTimeoutMs?: number });
 
 /** Opens the store; Redis must answer within `connectTimeoutMs` (default 10 s), or this rejects naming it. */
 export async function openStore(cfg: StoreConfig): Promise<Store> {
   if (cfg.kind === 'lmdb') return openLmdbStore(cfg.path, cfg.sync);
-  const client = await connectRedis(cfg, { timeoutMs: cfg.connectTimeoutMs ?? 10_000 });
+  const client = await connectRedis(cfg, { timeoutMs: cfg.connectTimeoutMs ?? 10_000, commandTimeoutMs: cfg.commandTimeoutMs });
   return createRedisStore({ client, keyPrefix: cfg.keyPrefix });
 }

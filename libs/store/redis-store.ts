@@ -10,6 +10,7 @@
 // hash slot, which is all Redis Cluster allows.
 import { Cluster, Redis, type ChainableCommander, type RedisOptions } from 'ioredis';
 import { logger, throttledWarn } from '../log/index.ts';
+import { outageOptions } from './redis-outage.ts';
 import { DEFAULT_REDIS_URL, describeRedisTarget, parseRedisAddress, redisMode, type RedisTarget } from './redis-target.ts';
 import { fencedRedisStore } from './redis-fenced.ts';
 import type { Bytes, LogEntry, LogRange, Store, StoreBatch } from './store.ts';
@@ -23,6 +24,8 @@ export type RedisClient = Redis | Cluster;
 export interface RedisClientOptions {
   /** Milliseconds one TCP connection attempt may take. */
   connectTimeoutMs?: number;
+  /** How long a command may wait, for a reconnection included, before it fails (redis-outage.ts). */
+  commandTimeoutMs?: number;
   /** During an outage every reconnect attempt fails alike: log one such error per this many ms. */
   errorLogIntervalMs?: number;
 }
@@ -40,7 +43,7 @@ interface Watch { quiet: boolean; down: boolean; lastError?: Error }
 function build(target: string | RedisTarget, opts: RedisClientOptions, quiet: boolean): { client: RedisClient; watch: Watch } {
   const t: RedisTarget = typeof target === 'string' ? { url: target } : target;
   const common: RedisOptions = {
-    maxRetriesPerRequest: 3, // fail a request during an outage instead of queueing it forever
+    ...outageOptions(opts.commandTimeoutMs), // wait for a reconnection, boundedly, instead of failing after 3 attempts
     connectTimeout: opts.connectTimeoutMs ?? 5_000,
   };
   let client: RedisClient;
