@@ -128,7 +128,12 @@ export class NatsBus implements Bus {
 
   private send(subject: string, data: Uint8Array): void {
     this.messages++;
-    this.nc.publish(subject, data);
+    try {
+      this.nc.publish(subject, data);
+    } catch (e) {
+      // Closed (shutting down) or refused: the message is lost like one NATS drops; this runs on a timer, where a throw would end the process.
+      this.onError(e);
+    }
   }
 
   subscribe(subject: string, handler: (env: Envelope) => void): Subscription {

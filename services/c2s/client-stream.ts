@@ -178,7 +178,7 @@ export class ClientStream {
       this.t.startTls().then(
         () => { if (this.state.name === 'wait-tls') this.state = { name: 'wait-stream' }; },
         (err: unknown) => { log.debug('TLS handshake failed', { error: err }); this.t.closeStream(); },
-      );
+      ).catch(this.broken('STARTTLS'));
       return;
     }
     if (e.name === 'auth' && e.attrs.xmlns === NS_SASL) {
@@ -192,9 +192,17 @@ export class ClientStream {
     }
     if (e.name === 'iq' && child(e, 'query', NS_REGISTER) && this.tlsSatisfied) {
       // XEP-0077: account creation is the one iq answered before authentication.
-      void inBandRegistration(this.ctx).answer(e, this.domain, this.t.remoteAddress).then(
+      inBandRegistration(this.ctx).answer(e, this.domain, this.t.remoteAddress).then(
         (reply) => { if (this.state.name !== 'closed') this.t.send(serialize(reply)); },
-        (err: unknown) => { log.error('registration failed', { error: err }); this.fail(new StreamError('internal-server-error')); });
+        (err: unknown) => {
+          // The store failed under it: the client hears so and may try again; the stream goes on.
+          log.error('registration failed', { error: err });
+          if (this.state.name === 'closed') return;
+          // Without the payload: it holds the password.
+          const reply = errorReply(e, new StanzaError('internal-server-error', 'the account could not be created; try again later'), false);
+          delete reply.attrs.to;
+          this.t.send(serialize(reply));
+        }).catch(this.broken('in-band registration'));
       return;
     }
     if (e.name === 'message' || e.name === 'presence' || e.name === 'iq') return this.fail(new StreamError('not-authorized', 'authenticate first'));
@@ -212,7 +220,15 @@ export class ClientStream {
     sasl.step(data).then((r) => this.saslResult(sasl, r), (err: unknown) => {
       log.error('SASL failed', { error: err });
       this.saslFailure('temporary-auth-failure');
-    });
+    }).catch(this.broken('authentication'));
+  }
+
+  /** A throw after an async step (a bug) ends this stream with internal-server-error, never the process. */
+  private broken(doing: string): (e: unknown) => void {
+    return (e) => {
+      log.error(`${doing} failed; closing the stream`, { sid: this.sid, error: e, stack: e instanceof Error ? e.stack : undefined });
+      this.fail(new StreamError('internal-server-error', 'the server failed handling this stream'));
+    };
   }
 
   private saslResult(sasl: SaslSession, r: SaslStep): void {
@@ -277,7 +293,7 @@ export class ClientStream {
         this.t.send(serialize(el('iq', { type: 'result', id: e.attrs.id }, el('bind', { xmlns: NS_BIND }, el('jid', {}, this.jid)))));
       }
       this.releaseHeld();
-    });
+    }).catch(this.broken('binding'));
   }
 
   private releaseHeld(): void {

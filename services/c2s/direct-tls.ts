@@ -28,7 +28,7 @@ export function listenDirectTls(o: DirectTlsOptions): Promise<Server> {
     socket.setTimeout(o.handshakeTimeoutMs, () => socket.destroy());
     socket.on('error', () => socket.destroy());
     const proxied = o.proxy?.enabled ? readProxyHeader(socket, o.proxy) : Promise.resolve({ address: socket.remoteAddress ?? '', proxied: false });
-    void proxied.then((peer) => {
+    proxied.then((peer) => {
       if (!peer) return;
       const sni = o.sni;
       // Bytes read past the PROXY header were put back on the socket; TLSSocket
@@ -48,6 +48,9 @@ export function listenDirectTls(o: DirectTlsOptions): Promise<Server> {
         o.accept(new TcpTransport(tls, o.limits, undefined, true, { remoteAddress: peer.address }));
       });
       socket.resume();
+    }).catch((e: unknown) => {
+      log.error('accepting a direct TLS connection failed', { error: e });
+      socket.destroy();
     });
   });
   server.maxConnections = o.maxConnections;

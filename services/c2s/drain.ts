@@ -26,7 +26,11 @@ export async function requestDrain(config: Config, node: string): Promise<DrainR
         sub.unsubscribe();
         resolve(env.data as DrainResult);
       });
-      void bus.flush().then(() => bus.publish(subjects.c2s(node), envelope({ kind: 'ctl', dir: 'deliver', op: OP_DRAIN, sid, data: { reply: self } })));
+      bus.flush().then(() => bus.publish(subjects.c2s(node), envelope({ kind: 'ctl', dir: 'deliver', op: OP_DRAIN, sid, data: { reply: self } }))).catch((e: unknown) => {
+        clearTimeout(timer);
+        sub.unsubscribe();
+        reject(e instanceof Error ? e : new Error(String(e)));
+      });
     });
   } finally {
     await bus.close();

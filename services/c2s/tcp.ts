@@ -1,13 +1,15 @@
 // TCP client connections (port 5222) with in-place STARTTLS (RFC 6120 §5).
 import { createServer, type Server, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
-import type { StreamError } from '../../libs/errors/index.ts';
+import { StreamError } from '../../libs/errors/index.ts';
+import { logger } from '../../libs/log/index.ts';
 import { StreamParser, type StreamParserLimits } from '../../libs/xml/parser.ts';
 import { serialize, startTag } from '../../libs/xml/serialize.ts';
 import { readProxyHeader, type ProxyPolicy } from './proxy-protocol.ts';
 import type { ClientTransport, StreamEvents } from './transport.ts';
 
 const XML_DECL = "<?xml version='1.0'?>";
+const log = logger('c2s');
 
 export function isLoopback(addr: string | undefined): boolean {
   if (!addr) return false;
@@ -27,7 +29,13 @@ export interface TcpPeerOptions {
 /** Transports with writes waiting for the end of this turn. */
 const corked: TcpTransport[] = [];
 function flushCorked(): void {
-  for (let i = 0; i < corked.length; i++) corked[i].flush();
+  for (let i = 0; i < corked.length; i++) {
+    try {
+      corked[i].flush();
+    } catch (e) {
+      corked[i].broken('writing', e);
+    }
+  }
   corked.length = 0;
 }
 
@@ -45,14 +53,37 @@ export class TcpTransport implements ClientTransport {
   private closed = false;
   private readonly onData = (chunk: Buffer) => {
     const wait = this.events?.activity(chunk.length) ?? 0;
-    if (wait <= 0) return this.parser?.write(chunk);
+    if (wait <= 0) return this.parse(chunk);
     // Over the rate: stop reading and parse this chunk (at most one socket read) later.
     this.socket.pause();
     setTimeout(() => {
-      this.parser?.write(chunk);
+      this.parse(chunk);
       if (!this.closed) this.socket.resume();
     }, wait).unref();
   };
+
+  /** A throw while handling this client's input (a bug) ends this stream, not the process. */
+  private parse(chunk: Buffer): void {
+    try {
+      this.parser?.write(chunk);
+    } catch (e) {
+      this.broken('handling input', e);
+    }
+  }
+
+  /** What a bug under this connection costs: the connection, with internal-server-error. */
+  broken(doing: string, e: unknown): void {
+    log.error(`${doing} failed; closing the stream`, { remote: this.remoteAddress, error: e, stack: e instanceof Error ? e.stack : undefined });
+    if (this.closed) {
+      this.socket.destroy();
+      return;
+    }
+    try {
+      this.events?.error(new StreamError('internal-server-error', 'the server failed handling this stream'));
+    } catch {
+      this.socket.destroy();
+    }
+  }
 
   constructor(socket: Socket, private readonly limits: StreamParserLimits, private readonly tlsContext: SecureContext | undefined, direct = false,
     private readonly peer: TcpPeerOptions = {}) {
@@ -212,10 +243,13 @@ export function listenTcp(opts: TcpListenerOptions): Promise<Server> {
       opts.accept(new TcpTransport(socket, opts.limits, opts.tls, false, { sni: opts.sni }));
       return;
     }
-    void readProxyHeader(socket, opts.proxy).then((peer) => {
+    readProxyHeader(socket, opts.proxy).then((peer) => {
       if (!peer) return;
       opts.accept(new TcpTransport(socket, opts.limits, opts.tls, false, { remoteAddress: peer.address, sni: opts.sni }));
       socket.resume();
+    }).catch((e: unknown) => {
+      log.error('accepting a proxied connection failed', { error: e });
+      socket.destroy();
     });
   });
   server.maxConnections = opts.maxConnections;

@@ -2,6 +2,7 @@
 // <open/> and <close/> in the framing namespace instead of the stream tags.
 // The ClientStream above sees the same events as on TCP.
 import { StreamError } from '../../libs/errors/index.ts';
+import { logger } from '../../libs/log/index.ts';
 import { el, type Element } from '../../libs/xml/element.ts';
 import { parseFragment } from '../../libs/xml/fragment.ts';
 import type { StreamParserLimits } from '../../libs/xml/parser.ts';
@@ -27,6 +28,7 @@ export interface WebSocketOptions {
  * so what TCP does by pausing the socket is bounded here instead.
  */
 const MAX_HELD_INBOUND = 256;
+const log = logger('c2s');
 
 export class WebSocketTransport implements ClientTransport {
   readonly kind = 'websocket' as const;
@@ -54,7 +56,15 @@ export class WebSocketTransport implements ClientTransport {
 
   /** What the HTTP server calls for this connection. */
   readonly handler: WebSocketHandler = {
-    message: (text) => this.onMessage(text),
+    message: (text) => {
+      try {
+        this.onMessage(text);
+      } catch (e) {
+        // A throw while handling this client's input (a bug) ends this stream, not the process.
+        log.error('handling input failed; closing the stream', { remote: this.remoteAddress, error: e, stack: e instanceof Error ? e.stack : undefined });
+        this.fail(new StreamError('internal-server-error', 'the server failed handling this stream'));
+      }
+    },
     drain: () => this.onDrain(),
     heartbeat: () => this.events?.activity(),
     closed: () => this.onClosed(),

@@ -4,11 +4,14 @@
 // (outgoing.ts, incoming.ts) never touch a socket.
 import type { Socket } from 'node:net';
 import { checkServerIdentity, connect as tlsConnect, TLSSocket, type PeerCertificate, type SecureContext } from 'node:tls';
-import type { StreamError } from '../../libs/errors/index.ts';
+import { StreamError } from '../../libs/errors/index.ts';
+import { logger } from '../../libs/log/index.ts';
 import type { Element } from '../../libs/xml/element.ts';
 import { StreamParser, type StreamParserLimits } from '../../libs/xml/parser.ts';
 import { serialize, startTag } from '../../libs/xml/serialize.ts';
 import { NS_SERVER, NS_STREAM } from './stanza.ts';
+
+const log = logger('s2s');
 
 const XML_DECL = "<?xml version='1.0'?>";
 
@@ -43,7 +46,17 @@ export class S2sConnection {
   readonly remoteAddress: string;
   private readonly onData = (chunk: Buffer): void => {
     this.lastActive = Date.now();
-    this.parser?.write(chunk);
+    try {
+      this.parser?.write(chunk);
+    } catch (e) {
+      // A throw while handling this peer's input (a bug) ends this stream, not the process.
+      log.error('handling a server stream failed; closing it', { peer: this.remoteAddress, error: e, stack: e instanceof Error ? e.stack : undefined });
+      try {
+        this.events?.error(new StreamError('internal-server-error', 'the server failed handling this stream'));
+      } catch {
+        this.destroy();
+      }
+    }
   };
 
   constructor(socket: Socket, private readonly limits: ConnectionLimits) {

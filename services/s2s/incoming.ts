@@ -197,7 +197,10 @@ export class IncomingStream {
         log.error('dialback verification failed', { local, remote, error: err });
         this.dialbackAnswer(local, remote, { error: 'internal-server-error', text: 'verification failed' });
       },
-    );
+    ).catch((e: unknown) => {
+      log.error('answering a dialback request failed; closing the stream', { local, remote, error: e });
+      this.conn.destroy();
+    });
   }
 
   private dialbackAnswer(local: string, remote: string, verdict: DialbackVerdict): void {

@@ -94,7 +94,10 @@ export class OutgoingStream {
     const seconds = this.ctx.config.s2s.setupTimeoutSeconds;
     this.setupTimer = setTimeout(() => this.end(undefined, 'remote-server-timeout', `no authenticated stream to ${this.remote} within ${seconds} s`), seconds * 1000);
     this.setupTimer.unref();
-    void this.connect();
+    this.connect().catch((e: unknown) => {
+      log.error('setting up an outgoing stream failed', { local: this.local, remote: this.remote, error: e });
+      this.end(undefined, 'remote-server-not-found', `the stream to ${this.remote} could not be set up`);
+    });
   }
 
   send(xml: string): void {
@@ -268,7 +271,10 @@ export class OutgoingStream {
     this.conn!.startTlsClient(this.remote, this.ctx.certs.context(this.local)).then(
       () => { if (this.state.name === 'wait-tls') this.openStream(); },
       (err: unknown) => this.end(undefined, 'remote-server-not-found', `TLS with ${this.remote} failed: ${describe(err)}`),
-    );
+    ).catch((e: unknown) => {
+      log.error('opening the stream after TLS failed', { local: this.local, remote: this.remote, error: e });
+      this.end(undefined, 'remote-server-not-found', `the stream to ${this.remote} could not be opened after TLS`);
+    });
   }
 
   /** SASL EXTERNAL when offered (it proves our certificate), else dialback where allowed. */

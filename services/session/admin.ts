@@ -41,9 +41,13 @@ async function ask(bus: Bus, subjects: Subjects, self: string, config: Config, b
       if (d.error) reject(new Error(d.error));
       else resolve({ existed: d.existed });
     });
-    void bus.flush().then(() => {
+    bus.flush().then(() => {
       const data: RemoveAccountRequest = { node: self };
       bus.publish(subjects.shard(shardOf(bare, config.cluster.shards)), envelope({ kind: 'ctl', dir: 'in', op: 'remove-account', to: bare, sid, data }));
+    }).catch((e: unknown) => {
+      clearTimeout(timer);
+      sub.unsubscribe();
+      reject(e instanceof Error ? e : new Error(String(e)));
     });
   });
 }

@@ -170,7 +170,7 @@ export class ShardHost {
     if (st.timer) clearTimeout(st.timer);
     this.states.delete(s);
     this.holder[s] = owner;
-    for (const by of st.deferredClaims.splice(0)) void this.release(s, by);
+    for (const by of st.deferredClaims.splice(0)) this.handOver(s, by);
   }
 
   /** Shards waiting for a lease ask again; shards dropped after a lost lease are taken back if still ours. */
@@ -201,14 +201,19 @@ export class ShardHost {
       this.takeLease(s, undefined);
       return;
     }
-    void this.bus.flush().then(() => {
+    const claim = (): void => {
       if (this.states.get(s) !== st || st.live) return;
       this.bus.publish(this.subjects.control(prev), envelope({ kind: 'ctl', dir: 'in', op: 'claim', data: { shard: s, by: this.self } }));
       st.timer = setTimeout(() => {
         log.warn('handoff timed out; taking the shard once its lease is free', { shard: s, from: prev });
         this.takeLease(s, undefined);
       }, this.opts.handoffTimeoutMs);
-    });
+    };
+    this.bus.flush().then(claim, (e: unknown) => {
+      // The bus is down: claim anyway (it goes out once the connection is back); the handoff timeout still bounds the wait.
+      log.warn('flushing the bus before a shard claim failed', { shard: s, error: e });
+      claim();
+    }).catch((e: unknown) => log.error('claiming a shard failed', { shard: s, from: prev, error: e }));
   }
 
   /** Go live once the lease is granted; until then keep buffering (the tick asks again). */
@@ -224,7 +229,7 @@ export class ShardHost {
     }
     if (st.leaseInFlight) return;
     st.leaseInFlight = true;
-    void this.leases.acquire(s).then((token) => {
+    this.leases.acquire(s).then((token) => {
       st.leaseInFlight = false;
       if (token === undefined) return;
       if (this.states.get(s) !== st) {
@@ -233,7 +238,7 @@ export class ShardHost {
         return;
       }
       this.goLive(s, st.pendingSkip);
-    });
+    }).catch((e: unknown) => log.error('going live with a shard failed', { shard: s, error: e }));
   }
 
   private onShardEnvelope(s: number, st: ShardState, env: Envelope): void {
@@ -267,7 +272,7 @@ export class ShardHost {
     const buffered = st.buffer;
     st.buffer = [];
     for (const env of buffered) this.onShardEnvelope(s, st, env);
-    for (const by of st.deferredClaims.splice(0)) void this.release(s, by);
+    for (const by of st.deferredClaims.splice(0)) this.handOver(s, by);
     this.opts.live?.(s);
   }
 
@@ -276,12 +281,17 @@ export class ShardHost {
       const { shard, by } = env.data as { shard: number; by: string };
       const st = this.states.get(shard);
       if (st && !st.live) st.deferredClaims.push(by);
-      else void this.release(shard, by);
+      else this.handOver(shard, by);
     } else if (env.op === 'released') {
       const { shard, marks } = env.data as { shard: number; marks: Record<string, number> };
       const st = this.states.get(shard);
       if (st && !st.live) this.takeLease(shard, new Map(Object.entries(marks)));
     }
+  }
+
+  /** release(), its failure logged: the claimant takes the shard after its handoff timeout anyway. */
+  private handOver(s: number, to: string): void {
+    this.release(s, to).catch((e: unknown) => log.error('handing a shard over failed', { shard: s, to, error: e }));
   }
 
   /** Give a shard to the process that claimed it. */
