@@ -35,10 +35,27 @@ const log = logger('redis');
 /** ioredis wraps "no node answered" in an error whose message hides the cause. */
 function errorText(e: Error): string {
   const last = (e as { lastNodeError?: unknown }).lastNodeError;
-  return last instanceof Error ? `${e.message} (${last.message})` : e.message;
+  if (last instanceof Error) return `${e.message} (${errorText(last)})`;
+  // A socket error can come without a message (an AggregateError of each address tried, a bare reset).
+  if (e instanceof AggregateError && e.errors.length) return e.errors.map((x) => (x instanceof Error ? errorText(x) : String(x))).join('; ');
+  return e.message || (e as { code?: string }).code || e.name;
 }
 
 interface Watch { quiet: boolean; down: boolean; lastError?: Error }
+
+/**
+ * On a Cluster, ioredis files an auto-pipelined script command (defineCommand) under the slot of its first
+ * argument, the key count, not of its first key; the pipeline then holds keys of other nodes and is refused
+ * whole ("All keys in the pipeline should belong to the same slots allocation group"), plain commands beside
+ * it included. Scripts defined on a Cluster client therefore go out on their own; EVAL is filed correctly.
+ */
+function skipAutoPipelineForScripts(c: Cluster): void {
+  const define = c.defineCommand.bind(c);
+  c.defineCommand = (name, definition) => {
+    c.options.autoPipeliningIgnoredCommands = [...(c.options.autoPipeliningIgnoredCommands ?? []), name];
+    define(name, definition);
+  };
+}
 
 function build(target: string | RedisTarget, opts: RedisClientOptions, quiet: boolean): { client: RedisClient; watch: Watch } {
   const t: RedisTarget = typeof target === 'string' ? { url: target } : target;
@@ -56,6 +73,7 @@ function build(target: string | RedisTarget, opts: RedisClientOptions, quiet: bo
         // Nodes learnt from the cluster get the seeds' credentials and TLS too.
         redisOptions: { ...common, username: auth?.username, password: auth?.password, ...(seeds.some((s) => s.tls) ? { tls: {} } : {}) },
       });
+      skipAutoPipelineForScripts(client);
       break;
     }
     case 'sentinel': {
@@ -72,8 +90,11 @@ function build(target: string | RedisTarget, opts: RedisClientOptions, quiet: bo
         sentinelUsername: auth?.username,
         sentinelPassword: auth?.password,
         ...(sentinels.some((x) => x.tls) ? { sentinelTLS: {} } : {}),
-        // Reconnect when the sentinels announce a new primary, not only when the old one's socket dies.
-        failoverDetector: true,
+        // A primary demoted while still reachable (a manual failover, a partition that healed) refuses writes:
+        // reconnect, which asks the sentinels again, and send the command anew. (ioredis' failoverDetector
+        // would watch the sentinels instead, over connections whose errors nobody can listen to, and that
+        // outlive quit().)
+        reconnectOnError: (e) => (e.message.startsWith('READONLY') ? 2 : false),
       });
       break;
     }

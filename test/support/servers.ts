@@ -1,11 +1,13 @@
-// Real infrastructure for tests: redis-server and nats-server on free ports,
+// Real infrastructure for tests: redis-server and nats-server on free ports
+// (alone, or as a Redis Cluster, a Sentinel-watched primary, a NATS cluster),
 // each in its own temp dir. Children never outlive the test process, and
 // temp dirs are removed on stop (or at exit at the latest).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 
 const live = new Set<ChildProcess>();
 const dirs = new Set<string>();
@@ -153,4 +155,276 @@ export async function startNats(opts: { jetstream?: boolean } = {}): Promise<Spa
     // The server greets every client with INFO once it accepts connections.
     ready: () => probe(port, '', 'INFO '),
   });
+}
+
+// ---------------------------------------------------------------- engines as large deployments run them
+
+/** One command to one Redis node (a fresh connection, no retries); rejects when the node does not answer. */
+export async function redisCommand(port: number, ...args: (string | number)[]): Promise<unknown> {
+  const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, enableOfflineQueue: false, connectTimeout: 1000 });
+  r.on('error', () => {}); // the rejection below reports it
+  try {
+    await r.connect();
+    return await r.call(String(args[0]), ...args.slice(1).map(String));
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** Poll `check` every 100 ms until it holds; throws `what` (and the last error) after `ms`. */
+async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`${what} not reached after ${ms} ms${last instanceof Error ? `: ${last.message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Lines `key:value` of an INFO / CLUSTER INFO reply. */
+function infoField(text: unknown, field: string): string | undefined {
+  return new RegExp(`^${field}:(.*?)\\r?$`, 'm').exec(String(text))?.[1];
+}
+
+/** Run a command to its end (redis-cli); rejects with its output when it fails. */
+function run(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    live.add(p);
+    let out = '';
+    p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    p.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+    p.once('error', (e) => { live.delete(p); reject(new Error(`cannot run ${cmd}: ${e.message}`)); });
+    p.once('exit', (code) => {
+      live.delete(p);
+      if (code === 0) resolve(out);
+      else reject(new Error(`${cmd} ${args.join(' ')} exited with ${code}:\n${out.slice(-4000)}`));
+    });
+  });
+}
+
+/** A redis-server on a free port in its own dir, started with the arguments `argsFor` gives. */
+async function startRedisNode(name: string, argsFor: (dir: string, port: number) => string[] | Promise<string[]>): Promise<Spawned> {
+  const port = await freePort();
+  const dir = tempDir(`parley-${name}`);
+  return spawnServer({
+    name, cmd: 'redis-server', port, dir, url: `redis://127.0.0.1:${port}`,
+    args: await argsFor(dir, port),
+    ready: () => probe(port, 'PING\r\n', '+PONG'),
+  });
+}
+
+/**
+ * A data node's arguments: AOF on, so a node killed and restarted comes back with its data; a replica's
+ * first sync starts at once (the default waits 5 s for more replicas to share one transfer).
+ */
+const dataNode = (dir: string, port: number, ...extra: string[]): string[] =>
+  ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--dir', dir,
+    '--repl-diskless-sync-delay', '0', ...extra];
+
+export interface RedisClusterHandle {
+  /** Every node's URL: what `store.cluster` takes. */
+  seeds: string[];
+  /** The six nodes; kill() a master and its replica takes over after `nodeTimeoutMs`. */
+  nodes: Spawned[];
+  nodeTimeoutMs: number;
+  /** The hash slot of a key (CLUSTER KEYSLOT). */
+  slotOf(key: string): Promise<number>;
+  /** The node a live node names as master of the key's slot now. */
+  masterOf(key: string): Promise<Spawned>;
+  /** Until every live node reports cluster_state:ok. */
+  waitOk(ms?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A Redis Cluster of three masters and three replicas (`redis-cli --cluster
+ * create … --cluster-replicas 1`), each node in its own dir with its bus on a
+ * free port; resolves once every node says cluster_state:ok and every replica
+ * is in sync. `cluster-require-full-coverage no`: the slots of live masters
+ * keep answering while a dead master's replica takes over.
+ */
+export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}): Promise<RedisClusterHandle> {
+  const nodeTimeoutMs = opts.nodeTimeoutMs ?? 2000;
+  const nodes = await Promise.all(Array.from({ length: 6 }, () => startRedisNode('redis-cluster', async (dir, port) => dataNode(dir, port,
+    '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(await freePort()),
+    '--cluster-node-timeout', String(nodeTimeoutMs), '--cluster-require-full-coverage', 'no'))));
+  const handle: RedisClusterHandle = {
+    seeds: nodes.map((n) => n.url),
+    nodes,
+    nodeTimeoutMs,
+    async slotOf(key) { return Number(await anyNode('CLUSTER', 'KEYSLOT', key)); },
+    async masterOf(key) {
+      const slot = await handle.slotOf(key);
+      const ranges = await anyNode('CLUSTER', 'SLOTS') as [number, number, [string, number, string]][];
+      const range = ranges.find(([from, to]) => slot >= from && slot <= to);
+      const node = nodes.find((n) => n.port === Number(range?.[2][1]));
+      if (!node) throw new Error(`no master serves slot ${slot}`);
+      return node;
+    },
+    waitOk: (ms = 15_000) => until('cluster_state:ok on every live node', ms, async () => {
+      const states = await Promise.all(nodes.map((n) => redisCommand(n.port, 'CLUSTER', 'INFO').then((i) => infoField(i, 'cluster_state'), () => 'down')));
+      return states.every((s) => s === 'ok' || s === 'down') && states.includes('ok');
+    }),
+    stop: async () => { await Promise.all(nodes.map((n) => n.stop())); },
+  };
+  /** A command to the first node that answers. */
+  async function anyNode(...args: (string | number)[]): Promise<unknown> {
+    let last: unknown;
+    for (const n of nodes) {
+      try { return await redisCommand(n.port, ...args); } catch (e) { last = e; }
+    }
+    throw last;
+  }
+  try {
+    await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes']);
+    await until('a joined Redis Cluster with its replicas in sync', 20_000, async () => {
+      for (const n of nodes) {
+        const info = await redisCommand(n.port, 'CLUSTER', 'INFO');
+        if (infoField(info, 'cluster_state') !== 'ok' || infoField(info, 'cluster_known_nodes') !== '6') return false;
+        const repl = await redisCommand(n.port, 'INFO', 'replication');
+        if (infoField(repl, 'role') === 'slave' && infoField(repl, 'master_link_status') !== 'up') return false;
+      }
+      return true;
+    });
+  } catch (e) {
+    await handle.stop();
+    throw e;
+  }
+  return handle;
+}
+
+export interface RedisSentinelHandle {
+  /** The name the sentinels monitor the primary under. */
+  masterName: string;
+  /** `127.0.0.1:port` of each sentinel: what `store.sentinel.sentinels` takes. */
+  sentinels: string[];
+  primary: Spawned;
+  replica: Spawned;
+  sentinelNodes: Spawned[];
+  /** The port the sentinels name as primary now. */
+  primaryPort(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A primary, its replica, and three sentinels (quorum 2) that call the
+ * primary down after `downAfterMs` without an answer and promote the replica.
+ */
+export async function startRedisSentinel(opts: { downAfterMs?: number } = {}): Promise<RedisSentinelHandle> {
+  const masterName = 'parley';
+  const downAfterMs = opts.downAfterMs ?? 1000;
+  const primary = await startRedisNode('redis-primary', (dir, port) => dataNode(dir, port));
+  const replica = await startRedisNode('redis-replica', (dir, port) => dataNode(dir, port, '--replicaof', '127.0.0.1', String(primary.port)));
+  const started: Spawned[] = [primary, replica];
+  try {
+    // Sentinels learn the replica from the primary's INFO: let it be attached first.
+    await until('the replica in sync', 10_000, async () => infoField(await redisCommand(replica.port, 'INFO', 'replication'), 'master_link_status') === 'up');
+    const sentinelNodes = await Promise.all([0, 1, 2].map(() => startRedisNode('redis-sentinel', (dir, port) => {
+      // Sentinel rewrites its file with what it learns; restart() reads it back.
+      const conf = join(dir, 'sentinel.conf');
+      writeFileSync(conf, [
+        `port ${port}`, 'bind 127.0.0.1', `dir ${dir}`,
+        `sentinel monitor ${masterName} 127.0.0.1 ${primary.port} 2`,
+        `sentinel down-after-milliseconds ${masterName} ${downAfterMs}`,
+        `sentinel failover-timeout ${masterName} 10000`,
+        `sentinel parallel-syncs ${masterName} 1`,
+      ].join('\n') + '\n');
+      return [conf, '--sentinel'];
+    })));
+    started.push(...sentinelNodes);
+    await until('three sentinels that know the replica and each other', 15_000, async () => {
+      for (const s of sentinelNodes) {
+        const replicas = await redisCommand(s.port, 'SENTINEL', 'REPLICAS', masterName) as unknown[];
+        const others = await redisCommand(s.port, 'SENTINEL', 'SENTINELS', masterName) as unknown[];
+        if (replicas.length < 1 || others.length < 2) return false;
+      }
+      return true;
+    });
+    const handle: RedisSentinelHandle = {
+      masterName,
+      sentinels: sentinelNodes.map((s) => `127.0.0.1:${s.port}`),
+      primary, replica, sentinelNodes,
+      async primaryPort() {
+        let last: unknown;
+        for (const s of sentinelNodes) {
+          try {
+            const [, port] = await redisCommand(s.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', masterName) as [string, string];
+            return Number(port);
+          } catch (e) { last = e; }
+        }
+        throw last;
+      },
+      stop: async () => { await Promise.all(started.map((n) => n.stop())); },
+    };
+    return handle;
+  } catch (e) {
+    await Promise.all(started.map((n) => n.stop()));
+    throw e;
+  }
+}
+
+export interface NatsClusterHandle {
+  /** Every server's client URL: what `bus.servers` takes. */
+  servers: string[];
+  nodes: (Spawned & { name: string; monitorPort: number })[];
+  /** The node a client connection of this name (a Parley nodeId) is on, if any. */
+  nodeOf(clientName: string): Promise<(Spawned & { name: string; monitorPort: number }) | undefined>;
+  /** Until every live node has a route to every other live node. */
+  waitRoutes(ms?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Three nats-servers in one cluster (routes between all), JetStream on with a store dir each. */
+export async function startNatsCluster(): Promise<NatsClusterHandle> {
+  const ports = await Promise.all([0, 1, 2].map(async () => ({ client: await freePort(), route: await freePort(), monitor: await freePort() })));
+  const routes = ports.map((p) => `nats://127.0.0.1:${p.route}`).join(',');
+  const nodes = await Promise.all(ports.map(async (p, i) => {
+    const name = `nats-${i + 1}`;
+    const dir = tempDir(`parley-${name}`);
+    const s = await spawnServer({
+      name, cmd: 'nats-server', port: p.client, dir, url: `nats://127.0.0.1:${p.client}`,
+      args: ['-a', '127.0.0.1', '-p', String(p.client), '-m', String(p.monitor), '--server_name', name,
+        '--cluster_name', 'parley', '--cluster', `nats://127.0.0.1:${p.route}`, '--routes', routes, '-js', '-sd', dir],
+      ready: () => probe(p.client, '', 'INFO '),
+    });
+    return Object.assign(s, { name, monitorPort: p.monitor });
+  }));
+  const monitor = async (n: { monitorPort: number }, path: string): Promise<Record<string, unknown> | undefined> => {
+    try {
+      const res = await fetch(`http://127.0.0.1:${n.monitorPort}${path}`, { signal: AbortSignal.timeout(1000) });
+      return await res.json() as Record<string, unknown>;
+    } catch {
+      return undefined; // a dead node
+    }
+  };
+  const handle: NatsClusterHandle = {
+    servers: nodes.map((n) => n.url),
+    nodes,
+    async nodeOf(clientName) {
+      for (const n of nodes) {
+        const connz = await monitor(n, '/connz?limit=1024');
+        if ((connz?.connections as { name?: string }[] | undefined)?.some((c) => c.name === clientName)) return n;
+      }
+      return undefined;
+    },
+    waitRoutes: (ms = 15_000) => until('routes between all live NATS servers', ms, async () => {
+      const counts = await Promise.all(nodes.map((n) => monitor(n, '/routez').then((r) => r?.num_routes as number | undefined)));
+      const alive = counts.filter((c) => c !== undefined);
+      return alive.length > 0 && alive.every((c) => c === alive.length - 1);
+    }),
+    stop: async () => { await Promise.all(nodes.map((n) => n.stop())); },
+  };
+  try {
+    await handle.waitRoutes();
+  } catch (e) {
+    await handle.stop();
+    throw e;
+  }
+  return handle;
 }
