@@ -104,11 +104,12 @@ function confirm(account: AccountContext, resource: string, s: SmSession, always
   const every = account.server.config.streamManagement.confirmEvery;
   if (upTo > s.confirmed && (always || upTo - s.confirmed >= every || s.barrier > s.confirmed)) {
     s.confirmed = upTo;
-    void persist(account, resource, s).then((ok) => {
+    // persist() never rejects; the catch is for the answer to the connection (a bus publish that throws).
+    persist(account, resource, s).then((ok) => {
       if (!ok) return;
       if (upTo > s.stored) s.stored = upTo;
       account.controlConnection(s.node, s.sid, 'sm-h', { h: s.stored });
-    }, (e: unknown) => log.error('confirming to the connection failed', { account: account.bare, error: e }));
+    }).catch((e: unknown) => log.error('confirming to the connection failed', { account: account.bare, error: e }));
     return;
   }
   if (always) account.controlConnection(s.node, s.sid, 'sm-h', { h: s.stored });
