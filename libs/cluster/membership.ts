@@ -59,6 +59,10 @@ export class RedisMembership implements Membership {
   private timer: NodeJS.Timeout | undefined;
   private readonly listeners: ((m: readonly string[], prev: readonly string[]) => void)[] = [];
   private stopped = false;
+  private lastBeat = 0;
+  private expired = false;
+  private expiry: NodeJS.Timeout | undefined;
+  private readonly expiryListeners: ((expired: boolean) => void)[] = [];
 
   constructor(private readonly redis: RedisClient, private readonly opts: RedisMembershipOptions) {
     this.self = opts.self;
@@ -68,6 +72,38 @@ export class RedisMembership implements Membership {
   alive(): readonly string[] { return this.all; }
   onChange(cb: (m: readonly string[], prev: readonly string[]) => void): void { this.listeners.push(cb); }
 
+  /**
+   * When the newest heartbeat that reached Redis was sent (this process's
+   * clock, ms; 0 before the first). Redis stamped our entry after that, so the
+   * entry lives at least until lastBeatAt + ttlMs, and may be gone after.
+   */
+  get lastBeatAt(): number { return this.lastBeat; }
+
+  /**
+   * Our own entry's fate, for a member (not a watcher): `true` once ttlMs
+   * have passed since lastBeatAt (the others may have declared us dead),
+   * `false` when a heartbeat sent since gets through.
+   */
+  onExpiry(cb: (expired: boolean) => void): void { this.expiryListeners.push(cb); }
+
+  private renewed(sentAt: number): void {
+    if (sentAt <= this.lastBeat) return; // an older heartbeat answered late
+    this.lastBeat = sentAt;
+    clearTimeout(this.expiry);
+    const left = sentAt + this.opts.ttlMs - Date.now();
+    if (left > 0) {
+      this.expiry = setTimeout(() => this.setExpired(true), left);
+      this.expiry.unref();
+    }
+    this.setExpired(left <= 0);
+  }
+
+  private setExpired(expired: boolean): void {
+    if (this.expired === expired) return;
+    this.expired = expired;
+    for (const l of this.expiryListeners) l(expired);
+  }
+
   async start(): Promise<void> {
     await this.beat();
     this.timer = setInterval(() => void this.beat(), this.opts.heartbeatMs);
@@ -76,10 +112,12 @@ export class RedisMembership implements Membership {
 
   private async beat(): Promise<void> {
     if (this.stopped) return;
+    const sentAt = Date.now();
     try {
       const [alive, leaving] = (await this.redis.eval(HEARTBEAT, 2, this.opts.key, `${this.opts.key}:leaving`, this.self,
         String(this.opts.ttlMs), this.leaving ? '1' : '0')) as [string[], string[]];
       if (this.stopped) return;
+      if (this.self) this.renewed(sentAt);
       this.all = alive.sort();
       const list = alive.filter((m) => !leaving.includes(m));
       if (list.length !== this.current.length || list.some((m, i) => m !== this.current[i])) {
@@ -100,6 +138,7 @@ export class RedisMembership implements Membership {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    clearTimeout(this.expiry);
     if (this.self) {
       await this.redis.zrem(this.opts.key, this.self).catch(() => {});
       await this.redis.zrem(`${this.opts.key}:leaving`, this.self).catch(() => {});
