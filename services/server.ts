@@ -21,6 +21,7 @@ import { overlayStore } from '../libs/store/overlay.ts';
 import type { Store } from '../libs/store/store.ts';
 import { loadOrCreateCertificate, secureContext } from '../libs/tls/index.ts';
 import { C2sNode, newNodeId } from './c2s/c2s-node.ts';
+import { watchReadiness } from './readiness.ts';
 import { S2sNode } from './s2s/s2s-node.ts';
 import { purgeNodeSessionsOffline } from './session/directory.ts';
 import { SessionNode } from './session/session-node.ts';
@@ -172,7 +173,14 @@ export async function startServer(config: Config): Promise<RunningServer> {
       },
     });
     await c2s.start();
+    // Our entry lapsed: the session processes may have ended every session here (C2sNode.membershipExpired).
+    if (c2sMembers instanceof RedisMembership) c2sMembers.onExpiry((expired) => c2s?.membershipExpired(expired));
   }
+
+  // /readyz, the parley_ready gauge and a log line when it changes: the bus, Redis, and whether a connection manager can take sessions.
+  const readiness = watchReadiness(() => (!bus.healthy() ? 'the bus is not connected'
+    : redis !== undefined && redis.status !== 'ready' ? `Redis is not connected (${redis.status})`
+    : c2s?.unavailable()), config.metrics.enabled ? metrics.ready : undefined);
 
   let http: Server | undefined;
   if (config.metrics.enabled) {
@@ -185,7 +193,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     };
     const rttTimer = setInterval(() => void bus.rtt().then((s) => metrics.busRtt.set(s), () => {}), 10_000);
     rttTimer.unref();
-    http = await serveMetrics(metrics, config.metrics.host, config.metrics.port, { ready: () => bus.healthy() && (redis === undefined || redis.status === 'ready') });
+    http = await serveMetrics(metrics, config.metrics.host, config.metrics.port, readiness);
   }
   log.info('started', { node: nodeId, role: config.role, mode: embedded ? 'embedded' : 'cluster', domains: hosts.list().join(','), c2s: c2s ? `${config.c2s.tcp.host}:${c2s.tcpPort()}` : 'off',
     ...(c2s?.httpPort() ? { http: `${config.c2s.http.host}:${c2s.httpPort()}` } : {}),
@@ -203,6 +211,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     async stop(graceful = true) {
       if (stopped) return;
       stopped = true;
+      readiness.stop();
       await c2s?.stop();
       await c2sMembers.stop();
       if (!session) await sessionMembers.stop();

@@ -35,6 +35,7 @@ export class Metrics {
   readonly processFaults = new Counter({ name: 'parley_process_faults_total', help: 'Promise rejections nobody handled (the process went on) and exceptions nobody caught (it exited): each one a bug, logged with its stack', labelNames: ['kind'] as const, registers: [this.registry] });
   readonly staleWrites = new Counter({ name: 'parley_store_stale_writes_total', help: 'Writes the store refused because they carried an older fencing token than the account had seen', registers: [this.registry] });
   readonly busRtt = new Gauge({ name: 'parley_bus_rtt_seconds', help: 'Round trip to the bus server, last measured', registers: [this.registry] });
+  readonly ready = new Gauge({ name: 'parley_ready', help: '1 while this process can serve (/readyz answers 200), 0 otherwise', registers: [this.registry] });
 
   // Pre-bound children: the hot path must not look labels up per stanza.
   private readonly inByKind = new Map<string, Counter.Internal>();
@@ -59,7 +60,8 @@ export class Metrics {
 }
 
 export interface HealthProbe {
-  ready(): boolean;
+  /** Why this process cannot serve now (a short sentence for /readyz), or undefined when it can. */
+  notReady(): string | undefined;
 }
 
 export function serveMetrics(metrics: Metrics, host: string, port: number, probe: HealthProbe): Promise<Server> {
@@ -77,9 +79,9 @@ export function serveMetrics(metrics: Metrics, host: string, port: number, probe
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end('ok\n');
     } else if (url.startsWith('/readyz')) {
-      const ok = probe.ready();
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain' });
-      res.end(ok ? 'ready\n' : 'not ready\n');
+      const why = probe.notReady();
+      res.writeHead(why === undefined ? 200 : 503, { 'content-type': 'text/plain' });
+      res.end(why === undefined ? 'ready\n' : `not ready: ${why}\n`);
     } else {
       res.writeHead(404);
       res.end();

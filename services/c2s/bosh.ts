@@ -27,7 +27,7 @@ export const NS_HTTPBIND = 'http://jabber.org/protocol/httpbind';
 export const NS_XBOSH = 'urn:xmpp:xbosh';
 
 /** XEP-0124 §17 terminal binding conditions we use. */
-type BoshCondition = 'bad-request' | 'host-unknown' | 'item-not-found' | 'policy-violation' | 'remote-stream-error'
+type BoshCondition = 'bad-request' | 'host-unknown' | 'item-not-found' | 'policy-violation' | 'remote-connection-failed' | 'remote-stream-error'
   | 'see-other-uri' | 'system-shutdown' | 'undefined-condition';
 
 const SID_RE = /^[A-Za-z0-9_-]{16,64}\.([A-Za-z0-9_-]{1,64})$/;
@@ -388,7 +388,7 @@ export interface BoshServiceOptions {
   /** What a session may leave queued for its client (and keep cached for resends). */
   maxOutboundBytes: number;
   /** Refuse new sessions: why, or undefined to accept. */
-  refuse(): 'shutdown' | 'full' | undefined;
+  refuse(): 'shutdown' | 'full' | 'unavailable' | undefined;
   accept(t: BoshSession): void;
   /** Publish a control envelope to another c2s node's subject. */
   publish(node: string, env: Envelope): void;
@@ -467,7 +467,8 @@ export class BoshService {
     const rid = Number(a.rid);
     if (!Number.isSafeInteger(rid) || rid < 0 || !a.to) return x.reply(terminateBody('bad-request'));
     const refused = this.o.refuse();
-    if (refused) return x.reply(terminateBody(refused === 'shutdown' ? 'system-shutdown' : 'undefined-condition'));
+    // unavailable: the connection manager cannot reach what serves the session (XEP-0124 §17.2).
+    if (refused) return x.reply(terminateBody(refused === 'shutdown' ? 'system-shutdown' : refused === 'unavailable' ? 'remote-connection-failed' : 'undefined-condition'));
     const num = (v: string | undefined, dflt: number) => {
       const n = Number(v);
       return v !== undefined && Number.isInteger(n) && n >= 0 ? n : dflt;

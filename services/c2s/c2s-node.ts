@@ -13,7 +13,7 @@ import type { Config } from '../../libs/config/schema.ts';
 import { StreamError, type StanzaErrorCondition, type StreamErrorCondition } from '../../libs/errors/index.ts';
 import { logger } from '../../libs/log/index.ts';
 import { loadDomainCertificates } from './certificates.ts';
-import { ClientStream } from './client-stream.ts';
+import { ClientStream, unavailableError } from './client-stream.ts';
 import type { BindResult, C2sContext, C2sMetrics } from './context.ts';
 import { startListeners, type Listeners } from './listeners.ts';
 import { proxyPolicy } from './proxy-protocol.ts';
@@ -47,6 +47,8 @@ export class C2sNode implements C2sContext {
   private servers: Server[] = [];
   private sub: Subscription | undefined;
   private accepting = true;
+  /** Our membership expired (membershipExpired): the cluster may count this node dead. */
+  private cutOff = false;
   /** Direct TLS and the HTTP listener (WebSocket, BOSH), when configured. */
   private listeners: Listeners | undefined;
   /** Each stream's transport kind, for the per-transport connection gauge. */
@@ -96,8 +98,12 @@ export class C2sNode implements C2sContext {
     }));
     this.listeners = await startListeners({
       nodeId: this.o.nodeId, config, tls: this.o.tls, certificates, proxy, limits,
-      refusal: () => !this.accepting ? { reason: 'shutdown', text: 'this node is shutting down' }
-        : this.streams.size >= config.c2s.maxConnections ? { reason: 'full', text: 'too many connections' } : undefined,
+      refusal: () => {
+        if (!this.accepting) return { reason: 'shutdown', text: 'this node is shutting down' };
+        const why = this.unavailable();
+        if (why) return { reason: 'unavailable', text: why };
+        return this.streams.size >= config.c2s.maxConnections ? { reason: 'full', text: 'too many connections' } : undefined;
+      },
       accept: (t) => this.accept(t),
       publish: (node, env) => this.o.bus.publish(this.o.subjects.c2s(node), env),
     });
@@ -126,9 +132,27 @@ export class C2sNode implements C2sContext {
     return typeof a === 'object' && a ? a.port : 0;
   }
 
+  /**
+   * Why this node cannot serve a stream now, or undefined. Cheap: checked for
+   * every new connection, at every bind and resumption, and by /readyz.
+   */
+  unavailable(): string | undefined {
+    if (!this.accepting) return 'this node is shutting down';
+    if (this.cutOff) return 'this node lost contact with the cluster (its membership expired)';
+    if (!this.o.bus.healthy()) return 'the bus is not connected';
+    if (this.o.sessionNodes && this.o.sessionNodes().length === 0) return 'no session process is alive';
+    return undefined;
+  }
+
   accept(t: ClientTransport): void {
     if (!this.accepting) {
       t.closeStream(new StreamError('system-shutdown', 'this node is shutting down'));
+      return;
+    }
+    const why = this.unavailable();
+    if (why) {
+      // At once, rather than a bind that times out after session.requestTimeoutMs.
+      t.closeStream(unavailableError(why));
       return;
     }
     const s = new ClientStream(t, this);
@@ -211,6 +235,15 @@ export class C2sNode implements C2sContext {
         stream?.kick(d.condition, d.text);
         return;
       }
+      case OP_SESSIONS_ENDED: {
+        // The session processes counted this node dead and ended these sessions (unbind, as for a lost connection:
+        // a resumable one waits). Their streams must not stay open and silent: close them, unbind already sent.
+        const { sids, total, first } = env.data as { sids: string[]; total: number; first: boolean };
+        if (first) log.warn('the cluster counted this node dead and ended its sessions: closing their streams', { node: this.nodeId, sessions: total });
+        const err = new StreamError('internal-server-error', 'the cluster ended this session: this node lost contact with it; reconnect (and resume)');
+        for (const sid of sids) this.streams.get(sid)?.fail(err, false);
+        return;
+      }
       case OP_ROOM_FANOUT:
         // A room's stanzas for this node's occupants: one envelope, written to each session here.
         expandRoomFanout(env, (sid) => this.streams.get(sid), (room, back) => this.toActor(room, back));
@@ -262,6 +295,34 @@ export class C2sNode implements C2sContext {
     return out;
   }
 
+  /**
+   * Our membership expired: no heartbeat reached Redis within
+   * cluster.memberTtlMs, so the session processes may already have ended
+   * every session here (SessionNode.c2sGone) and stopped routing to them.
+   * Close every stream and refuse new ones until a heartbeat gets through.
+   *
+   * The condition is internal-server-error: the cause is inside the service,
+   * which RFC 6120 §4.9.3.15 sends to it rather than to
+   * remote-connection-failed; system-shutdown would claim the node is going
+   * away, and see-other-host needs an address this node does not know (the
+   * load balancer's, which already sees /readyz fail). Clients reconnect on
+   * it; with stream management they resume elsewhere, the session having
+   * waited in its account's actor.
+   */
+  membershipExpired(expired: boolean): void {
+    if (expired === this.cutOff) return;
+    this.cutOff = expired;
+    if (!expired) {
+      log.info('membership renewed: accepting streams again', { node: this.nodeId });
+      return;
+    }
+    const streams = [...this.streams.values()];
+    log.warn('membership expired (no heartbeat reached Redis in time): closing every stream, refusing new ones until it is renewed',
+      { node: this.nodeId, streams: streams.length });
+    const err = new StreamError('internal-server-error', 'this node lost contact with the cluster: reconnect (and resume)');
+    for (const s of streams) s.fail(err);
+  }
+
   /** Stop accepting, close every stream with a stream error, release the ports. */
   async stop(condition: StreamErrorCondition = 'system-shutdown'): Promise<void> {
     this.accepting = false;
@@ -273,6 +334,9 @@ export class C2sNode implements C2sContext {
     this.sub?.unsubscribe();
   }
 }
+
+/** From the session processes (SessionNode.c2sGone): the sessions they ended, by session id. */
+export const OP_SESSIONS_ENDED = 'sessions-ended';
 
 export const OP_DRAIN = 'drain';
 export const OP_DRAINED = 'drained';

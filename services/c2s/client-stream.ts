@@ -24,6 +24,14 @@ const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
 const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
 
+/**
+ * What a stream is refused with when its connection manager cannot serve
+ * (C2sNode.unavailable; C2sNode.membershipExpired says why this condition).
+ */
+export function unavailableError(why: string): StreamError {
+  return new StreamError('internal-server-error', `the server cannot take sessions now (${why}); try again later`);
+}
+
 export type C2sState =
   | { name: 'wait-stream' }
   | { name: 'wait-auth' }
@@ -278,6 +286,9 @@ export class ClientStream {
         return this.t.send(serialize(errorReply(e, new StanzaError('bad-request', 'malformed resource'))));
       }
     }
+    // No session process to answer (or no bus to reach one): say so now, not after session.requestTimeoutMs.
+    const why = this.ctx.unavailable();
+    if (why) return this.fail(unavailableError(why));
     this.state = { name: 'binding' };
     this.bare = `${this.user}@${this.domain}`;
     this.ctx.bind(this, resource).then((res) => {
@@ -567,6 +578,8 @@ export class ClientStream {
     const previd = e.attrs.previd ?? '';
     if (!this.smOffered || previd === '') return this.t.send(smElement.failed('item-not-found'));
     if (h === undefined) return this.t.send(smElement.failed('bad-request'));
+    const why = this.ctx.unavailable();
+    if (why) return this.fail(unavailableError(why));
     this.bare = `${this.user}@${this.domain}`;
     // The resumption is checked by the actor of the account this stream authenticated: another account's id is unknown there.
     this.state = { name: 'binding' };

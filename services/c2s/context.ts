@@ -26,6 +26,8 @@ export interface C2sContext {
   viaHolder(bare: string, env: Envelope): void;
   /** Ask the account's actor to bind a resource for this stream. */
   bind(stream: ClientStream, resource: string): Promise<BindResult>;
+  /** Why no session can be bound or resumed through this node now (no session process, no bus…), or undefined. */
+  unavailable(): string | undefined;
   /** This connection manager's node id (where answers to this stream's requests come). */
   readonly nodeId: string;
   /** The stream has client stanzas its actor has not confirmed yet: call its confirmTick() until it says done. */

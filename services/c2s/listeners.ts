@@ -17,7 +17,8 @@ import { webClientRoutes } from './web/index.ts';
 import { websocketRoute } from './websocket.ts';
 
 export interface Refusal {
-  reason: 'shutdown' | 'full';
+  /** unavailable: the node cannot serve (no session process, no bus, cut off from the cluster). */
+  reason: 'shutdown' | 'full' | 'unavailable';
   text: string;
 }
 

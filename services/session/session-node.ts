@@ -22,6 +22,11 @@ import { wakeWaiting } from './sm/waiting.ts';
 
 const log = logger('session');
 
+/** To a connection manager: the sessions of it that were ended (services/c2s/c2s-node.ts, same name). */
+const OP_SESSIONS_ENDED = 'sessions-ended';
+/** Session ids per notice: 1,000 keep an envelope's header near 17 KB, well under its 64 KB. */
+const NOTICE_SIDS = 1000;
+
 export interface SessionNodeOptions {
   config: Config;
   bus: Bus;
@@ -133,7 +138,10 @@ export class SessionNode {
 
   /**
    * Connection managers that left the membership: the session process that
-   * owns the dead node's cleanup shard tells each of its sessions' actors.
+   * owns the dead node's cleanup shard tells each of its sessions' actors
+   * (unbind, as for a lost connection: a resumable session waits), then the
+   * node itself — it may be alive and only cut off from Redis, its clients
+   * still connected to sessions that no longer exist; it closes their streams.
    */
   async c2sGone(node: string): Promise<void> {
     const cleanupShard = hash32(node) % this.o.config.cluster.shards;
@@ -143,6 +151,10 @@ export class SessionNode {
     for (const [full, sid] of sessions) {
       const bare = bareJid(full);
       this.router.toActor(bare, envelope({ kind: 'ctl', dir: 'in', op: 'unbind', to: bare, sid, data: { resource: resourcePart(full) } }));
+    }
+    const sids = [...sessions.values()];
+    for (let i = 0; i === 0 || i < sids.length; i += NOTICE_SIDS) {
+      this.router.control(node, '', OP_SESSIONS_ENDED, { sids: sids.slice(i, i + NOTICE_SIDS), total: sids.length, first: i === 0 });
     }
     await this.o.store.del(`$node:${node}`, 'sessions');
   }
