@@ -36,6 +36,7 @@ test('/metrics counts connections, stanzas, auth, shards, store latency; /health
     assert.match(text, /^nodejs_eventloop_lag_seconds /m);
     assert.ok(value(/^parley_routing_seconds_count (\d+)/m) >= 1, 'routing latency from client to client');
     assert.equal(value(/^parley_offline_messages_total\{event="stored"\} (\d+)/m), 1);
+    assert.equal(value(/^parley_ready (\d+)/m), 1);
     assert.equal((await fetch(`${base}/healthz`)).status, 200);
     assert.equal((await fetch(`${base}/readyz`)).status, 200);
   } finally {

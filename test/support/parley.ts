@@ -62,8 +62,8 @@ export interface Cluster extends Deployment {
   nats: Spawned;
   redis: Spawned;
   processes: ClusterProcess[];
-  /** Start one more process of a role. */
-  add(role: 'c2s' | 'session', nodeId?: string): Promise<ClusterProcess>;
+  /** Start one more process of a role; `config` goes over the generated configuration (e.g. another store URL). */
+  add(role: 'c2s' | 'session', nodeId?: string, config?: Record<string, unknown>): Promise<ClusterProcess>;
   kill(p: ClusterProcess, signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -87,7 +87,7 @@ export async function startCluster(opts: { c2s?: number; session?: number; clust
   const processes: ClusterProcess[] = [];
   let seq = 0;
 
-  const add = async (role: 'c2s' | 'session', nodeId = `${role}${++seq}`): Promise<ClusterProcess> => {
+  const add = async (role: 'c2s' | 'session', nodeId = `${role}${++seq}`, config: Record<string, unknown> = {}): Promise<ClusterProcess> => {
     const port = role === 'c2s' ? await freePort() : 0;
     const file = join(dir, `${nodeId}.yaml`);
     const extra = opts.config ?? {};
@@ -99,6 +99,7 @@ export async function startCluster(opts: { c2s?: number; session?: number; clust
       c2s: { ...extra.c2s, tcp: { host: '127.0.0.1', port } },
       metrics: { port: 0 },
       cluster: { ...FAST_CLUSTER, ...opts.cluster },
+      ...config,
     }));
     const child = spawn(process.execPath, ['bin/parley.mjs', 'start', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_TLS_REJECT_UNAUTHORIZED: '0' } });
     const p: ClusterProcess = { role, nodeId, port, metricsPort: 0, child, log: [] };

@@ -57,6 +57,9 @@ export interface Spawned {
   kill(): Promise<void>;
   /** Stop if running, then start again on the same port and dir. */
   restart(): Promise<void>;
+  /** SIGSTOP: connections stay open and nothing moves on them (a network partition, seen from a peer); resume() ends it. */
+  pause(): void;
+  resume(): void;
 }
 
 /** One probe connection: resolves true once `expect` shows up in what the server sends. */
@@ -115,6 +118,7 @@ async function spawnServer(opts: {
     proc = null;
     if (!p) return;
     p.kill(signal);
+    if (signal !== 'SIGKILL') p.kill('SIGCONT'); // a paused process handles its SIGTERM only once it runs
     const t = setTimeout(() => p.kill('SIGKILL'), 5_000); // a stuck shutdown must not hang the suite
     await exited(p);
     clearTimeout(t);
@@ -131,6 +135,8 @@ async function spawnServer(opts: {
     },
     kill: () => halt('SIGKILL'),
     async restart() { await halt('SIGTERM'); await launch(); },
+    pause: () => { proc?.kill('SIGSTOP'); },
+    resume: () => { proc?.kill('SIGCONT'); },
   };
 }
 
@@ -427,4 +433,33 @@ export async function startNatsCluster(): Promise<NatsClusterHandle> {
     throw e;
   }
   return handle;
+}
+
+// A TCP relay in its own process: bytes both ways, one process for every
+// connection, so pause() cuts exactly the clients that go through it.
+const RELAY = `const net = require('node:net');
+const [port, target] = process.argv.slice(1).map(Number);
+net.createServer((c) => {
+  const u = net.connect(target, '127.0.0.1');
+  c.pipe(u); u.pipe(c);
+  c.on('error', () => u.destroy()); u.on('error', () => c.destroy());
+  c.on('close', () => u.destroy()); u.on('close', () => c.destroy());
+}).listen(port, '127.0.0.1');`;
+
+/**
+ * A relay to a server on `target` (url: same scheme as `target.url`). Point one
+ * process at it and pause() the relay to cut that process, and no other, off
+ * the server: the server keeps running for everyone else.
+ */
+export async function startRelay(target: { port: number; url: string }): Promise<Spawned> {
+  const port = await freePort();
+  return spawnServer({
+    name: 'relay', cmd: process.execPath, port, dir: tempDir('parley-relay'), url: target.url.replace(`:${target.port}`, `:${port}`),
+    args: ['-e', RELAY, String(port), String(target.port)],
+    ready: () => new Promise((resolve) => {
+      const sock = createConnection({ port, host: '127.0.0.1' });
+      sock.once('connect', () => { sock.destroy(); resolve(true); });
+      sock.once('error', () => resolve(false));
+    }),
+  });
 }
