@@ -131,6 +131,11 @@ function harness(data = new MemoryStore()) {
       router.toActor(bare, envelope({ kind: 'ctl', dir: 'in', op: 'bind', to: bare, sid, data: { node, resource } }));
       await waitFor(sid, (e) => e.op === 'bound', 'bound');
     },
+    /** A client iq, as the c2s hands it to its account's actor. */
+    iq(from: string, sid: string, type: 'get' | 'set', id: string, payload: string): void {
+      const xml = `<iq from="${from}" type="${type}" id="${id}">${payload}</iq>`;
+      router.toActor(from.split('/')[0], envelope({ kind: 'iq', dir: 'out', from, to: '', type, id, sid, xml, t: Date.now() }));
+    },
     /** A client stanza, as the c2s hands it to its account's actor. */
     send(from: string, sid: string, kind: 'message' | 'presence', to: string, type: string, id: string, body = ''): void {
       const xml = kind === 'message'
@@ -160,6 +165,40 @@ test('a message the store cannot keep offline comes back to its sender as intern
   await h.actors.idle();
   assert.equal(await h.flaky.inner.llen(bob, 'offline'), 1, 'stored once the store answers');
   assert.equal(h.wire.filter((e) => e.type === 'error').length, 0, 'no error for the second message');
+});
+
+test('a bind or a roster change the store cannot record fails with a text and leaves nothing half-done', async () => {
+  const h = harness();
+  const alice = await h.account('alice');
+  const bob = await h.account('bob');
+  await h.bind(bob, 'laptop', 'b1');
+
+  h.flaky.failing.add('hset');
+  h.ctl(alice, 'bind', 'a1', { node: C2S, resource: 'phone' });
+  const refused = await h.waitFor('a1', (e) => e.op === 'bind-failed' || e.op === 'bound', 'answer to bind');
+  assert.equal(refused.op, 'bind-failed');
+  assert.deepEqual(refused.data, { condition: 'internal-server-error', text: 'the server could not complete this (a storage error); try again later' });
+  h.flaky.failing.delete('hset');
+  // No session was left behind: a message to the full JID goes to offline storage, not to a connection that is not bound.
+  h.send(`${bob}/laptop`, 'b1', 'message', `${alice}/phone`, 'chat', 'm1', 'for later');
+  await h.actors.idle();
+  assert.equal(await h.flaky.inner.llen(alice, 'offline'), 1);
+
+  await h.bind(alice, 'phone', 'a2');
+  const item = '<query xmlns="jabber:iq:roster"><item jid="carol@example.com" name="Carol"/></query>';
+  h.flaky.failing.add('batch');
+  h.iq(`${alice}/phone`, 'a2', 'set', 'r1', item);
+  const err = h.xmlOf(await h.waitFor('a2', (e) => e.kind === 'iq' && e.type !== '', 'answer to the roster set'));
+  assert.match(err, /type="error"/);
+  assert.match(err, /<internal-server-error [^>]*\/><text [^>]*>[^<]+<\/text>/);
+  h.flaky.failing.delete('batch');
+  h.iq(`${alice}/phone`, 'a2', 'get', 'r2', '<query xmlns="jabber:iq:roster"/>');
+  const roster = h.xmlOf(await h.waitFor('a2', (e) => e.kind === 'iq' && e.type !== '', 'roster'));
+  assert.doesNotMatch(roster, /carol@example.com/, 'the change that was not stored is not in the roster either');
+  assert.match(roster, /ver="0"/);
+  h.iq(`${alice}/phone`, 'a2', 'set', 'r3', item);
+  assert.match(h.xmlOf(await h.waitFor('a2', (e) => e.kind === 'iq' && /id="r3"/.test(h.xmlOf(e)), 'answer to the roster set')), /type="result"/);
+  assert.deepEqual([...(await h.flaky.inner.hgetall(alice, 'roster')).keys()], ['carol@example.com']);
 });
 
 test('a delivery the bus refuses comes back to its sender as internal-server-error; delivered once the bus carries it', async () => {

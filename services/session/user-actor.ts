@@ -269,10 +269,16 @@ export class UserActor extends Actor implements AccountContext {
     }
     const entry: SessionEntry = { sid, node: req.node, priority: 0, available: false, since: Date.now(), presence: '', directed: [], interested: false };
     this.sessions.set(resource, entry);
-    await Promise.all([
-      this.saveSession(resource, entry),
-      this.svc.store.hset(`$node:${req.node}`, 'sessions', `${this.bare}/${resource}`, pack(sid)),
-    ]);
+    try {
+      await Promise.all([
+        this.saveSession(resource, entry),
+        this.svc.store.hset(`$node:${req.node}`, 'sessions', `${this.bare}/${resource}`, pack(sid)),
+      ]);
+    } catch (e) {
+      // Not bound (the c2s hears bind-failed): no session is left behind that stanzas would be routed to.
+      if (this.sessions.get(resource) === entry) this.sessions.delete(resource);
+      throw e;
+    }
     this.svc.router.control(req.node, sid, 'bound', { resource });
   }
 
@@ -712,6 +718,7 @@ export class UserActor extends Actor implements AccountContext {
   /** Write one item (or forget it), bump the roster version, push to interested resources. */
   private async saveItem(jid: string, item: RosterItem | undefined, push: boolean): Promise<void> {
     const keep = item && (item.inRoster || item.pendingIn || item.approved || item.ask);
+    const before = this.roster.get(jid);
     const b = this.svc.store.batch(this.bare);
     if (keep) {
       this.roster.set(jid, item);
@@ -724,7 +731,18 @@ export class UserActor extends Actor implements AccountContext {
       this.rosterVer++;
       b.hset('account', 'rosterver', pack(this.rosterVer));
     }
-    await b.exec();
+    const ver = this.rosterVer;
+    try {
+      await b.exec();
+    } catch (e) {
+      // Not stored: memory goes back to what the store holds, and the caller's sender hears the error.
+      if (this.roster.get(jid) === (keep ? item : undefined)) {
+        if (before) this.roster.set(jid, before);
+        else this.roster.delete(jid);
+      }
+      if (push && this.rosterVer === ver) this.rosterVer--;
+      throw e;
+    }
     if (push) this.pushRoster(jid, keep && item.inRoster ? item : 'remove');
   }
 
@@ -801,7 +819,7 @@ export class UserActor extends Actor implements AccountContext {
       if (env.to) attrs.from = env.to; // an iq without 'to' gets a reply without 'from' (RFC 6120 §10.3.3)
       reply = { name: 'iq', attrs, children: result ? [result] : [] };
     } catch (e) {
-      const err = e instanceof StanzaError ? e : new StanzaError('internal-server-error');
+      const err = e instanceof StanzaError ? e : new StanzaError('internal-server-error', 'the server could not complete this request; try again later');
       if (!(e instanceof StanzaError)) log.error('iq handler failed', { error: e });
       reply = errorReply(stanza, err);
       this.removeRequested = false;

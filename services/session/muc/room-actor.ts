@@ -932,7 +932,7 @@ export class RoomActor extends MucActor {
       matching = rows.map(decodeArchived).filter((m) => m.nick === query.withNick);
       return this.sendArchivePage(env, via, query.queryId, page(matching, query));
     } catch (e) {
-      this.bounce(env, via, e instanceof StanzaError ? e : new StanzaError('internal-server-error'));
+      this.bounce(env, via, e instanceof StanzaError ? e : new StanzaError('internal-server-error', 'the archive could not be read; try again later'));
       if (!(e instanceof StanzaError)) log.error('archive query failed', { room: this.jid, error: e });
     }
   }
