@@ -21,6 +21,23 @@ export function natsServers(bus: { url?: string; servers?: readonly string[] }):
   return list.map((s) => s.trim()).filter((s) => s !== '');
 }
 
+/**
+ * The client ignores credentials in a server URL: they are taken out and sent as user and password (or as a
+ * token, `nats://token@host`), those of the first URL that has any.
+ */
+function withoutCredentials(servers: readonly string[]): { servers: string[]; auth: { user?: string; pass?: string; token?: string } } {
+  let auth: { user?: string; pass?: string; token?: string } | undefined;
+  const bare = servers.map((s) => {
+    const m = /^([a-z][a-z0-9+.-]*:\/\/)([^@/]*)@(.*)$/i.exec(s);
+    if (!m) return s;
+    const [, scheme, cred, rest] = m;
+    const colon = cred.indexOf(':');
+    auth ??= colon < 0 ? { token: decodeURIComponent(cred) } : { user: decodeURIComponent(cred.slice(0, colon)), pass: decodeURIComponent(cred.slice(colon + 1)) };
+    return scheme + rest;
+  });
+  return { servers: bare, auth: auth ?? {} };
+}
+
 /** Retrying cannot cure these: bad credentials or a malformed address. */
 const fatal = (e: unknown): boolean => e instanceof AuthorizationError || e instanceof UserAuthenticationExpiredError || e instanceof InvalidArgumentError;
 
@@ -59,10 +76,12 @@ export class NatsBus implements Bus {
     const list = typeof servers === 'string' ? natsServers({ url: servers }) : [...servers];
     const timeoutMs = opts.timeoutMs ?? 10_000;
     const deadline = Date.now() + timeoutMs;
+    const { servers: bare, auth } = withoutCredentials(list);
     for (;;) {
       try {
         const nc = await connect({
-          servers: list,
+          servers: bare,
+          ...auth,
           name: origin,
           maxReconnectAttempts: -1,
           reconnectTimeWait: 250,
@@ -71,11 +90,12 @@ export class NatsBus implements Bus {
         });
         return new NatsBus(nc, origin, onError);
       } catch (e) {
-        if (fatal(e) || Date.now() + 250 >= deadline) {
+        const left = deadline - Date.now();
+        if (fatal(e) || left <= 0) {
           const why = e instanceof Error ? e.message : String(e);
           throw new Error(`cannot reach NATS at ${list.map(redactUrl).join(', ')}${fatal(e) ? '' : ` within ${timeoutMs / 1000} s`}: ${why}`, { cause: e });
         }
-        await new Promise((r) => setTimeout(r, 250));
+        await new Promise((r) => setTimeout(r, Math.min(250, left)));
       }
     }
   }

@@ -151,13 +151,14 @@ export async function startRedis(): Promise<Spawned> {
   });
 }
 
-/** nats-server on a free port; with JetStream its store lives in the temp dir (kept across restart). */
-export async function startNats(opts: { jetstream?: boolean } = {}): Promise<Spawned> {
+/** nats-server on a free port; with JetStream its store lives in the temp dir (kept across restart); `user`/`pass` required of clients when given. */
+export async function startNats(opts: { jetstream?: boolean; user?: string; pass?: string } = {}): Promise<Spawned> {
   const port = await freePort();
   const dir = tempDir('parley-nats');
   return spawnServer({
     name: 'nats-server', cmd: 'nats-server', port, dir, url: `nats://127.0.0.1:${port}`,
-    args: ['-a', '127.0.0.1', '-p', String(port), ...(opts.jetstream ? ['-js', '-sd', dir] : [])],
+    args: ['-a', '127.0.0.1', '-p', String(port), ...(opts.jetstream ? ['-js', '-sd', dir] : []),
+      ...(opts.user !== undefined ? ['--user', opts.user, '--pass', opts.pass ?? ''] : [])],
     // The server greets every client with INFO once it accepts connections.
     ready: () => probe(port, '', 'INFO '),
   });
