@@ -5,8 +5,8 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ownerOf, shardOf } from '../../libs/cluster/shards.ts';
 import { connect, type TestClient } from '../support/clients.ts';
-import { plainAuth, rawConnect, STREAM_OPEN, type RawClient } from '../support/raw.ts';
-import { DOMAIN, PASSWORD, startCluster, type Cluster } from '../support/parley.ts';
+import { managedSender } from '../support/managed-sender.ts';
+import { DOMAIN, startCluster, type Cluster } from '../support/parley.ts';
 
 const SHARDS = 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -14,28 +14,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A user whose account lives on `owner` while session1 and session2 are up. */
 function userOn(prefix: string, owner: string): string {
   for (let i = 0; ; i++) if (ownerOf(shardOf(`${prefix}${i}@${DOMAIN}`, SHARDS), ['session1', 'session2']) === owner) return `${prefix}${i}`;
-}
-
-/** A stream-managed sender on the raw wire: what the server acknowledged is exactly the last <a h/>. */
-async function managedSender(port: number, user: string): Promise<RawClient & { acked(): number }> {
-  const c = await rawConnect(port);
-  c.send(STREAM_OPEN());
-  await c.waitFor(/<\/stream:features>/);
-  c.send(plainAuth(user, PASSWORD));
-  await c.waitFor(/<success/);
-  c.send(STREAM_OPEN());
-  await c.waitFor(/<bind[^]*<\/stream:features>/);
-  c.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>");
-  await c.waitFor(/<jid>/);
-  c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
-  await c.waitFor(/<enabled /);
-  return Object.assign(c, {
-    acked(): number {
-      let h = 0;
-      for (const m of c.output.matchAll(/<a xmlns='urn:xmpp:sm:3' h='(\d+)'\/>/g)) h = Math.max(h, Number(m[1]));
-      return h;
-    },
-  });
 }
 
 /** Bodies of the chat messages a client got, in order. */
