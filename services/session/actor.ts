@@ -3,6 +3,7 @@
 // message costs no promise; one that awaits holds the mailbox until it is done.
 import type { Envelope } from '../../libs/bus/envelope.ts';
 import { logger } from '../../libs/log/index.ts';
+import { StaleFenceError } from '../../libs/store/store.ts';
 
 const log = logger('actor');
 
@@ -65,6 +66,11 @@ export abstract class Actor {
           const r = this.handle(env);
           if (r !== undefined) await r;
         } catch (e) {
+          if (e instanceof StaleFenceError) {
+            // The account has a newer owner (the shard moved): that process handles the envelope and answers.
+            log.warn('handler stopped: a newer owner of the account wrote first', { actor: this.key, op: env.op || env.kind });
+            continue;
+          }
           // A store or bus call failed under it: the sender hears so (a stanza error with its text), never silence.
           log.error('handler failed', { actor: this.key, op: env.op || env.kind, from: env.from, error: e });
           this.answerRefused(env, 'failed');

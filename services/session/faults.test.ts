@@ -12,7 +12,7 @@ import { shardOf } from '../../libs/cluster/shards.ts';
 import { loadConfig } from '../../libs/config/index.ts';
 import { setLogLevel } from '../../libs/log/index.ts';
 import { MemoryStore } from '../../libs/store/memory-store.ts';
-import type { Store, StoreBatch } from '../../libs/store/store.ts';
+import { StaleFenceError, type Store, type StoreBatch } from '../../libs/store/store.ts';
 import { ActorSystem } from './actor-system.ts';
 import { ModuleRegistry } from './module.ts';
 import { MucDomains } from './muc/domains.ts';
@@ -33,14 +33,15 @@ afterEach(async () => {
   assert.deepEqual(unhandled.map(String), [], 'no unhandled rejection');
 });
 
-/** A MemoryStore whose chosen operations reject until healed ('batch': a batch's exec). */
+/** A MemoryStore whose chosen operations reject until healed ('batch': a batch's exec); `stale` ones as a fenced store refuses an old owner. */
 class FlakyStore {
   readonly failing = new Set<string>();
+  readonly stale = new Set<string>();
   readonly store: Store;
 
   constructor(readonly inner = new MemoryStore()) {
-    const failing = this.failing;
-    const injected = (op: string) => Promise.reject(new Error(`injected store failure (${op})`));
+    const { failing, stale } = this;
+    const injected = (op: string) => Promise.reject(stale.has(op) ? new StaleFenceError('x', `injected (${op})`) : new Error(`injected store failure (${op})`));
     this.store = new Proxy(inner, {
       get(target, prop, receiver) {
         const v = Reflect.get(target, prop, receiver) as unknown;
@@ -50,11 +51,11 @@ class FlakyStore {
           return (scope: string): StoreBatch => {
             const b = target.batch(scope);
             const exec = b.exec.bind(b);
-            b.exec = () => (failing.has('batch') ? injected('batch') : exec());
+            b.exec = () => (failing.has('batch') || stale.has('batch') ? injected('batch') : exec());
             return b;
           };
         }
-        return (...args: unknown[]) => (failing.has(op) ? injected(op) : (v as (...a: unknown[]) => unknown).apply(target, args));
+        return (...args: unknown[]) => (failing.has(op) || stale.has(op) ? injected(op) : (v as (...a: unknown[]) => unknown).apply(target, args));
       },
     });
   }
@@ -199,6 +200,18 @@ test('a bind or a roster change the store cannot record fails with a text and le
   h.iq(`${alice}/phone`, 'a2', 'set', 'r3', item);
   assert.match(h.xmlOf(await h.waitFor('a2', (e) => e.kind === 'iq' && /id="r3"/.test(h.xmlOf(e)), 'answer to the roster set')), /type="result"/);
   assert.deepEqual([...(await h.flaky.inner.hgetall(alice, 'roster')).keys()], ['carol@example.com']);
+});
+
+test('a write refused for a stale fencing token is not bounced nor retried: the account\'s newer owner answers', async () => {
+  const h = harness();
+  const alice = await h.account('alice');
+  const bob = await h.account('bob');
+  await h.bind(alice, 'phone', 'a1');
+  h.flaky.stale.add('rpush');
+  h.send(`${alice}/phone`, 'a1', 'message', bob, 'chat', 'm1', 'are you there?');
+  await h.actors.idle();
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(h.wire.filter((e) => e.type === 'error').length, 0, 'no error from the process that lost the account');
 });
 
 test('a delivery the bus refuses comes back to its sender as internal-server-error; delivered once the bus carries it', async () => {

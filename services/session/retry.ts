@@ -6,6 +6,7 @@
 // this way are idempotent: the same value under the same key or id.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { logger } from '../../libs/log/index.ts';
+import { StaleFenceError } from '../../libs/store/store.ts';
 import type { AccountContext } from './module.ts';
 
 const log = logger('store-retry');
@@ -39,6 +40,8 @@ export function retriedWrite(account: AccountContext, w: RetriedWrite): Promise<
 async function retry(account: AccountContext, w: RetriedWrite, firstError: unknown): Promise<boolean> {
   const { storeRetries, storeRetryDelayMs } = account.server.config.session;
   let error = firstError;
+  // The account has a newer owner: it writes now, never this process again.
+  if (error instanceof StaleFenceError) return false;
   if (storeRetries > 0) log.warn(`${w.what} failed; trying again`, { account: account.bare, retries: storeRetries, error });
   for (let i = 0; i < storeRetries; i++) {
     await sleep(storeRetryDelayMs * 2 ** i);
@@ -49,6 +52,7 @@ async function retry(account: AccountContext, w: RetriedWrite, firstError: unkno
       return true;
     } catch (e) {
       error = e;
+      if (e instanceof StaleFenceError) return false;
     }
   }
   log.error(`${w.what} failed for good`, { account: account.bare, tries: storeRetries + 1, error });
