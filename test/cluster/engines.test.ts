@@ -163,6 +163,12 @@ describe('a session and a c2s process on a NATS cluster and a Redis Cluster, thr
     assert.match(log, /nats: disconnected; reconnecting/, 'the bus reconnect is logged');
     assert.doesNotMatch(log, /Unhandled error event/, 'no ioredis error event went unhandled');
     assert.doesNotMatch(log, /slots allocation group/, 'no auto-pipelined batch mixed the slots of two nodes');
+
+    // Restarted, the old master rejoins as its successor's replica and the NATS server rejoins the routes.
+    await Promise.all([master.restart(), session.restart()]);
+    await Promise.all([rc.waitOk(), nats.waitRoutes()]);
+    await within(10_000, 'the old master serving as a replica', async () => /^role:slave/m.test(String(await redisCommand(master.port, 'INFO', 'replication'))));
+    await flows('restarted', 10_000);
   });
 });
 
