@@ -5,11 +5,13 @@
 // actor (a shard handoff or a passivation waits for it). The writes retried
 // this way are idempotent: the same value under the same key or id.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { logger } from '../../libs/log/index.ts';
+import { logger, throttledWarn } from '../../libs/log/index.ts';
 import { StaleFenceError } from '../../libs/store/store.ts';
 import type { AccountContext } from './module.ts';
 
 const log = logger('store-retry');
+// During an outage every write fails alike: one warning per 10 s, with how many were held back.
+const warnRetrying = throttledWarn(log, 10_000);
 
 export interface RetriedWrite {
   /** Names the write in the log ('queueing a stanza for a managed session'). */
@@ -42,7 +44,7 @@ async function retry(account: AccountContext, w: RetriedWrite, firstError: unkno
   let error = firstError;
   // The account has a newer owner: it writes now, never this process again.
   if (error instanceof StaleFenceError) return false;
-  if (storeRetries > 0) log.warn(`${w.what} failed; trying again`, { account: account.bare, retries: storeRetries, error });
+  if (storeRetries > 0) warnRetrying('a store write failed; trying again', { what: w.what, account: account.bare, retries: storeRetries, error });
   for (let i = 0; i < storeRetries; i++) {
     await sleep(storeRetryDelayMs * 2 ** i);
     if (w.wanted && !w.wanted()) return true;
