@@ -77,6 +77,13 @@ export const configSchema = z.object({
       connectTimeoutMs: z.number().int().positive().default(10_000),
       /** How long one command may wait for Redis, for a reconnection included (a restart, a failover), before it fails. */
       commandTimeoutMs: z.number().int().positive().default(5_000),
+      /**
+       * Replicas a message's writes must reach before it is confirmed to its stream-managed sender (WAIT), so a
+       * failover cannot take an acknowledged message: 'auto' is 1 with store.cluster or store.sentinel, 0 with one server.
+       */
+      waitReplicas: z.union([z.literal('auto'), z.number().int().min(0)]).default('auto'),
+      /** How long that wait may take; a primary whose replica is slower is logged and the confirmation goes ahead. */
+      waitTimeoutMs: z.number().int().positive().default(100),
     }),
   ]).superRefine((st, ctx) => {
     if (st.kind !== 'redis') return;

@@ -37,5 +37,6 @@ export function instrumentStore(inner: Store, sink: LatencySink): Store {
     },
     close: () => inner.close(),
     ...(inner.fenced ? { fenced: (tokenOf, onStale) => instrumentStore(inner.fenced!(tokenOf, onStale), sink) } : {}),
+    ...(inner.replicated ? { replicated: (scope: string) => timed('replicated', inner.replicated!(scope)) } : {}),
   } satisfies Store;
 }

@@ -13,6 +13,7 @@ import { logger, throttledWarn } from '../log/index.ts';
 import { outageOptions } from './redis-outage.ts';
 import { DEFAULT_REDIS_URL, describeRedisTarget, parseRedisAddress, redisMode, type RedisTarget } from './redis-target.ts';
 import { fencedRedisStore } from './redis-fenced.ts';
+import { waitForReplicas } from './redis-replicas.ts';
 import type { Bytes, LogEntry, LogRange, Store, StoreBatch } from './store.ts';
 
 export type { RedisTarget, SentinelTarget } from './redis-target.ts';
@@ -167,11 +168,22 @@ function bounds(q: Pick<LogRange, 'after' | 'before'>): [string, string] {
   return [q.after === undefined ? '-inf' : `(${q.after}`, q.before === undefined ? '+inf' : `(${q.before}`];
 }
 
+/** How many replicas `replicated()` waits for: 'auto' is one with a Redis Cluster or Sentinel, none with one server. */
+export type ReplicaWait = 'auto' | number;
+
+export function replicasToWait(target: RedisTarget, wait: ReplicaWait | undefined): number {
+  if (typeof wait === 'number') return wait;
+  return redisMode(target) === 'url' ? 0 : 1;
+}
+
 /** The store over a client of its own, or over `client` (closed with the store). */
-export function createRedisStore(opts: RedisTarget & { keyPrefix?: string; client?: RedisClient }): Store {
+export function createRedisStore(opts: RedisTarget & { keyPrefix?: string; client?: RedisClient; waitReplicas?: ReplicaWait; waitTimeoutMs?: number }): Store {
   const prefix = opts.keyPrefix ?? 'parley:';
   const r = opts.client ?? createRedisClient(opts);
   const key = (scope: string, coll: string): string => `${prefix}{${scope}}:${coll}`;
+  const replicas = opts.client && opts.waitReplicas === undefined ? 0 : replicasToWait(opts, opts.waitReplicas);
+  const waitMs = opts.waitTimeoutMs ?? 100;
+  const short = throttledWarn(log, 10_000);
   const toMap = (o: Record<string, Buffer>): Map<string, Bytes> => new Map(Object.entries(o));
 
   const batch = (scope: string): StoreBatch => {
@@ -243,6 +255,10 @@ export function createRedisStore(opts: RedisTarget & { keyPrefix?: string; clien
     },
     batch,
     fenced(tokenOf, onStale) { return fencedRedisStore(this, r, key, tokenOf, onStale); },
+    ...(replicas > 0 ? {
+      replicated: (scope: string) => waitForReplicas(r, key(scope, 'fence'), replicas, waitMs, (got) =>
+        short('writes not on a replica in time; going on without it', { replicas: got, wanted: replicas, waitTimeoutMs: waitMs })),
+    } : {}),
     async close() { await r.quit(); },
   };
 }

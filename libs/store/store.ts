@@ -89,6 +89,12 @@ export interface Store {
    */
   fenced?(tokenOf: (scope: string) => number | undefined, onStale?: (e: StaleFenceError) => void): Store;
 
+  /**
+   * Resolves once what this store wrote for `scope` so far is on a replica too (Redis with replicas: `WAIT`,
+   * bounded by a timeout); absent where a write is durable once acknowledged (lmdb) or nothing is replicated.
+   */
+  replicated?(scope: string): Promise<void>;
+
   close(): Promise<void>;
 }
 

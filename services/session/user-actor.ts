@@ -192,7 +192,7 @@ export class UserActor extends Actor implements AccountContext {
   private confirmTracked(env: Envelope, written: Promise<unknown>): void {
     const [src, n] = env.track!;
     const sender = bareJid(env.from);
-    this.background(written.then(() => {
+    this.background(written.then(() => this.svc.store.replicated?.(this.bare)).then(() => {
       this.svc.router.toActor(sender, envelope({ kind: 'ctl', dir: 'in', op: OP_ROUTED, to: sender, data: { src, n } }));
     }), 'confirming a delivered message to its sender');
   }

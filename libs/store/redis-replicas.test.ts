@@ -1,0 +1,73 @@
+// A message is confirmed to its sender only once its writes are on a replica
+// (WAIT on the primary that holds the account's slot), so a failover cannot
+// take it; a replica that lags past the timeout is logged, never waited on forever.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { openStore, type Store } from './index.ts';
+import { slotOf } from './redis-replicas.ts';
+import { redisCommand, startRedisCluster, type RedisClusterHandle, type Spawned } from '../../test/support/servers.ts';
+
+describe('waiting for replicas', () => {
+  it('computes Redis Cluster slots as Redis does, hash tags included', () => {
+    // The values of the CLUSTER KEYSLOT documentation.
+    assert.equal(slotOf('somekey'), 11058);
+    assert.equal(slotOf('foo{hash_tag}'), 2515);
+    assert.equal(slotOf('parley:{alice@example.com}:roster'), slotOf('alice@example.com'));
+    assert.equal(slotOf('a{}b'), slotOf('a{}b'), 'an empty tag hashes the whole key');
+  });
+
+  describe('on a Redis Cluster', () => {
+    let rc: RedisClusterHandle;
+    let store: Store;
+    before(async () => {
+      rc = await startRedisCluster();
+      store = await openStore({ kind: 'redis', cluster: rc.seeds, waitTimeoutMs: 300 });
+    });
+    after(async () => {
+      await store?.close();
+      await rc?.stop();
+    });
+
+    it('agrees with the cluster about slots', async () => {
+      for (const k of ['parley:{bob@localhost}:seen', 'x', 'user:{1000}:a']) assert.equal(slotOf(k), await rc.slotOf(k));
+    });
+
+    it('resolves once the replica of the scope\'s primary has the write, and after the timeout when it cannot', async () => {
+      assert.equal(typeof store.replicated, 'function', "store.cluster waits for one replica by default ('auto')");
+      const scope = 'carol@localhost';
+      const key = `parley:{${scope}}:roster`;
+      const primary = await rc.masterOf(key);
+      const replica = await replicaOf(primary);
+      await store.hset(scope, 'roster', 'dave', Buffer.from('x'));
+      await store.replicated!(scope);
+      assert.equal(onReplica(replica, 'HEXISTS', key, 'dave'), '1', 'the replica has it once replicated() resolved');
+
+      replica.pause();
+      try {
+        await store.hset(scope, 'roster', 'erin', Buffer.from('y'));
+        const t0 = Date.now();
+        await store.replicated!(scope);
+        const waited = Date.now() - t0;
+        assert.ok(waited >= 250 && waited < 3000, `waited ${waited} ms for a stopped replica (timeout 300 ms)`);
+      } finally {
+        replica.resume();
+      }
+    });
+
+    /** A read on the replica itself (READONLY: a replica otherwise redirects to its primary). */
+    function onReplica(replica: Spawned, ...args: string[]): string {
+      const out = execFileSync('redis-cli', ['-p', String(replica.port)], { input: `READONLY\n${args.join(' ')}\n` }).toString().trim().split('\n');
+      return out[out.length - 1];
+    }
+
+    async function replicaOf(primary: Spawned): Promise<Spawned> {
+      for (const n of rc.nodes) {
+        if (n === primary) continue;
+        const info = String(await redisCommand(n.port, 'INFO', 'replication'));
+        if (info.includes('role:slave') && info.includes(`master_port:${primary.port}`)) return n;
+      }
+      throw new Error(`no replica of ${primary.port}`);
+    }
+  });
+});

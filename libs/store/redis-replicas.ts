@@ -1,0 +1,53 @@
+// Waiting for replicas: Redis replicates asynchronously, so a write its
+// primary acknowledged can vanish in a failover. Before a message is
+// confirmed to its sender (services/session/tracked.ts), the store asks the
+// primary that holds the account's slot to `WAIT` until a replica has
+// everything this connection wrote before — the account's writes included,
+// since one scope's keys share a slot and so a connection. A primary with no
+// replica in time is logged and the confirmation goes ahead: the wait is
+// bounded, like Redis' own min-replicas-max-lag.
+import { Cluster, type Redis } from 'ioredis';
+import type { RedisClient } from './redis-store.ts';
+
+/** CRC16/XMODEM, Redis Cluster's key hash. */
+function crc16(s: Buffer): number {
+  let crc = 0;
+  for (const byte of s) {
+    crc ^= byte << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc;
+}
+
+/** The Redis Cluster slot of a key (its hash tag's, when it has one). */
+export function slotOf(key: string): number {
+  const open = key.indexOf('{');
+  if (open >= 0) {
+    const close = key.indexOf('}', open + 1);
+    if (close > open + 1) key = key.slice(open + 1, close);
+  }
+  return crc16(Buffer.from(key)) % 16384;
+}
+
+/** The connection to the primary that serves a key: the one the store's writes for it went over. */
+function primaryFor(client: RedisClient, key: string): Redis | undefined {
+  if (!(client instanceof Cluster)) return client;
+  const node = client.slots[slotOf(key)]?.[0];
+  if (!node) return undefined;
+  return client.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === node);
+}
+
+/**
+ * Resolves once `replicas` replicas have what this client wrote for `key` so far, or after `timeoutMs`;
+ * `onShort` hears how many had it when fewer did. Never rejects (a failed WAIT counts as none).
+ */
+export async function waitForReplicas(client: RedisClient, key: string, replicas: number, timeoutMs: number, onShort: (got: number) => void): Promise<void> {
+  const primary = primaryFor(client, key);
+  let got = 0;
+  try {
+    if (primary) got = await primary.wait(replicas, timeoutMs);
+  } catch {
+    got = 0;
+  }
+  if (got < replicas) onShort(got);
+}
