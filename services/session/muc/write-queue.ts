@@ -44,7 +44,7 @@ export class WriteQueue {
     if (this.draining) return;
     this.draining = true;
     // What one handler issues in one turn goes in one batch.
-    queueMicrotask(() => void this.drain());
+    queueMicrotask(() => void this.drain().catch(this.failed));
   }
 
   private async drain(): Promise<void> {
