@@ -40,12 +40,8 @@ function safe(s: SmSession): number {
  * sent it again), and one that skips a number waits: the c2s is asked to send again from the first missing one.
  */
 export function admit(account: AccountContext, resource: string, s: SmSession, n: number, persist: PersistSession): boolean {
-  if (n <= s.handled) {
-    // The c2s sends again what it has not seen confirmed: confirm (again), and send on what is still unconfirmed.
-    resendRoutes(account, s, ROUTE_RESEND_MS);
-    confirm(account, resource, s, true, persist);
-    return false;
-  }
+  // Applied already: the c2s sent it again, with an sm-r behind it that the confirmation answers.
+  if (n <= s.handled) return false;
   if (n > s.handled + 1) {
     const now = Date.now();
     if (now - s.gapAskedAt >= GAP_ASK_MS) {
