@@ -2,7 +2,8 @@
 // prints headline figures with ratios to ejabberd:
 //   node --import tsx bench/compare.ts [--targets ejabberd,prosody,parley] [--scenarios login,idle,chat,muc]
 //     [--login-users 500] [--idle-connections 2000] [--chat-users 200] [--presence-users 200] [--muc-sizes 10,1000,20000]
-//     [--port 15222] [--http-port 15280] [--keep] [any bench/cli.ts option, e.g. --rates, --step-seconds, --transport ws]
+//     [--port 15222] [--http-port 15280] [--keep] [any bench/cli.ts option, e.g. --rates, --step-seconds, --transport ws, --sm]
+//     [--root DIR (the Parley targets run that checkout's server)] [--server-counters (Parley: bus messages and Redis commands per chat message)]
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -27,6 +28,8 @@ const { values } = parseArgs({
     'presence-users': { type: 'string', default: '200' },
     'http-port': { type: 'string', default: '15280' },
     keep: { type: 'boolean', default: false },
+    root: { type: 'string', default: '' },
+    'server-counters': { type: 'boolean', default: false },
   },
 });
 // compare's own default: shorter chat steps keep three targets within ~10 minutes.
@@ -49,6 +52,9 @@ const METRICS: Array<[string, string, boolean]> = [
   ['login', 'loginsPerSec', true], ['login', 'p50Ms', false], ['login', 'p99Ms', false],
   ['idle', 'bytesPerConn', false], ['idle', 'rssAfterMiB', false],
   ['chat', 'maxSustainedRate', true], ['chat', 'p99AtMaxMs', false],
+  ['chat', 'p50AtFirstMs', false], ['chat', 'p99AtFirstMs', false], ['chat', 'serverCpuUsPerMsgAtFirst', false],
+  ...(values.sm ? [['chat', 'ackP50AtFirstMs', false], ['chat', 'ackP99AtFirstMs', false]] as Array<[string, string, boolean]> : []),
+  ...(values['server-counters'] ? [['chat', 'busPerMsgAtFirst', false], ['chat', 'redisPerMsgAtFirst', false]] as Array<[string, string, boolean]> : []),
   ['presence', 'notificationsPerSec', true], ['presence', 'p99Ms', false],
 ];
 
@@ -68,8 +74,8 @@ const notRun: Record<string, Record<string, string>> = {};
 for (const target of values.targets.split(',').filter(Boolean)) {
   const make = PEERS[target];
   if (!make) { skipped[target] = 'unknown target'; continue; }
-  if (target.startsWith('parley') && !parleyAvailable()) { skipped[target] = '`parley user bulk-add` not available yet'; console.log(`skipping parley: ${skipped[target]}`); continue; }
-  const peer = make({ users, port, httpPort, keep: values.keep, prefix: values['users-prefix'], password: values.password, domain: values.domain });
+  if (target.startsWith('parley') && !parleyAvailable(values.root)) { skipped[target] = '`parley user bulk-add` not available yet'; console.log(`skipping parley: ${skipped[target]}`); continue; }
+  const peer = make({ users, port, httpPort, keep: values.keep, prefix: values['users-prefix'], password: values.password, domain: values.domain, root: values.root, metrics: values['server-counters'] });
   results[target] = [];
   notRun[target] = {};
   // A fresh server (same account count) per scenario: no figure depends on what ran before it.
@@ -91,7 +97,10 @@ for (const target of values.targets.split(',').filter(Boolean)) {
     }
     try {
       if (values.transport === 'ws' && !started.wsUrl) { skipped[target] = 'no WebSocket endpoint'; break; }
-      const o = { ...toOptions({ ...values, users: String(sizes[s]) }, s), port: started.port, pids: started.pids, target, wsUrl: started.wsUrl ?? '' };
+      const o = {
+        ...toOptions({ ...values, users: String(sizes[s]) }, s), port: started.port, pids: started.pids, target, wsUrl: started.wsUrl ?? '',
+        ...(values['server-counters'] ? { metricsUrls: started.metricsUrls ?? [], redis: started.redis ?? '' } : {}),
+      };
       results[target].push(await runScenario(s, SCENARIOS[s], o));
     } catch (e) {
       console.error(`${target} ${s} failed: ${(e as Error).message}`);
@@ -113,7 +122,7 @@ async function mucRuns(target: string, make: (o: Partial<PeerOptions>) => Peer):
       continue;
     }
     console.log(`\n=== ${target} muc ${n}: starting with ${n} accounts, ${listeners} c2s listener(s)`);
-    const peer = make({ users: n, port, httpPort, keep: values.keep, prefix: values['users-prefix'], password: values.password, domain: values.domain, listeners });
+    const peer = make({ users: n, port, httpPort, keep: values.keep, prefix: values['users-prefix'], password: values.password, domain: values.domain, listeners, root: values.root });
     let started: Started;
     try {
       running = peer;

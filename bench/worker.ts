@@ -25,7 +25,7 @@ async function login(cmd: Extract<Command, { type: 'login' }>): Promise<Reply> {
   const one = async (index: number): Promise<void> => {
     const c = new XmppConn(index, {
       endpoint: cfg.endpoint, domain: cfg.domain, user: `${cfg.prefix}${index}`, password: cfg.password,
-      resource: `b${index}`, mech: cfg.mech, roster: cmd.roster, presence: cmd.presence, timeoutMs: cmd.timeoutMs,
+      resource: `b${index}`, mech: cfg.mech, roster: cmd.roster, presence: cmd.presence, timeoutMs: cmd.timeoutMs, smRequestEvery: cmd.smRequestEvery,
     });
     const t0 = performance.now();
     try {
@@ -46,24 +46,37 @@ async function login(cmd: Extract<Command, { type: 'login' }>): Promise<Reply> {
   return { type: 'login', ok, failed, errors: [...errors], hist: encodeHist(hist) };
 }
 
-/** Sends `rate` stanzas/s for `durationMs`, then waits for stragglers up to the loss timeout. */
+/**
+ * Sends `rate` stanzas/s for `durationMs`, then waits for stragglers up to the loss timeout. On streams with stream
+ * management every stanza is timed until the server's <a h/> covers it; at the end each of them asks for an ack of
+ * its last stanzas, and the step also waits for those acks.
+ */
 async function step(
   rate: number, durationMs: number, timeoutMs: number,
   senders: Array<{ conn: XmppConn; make: (ts: number) => string }>,
   onToken: (conn: XmppConn, token: string, st: StepReply, hist: ReturnType<typeof newHist>) => void,
   settled: (st: StepReply) => boolean = (st) => st.received + st.late >= st.sent,
 ): Promise<StepReply> {
-  const st: StepReply = { type: 'step', sent: 0, skipped: 0, received: 0, late: 0, misrouted: 0, self: 0, sendMs: 0, spanMs: 0, hist: '' };
+  const st: StepReply = { type: 'step', sent: 0, skipped: 0, received: 0, late: 0, misrouted: 0, self: 0, sendMs: 0, spanMs: 0, hist: '', smSent: 0, acked: 0, ackHist: '', requestHist: '' };
   const hist = newHist();
+  const ackHist = newHist();
+  const requestHist = newHist();
+  const done = (): StepReply => ({ ...st, hist: encodeHist(hist), ackHist: encodeHist(ackHist), requestHist: encodeHist(requestHist) });
   const t0 = performance.now();
+  const t0Us = nowUs();
   for (const c of live()) {
     c.onToken = (conn, token) => {
       const before = st.received;
       onToken(conn, token, st, hist);
       if (st.received !== before) st.spanMs = Math.round(performance.now() - t0);
     };
+    if (c.managed) {
+      // Acks of an earlier step's stanzas (it timed out waiting for them) are not this step's.
+      c.onAcked = (sentUs, now) => { if (sentUs >= t0Us) { st.acked++; record(ackHist, now - sentUs); } };
+      c.onRequestAcked = (us) => record(requestHist, us);
+    }
   }
-  if (!senders.length || rate <= 0) return { ...st, hist: encodeHist(hist) };
+  if (!senders.length || rate <= 0) return done();
   let attempted = 0, rr = 0;
   for (;;) {
     const elapsed = performance.now() - t0;
@@ -72,15 +85,18 @@ async function step(
     for (let k = 0; k < due; k++, attempted++) {
       const s = senders[rr++ % senders.length];
       if (s.conn.closed || s.conn.backlog() > 1 << 20) { st.skipped++; continue; }
-      s.conn.send(s.make(nowUs()));
+      const ts = nowUs();
+      s.conn.sendTracked(s.make(ts), ts);
+      if (s.conn.managed) st.smSent++;
       st.sent++; counters.sent++;
     }
     await sleep(1);
   }
   st.sendMs = Math.round(performance.now() - t0);
   const sendEnd = performance.now();
-  while (!settled(st) && performance.now() - sendEnd < timeoutMs) await sleep(10);
-  return { ...st, hist: encodeHist(hist) };
+  for (const c of live()) c.requestAck();
+  while (!(settled(st) && st.acked >= st.smSent) && performance.now() - sendEnd < timeoutMs) await sleep(10);
+  return done();
 }
 
 async function chat(cmd: Extract<Command, { type: 'chat' }>): Promise<Reply> {

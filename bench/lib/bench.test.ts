@@ -1,9 +1,9 @@
 // Unit tests of the generator's pure parts (no server needed): token scanning
-// across arbitrary chunk splits, element scanning during login, the SCRAM
+// and stanza counting (XEP-0198) across arbitrary chunk splits, element scanning during login, the SCRAM
 // client against RFC 7677's test vector, histogram buckets and SVG output.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { attr, findElement, scanTokens } from './client.ts';
+import { attr, findElement, scanTokens, StanzaCounter } from './client.ts';
 import { saslClient } from './scram.ts';
 import { buckets, newHist, record, mergeHists, encodeHist, summarize } from './stats.ts';
 import { barChart, lineChart } from './svg.ts';
@@ -16,6 +16,27 @@ test('tokens are found exactly once whatever the chunk boundaries', () => {
       let carry = '';
       for (const chunk of [stream.slice(0, cut1), stream.slice(cut1, cut2), stream.slice(cut2)]) carry = scanTokens(carry + chunk, (t) => seen.push(t));
       assert.deepEqual(seen, ['0.1.170001', '0.2.170002', '0.3.170003'], `cuts at ${cut1}/${cut2}`);
+    }
+  }
+});
+
+test('stanzas are counted once at the top level whatever the chunk boundaries', () => {
+  // 6 stanzas: a message carrying a forwarded <message/> (a carbon) and a '>' in its text, a self-closing iq, a
+  // presence with children, an iq whose child is named like a stanza, and two more after stream management's own elements.
+  const stanzas = [
+    `<message from='a@localhost/x' to='b@localhost/y' type='chat'><sent xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message from='b@localhost' type='chat'><body>1 &gt; 0 > -1</body></message></forwarded></sent></message>`,
+    `<iq type="result" id="p"/>`,
+    `<presence from='c@localhost/z'><show>chat</show><status>bnch~0.1.2~</status><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='v'/></presence>`,
+    `<iq type='get' id='q'><query xmlns='jabber:iq:private'><message/><presence/></query></iq>`,
+  ];
+  const stream = stanzas.join('') + `<r xmlns='urn:xmpp:sm:3'/><a xmlns='urn:xmpp:sm:3' h='7'/>` + `<message to='b'><body/></message>` + `<r xmlns='urn:xmpp:sm:3'/>` + `<messages/><iq\ttype='set' id='x'/>`;
+  for (let cut1 = 0; cut1 <= stream.length; cut1++) {
+    for (const cut2 of [cut1, Math.min(stream.length, cut1 + 5), Math.min(stream.length, cut1 + 40)]) {
+      const events: string[] = [];
+      const c: StanzaCounter = new StanzaCounter((name, tag) => events.push(name === 'r' ? `r@${c.count}` : `a=${attr(tag, 'h')}`));
+      for (const chunk of [stream.slice(0, cut1), stream.slice(cut1, cut2), stream.slice(cut2)]) c.feed(chunk);
+      assert.deepEqual(events, ['r@4', 'a=7', 'r@5'], `cuts at ${cut1}/${cut2}`);
+      assert.equal(c.count, 6, `cuts at ${cut1}/${cut2}`);
     }
   }
 });

@@ -2,10 +2,15 @@
 // during login it scans the buffer for the few elements it is waiting for;
 // afterwards it only looks for benchmark tokens ("bnch~...~") that the sender
 // put into a <body/> or <status/>, so cost per received stanza is an indexOf.
+// With stream management (XEP-0198) it also walks the tags of what arrives
+// (StanzaCounter) to count stanzas for its <a h/> and to see the server's
+// <r/> and <a h/>: a few indexOf calls per tag.
 import { connectWire, type Endpoint, type Wire } from './wire.ts';
 import { MECHANISMS, saslClient, type Mechanism } from './scram.ts';
+import { nowUs } from './protocol.ts';
 
 export const TOKEN = 'bnch~';
+const SM_R = `<r xmlns='urn:xmpp:sm:3'/>`;
 /** BENCH_TRACE=1 prints every chunk sent and received (debugging a new target with --users 1). */
 const TRACE = process.env.BENCH_TRACE === '1';
 const SASL_NS = 'urn:ietf:params:xml:ns:xmpp-sasl';
@@ -21,6 +26,8 @@ export interface LoginOptions {
   /** Send initial presence; login completes when the server has answered a ping sent after it. */
   presence: boolean;
   timeoutMs: number;
+  /** XEP-0198: enable stream management after bind and send <r/> after every this many tracked stanzas; 0 = off. */
+  smRequestEvery?: number;
 }
 
 export interface Found { start: number; end: number; name: string; text: string }
@@ -66,6 +73,111 @@ export function scanTokens(s: string, onToken: (token: string) => void): string 
   return s.slice(Math.max(i, s.length - (TOKEN.length - 1)));
 }
 
+const NS_SM = 'urn:xmpp:sm:3';
+
+/**
+ * Counts the stanzas of a stream without an XML parser, for XEP-0198's `h`:
+ * every opening tag of <message>, <presence> or <iq> at the level counting
+ * started at (the stream's children), however the input is cut into chunks.
+ * It tracks depth by tags: every '<' starts a tag (servers escape '<' in text
+ * and '>' in attribute values, and send no comments or CDATA), '</' closes
+ * one and '/>' closes it at once. Stream management's own top-level elements
+ * (<r/>, <a/>) go to `onNonza` with their opening tag.
+ */
+export class StanzaCounter {
+  /** Stanzas seen since counting started. */
+  count = 0;
+  private depth = 0;
+  /** An unfinished tag from the end of the last chunk. */
+  private carry = '';
+  constructor(private readonly onNonza: (name: 'r' | 'a', tag: string) => void) {}
+
+  feed(text: string): void {
+    const s = this.carry ? this.carry + text : text;
+    this.carry = '';
+    let i = 0;
+    for (;;) {
+      const lt = s.indexOf('<', i);
+      if (lt < 0) return;
+      const gt = s.indexOf('>', lt + 1);
+      if (gt < 0) { this.carry = s.slice(lt); return; }
+      const c = s.charCodeAt(lt + 1);
+      if (c === 47) this.depth--; // '</'
+      else if (c !== 63 && c !== 33) { // not '<?' nor '<!'
+        const empty = s.charCodeAt(gt - 1) === 47;
+        if (this.depth === 0) this.top(s, lt, gt);
+        if (!empty) this.depth++;
+      }
+      i = gt + 1;
+    }
+  }
+
+  private top(s: string, lt: number, gt: number): void {
+    const name = (n: string): boolean => {
+      if (!s.startsWith(n, lt + 1)) return false;
+      const d = s.charCodeAt(lt + 1 + n.length);
+      return d === 32 || d === 62 || d === 47 || d === 9 || d === 10 || d === 13;
+    };
+    if (name('message') || name('presence') || name('iq')) this.count++;
+    else if (name('r')) this.onNonza('r', s.slice(lt, gt + 1));
+    else if (name('a')) this.onNonza('a', s.slice(lt, gt + 1));
+  }
+}
+
+/**
+ * One stream's stream management: what the server's <r/> is answered with,
+ * and which of our tracked stanzas its <a h/> covers. Tracked stanzas are
+ * kept as (number, send time) in two arrays read from `head`: no allocation
+ * per stanza beyond the array's growth.
+ */
+class SmState {
+  /** Stanzas sent since <enable/> (the server's count of what it handled). */
+  out = 0;
+  /** Tracked stanzas acknowledged so far. */
+  acked = 0;
+  sinceRequest = 0;
+  readonly counter: StanzaCounter;
+  private seq: number[] = [];
+  private sentUs: number[] = [];
+  private head = 0;
+  /** Our <r/>s not yet answered by an <a h/> covering them: count at the time, and when. */
+  private reqSeq: number[] = [];
+  private reqUs: number[] = [];
+  private reqHead = 0;
+
+  constructor(readonly requestEvery: number, onNonza: (name: 'r' | 'a', tag: string) => void) {
+    this.counter = new StanzaCounter(onNonza);
+  }
+
+  tracked(ts: number): void {
+    this.seq.push(this.out);
+    this.sentUs.push(ts);
+  }
+
+  requested(ts: number): void {
+    this.sinceRequest = 0;
+    this.reqSeq.push(this.out);
+    this.reqUs.push(ts);
+  }
+
+  get unacked(): number { return this.seq.length - this.head; }
+
+  /** The server's <a h/>: calls back for every tracked stanza and every <r/> it covers, oldest first. */
+  ack(h: number, now: number, onStanza: ((sentUs: number, now: number) => void) | null, onRequest: ((latencyUs: number) => void) | null): void {
+    while (this.head < this.seq.length && this.seq[this.head] <= h) {
+      onStanza?.(this.sentUs[this.head], now);
+      this.head++;
+      this.acked++;
+    }
+    while (this.reqHead < this.reqSeq.length && this.reqSeq[this.reqHead] <= h) {
+      onRequest?.(now - this.reqUs[this.reqHead]);
+      this.reqHead++;
+    }
+    if (this.head > 4096 && this.head * 2 > this.seq.length) { this.seq = this.seq.slice(this.head); this.sentUs = this.sentUs.slice(this.head); this.head = 0; }
+    if (this.reqHead > 1024 && this.reqHead * 2 > this.reqSeq.length) { this.reqSeq = this.reqSeq.slice(this.reqHead); this.reqUs = this.reqUs.slice(this.reqHead); this.reqHead = 0; }
+  }
+}
+
 export const attr = (tag: string, name: string): string | undefined => new RegExp(`\\s${name}=(['"])(.*?)\\1`).exec(tag)?.[2];
 const inner = (el: string): string => (el.endsWith('/>') && !el.includes('</') ? '' : el.slice(el.indexOf('>') + 1, el.lastIndexOf('</')));
 
@@ -83,11 +195,19 @@ export class XmppConn {
   /** Called for each benchmark token received once logged in. */
   onToken: ((conn: XmppConn, token: string) => void) | null = null;
   onClose: ((conn: XmppConn) => void) | null = null;
+  /** With stream management: a tracked stanza was acknowledged (its send time and now, µs). */
+  onAcked: ((sentUs: number, now: number) => void) | null = null;
+  /** With stream management: one of our <r/> got an <a h/> covering everything sent before it (latency, µs). */
+  onRequestAcked: ((latencyUs: number) => void) | null = null;
   readonly jid: string;
+  /** Stream management, once the server has <enabled/> it; null without. */
+  private sm: SmState | null = null;
   private wire: Wire | null = null;
   private buf = '';
   private waiter: { match: Matcher; resolve: (f: Found) => void; reject: (e: Error) => void } | null = null;
   private ws: boolean;
+  /** The stream features after authentication. */
+  private features = '';
   /** Set once login finished: from then on unmatched input may be discarded. */
   private ready = false;
 
@@ -106,6 +226,48 @@ export class XmppConn {
   }
   backlog(): number { return this.wire?.backlog() ?? 0; }
 
+  get managed(): boolean { return this.sm !== null; }
+  /** Tracked stanzas not yet acknowledged (0 without stream management). */
+  get unacked(): number { return this.sm?.unacked ?? 0; }
+
+  /** A stanza the server counts (XEP-0198 §4) but whose acknowledgement is not timed. */
+  private sendStanza(s: string): void {
+    if (this.sm) this.sm.out++;
+    this.send(s);
+  }
+
+  /**
+   * A measured stanza sent at `ts` (µs): with stream management it is counted, timed until the <a h/> covering it,
+   * and followed by <r/> (in the same write) every `smRequestEvery` stanzas.
+   */
+  sendTracked(s: string, ts: number): void {
+    const sm = this.sm;
+    if (!sm) { this.send(s); return; }
+    sm.out++;
+    sm.tracked(ts);
+    if (++sm.sinceRequest >= sm.requestEvery) {
+      sm.requested(ts);
+      this.send(s + SM_R);
+    } else this.send(s);
+  }
+
+  /** Ask for an ack of what was sent since the last <r/> (the end of a step); false when nothing waits. */
+  requestAck(): boolean {
+    const sm = this.sm;
+    if (!sm || sm.sinceRequest === 0 || this.closed) return false;
+    sm.requested(nowUs());
+    this.send(SM_R);
+    return true;
+  }
+
+  private onSm(name: 'r' | 'a', tag: string): void {
+    const sm = this.sm;
+    if (!sm) return;
+    if (name === 'r') { this.send(`<a xmlns='${NS_SM}' h='${sm.counter.count}'/>`); return; }
+    const h = Number(attr(tag, 'h'));
+    if (Number.isFinite(h)) sm.ack(h, nowUs(), this.onAcked, this.onRequestAcked);
+  }
+
   private openStream(): void {
     this.send(this.ws
       ? `<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='${this.o.domain}' version='1.0'/>`
@@ -121,6 +283,7 @@ export class XmppConn {
 
   private feed(text: string): void {
     if (TRACE) console.error(`${this.index} << ${text}`);
+    if (this.sm) this.sm.counter.feed(text);
     if (this.waiter || !this.onToken) {
       // Only the new text (and a partial tag before it) can hold a stream error: a buffer may grow large while joining a room.
       const from = Math.max(0, this.buf.length - 13);
@@ -156,7 +319,7 @@ export class XmppConn {
       const start = s.lastIndexOf('<iq', p);
       const tag = start >= 0 ? s.slice(start, s.indexOf('>', start) + 1) : '';
       const id = attr(tag, 'id');
-      if (id && attr(tag, 'type') === 'get') this.send(`<iq${this.ns} type='result' id='${id}'${attr(tag, 'from') ? ` to='${attr(tag, 'from')}'` : ''}/>`);
+      if (id && attr(tag, 'type') === 'get') this.sendStanza(`<iq${this.ns} type='result' id='${id}'${attr(tag, 'from') ? ` to='${attr(tag, 'from')}'` : ''}/>`);
       p = s.indexOf('urn:xmpp:ping', p + 1);
     }
   }
@@ -172,7 +335,7 @@ export class XmppConn {
   }
 
   private iq(id: string, body: string, type = 'set', anyReply = false): Promise<Found> {
-    this.send(`<iq${this.ns} type='${type}' id='${id}'>${body}</iq>`);
+    this.sendStanza(`<iq${this.ns} type='${type}' id='${id}'>${body}</iq>`);
     return this.wait((buf) => {
       for (let from = 0; ;) {
         const f = findElement(buf, ['iq'], from);
@@ -228,25 +391,37 @@ export class XmppConn {
       }
       this.openStream();
       const f2 = await this.wait(features);
+      this.features = f2.text;
       await this.iq('b', `<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${o.resource}</resource></bind>`);
       // RFC 3921 sessions: only when the server still insists (no <optional/>).
       const sess = f2.text.indexOf('urn:ietf:params:xml:ns:xmpp-session');
       if (sess >= 0 && !f2.text.slice(sess, f2.text.indexOf('</session>', sess) + 1).includes('optional')) {
         await this.iq('s', `<session xmlns='urn:ietf:params:xml:ns:xmpp-session'/>`);
       }
+      if (o.smRequestEvery) await this.enableSm(o.smRequestEvery);
       if (o.roster) await this.iq('r', `<query xmlns='jabber:iq:roster'/>`, 'get');
       if (o.presence) {
         // A server handles one session's stanzas in order, so the reply to a
         // ping sent after <presence/> proves the presence was processed. Not
         // every server echoes initial presence back (RFC 6121 §4.2.2), and an
         // error reply (ping unsupported) proves it as well.
-        this.send(`<presence${this.ns}/>`);
+        this.sendStanza(`<presence${this.ns}/>`);
         await this.iq('p', `<ping xmlns='urn:xmpp:ping'/>`, 'get', true);
       }
       this.ready = true;
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** XEP-0198 §3: <enable/> after bind; counting starts with what follows <enabled/>. */
+  private async enableSm(requestEvery: number): Promise<void> {
+    if (!/urn:xmpp:sm:3/.test(this.features)) throw new Error('the server offers no stream management (urn:xmpp:sm:3)');
+    const f = await this.exchange(`<enable xmlns='${NS_SM}'/>`, (b) => findElement(b, ['enabled', 'failed']));
+    if (f.name === 'failed') throw new Error(`stream management refused: ${f.text.slice(0, 200)}`);
+    // The rest of the buffer came after <enabled/> (no data event runs before this continuation): count it.
+    this.sm = new SmState(requestEvery, (name, tag) => this.onSm(name, tag));
+    this.sm.counter.feed(this.buf);
   }
 
   /** Close the stream politely; destroy if the server does not close within `ms`. */
@@ -257,6 +432,8 @@ export class XmppConn {
       const t = setTimeout(() => this.wire?.destroy(), ms);
       this.onClose = (c) => { clearTimeout(t); prev?.(c); resolve(); };
       this.onToken = null;
+      // XEP-0198 §4: acknowledge what arrived, or the server bounces it as undelivered when the stream closes.
+      if (this.sm) this.send(`<a xmlns='${NS_SM}' h='${this.sm.counter.count}'/>`);
       this.send(this.ws ? `<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>` : '</stream:stream>');
       this.wire?.end();
     });

@@ -20,6 +20,10 @@ export interface BenchOptions {
   mech: Mechanism | 'auto';
   roster: boolean;
   presence: boolean;
+  /** XEP-0198 stream management on every stream (enabled after bind). */
+  sm: boolean;
+  /** With --sm: an <r/> after every this many messages sent. */
+  smRequestEvery: number;
   loginTimeoutMs: number;
   pids: number[];
   target: string;
@@ -31,6 +35,9 @@ export interface BenchOptions {
   lossTimeoutMs: number;
   p99LimitMs: number;
   payload: number;
+  /** Server counters read around every chat step: Parley /metrics URLs (bus messages), a Redis host:port (commands). */
+  metricsUrls: string[];
+  redis: string;
   // idle
   settleSeconds: number;
   holdSeconds: number;
@@ -69,6 +76,8 @@ export const OPTION_SPEC = {
   mech: { type: 'string', default: 'auto' },
   'no-roster': { type: 'boolean', default: false },
   'no-presence': { type: 'boolean', default: false },
+  sm: { type: 'boolean', default: false },
+  'sm-request-every': { type: 'string', default: '5' },
   'login-timeout-ms': { type: 'string', default: '30000' },
   pids: { type: 'string', default: '' },
   target: { type: 'string' },
@@ -79,6 +88,8 @@ export const OPTION_SPEC = {
   'loss-timeout-ms': { type: 'string', default: '5000' },
   'p99-limit-ms': { type: 'string', default: '100' },
   payload: { type: 'string', default: '0' },
+  'metrics-urls': { type: 'string', default: '' },
+  redis: { type: 'string', default: '' },
   'settle-seconds': { type: 'string', default: '5' },
   'hold-seconds': { type: 'string', default: '10' },
   rate: { type: 'string', default: '500' },
@@ -105,6 +116,25 @@ function int(v: string | undefined, name: string): number {
   return n;
 }
 
+function positive(v: string | undefined, name: string): number {
+  const n = int(v, name);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: expected a whole number of at least 1, got ${v}`);
+  return n;
+}
+
+function url(v: string, name: string): string {
+  try {
+    return new URL(v).href;
+  } catch {
+    throw new Error(`--${name}: not a URL: ${v}`);
+  }
+}
+
+function hostPort(v: string): string {
+  if (v && !/^[^:\s]+:\d{1,5}$/.test(v)) throw new Error(`--redis: expected host:port, got ${v}`);
+  return v;
+}
+
 export function parseCommandLine(argv: string[]): { positionals: string[]; values: Values } {
   const { values, positionals } = parseArgs({ args: argv, options: OPTION_SPEC, allowPositionals: true, strict: true });
   return { values, positionals };
@@ -123,6 +153,7 @@ export function toOptions(v: Values, scenario: string): BenchOptions {
     concurrency: int(v.concurrency ?? (scenario === 'idle' ? '200' : '50'), 'concurrency') || 1,
     workers: Math.max(1, int(v.workers, 'workers')), workerMode, sourceBase: int(v['source-base'], 'source-base'),
     mech: mech === 'AUTO' ? 'auto' : (mech as Mechanism), roster: !v['no-roster'], presence: !v['no-presence'],
+    sm: v.sm, smRequestEvery: positive(v['sm-request-every'], 'sm-request-every'),
     loginTimeoutMs: int(v['login-timeout-ms'], 'login-timeout-ms'),
     pids: v.pids ? v.pids.split(',').map((p) => int(p, 'pids')) : [],
     target: v.target ?? `${v.host}-${transport === 'ws' ? new URL(v['ws-url']).port : v.port}`,
@@ -130,6 +161,7 @@ export function toOptions(v: Values, scenario: string): BenchOptions {
     rates: v.rates.split(',').map((r) => int(r, 'rates')).filter((r) => r > 0),
     stepSeconds: int(v['step-seconds'], 'step-seconds'), lossTimeoutMs: int(v['loss-timeout-ms'], 'loss-timeout-ms'),
     p99LimitMs: int(v['p99-limit-ms'], 'p99-limit-ms'), payload: int(v.payload, 'payload'),
+    metricsUrls: v['metrics-urls'] ? v['metrics-urls'].split(',').map((u) => url(u, 'metrics-urls')) : [], redis: hostPort(v.redis),
     settleSeconds: int(v['settle-seconds'], 'settle-seconds'), holdSeconds: int(v['hold-seconds'], 'hold-seconds'),
     rate: int(v.rate, 'rate'), seconds: int(v.seconds, 'seconds'), rosterSetup: v['roster-setup'],
     mucSizes: v['muc-sizes'].split(',').map((x) => int(x, 'muc-sizes')).filter((x) => x > 0),
@@ -152,8 +184,10 @@ target:   --host 127.0.0.1 --port 5222 --domain localhost --users-prefix user --
 load:     --users N (users userOFFSET..userOFFSET+N-1; --connections is an alias) --user-offset 1
           --concurrency 50 (logins in flight) --workers 2 --worker-mode thread|process --source-base 2 (127.0.0.2, .3, ...)
           --no-roster --no-presence --login-timeout-ms 30000 --quiet --out bench/results
+          --sm (XEP-0198 on every stream: answer the server's <r/>, time its <a h/>) --sm-request-every 5 (an <r/> after that many messages)
 chat:     --rates 1000,2000,4000,... (aggregate msgs/s per step) --step-seconds 10 --loss-timeout-ms 5000
           --p99-limit-ms 100 --payload 0 (extra body bytes)
+          --metrics-urls http://127.0.0.1:9464/metrics,... (Parley: bus messages per message) --redis 127.0.0.1:6379 (Redis commands per message)
 idle:     --settle-seconds 5 --hold-seconds 10
 presence: --rate 500 (presence changes/s) --seconds 10 --roster-setup module.ts (default export run before login)
 muc:      --muc-sizes 10,1000 (one room per size; occupants are users OFFSET… and need accounts) --ports 5222,5223 (every c2s listener)

@@ -13,7 +13,7 @@ export interface WorkerInit {
 }
 
 export type Command =
-  | { type: 'login'; users: number[]; concurrency: number; roster: boolean; presence: boolean; timeoutMs: number }
+  | { type: 'login'; users: number[]; concurrency: number; roster: boolean; presence: boolean; timeoutMs: number; smRequestEvery: number }
   | { type: 'chat'; step: number; rate: number; durationMs: number; timeoutMs: number; payload: number }
   | { type: 'presence'; step: number; rate: number; durationMs: number; timeoutMs: number }
   | { type: 'logout' };
@@ -38,6 +38,13 @@ export interface StepReply {
   /** From the step's start to the last in-time delivery: the delivered rate's denominator. */
   spanMs: number;
   hist: string;
+  /** Stream management (--sm): stanzas sent on managed streams, how many of them the server acknowledged by the step's end. */
+  smSent: number;
+  acked: number;
+  /** From a stanza's send to the <a h/> covering it (µs). */
+  ackHist: string;
+  /** From one of our <r/> to the <a h/> covering everything sent before it (µs). */
+  requestHist: string;
 }
 export type Reply = { type: 'ready' } | LoginReply | StepReply | { type: 'logout'; closed: number } | { type: 'progress'; counters: Counters } | { type: 'fatal'; message: string };
 

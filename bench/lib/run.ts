@@ -67,7 +67,7 @@ export class Ctx {
       type: 'login',
       users: Array.from({ length: Math.max(0, Math.min(per, n - i * per)) }, (_, k) => this.o.userOffset + i * per + k),
       concurrency: Math.max(1, Math.ceil(this.o.concurrency / W)),
-      roster: this.o.roster, presence: this.o.presence, timeoutMs: this.o.loginTimeoutMs,
+      roster: this.o.roster, presence: this.o.presence, timeoutMs: this.o.loginTimeoutMs, smRequestEvery: this.o.sm ? this.o.smRequestEvery : 0,
     }));
     const elapsedMs = performance.now() - t0;
     stop();
@@ -82,10 +82,14 @@ export class Ctx {
   async logoutAll(): Promise<void> { await this.pool.all(() => ({ type: 'logout' })); }
 
   /** Merges per-worker step replies. */
-  static mergeSteps(r: StepReply[]): Omit<StepReply, 'hist' | 'type'> & { latency: LatencySummary; hist: Histogram } {
+  static mergeSteps(r: StepReply[]): Omit<StepReply, 'hist' | 'type' | 'ackHist' | 'requestHist'> & { latency: LatencySummary; hist: Histogram; ackLatency: LatencySummary; requestLatency: LatencySummary } {
     const hist = mergeHists(r.map((x) => x.hist));
-    const f = (k: 'sent' | 'skipped' | 'received' | 'late' | 'misrouted' | 'self'): number => sum(r.map((x) => x[k]));
-    return { sent: f('sent'), skipped: f('skipped'), received: f('received'), late: f('late'), misrouted: f('misrouted'), self: f('self'), sendMs: Math.max(...r.map((x) => x.sendMs)), spanMs: Math.max(...r.map((x) => x.spanMs)), latency: summarize(hist), hist };
+    const f = (k: 'sent' | 'skipped' | 'received' | 'late' | 'misrouted' | 'self' | 'smSent' | 'acked'): number => sum(r.map((x) => x[k]));
+    return {
+      sent: f('sent'), skipped: f('skipped'), received: f('received'), late: f('late'), misrouted: f('misrouted'), self: f('self'), smSent: f('smSent'), acked: f('acked'),
+      sendMs: Math.max(...r.map((x) => x.sendMs)), spanMs: Math.max(...r.map((x) => x.spanMs)), latency: summarize(hist), hist,
+      ackLatency: summarize(mergeHists(r.map((x) => x.ackHist))), requestLatency: summarize(mergeHists(r.map((x) => x.requestHist))),
+    };
   }
 }
 

@@ -20,11 +20,33 @@ export interface PeerOptions {
   keep: boolean;
   /** c2s listeners, on port, port+1, …: only parley-cluster has more than one (one c2s process each). */
   listeners: number;
+  /** Parley only: the checkout whose bin/parley.mjs runs (another commit's worktree, to compare); '' = this one. */
+  root: string;
+  /** Parley only: serve /metrics (each process on a free port) so bus messages can be counted. */
+  metrics: boolean;
 }
 
-export const PEER_DEFAULTS: PeerOptions = { users: 2000, userOffset: 1, prefix: 'user', password: 'secret', domain: 'localhost', port: 15222, httpPort: 15280, keep: false, listeners: 1 };
+export const PEER_DEFAULTS: PeerOptions = { users: 2000, userOffset: 1, prefix: 'user', password: 'secret', domain: 'localhost', port: 15222, httpPort: 15280, keep: false, listeners: 1, root: '', metrics: false };
 
-export interface Started { pids: number[]; port: number; /** Every c2s listener (port is the first). */ ports: number[]; wsUrl: string | null; dir: string }
+export interface Started {
+  pids: number[]; port: number; /** Every c2s listener (port is the first). */ ports: number[]; wsUrl: string | null; dir: string;
+  /** Parley with `metrics`: every process's /metrics. */
+  metricsUrls?: string[];
+  /** parley-cluster: its Redis, host:port. */
+  redis?: string;
+}
+
+/** A port nothing listens on now (the kernel's choice); the server binds it a moment later. */
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = net.createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => res(port));
+    });
+  });
+}
 
 export interface Peer {
   readonly name: string;

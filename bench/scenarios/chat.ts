@@ -1,14 +1,29 @@
 // chat: users in pairs exchange one-to-one messages at an aggregate rate that
 // steps up until p99 exceeds --p99-limit-ms or a message is lost (not
 // delivered within --loss-timeout-ms). The highest passing step is the
-// sustained rate.
+// sustained rate. With --sm every stream has stream management (XEP-0198):
+// a step also needs every message acknowledged by its end, and reports the
+// ack latency. With --metrics-urls / --redis, each step reports the server's
+// bus messages and Redis commands per message sent.
+import { measureBackground, perMessage, readCounters, type PerMessage } from '../lib/counters.ts';
+import { cpuMs } from '../lib/proc.ts';
 import { type Ctx, type ScenarioOutput, sleep, sum } from '../lib/run.ts';
 import { Ctx as C } from '../lib/run.ts';
 import type { StepReply } from '../lib/protocol.ts';
 import type { LatencySummary } from '../lib/stats.ts';
 import { lineChart } from '../lib/svg.ts';
 
-interface StepRow { offered: number; sendRate: number; deliveredRate: number; sent: number; received: number; lost: number; skipped: number; misrouted: number; latency: LatencySummary; pass: boolean }
+interface StepRow extends PerMessage {
+  offered: number; sendRate: number; deliveredRate: number; sent: number; received: number; lost: number; skipped: number; misrouted: number; latency: LatencySummary;
+  /** --sm: messages the server had not acknowledged when the step ended; send → covering <a h/>; our <r/> → <a h/>. */
+  unacked: number | null; ackLatency: LatencySummary | null; requestLatency: LatencySummary | null;
+  /** Server (--pids) CPU time per message sent, µs; bus messages and Redis commands per message sent (counters.ts). */
+  serverCpuUsPerMsg: number | null;
+  pass: boolean;
+}
+
+/** Seconds of silence after login over which the servers' background counters are measured. */
+const BACKGROUND_MS = 3000;
 
 export async function chat(ctx: Ctx): Promise<ScenarioOutput> {
   const o = ctx.o;
@@ -17,6 +32,9 @@ export async function chat(ctx: Ctx): Promise<ScenarioOutput> {
   const totalPairs = sum(pairs);
   if (!totalPairs) throw new Error('chat: no pair of users online');
   const rows: StepRow[] = [];
+  const counting = o.metricsUrls.length > 0 || o.redis !== '';
+  const background = counting ? await measureBackground(o.metricsUrls, o.redis, BACKGROUND_MS) : { busPerSec: null, redisPerSec: null };
+  if (counting) ctx.log(`background: bus ${background.busPerSec?.toFixed(1) ?? '-'}/s redis ${background.redisPerSec ? Object.values(background.redisPerSec).reduce((a, b) => a + b, 0).toFixed(0) : '-'}/s`);
   for (const [step, offered] of o.rates.entries()) {
     const t = ctx.pool.total();
     let last = { sent: t.sent, received: t.received };
@@ -26,26 +44,46 @@ export async function chat(ctx: Ctx): Promise<ScenarioOutput> {
       last = { sent: n.sent, received: n.received };
       return line;
     });
+    const before = await readCounters(o.metricsUrls, o.redis);
+    const c0 = performance.now();
+    const cpu0 = o.pids.length ? cpuMs(o.pids) : 0;
     const replies = await ctx.pool.all<StepReply>((i) => ({
       type: 'chat', step, rate: (offered * pairs[i]) / totalPairs, durationMs: o.stepSeconds * 1000, timeoutMs: o.lossTimeoutMs, payload: o.payload,
     }));
+    const cpu1 = o.pids.length ? cpuMs(o.pids) : 0;
+    const after = await readCounters(o.metricsUrls, o.redis);
+    const countedSecs = (performance.now() - c0) / 1000;
     stop();
     const m = C.mergeSteps(replies);
     const secs = m.sendMs / 1000;
     const lost = m.sent - m.received;
-    const pass = lost === 0 && m.skipped === 0 && m.misrouted === 0 && m.latency.p99Ms <= o.p99LimitMs && m.sent >= offered * o.stepSeconds * 0.95;
-    const row: StepRow = { offered, sendRate: Math.round(m.sent / secs), deliveredRate: Math.round(m.received / Math.max(secs, m.spanMs / 1000)), sent: m.sent, received: m.received, lost, skipped: m.skipped, misrouted: m.misrouted, latency: m.latency, pass };
+    const unacked = o.sm ? m.smSent - m.acked : null;
+    const pass = lost === 0 && m.skipped === 0 && m.misrouted === 0 && !unacked && m.latency.p99Ms <= o.p99LimitMs && m.sent >= offered * o.stepSeconds * 0.95;
+    const row: StepRow = {
+      offered, sendRate: Math.round(m.sent / secs), deliveredRate: Math.round(m.received / Math.max(secs, m.spanMs / 1000)), sent: m.sent, received: m.received, lost, skipped: m.skipped, misrouted: m.misrouted, latency: m.latency,
+      unacked, ackLatency: o.sm ? m.ackLatency : null, requestLatency: o.sm ? m.requestLatency : null,
+      serverCpuUsPerMsg: o.pids.length && m.sent ? Math.round(((cpu1 - cpu0) * 1000) / m.sent) : null, ...perMessage(before, after, m.sent, countedSecs, background), pass,
+    };
     rows.push(row);
-    ctx.log(`step ${offered}/s: sent ${row.sendRate}/s delivered ${row.deliveredRate}/s lost ${lost} skipped ${m.skipped} p50 ${m.latency.p50Ms} p99 ${m.latency.p99Ms} p99.9 ${m.latency.p999Ms} ms -> ${pass ? 'ok' : 'limit reached'}`);
+    const sm = o.sm ? ` acked ${m.acked}/${m.smSent} ack p50 ${m.ackLatency.p50Ms} p99 ${m.ackLatency.p99Ms} ms (r→a p50 ${m.requestLatency.p50Ms} p99 ${m.requestLatency.p99Ms} ms)` : '';
+    const cost = [row.serverCpuUsPerMsg !== null ? `server cpu ${row.serverCpuUsPerMsg} µs/msg` : '', row.busPerMsg !== null ? `bus ${row.busPerMsg}/msg (net ${row.busNetPerMsg})` : '', row.redisPerMsg !== null ? `redis ${row.redisPerMsg}/msg (net ${row.redisNetPerMsg})` : ''].filter(Boolean).join(' ');
+    ctx.log(`step ${offered}/s: sent ${row.sendRate}/s delivered ${row.deliveredRate}/s lost ${lost} skipped ${m.skipped} p50 ${m.latency.p50Ms} p99 ${m.latency.p99Ms} p99.9 ${m.latency.p999Ms} ms${sm}${cost ? ` | ${cost}` : ''} -> ${pass ? 'ok' : 'limit reached'}`);
     if (!pass) break;
     await sleep(1000);
   }
   await ctx.logoutAll();
   const best = [...rows].reverse().find((x) => x.pass);
   const series = (name: string, f: (l: LatencySummary) => number): { name: string; points: Array<[number, number]> } => ({ name, points: rows.map((x) => [x.offered, f(x.latency)]) });
+  // The first step (1,000 msgs/s by default) is the fixed-rate figure: latency and cost per message at a load every target holds.
+  const first = rows[0];
   return {
-    summary: { users: r.ok, maxSustainedRate: best?.offered ?? 0, deliveredAtMax: best?.deliveredRate ?? 0, p50AtMaxMs: best?.latency.p50Ms ?? null, p99AtMaxMs: best?.latency.p99Ms ?? null, firstFailingRate: rows.find((x) => !x.pass)?.offered ?? null },
-    details: { steps: rows, loginLatency: r.latency, loginErrors: r.errors },
+    summary: {
+      users: r.ok, sm: o.sm ? `every ${o.smRequestEvery}` : 'off', maxSustainedRate: best?.offered ?? 0, deliveredAtMax: best?.deliveredRate ?? 0, p50AtMaxMs: best?.latency.p50Ms ?? null, p99AtMaxMs: best?.latency.p99Ms ?? null, firstFailingRate: rows.find((x) => !x.pass)?.offered ?? null,
+      firstRate: first?.offered ?? null, p50AtFirstMs: first?.latency.p50Ms ?? null, p99AtFirstMs: first?.latency.p99Ms ?? null,
+      ackP50AtFirstMs: first?.ackLatency?.p50Ms ?? null, ackP99AtFirstMs: first?.ackLatency?.p99Ms ?? null, unackedAtFirst: first?.unacked ?? null,
+      serverCpuUsPerMsgAtFirst: first?.serverCpuUsPerMsg ?? null, busPerMsgAtFirst: first?.busNetPerMsg ?? null, redisPerMsgAtFirst: first?.redisNetPerMsg ?? null,
+    },
+    details: { background, steps: rows, loginLatency: r.latency, loginErrors: r.errors },
     svg: lineChart({ title: `chat latency vs offered rate — ${o.target} (${r.ok} users)`, xLabel: 'offered msgs/s (log)', yLabel: 'latency (ms, log)', logX: true, logY: true },
       [series('p50', (l) => l.p50Ms), series('p99', (l) => l.p99Ms), series('p99.9', (l) => l.p999Ms)]),
   };
