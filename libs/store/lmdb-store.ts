@@ -127,6 +127,7 @@ export async function openLmdbStore(path: string, sync: LmdbSync = { every: 'com
       hdel(coll, field) { ops.push(() => hdelTx(scope, coll, field)); return this; },
       del(coll) { ops.push(() => delTx(scope, coll)); return this; },
       rpush(coll, value) { ops.push(() => rpushTx(scope, coll, value)); return this; },
+      logAppend(coll, id, value) { ops.push(() => db.putSync([scope, coll, id], buf(value))); return this; },
       async exec() {
         if (ops.length === 0) return;
         await db.transaction(() => { for (const op of ops) op(); });

@@ -116,6 +116,10 @@ export class MemoryStore implements Store {
   }
 
   async logAppend(scope: string, coll: string, id: number, value: Bytes): Promise<void> {
+    this.logAppendSync(scope, coll, id, value);
+  }
+
+  private logAppendSync(scope: string, coll: string, id: number, value: Bytes): void {
     const k = this.key(scope, coll);
     let l = this.logs.get(k);
     if (!l) this.logs.set(k, (l = { ids: [], values: [] }));
@@ -189,6 +193,7 @@ export class MemoryStore implements Store {
       hdel: (coll, field) => { ops.push(() => { this.hdelSync(scope, coll, field); }); return b; },
       del: (coll) => { ops.push(() => this.delSync(scope, coll)); return b; },
       rpush: (coll, value) => { ops.push(() => { this.rpushSync(scope, coll, value); }); return b; },
+      logAppend: (coll, id, value) => { ops.push(() => this.logAppendSync(scope, coll, id, value)); return b; },
       exec: async () => { for (const op of ops) op(); },
     };
     return b;

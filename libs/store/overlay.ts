@@ -41,6 +41,7 @@ export function overlayStore(durable: Store, ephemeral: Store, isEphemeral: (col
         hdel: (c, f) => { route(c).hdel(c, f); return b; },
         del: (c) => { route(c).del(c); return b; },
         rpush: (c, v) => { route(c).rpush(c, v); return b; },
+        logAppend: (c, id, v) => { route(c).logAppend(c, id, v); return b; },
         exec: async () => {
           await Promise.all([usedD ? d.exec() : undefined, usedE ? e.exec() : undefined]);
         },

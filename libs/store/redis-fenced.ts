@@ -166,6 +166,7 @@ export function fencedRedisStore(
         hdel(coll, field) { o.add('hdel', coll, field); return this; },
         del(coll) { o.add('del', coll); return this; },
         rpush(coll, value) { o.add('rpush', coll, buf(value)); return this; },
+        logAppend(coll, id, value) { o.add('zadd', coll, id, idBytes(id, value)); return this; },
         async exec() {
           if (o.args.length === 1) return;
           await run(scope, o);

@@ -163,6 +163,13 @@ function results(replies: [Error | null, unknown][] | null): unknown[] {
   return replies.map(([err, res]) => { if (err) throw err; return res; });
 }
 
+/** A log entry as a sorted-set member: the id's 8 bytes, then the value (equal values stay distinct). */
+function logMember(id: number, value: Bytes): Buffer {
+  const head = Buffer.allocUnsafe(8);
+  head.writeDoubleBE(id);
+  return Buffer.concat([head, buf(value)]);
+}
+
 /** ZRANGEBYSCORE bounds for after < id < before. */
 function bounds(q: Pick<LogRange, 'after' | 'before'>): [string, string] {
   return [q.after === undefined ? '-inf' : `(${q.after}`, q.before === undefined ? '+inf' : `(${q.before}`];
@@ -194,6 +201,7 @@ export function createRedisStore(opts: RedisTarget & { keyPrefix?: string; clien
       hdel(coll, field) { ops.push((m) => m.hdel(key(scope, coll), field)); return this; },
       del(coll) { ops.push((m) => m.del(key(scope, coll))); return this; },
       rpush(coll, value) { ops.push((m) => m.rpush(key(scope, coll), buf(value))); return this; },
+      logAppend(coll, id, value) { ops.push((m) => m.zadd(key(scope, coll), id, logMember(id, value))); return this; },
       async exec() {
         if (ops.length === 0) return;
         const m = r.multi();
@@ -219,9 +227,7 @@ export function createRedisStore(opts: RedisTarget & { keyPrefix?: string; clien
     async ltrim(scope, coll, start, stop) { await r.ltrim(key(scope, coll), start, stop); },
 
     async logAppend(scope, coll, id, value) {
-      const head = Buffer.allocUnsafe(8);
-      head.writeDoubleBE(id);
-      await r.zadd(key(scope, coll), id, Buffer.concat([head, buf(value)]));
+      await r.zadd(key(scope, coll), id, logMember(id, value));
     },
     async logRange(scope, coll, q: LogRange = {}) {
       const [min, max] = bounds(q);

@@ -33,6 +33,7 @@ export interface StoreBatch {
   hdel(coll: string, field: string): this;
   del(coll: string): this;
   rpush(coll: string, value: Bytes): this;
+  logAppend(coll: string, id: number, value: Bytes): this;
   /** Apply every queued operation atomically, in one round trip. */
   exec(): Promise<void>;
 }

@@ -113,6 +113,12 @@ export interface AccountContext {
   controlConnection(node: string, sid: string, op: string, data?: unknown): void;
   /** An envelope to another account's actor as it is (a tracked message sent again). */
   toAccount(bare: string, env: Envelope): void;
+  /**
+   * The mark of the tracked message being applied, when `track` is that message's and nobody stored the mark yet:
+   * the caller adds it to the batch that delivers the message and sets `stored` (so the message and the record that
+   * it was applied land together, and a crash cannot leave one without the other).
+   */
+  deliveryMark(track: Track | undefined): DeliveryMark | undefined;
   /** After `ms`, the control envelope `op` to this account's actor, wherever it runs then (a module's timer). */
   later(ms: number, op: string, data?: unknown): void;
   /** The connection behind a session changed (stream resumption): deliveries go there from now on. */
@@ -230,6 +236,17 @@ export interface Delivery {
   readonly xml: string | Uint8Array;
   /** When the stanza entered the server (0: made by the server). */
   readonly t: number;
+  /** A message from another account's stream-managed session (services/session/tracked.ts). */
+  readonly track?: Track;
+}
+
+/** The delivery mark of a tracked message, to store in the same batch as the write that delivers it. */
+export interface DeliveryMark {
+  readonly coll: string;
+  readonly field: string;
+  readonly value: Bytes;
+  /** Set by whoever stores it with its write: the write's completion. */
+  stored?: Promise<unknown>;
 }
 
 /** Why a session's connection went away: the client closed its stream, it was lost, or a delivery found it gone. */

@@ -5,7 +5,7 @@
 // keeps the subscription state machine free of races.
 import { pack, unpack } from 'msgpackr';
 import { Accounts } from '../../libs/accounts/index.ts';
-import { envelope, type Envelope, type StanzaKind } from '../../libs/bus/envelope.ts';
+import { envelope, type Envelope, type StanzaKind, type Track } from '../../libs/bus/envelope.ts';
 import { errorReply, StanzaError } from '../../libs/errors/index.ts';
 import { bareJid, domainPart, hasLocalpart, resourcePart } from '../../libs/jid/split.ts';
 import { OP_MUC_HERE } from './muc/fanout.ts';
@@ -17,7 +17,7 @@ import { Actor } from './actor.ts';
 import { decodeItem, emptyItem, encodeItem, itemElement, NS_ROSTER, parseRosterSet, type RosterItem } from './im/roster.ts';
 import { hasFrom, hasTo, inbound as inboundTransition, outbound as outboundTransition, type SubscriptionType } from './im/subscription.ts';
 import type { AccountContext, AccountState, Contact, FilteredStanza, FilterVerdict, ServerContext, StanzaFilter, UnavailableEvent } from './module.ts';
-import { MessageEvent, type Delivery, type DetachReason, type MessageHooks } from './module.ts';
+import { MessageEvent, type Delivery, type DeliveryMark, type DetachReason, type MessageHooks } from './module.ts';
 import type { SessionServices } from './services.ts';
 import { OP_ROUTED, SEEN, SeenMarks } from './tracked.ts';
 
@@ -81,6 +81,8 @@ export class UserActor extends Actor implements AccountContext {
   /** What this account applied of other accounts' stream-managed sessions' messages, and the last write of a mark. */
   private readonly seen = new SeenMarks();
   private lastMark: Promise<unknown> = Promise.resolve();
+  /** The tracked message being applied, and its mark until a delivery stores it. */
+  private applying: { src: string; n: number; mark: DeliveryMark } | undefined;
   private rosterVer = 0;
   private offlineCount = 0;
   private pushSeq = 0;
@@ -179,13 +181,31 @@ export class UserActor extends Actor implements AccountContext {
     const verdict = this.seen.verdict(track);
     if (verdict === 'gap') return; // an earlier one is missing: the sender sends both again, in order
     if (verdict === 'again') return this.confirmTracked(env, this.lastMark);
-    const r = this.inbound(env);
-    const mark = () => {
-      this.lastMark = this.svc.store.hset(this.bare, SEEN, track[0], this.seen.applied(track[0], track[1], Date.now()));
+    const [src, n] = track;
+    const mark: DeliveryMark = { coll: SEEN, field: src, value: this.seen.applied(src, n, Date.now()) };
+    this.applying = { src, n, mark };
+    // The write that delivers it (a managed session's queue, offline storage) takes the mark into its batch;
+    // otherwise (delivered to a session without stream management, bounced, dropped) it is stored alone after.
+    const done = () => {
+      this.applying = undefined;
+      this.lastMark = mark.stored ?? this.svc.store.hset(this.bare, SEEN, src, mark.value);
       this.confirmTracked(env, this.lastMark);
     };
-    if (r) return r.then(mark);
-    mark();
+    let r: void | Promise<void>;
+    try {
+      r = this.inbound(env);
+    } catch (e) {
+      this.applying = undefined;
+      throw e;
+    }
+    if (r) return r.then(done, (e: unknown) => { this.applying = undefined; throw e; });
+    done();
+  }
+
+  deliveryMark(track: Track | undefined): DeliveryMark | undefined {
+    const a = this.applying;
+    if (!a || !track || track[0] !== a.src || track[1] !== a.n || a.mark.stored) return undefined;
+    return a.mark;
   }
 
   /** Once `written` (the mark, behind every write of the application on the same connection) is stored, tell the sender. */
@@ -648,7 +668,14 @@ export class UserActor extends Actor implements AccountContext {
     }
     this.offlineCount++;
     this.svc.counters?.offline('stored', 1);
-    await this.svc.store.rpush(this.bare, 'offline', Buffer.from(serialize(stanza)));
+    const mark = this.deliveryMark(env.track);
+    if (!mark) {
+      await this.svc.store.rpush(this.bare, 'offline', Buffer.from(serialize(stanza)));
+      return;
+    }
+    // A tracked message and its delivery mark land together.
+    mark.stored = this.svc.store.batch(this.bare).rpush('offline', Buffer.from(serialize(stanza))).hset(mark.coll, mark.field, mark.value).exec();
+    await mark.stored;
   }
 
   /** Deliver what was stored while we were away, then forget it (it is now with the client's c2s). */

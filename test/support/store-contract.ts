@@ -186,6 +186,10 @@ export function storeSuite(name: string, kind: Store['kind'], open: () => Promis
       assert.deepEqual(entries(await store.hgetall(s, 'roster')), [['bob', 'B'], ['carol', 'C']]);
       assert.equal(await store.hlen(s, 'vcard'), 0);
       assert.deepEqual(strs(await store.lrange(s, 'offline', 0, -1)), ['m1', 'm2']);
+      // A log entry and a mark in one batch (a delivery and its mark: services/session/tracked.ts).
+      await store.batch(s).logAppend('smq', 7, b('seven')).hset('seen', 'src', b('7')).logAppend('smq', 8, b('eight')).exec();
+      assert.deepEqual((await store.logRange(s, 'smq')).map((e) => [e.id, Buffer.from(e.value).toString()]), [[7, 'seven'], [8, 'eight']]);
+      assert.equal(str(await store.hget(s, 'seen', 'src')), '7');
       await store.batch(s).exec(); // an empty batch is fine
       // Ops in a batch apply in order: del then hset leaves the new field only.
       await store.batch(s).hset('roster', 'x', b('X')).del('roster').hset('roster', 'y', b('Y')).exec();

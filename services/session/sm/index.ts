@@ -97,9 +97,13 @@ function number(account: AccountContext, resource: string, s: SmSession, d: Deli
   const n = ++s.out;
   const full = d.to === '' ? { ...d, to: `${account.bare}/${resource}` } : d;
   const entry = encodeEntry(n, full);
+  // A tracked message: its queue entry and its delivery mark in one batch (services/session/tracked.ts).
+  const mark = account.deliveryMark(d.track);
   const p = retriedWrite(account, {
     what: 'queueing a stanza for a managed session',
-    write: () => account.server.store.logAppend(account.bare, queueOf(s.smid), n, entry),
+    write: () => (mark
+      ? account.server.store.batch(account.bare).logAppend(queueOf(s.smid), n, entry).hset(mark.coll, mark.field, mark.value).exec()
+      : account.server.store.logAppend(account.bare, queueOf(s.smid), n, entry)),
     wanted: () => n > s.acked && account.state(streamManagement).get(resource) === s,
     gaveUp: () => {
       let held = unsaved.get(s);
@@ -107,6 +111,7 @@ function number(account: AccountContext, resource: string, s: SmSession, d: Deli
       held.set(n, { ...full, n });
     },
   });
+  if (mark) mark.stored = p;
   s.writes = s.writes.then(() => p, () => p);
   if (s.detachedAt === 0) account.transmit(resource, full, n);
   const { maxQueue, ackRequestSeconds } = account.server.config.streamManagement;
