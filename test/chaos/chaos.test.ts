@@ -16,6 +16,9 @@
 //
 // PARLEY_CHAOS_LONG=1: 60 clients per group and 30 s of chat after each fault.
 // PARLEY_CHAOS_ONLY=a,c: only those cases. PARLEY_CHAOS_KEEP=1 keeps the logs.
+// PARLEY_CHAOS_VERBOSE=1 prints each phase as it happens. Case (d) needs root
+// and iproute2; without them (or with PARLEY_CHAOS_NO_NETNS=1) it pauses the
+// process instead, and says so in its figures.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CLUSTER, countedOut, LONG, runCase, sleep, stopAll, TIMING, type CaseSpec } from './harness.ts';
