@@ -72,6 +72,16 @@ export interface ChaosCluster {
 }
 
 const clusters = new Set<ChaosCluster>();
+// Run directories go with the test process, however it ends (unless kept).
+const dirs = new Set<string>();
+const removeDirs = () => { if (!KEEP) for (const d of dirs) rmSync(d, { recursive: true, force: true }); dirs.clear(); };
+process.on('exit', removeDirs);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    removeDirs();
+    if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+  });
+}
 
 /** Stop whatever a case left running (a test that timed out does not run its `finally`). */
 export async function stopAll(): Promise<void> {
@@ -105,6 +115,7 @@ async function scrape(p: ParleyProcess, host: string, name: string): Promise<num
 
 export async function startChaosCluster(opts: { namespace?: boolean } = {}): Promise<ChaosCluster> {
   const dir = mkdtempSync(join(tmpdir(), 'parley-chaos-'));
+  dirs.add(dir);
   const engines = await startEngines({ clustered: true });
   let ns: Namespace | undefined;
   let nsUnavailable: string | undefined;
@@ -157,6 +168,7 @@ export async function startChaosCluster(opts: { namespace?: boolean } = {}): Pro
       await ns?.close();
       await engines.stop();
       if (!KEEP) rmSync(dir, { recursive: true, force: true });
+      dirs.delete(dir);
     },
   };
   clusters.add(cluster);

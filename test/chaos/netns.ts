@@ -30,7 +30,15 @@ const ip = (...args: string[]): string => execFileSync(IP!, args, { encoding: 'u
 const PREFIX = 'parley-chaos-';
 const live = new Set<{ sync(): void }>();
 
-process.on('exit', () => { for (const n of live) n.sync(); });
+const cleanup = () => { for (const n of live) n.sync(); live.clear(); };
+process.on('exit', cleanup);
+// A signal ends the process without 'exit': clean up, then let the signal take its course.
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    cleanup();
+    if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+  });
+}
 
 /** Namespaces (and their veth pairs) left by runs whose process is gone. */
 function removeLeftovers(): void {
