@@ -137,6 +137,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       config, bus, subjects, store, hosts, membership: sessionMembers, c2sMembers: () => c2sMembers.members(),
       leases: sessionLeases, leaseTtlMs,
       onLeaseLost: (reason) => metrics.leasesLost.labels(reason).inc(),
+      onLeaseLapsed: () => metrics.leasesLapsed.inc(),
       onStaleWrite: () => metrics.staleWrites.inc(),
       counters: { offline: (event, n) => offline[event].inc(n) },
       // With no federation process alive, a stanza for another server bounces instead of vanishing on the bus.

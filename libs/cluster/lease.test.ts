@@ -9,8 +9,13 @@ class FakeClock implements Clock {
   now(): number { return this.t; }
 }
 
-function keeper(table: MemoryLeaseTable, owner: string, clock: Clock, lost: [number, string][] = []): LeaseKeeper {
-  return new LeaseKeeper(table, owner, { ttlMs: 3000, renewMs: 1000, clock, onLost: (s, reason) => lost.push([s, reason]) });
+function keeper(table: MemoryLeaseTable, owner: string, clock: Clock, lost: [number, string][] = [], events: string[] = []): LeaseKeeper {
+  return new LeaseKeeper(table, owner, {
+    ttlMs: 3000, renewMs: 1000, clock,
+    onLost: (s, reason) => lost.push([s, reason]),
+    onLapsed: (s) => events.push(`lapsed ${s}`),
+    onRegained: (s, fresh) => events.push(`regained ${s}${fresh ? ' fresh' : ''}`),
+  });
 }
 
 describe('shard leases', () => {
@@ -34,7 +39,8 @@ describe('shard leases', () => {
     const clock = new FakeClock();
     const table = new MemoryLeaseTable(clock);
     const lost: [number, string][] = [];
-    const a = keeper(table, 'a', clock, lost);
+    const events: string[] = [];
+    const a = keeper(table, 'a', clock, lost, events);
     await a.acquire(1);
     assert.equal(a.valid(1), true);
     clock.t += 1999;
@@ -43,8 +49,38 @@ describe('shard leases', () => {
     assert.equal(a.valid(1), false, 'trust ends at 2000 ms of a 3000 ms lease');
     assert.equal(table.holder(1), 'a', 'the table still holds it for a: nobody else can have it yet');
     a.expire();
+    assert.deepEqual(events, ['lapsed 1'], 'it lapses: the holder acts no more and asks for a renewal');
+    assert.equal(a.lapsed(1), true);
+    assert.deepEqual(lost, []);
+    // No renewal gets through for a whole TTL: it has certainly expired on the table.
+    table.down = true;
+    clock.t += 3000;
+    await a.renew();
     assert.deepEqual(lost, [[1, 'expired']]);
     await a.stop(false);
+  });
+
+  test('a lapsed lease that a renewal finds still ours goes on with its token; one the table let expire comes back fresh', async () => {
+    const clock = new FakeClock();
+    const table = new MemoryLeaseTable(clock);
+    const events: string[] = [];
+    const lost: [number, string][] = [];
+    const a = keeper(table, 'a', clock, lost, events);
+    const t1 = await a.acquire(1);
+    const t2 = await a.acquire(2);
+    clock.t += 2500; // a stall: both lapse, the table still holds them for a
+    a.expire();
+    await a.renew();
+    assert.deepEqual(events.sort(), ['lapsed 1', 'lapsed 2', 'regained 1', 'regained 2'].sort());
+    assert.equal(a.token(1), t1);
+    assert.equal(a.valid(1) && a.valid(2), true);
+    events.length = 0;
+    clock.t += 3500; // past the TTL on the table, nobody took them
+    a.expire();
+    await a.renew();
+    assert.deepEqual(events.sort(), ['lapsed 1', 'lapsed 2', 'regained 1 fresh', 'regained 2 fresh'].sort());
+    assert.ok(a.token(2)! > t2!, 'a new grant has a new token');
+    assert.deepEqual(lost, []);
   });
 
   test('renewals keep the token and push the deadline; a renewal that fails leaves the deadline where it was', async () => {
@@ -66,7 +102,12 @@ describe('shard leases', () => {
     clock.t += 1000;
     await a.renew();
     assert.equal(a.valid(3), false);
-    assert.deepEqual(lost, [[3, 'expired']]);
+    assert.equal(a.lapsed(3), true);
+    table.down = false;
+    await a.renew();
+    assert.equal(a.valid(3), true, 'the table answers again and the lease was never let go');
+    assert.equal(a.token(3), t0);
+    assert.deepEqual(lost, []);
     await a.stop(false);
   });
 

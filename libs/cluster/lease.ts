@@ -134,13 +134,20 @@ export interface LeaseKeeperOptions {
   /** The fraction of the TTL, counted from a renewal's request, after which the holder stops trusting it. */
   safety?: number;
   clock?: Clock;
-  /** A held lease is gone (not renewed in time, or taken): stop serving the shard now. */
+  /**
+   * A held lease can no longer be trusted (not renewed in time: a pause, a slow or unreachable table): act no more
+   * for the shard until a renewal says whether it is still ours. A renewal follows at once.
+   */
+  onLapsed?(shard: number): void;
+  /** A lapsed lease renewed: still ours with the same token (`fresh` false: nobody can have held it meanwhile), or granted anew. */
+  onRegained?(shard: number, fresh: boolean): void;
+  /** The lease is gone (another process holds it, or it stays lapsed past the TTL): stop serving the shard. */
   onLost(shard: number, reason: 'expired' | 'taken'): void;
   /** A renewal failed (the table is unreachable). */
   onError?(e: unknown): void;
 }
 
-interface Held { token: number; validUntil: number }
+interface Held { token: number; validUntil: number; lapsedAt: number }
 
 /** One process's leases: acquires in batches, renews on a timer, and says at once when one can no longer be trusted. */
 export class LeaseKeeper {
@@ -152,6 +159,7 @@ export class LeaseKeeper {
   private timer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
   private renewing = false;
+  private lastRenewAt = -Infinity;
   private readonly clock: Clock;
   private readonly trustMs: number;
   lost = 0;
@@ -164,7 +172,12 @@ export class LeaseKeeper {
   /** True while this process may act for the shard. Cheap: called for every envelope. */
   valid(shard: number): boolean {
     const h = this.held.get(shard);
-    return h !== undefined && this.clock.now() < h.validUntil;
+    return h !== undefined && h.lapsedAt === 0 && this.clock.now() < h.validUntil;
+  }
+
+  /** Held but not trusted: waiting for a renewal to say whether it is still ours. */
+  lapsed(shard: number): boolean {
+    return (this.held.get(shard)?.lapsedAt ?? 0) !== 0;
   }
 
   /** The fencing token of the shard's current or last lease here; undefined if never held. */
@@ -211,7 +224,7 @@ export class LeaseKeeper {
   }
 
   private grant(s: number, token: number, sent: number): void {
-    this.held.set(s, { token, validUntil: sent + this.trustMs });
+    this.held.set(s, { token, validUntil: sent + this.trustMs, lapsedAt: 0 });
     this.tokens.set(s, token);
   }
 
@@ -232,21 +245,28 @@ export class LeaseKeeper {
     this.timer.unref();
   }
 
-  /** One renewal of every held lease: those not granted are lost at once. */
+  /** One renewal of every held lease (lapsed ones included): those not granted are lost at once. */
   async renew(): Promise<void> {
     if (this.renewing || this.held.size === 0) return;
     this.renewing = true;
     const shards = [...this.held.keys()];
     const sent = this.clock.now();
+    this.lastRenewAt = sent;
     try {
       const granted = await this.table.acquire(this.owner, shards, this.o.ttlMs);
       for (const s of shards) {
-        if (!this.held.has(s)) continue; // released meanwhile
+        const h = this.held.get(s);
+        if (!h) continue; // released meanwhile
         const token = granted.get(s);
-        if (token === undefined) this.drop(s, 'taken');
-        // A new token for a lease we thought we held: it lapsed on the table in between, so what we did since may be stale.
-        else if (token !== this.held.get(s)!.token) this.drop(s, 'expired');
-        else this.grant(s, token, sent);
+        if (token === undefined) {
+          this.drop(s, 'taken');
+          continue;
+        }
+        // A new token: the lease ran out on the table in between, so another process may have acted meanwhile.
+        const fresh = token !== h.token;
+        const wasLapsed = h.lapsedAt !== 0;
+        this.grant(s, token, sent);
+        if (wasLapsed || fresh) this.o.onRegained?.(s, fresh);
       }
     } catch (e) {
       this.o.onError?.(e);
@@ -257,10 +277,24 @@ export class LeaseKeeper {
     this.arm();
   }
 
-  /** Drop every lease whose trust has run out. */
+  /**
+   * Leases whose trust has run out lapse (the holder stops acting, a renewal is asked for at once); one lapsed for a
+   * whole TTL has certainly expired on the table and is lost.
+   */
   expire(): void {
     const now = this.clock.now();
-    for (const [s, h] of this.held) if (now >= h.validUntil) this.drop(s, 'expired');
+    let lapsed = false;
+    for (const [s, h] of this.held) {
+      if (h.lapsedAt !== 0) {
+        if (now - h.lapsedAt >= this.o.ttlMs) this.drop(s, 'expired');
+      } else if (now >= h.validUntil) {
+        h.lapsedAt = now;
+        lapsed = true;
+        this.o.onLapsed?.(s);
+      }
+    }
+    // Ask at once whether the lapsed ones are still ours, but not in a loop when renewals are slower than the trust.
+    if (lapsed && !this.renewing && now - this.lastRenewAt >= this.o.renewMs / 4) setTimeout(() => void this.renew(), 0).unref();
   }
 
   private drop(s: number, reason: 'expired' | 'taken'): void {
@@ -274,7 +308,10 @@ export class LeaseKeeper {
     if (!Number.isFinite(this.o.ttlMs)) return;
     if (this.watchdog) clearTimeout(this.watchdog);
     let first = Infinity;
-    for (const h of this.held.values()) if (h.validUntil < first) first = h.validUntil;
+    for (const h of this.held.values()) {
+      const next = h.lapsedAt !== 0 ? h.lapsedAt + this.o.ttlMs : h.validUntil;
+      if (next < first) first = next;
+    }
     if (first === Infinity) return;
     this.watchdog = setTimeout(() => { this.watchdog = undefined; this.expire(); this.arm(); }, Math.max(0, first - this.clock.now()) + 1);
     this.watchdog.unref();

@@ -31,6 +31,7 @@ export class Metrics {
 
   readonly routingLatency = new Histogram({ name: 'parley_routing_seconds', help: 'From receipt of a stanza from a client to its delivery to a client', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [this.registry] });
   readonly offline = new Counter({ name: 'parley_offline_messages_total', help: 'Messages kept for accounts with no available resource, and delivered from storage', labelNames: ['event'] as const, registers: [this.registry] });
+  readonly leasesLapsed = new Counter({ name: 'parley_shard_leases_lapsed_total', help: 'Shard leases not renewed in time (a stall, a slow or unreachable Redis): the shard held its traffic until a renewal said whether it was still this process\'s', registers: [this.registry] });
   readonly leasesLost = new Counter({ name: 'parley_shard_leases_lost_total', help: 'Shard leases this process lost (not renewed in time, or taken): it stopped serving those shards', labelNames: ['reason'] as const, registers: [this.registry] });
   readonly processFaults = new Counter({ name: 'parley_process_faults_total', help: 'Promise rejections nobody handled (the process went on) and exceptions nobody caught (it exited): each one a bug, logged with its stack', labelNames: ['kind'] as const, registers: [this.registry] });
   readonly staleWrites = new Counter({ name: 'parley_store_stale_writes_total', help: 'Writes the store refused because they carried an older fencing token than the account had seen', registers: [this.registry] });

@@ -109,6 +109,7 @@ export class S2sNode implements S2sContext, RouteOwner {
       leases: o.leases,
       leaseTtlMs: o.leaseTtlMs,
       renewMs: o.config.cluster.heartbeatMs,
+      maxSuspendedBuffer: o.config.session.maxMailbox,
     });
   }
 

@@ -59,6 +59,11 @@ export class ActorSystem {
     await Promise.all(waits);
   }
 
+  /** The shard's lapsed lease is ours again: its actors go on where they paused. */
+  resumeShard(shard: number): void {
+    for (const a of this.actors.values()) if (a.shard === shard) a.resume();
+  }
+
   /** The shard's lease is gone: its actors stop where they are and are forgotten. */
   dropShard(shard: number): void {
     for (const [k, a] of this.actors) {
@@ -70,7 +75,9 @@ export class ActorSystem {
 
   /** Resolves when no actor has work left (before the store closes). */
   async idle(): Promise<void> {
-    while ([...this.actors.values()].some((a) => a.busy)) await Promise.all([...this.actors.values()].map((a) => a.idle()));
+    // Actors paused by a lapsed lease wait for a renewal that a stopping process will not ask for.
+    const working = () => [...this.actors.values()].filter((a) => a.busy && !a.paused);
+    while (working().length) await Promise.all(working().map((a) => a.idle()));
   }
 
   startSweeper(idleMs: number): void {

@@ -52,10 +52,9 @@ export abstract class Actor {
         this.loaded = true;
       }
       while (this.head < this.mailbox.length) {
-        if (this.discarded || (this.gate !== undefined && !this.gate(this.shard))) {
-          this.discard();
-          break;
-        }
+        if (this.discarded) break;
+        // The shard's lease lapsed: stop here and keep the mailbox; resume() goes on, discard() drops it.
+        if (this.gate !== undefined && !this.gate(this.shard)) break;
         const env = this.mailbox[this.head];
         this.mailbox[this.head++] = undefined as unknown as Envelope;
         if (this.head > 1024 && this.head * 2 > this.mailbox.length) {
@@ -80,13 +79,26 @@ export abstract class Actor {
       log.error('activation failed', { actor: this.key, error: e });
       // Nothing queued is dropped silently: each sender hears that we could not take it.
       for (let i = this.head; i < this.mailbox.length; i++) this.answerRefused(this.mailbox[i], 'unavailable');
+      this.head = this.mailbox.length;
     } finally {
-      this.mailbox.length = 0;
-      this.head = 0;
+      if (this.discarded || this.head >= this.mailbox.length) {
+        this.mailbox.length = 0;
+        this.head = 0;
+      }
       this.running = false;
       this.lastActive = Date.now();
       for (const w of this.idleWaiters.splice(0)) w();
     }
+  }
+
+  /** Stopped by its gate with envelopes left (a lapsed lease). */
+  get paused(): boolean {
+    return !this.running && this.depth > 0 && this.gate !== undefined && !this.gate(this.shard);
+  }
+
+  /** The gate opened again: go on with the mailbox. */
+  resume(): void {
+    if (!this.running && this.depth > 0 && !this.discarded) void this.run();
   }
 
   /**

@@ -47,6 +47,7 @@ export interface SessionNodeOptions {
   leaseTtlMs: number;
   /** Counts for the metrics endpoint: a lease lost, a write refused for its stale fencing token. */
   onLeaseLost?: (reason: 'expired' | 'taken') => void;
+  onLeaseLapsed?: () => void;
   onStaleWrite?: () => void;
 }
 
@@ -81,7 +82,7 @@ export class SessionNode {
       counters: o.counters,
       muc: mucDomains,
       toC2s: (node, env) => o.bus.publish(o.subjects.c2s(node), env),
-      serving: (shard) => this.shards.owns(shard),
+      serving: (shard) => this.shards.mayAct(shard),
       tokenOf: (shard) => this.shards.token(shard),
     };
     this.actors = new ActorSystem(svc);
@@ -91,10 +92,13 @@ export class SessionNode {
       deliver: (shard, env) => this.actors.deliver(shard, env),
       drain: (shard) => this.actors.drainShard(shard),
       drop: (shard) => this.actors.dropShard(shard),
+      resume: (shard) => this.actors.resumeShard(shard),
+      maxSuspendedBuffer: o.config.session.maxMailbox,
       leases: o.leases,
       leaseTtlMs: o.leaseTtlMs,
       renewMs: o.config.cluster.heartbeatMs,
       onLeaseLost: (_shard, reason) => o.onLeaseLost?.(reason),
+      onLeaseLapsed: () => o.onLeaseLapsed?.(),
       // Accounts with a session waiting for resumption: their timers died with whoever served the shard before.
       live: (shard) => void wakeWaiting(o.store, shard, (bare, env) => this.router.toActor(bare, env))
         .catch((e: unknown) => log.warn('waking waiting sessions failed', { shard, error: e })),

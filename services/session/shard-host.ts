@@ -50,6 +50,8 @@ interface ShardState {
   leaseInFlight: boolean;
   /** When this process started waiting for the lease (a warning if it takes long). */
   since: number;
+  /** Live, but its lease lapsed: envelopes wait in `buffer` until a renewal says whether the shard is still ours. */
+  suspended: boolean;
 }
 
 export interface ShardHostOptions {
@@ -63,14 +65,19 @@ export interface ShardHostOptions {
   live?(shard: number): void;
   /** The shard's lease is gone: drop its actors at once, without finishing their mailboxes. */
   drop(shard: number): void;
+  /** The shard's lapsed lease is ours again with the same token: its actors go on where they paused. */
+  resume?(shard: number): void;
   /** Where the leases live, and how long one lasts (Infinity: one process alone, leases never expire). */
   leases: LeaseTable;
   leaseTtlMs: number;
   /** How often held leases are renewed (and waiting shards ask again). */
   renewMs: number;
   clock?: Clock;
-  /** Called with each lease lost (the metric). */
+  /** Called with each lease lost, and each one that lapsed (the metrics). */
   onLeaseLost?(shard: number, reason: 'expired' | 'taken'): void;
+  onLeaseLapsed?(shard: number): void;
+  /** Envelopes a shard keeps while its lease has lapsed; beyond it the shard is given up (its traffic is the next owner's). */
+  maxSuspendedBuffer: number;
 }
 
 export class ShardHost {
@@ -82,6 +89,8 @@ export class ShardHost {
   private releasedCount = 0;
   private releaseLogTimer: NodeJS.Timeout | undefined;
   private lostCount = 0;
+  private suspendedCount = 0;
+  private suspendLogTimer: NodeJS.Timeout | undefined;
   private lostLogTimer: NodeJS.Timeout | undefined;
   private ticker: NodeJS.Timeout | undefined;
   readonly leases: LeaseKeeper;
@@ -96,6 +105,8 @@ export class ShardHost {
       ttlMs: opts.leaseTtlMs,
       renewMs: opts.renewMs,
       clock: opts.clock,
+      onLapsed: (shard) => this.suspend(shard),
+      onRegained: (shard, fresh) => this.regained(shard, fresh),
       onLost: (shard, reason) => this.stepDown(shard, reason),
       onError: (e) => log.warn('renewing shard leases failed', { error: e }),
     });
@@ -117,6 +128,16 @@ export class ShardHost {
   /** Served here, under a lease this process can still trust. */
   owns(shard: number): boolean {
     return this.states.get(shard)?.live === true && this.leases.valid(shard);
+  }
+
+  /**
+   * Whether the shard's actors may go on with their mailboxes: it is served here under a trusted lease, or being
+   * handed over (it finishes what it has before answering `released`).
+   */
+  mayAct(shard: number): boolean {
+    if (!this.leases.valid(shard)) return false;
+    const st = this.states.get(shard);
+    return st ? st.live && !st.suspended : this.releasing.has(shard);
   }
 
   /** The fencing token this process's writes for the shard carry (its current or last lease). */
@@ -190,7 +211,7 @@ export class ShardHost {
   private acquire(s: number): void {
     const st: ShardState = {
       sub: undefined as unknown as Subscription, live: false, buffer: [], skip: undefined, seen: new Map(), timer: undefined, deferredClaims: [],
-      wantLease: false, pendingSkip: undefined, leaseInFlight: false, since: Date.now(),
+      wantLease: false, pendingSkip: undefined, leaseInFlight: false, since: Date.now(), suspended: false,
     };
     this.states.set(s, st);
     st.sub = this.bus.subscribe(this.subjects.shard(s), (env) => this.onShardEnvelope(s, st, env));
@@ -247,9 +268,10 @@ export class ShardHost {
       return;
     }
     // Checked per envelope: after a pause, what waited in the socket is read before any timer can fire.
-    if (!this.leases.valid(s)) {
-      this.leases.expire();
-      this.stepDown(s, 'expired');
+    if (st.suspended || !this.leases.valid(s)) {
+      if (!st.suspended) this.leases.expire(); // lapses the lease: suspend() runs
+      if (!st.suspended || st.buffer.length >= this.opts.maxSuspendedBuffer) return this.stepDown(s, 'expired');
+      st.buffer.push(env);
       return;
     }
     if (st.skip !== undefined) {
@@ -323,6 +345,44 @@ export class ShardHost {
   }
 
   /**
+   * The lease lapsed (not renewed in time: this process stalled, or the lease
+   * table was slow or out of reach): act no more for the shard, and keep its
+   * traffic, until a renewal says whether it is still ours. Its actors pause
+   * between envelopes (their gate asks `owns`).
+   */
+  private suspend(s: number): void {
+    const st = this.states.get(s);
+    if (!st || !st.live || st.suspended) return;
+    st.suspended = true;
+    this.opts.onLeaseLapsed?.(s);
+    this.suspendedCount++;
+    if (this.suspendLogTimer === undefined) {
+      this.suspendLogTimer = setTimeout(() => {
+        log.warn('shard leases lapsed (not renewed in time); holding their traffic until renewed', { count: this.suspendedCount });
+        this.suspendedCount = 0;
+        this.suspendLogTimer = undefined;
+      }, 200);
+    }
+  }
+
+  /**
+   * A lapsed lease is ours again. With the same token nobody can have held it
+   * meanwhile: the actors go on. With a new token another process may have
+   * acted meanwhile: the actors are dropped and rebuilt from the store. Either
+   * way what arrived meanwhile is processed now, in order.
+   */
+  private regained(s: number, fresh: boolean): void {
+    const st = this.states.get(s);
+    if (!st || !st.live) return;
+    if (fresh) this.opts.drop(s);
+    st.suspended = false;
+    const buffered = st.buffer;
+    st.buffer = [];
+    for (const env of buffered) this.onShardEnvelope(s, st, env);
+    if (!fresh) this.opts.resume?.(s);
+  }
+
+  /**
    * The lease is gone: stop serving the shard at once. Its actors are dropped
    * unfinished (the next owner rebuilds them from the store; their late writes
    * carry an old fencing token and are refused). If the shard is still ours by
@@ -330,6 +390,8 @@ export class ShardHost {
    */
   private stepDown(s: number, reason: 'expired' | 'taken'): void {
     const st = this.states.get(s);
+    // Lost while being handed over: its paused actors would never finish; the next owner has what they held.
+    if (!st && this.releasing.has(s)) this.opts.drop(s);
     if (!st || !st.live) return;
     st.sub.unsubscribe();
     if (st.timer) clearTimeout(st.timer);
