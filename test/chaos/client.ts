@@ -171,6 +171,13 @@ export class ChatClient {
   /** Stanzas sent and not yet acknowledged (managed sessions), plus messages typed while offline. */
   get outstanding(): number { return this.unacked.length + this.pending.length; }
 
+  /** Where XEP-0198 stands, for a failure's explanation. */
+  smState(): string {
+    const oldest = this.unacked.find((o) => o.seq !== undefined);
+    return `session ${this.epoch}: sent ${this.outCount}, server acknowledged ${this.serverH}, received ${this.inCount}` +
+      (oldest ? `, oldest unacknowledged ${oldest.id} typed ${((Date.now() - this.typed[oldest.seq!]) / 1000).toFixed(1)} s ago` : '');
+  }
+
   /** Ask the server for an ack now (settling at the end of a run). */
   requestAck(): void {
     if (this.online && this.o.streamManagement) this.write(`<r xmlns='${NS_SM}'/>`, true);

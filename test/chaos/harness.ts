@@ -9,7 +9,7 @@
 // while of chat after it, a settle period (every managed client's messages
 // acknowledged, deliveries quiet), then the figures and the violations.
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -272,8 +272,55 @@ export interface CaseSpec {
   fault: (c: ChaosCluster, chatting: readonly string[]) => Promise<string>;
 }
 
+const LOCK = join(tmpdir(), 'parley-chaos.lock');
+
+/**
+ * One chaos cluster at a time on this machine: the test runner runs two files at once, and two clusters
+ * of 14 processes and 80 clients on two cores would measure each other. Waits at most `maxWaitMs`
+ * (then goes ahead, said on stderr); a lock whose holder died is taken over.
+ */
+async function exclusive(maxWaitMs: number): Promise<() => void> {
+  const deadline = Date.now() + maxWaitMs;
+  let said = false;
+  for (;;) {
+    try {
+      mkdirSync(LOCK);
+      writeFileSync(join(LOCK, 'pid'), String(process.pid));
+      const release = () => { try { rmSync(LOCK, { recursive: true, force: true }); } catch { /* gone */ } process.off('exit', release); };
+      process.on('exit', release);
+      return release;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    let holder = 0;
+    try { holder = Number(readFileSync(join(LOCK, 'pid'), 'utf8')); } catch { /* being written */ }
+    let alive = true;
+    if (holder) try { process.kill(holder, 0); } catch { alive = false; }
+    if (!alive) {
+      rmSync(LOCK, { recursive: true, force: true });
+      continue;
+    }
+    if (Date.now() > deadline) {
+      process.stderr.write(`chaos: another chaos run (pid ${holder}) still holds ${LOCK} after ${maxWaitMs / 1000} s; going ahead beside it\n`);
+      return () => {};
+    }
+    if (!said) phase(`waiting for the chaos run of pid ${holder} to end`);
+    said = true;
+    await sleep(250);
+  }
+}
+
 /** A fresh cluster, both groups chatting, the fault, and the books. */
 export async function runCase(spec: CaseSpec, t: Timing = TIMING): Promise<CaseResult> {
+  const release = await exclusive(LONG ? 600_000 : 90_000);
+  try {
+    return await runExclusive(spec, t);
+  } finally {
+    release();
+  }
+}
+
+async function runExclusive(spec: CaseSpec, t: Timing): Promise<CaseResult> {
   const began = Date.now();
   phase(`${spec.title}: starting the cluster`);
   const c = await startChaosCluster({ namespace: spec.namespace });
@@ -392,6 +439,6 @@ function explain(c: ChaosCluster, clients: readonly ChatClient[]): string[] {
     const tail = p.log().split('\n').filter((l) => l && !l.includes(' debug ')).slice(-15);
     out.push(`  --- ${p.nodeId} (${p.alive() ? 'alive' : 'dead'}), last lines above debug:`, ...tail.map((l) => `    ${l}`));
   }
-  for (const x of clients.slice(0, 4)) out.push(`  --- ${x.bare}:`, ...x.events.slice(-12).map((e) => `    ${e}`));
+  for (const x of clients.slice(0, 4)) out.push(`  --- ${x.bare} (${x.smState()}):`, ...x.events.slice(-12).map((e) => `    ${e}`));
   return out;
 }

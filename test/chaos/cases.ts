@@ -1,7 +1,8 @@
-// Chaos on a real cluster: 3 NATS servers, a Redis Cluster (3 masters + 3
-// replicas), 2 c2s and 3 session processes, 20 clients with stream
-// management (XEP-0198) and 20 without chatting across the two c2s nodes,
-// and one fault per case:
+// The chaos cases, one test file each (a-…f-*.test.ts), so that each runs
+// alone and within the test runner's per-file time limit. Each case runs on
+// a real cluster: 3 NATS servers, a Redis Cluster (3 masters + 3 replicas),
+// 2 c2s and 3 session processes, 20 clients with stream management
+// (XEP-0198) and 20 without chatting across the two c2s nodes, and one fault:
 //   (a) SIGKILL a session process;       (b) SIGKILL a c2s process;
 //   (c) SIGSTOP a session process for 3 × memberTtlMs, then SIGCONT;
 //   (d) cut a session process off the network for 3 × memberTtlMs, then heal;
@@ -9,21 +10,22 @@
 // Each case prints one block of figures for both groups. Asserted for the
 // managed group (what XEP-0198 promises a user): no message the server
 // acknowledged is lost, none reaches a client twice after it acknowledged it,
-// each sender's order is kept, chat flows again within the bound, and the
-// session logs never show two actors for one account. The group without
+// each sender's order is kept, chat flows again within the bound (every pair
+// delivering, every managed client's stanzas acknowledged by the end), and
+// the session logs never show two actors for one account. The group without
 // stream management is only reported: it shows what a fault costs a client
 // that has no acknowledgements (its losses are expected).
 //
-// PARLEY_CHAOS_LONG=1: 60 clients per group and 30 s of chat after each fault.
-// PARLEY_CHAOS_ONLY=a,c: only those cases. PARLEY_CHAOS_KEEP=1 keeps the logs.
-// PARLEY_CHAOS_VERBOSE=1 prints each phase as it happens. Case (d) needs root
-// and iproute2; without them (or with PARLEY_CHAOS_NO_NETNS=1) it pauses the
-// process instead, and says so in its figures.
-import { after, describe, test } from 'node:test';
+// PARLEY_CHAOS_LONG=1: 60 clients per group and 30 s of chat after each fault
+// (longer than the test runner's per-file limit in `npm test`: run the files
+// alone). PARLEY_CHAOS_KEEP=1 keeps the logs. PARLEY_CHAOS_VERBOSE=1 prints
+// each phase as it happens. Case (d) needs root and iproute2; without them
+// (or with PARLEY_CHAOS_NO_NETNS=1) it pauses the process instead, and says
+// so in its figures.
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CLUSTER, countedOut, LONG, runCase, sleep, stopAll, TIMING, type CaseSpec } from './harness.ts';
 
-const ONLY = (process.env.PARLEY_CHAOS_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 const PAUSE_MS = 3 * CLUSTER.memberTtlMs;
 
 /**
@@ -37,7 +39,7 @@ const PAUSE_MS = 3 * CLUSTER.memberTtlMs;
  */
 const FLOW_BOUND_MS = 15_000;
 
-const cases: (CaseSpec & { key: string })[] = [
+const cases: (CaseSpec & { key: Case })[] = [
   {
     key: 'a', title: '(a) SIGKILL a session process', flowBoundMs: FLOW_BOUND_MS,
     async fault(c, chatting) {
@@ -100,14 +102,16 @@ const cases: (CaseSpec & { key: string })[] = [
   },
 ];
 
-describe(`chaos: a cluster under faults (${TIMING.clients} clients with stream management and ${TIMING.clients} without${LONG ? ', long' : ''})`, () => {
+export type Case = 'a' | 'b' | 'c' | 'd' | 'e' | 'f';
+
+/** Register the case as this file's test. */
+export function chaosTest(key: Case): void {
+  const spec = cases.find((c) => c.key === key)!;
   after(stopAll);
-  for (const spec of cases) {
-    const skip = ONLY.length > 0 && !ONLY.includes(spec.key);
-    test(spec.title, { skip, timeout: LONG ? 600_000 : 170_000 }, async () => {
+  test(`chaos ${spec.title} (${TIMING.clients} clients with stream management, ${TIMING.clients} without${LONG ? ', long' : ''})`,
+    { timeout: LONG ? 900_000 : 170_000 }, async () => {
       const r = await runCase(spec);
       console.log(r.lines.map((l) => `# chaos ${l}`).join('\n'));
       assert.deepEqual(r.violations, [], `${spec.title}: the managed clients saw the server break its promises`);
     });
-  }
-});
+}
