@@ -244,7 +244,6 @@ async function startGroup(c: ChaosCluster, flavour: 'sm' | 'plain', t: Timing): 
   for (let i = 0; i < half; i++) {
     pairs.push([clients[i], clients[i + half]], [clients[i + half], clients[i]]);
   }
-  for (const [s, r] of pairs) s.chat(r.full, t.minMs, t.maxMs);
   return { flavour, clients, pairs };
 }
 
@@ -328,8 +327,9 @@ async function runExclusive(spec: CaseSpec, t: Timing): Promise<CaseResult> {
   const groups: Group[] = [];
   try {
     groups.push(await startGroup(c, 'sm', t), await startGroup(c, 'plain', t));
-    phase('clients logged in and chatting');
     const all = groups.flatMap((g) => g.pairs);
+    for (const [s, r] of all) s.chat(r.full, t.minMs, t.maxMs);
+    phase('clients logged in and chatting');
     // Warm-up: every pair has delivered at least one message, then a while of steady chat.
     await waitFor('chat flowing in every pair before the fault', 30_000, () => all.every(([s, r]) => r.deliveries.some((d) => d.from === s.bare.split('@')[0])));
     await sleep(t.warmupMs);
