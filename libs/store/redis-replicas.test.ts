@@ -50,6 +50,10 @@ describe('waiting for replicas', () => {
         await store.replicated!(scope);
         const waited = Date.now() - t0;
         assert.ok(waited >= 250 && waited < 3000, `waited ${waited} ms for a stopped replica (timeout 300 ms)`);
+        // That primary lacks its replica: it is not asked again for a while (WAIT would hold its connection each time).
+        const t1 = Date.now();
+        await store.replicated!(scope);
+        assert.ok(Date.now() - t1 < 200, `asked again after ${Date.now() - t1} ms`);
       } finally {
         replica.resume();
       }

@@ -38,16 +38,41 @@ function primaryFor(client: RedisClient, key: string): Redis | undefined {
 }
 
 /**
- * Resolves once `replicas` replicas have what this client wrote for `key` so far, or after `timeoutMs`;
- * `onShort` hears how many had it when fewer did. Never rejects (a failed WAIT counts as none).
+ * Waits for replicas, per primary: every caller whose writes are done before a WAIT goes out shares that WAIT (one
+ * per primary and turn), and a primary that lacked the replicas (its own replica died, or was promoted in a
+ * failover) is not asked again for `degradedMs`: WAIT holds the connection it is sent on, and every command behind it.
  */
-export async function waitForReplicas(client: RedisClient, key: string, replicas: number, timeoutMs: number, onShort: (got: number) => void): Promise<void> {
-  const primary = primaryFor(client, key);
-  let got = 0;
-  try {
-    if (primary) got = await primary.wait(replicas, timeoutMs);
-  } catch {
-    got = 0;
+export class ReplicaWaiter {
+  private readonly next = new Map<Redis, Promise<void>>();
+  private readonly degradedUntil = new Map<Redis, number>();
+
+  constructor(
+    private readonly client: RedisClient,
+    private readonly replicas: number,
+    private readonly timeoutMs: number,
+    private readonly onShort: (got: number) => void,
+    private readonly degradedMs = 5_000,
+  ) {}
+
+  /** Resolves once the writes this client made for `key` so far are on the replicas, or it is known they cannot be. Never rejects. */
+  wait(key: string): Promise<void> {
+    const primary = primaryFor(this.client, key);
+    if (!primary) return Promise.resolve();
+    if ((this.degradedUntil.get(primary) ?? 0) > Date.now()) return Promise.resolve();
+    let p = this.next.get(primary);
+    if (!p) {
+      p = new Promise<void>((resolve) => setImmediate(() => {
+        this.next.delete(primary);
+        primary.wait(this.replicas, this.timeoutMs).then((got) => got, () => 0).then((got) => {
+          if (got < this.replicas) {
+            this.degradedUntil.set(primary, Date.now() + this.degradedMs);
+            this.onShort(got);
+          }
+          resolve();
+        });
+      }));
+      this.next.set(primary, p);
+    }
+    return p;
   }
-  if (got < replicas) onShort(got);
 }

@@ -13,7 +13,7 @@ import { logger, throttledWarn } from '../log/index.ts';
 import { outageOptions } from './redis-outage.ts';
 import { DEFAULT_REDIS_URL, describeRedisTarget, parseRedisAddress, redisMode, type RedisTarget } from './redis-target.ts';
 import { fencedRedisStore } from './redis-fenced.ts';
-import { waitForReplicas } from './redis-replicas.ts';
+import { ReplicaWaiter } from './redis-replicas.ts';
 import type { Bytes, LogEntry, LogRange, Store, StoreBatch } from './store.ts';
 
 export type { RedisTarget, SentinelTarget } from './redis-target.ts';
@@ -71,6 +71,10 @@ function build(target: string | RedisTarget, opts: RedisClientOptions, quiet: bo
       const auth = seeds.find((s) => s.password !== undefined || s.username !== undefined);
       client = new Cluster(seeds.map(({ host, port }) => ({ host, port })), {
         enableAutoPipelining: true, // concurrent commands from one tick share a round trip per node
+        // After a master dies, learn its successor within a second rather than the default five: until the slot map
+        // is refreshed, commands for its slots wait on the dead node's connection until they time out.
+        slotsRefreshInterval: 1000,
+        slotsRefreshTimeout: 500,
         // Nodes learnt from the cluster get the seeds' credentials and TLS too.
         redisOptions: { ...common, username: auth?.username, password: auth?.password, ...(seeds.some((s) => s.tls) ? { tls: {} } : {}) },
       });
@@ -191,6 +195,8 @@ export function createRedisStore(opts: RedisTarget & { keyPrefix?: string; clien
   const replicas = opts.client && opts.waitReplicas === undefined ? 0 : replicasToWait(opts, opts.waitReplicas);
   const waitMs = opts.waitTimeoutMs ?? 100;
   const short = throttledWarn(log, 10_000);
+  const waiter = replicas > 0 ? new ReplicaWaiter(r, replicas, waitMs, (got) =>
+    short('a primary lacks its replicas; confirming without waiting for them for a while', { replicas: got, wanted: replicas, waitTimeoutMs: waitMs })) : undefined;
   const toMap = (o: Record<string, Buffer>): Map<string, Bytes> => new Map(Object.entries(o));
 
   const batch = (scope: string): StoreBatch => {
@@ -261,10 +267,7 @@ export function createRedisStore(opts: RedisTarget & { keyPrefix?: string; clien
     },
     batch,
     fenced(tokenOf, onStale) { return fencedRedisStore(this, r, key, tokenOf, onStale); },
-    ...(replicas > 0 ? {
-      replicated: (scope: string) => waitForReplicas(r, key(scope, 'fence'), replicas, waitMs, (got) =>
-        short('writes not on a replica in time; going on without it', { replicas: got, wanted: replicas, waitTimeoutMs: waitMs })),
-    } : {}),
+    ...(replicas > 0 ? { replicated: (scope: string) => waiter!.wait(key(scope, 'fence')) } : {}),
     async close() { await r.quit(); },
   };
 }

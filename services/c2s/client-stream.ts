@@ -645,6 +645,8 @@ export class ClientStream {
       case 'sm-resend-in':
         // The actor saw a gap in our numbering: the bus lost what we sent; send it again from there.
         if (this.sm.state === 'off' || this.state.name !== 'established') return;
+        // What it asks for was confirmed to us already (its record lost that in a failover): tell it where we are.
+        if (Number(d.from) <= this.sm.confirmed) this.smToActor('sm-confirmed', { h: this.sm.confirmed });
         for (const e of this.sm.resend(Number(d.from), Date.now())) this.ctx.toActor(this.bare, e);
         return;
       case 'sm-resumed': {

@@ -186,7 +186,7 @@ export async function startChaosCluster(opts: { namespace?: boolean } = {}): Pro
       return p;
     })));
     cluster.c2s.push(...await Promise.all([1, 2].map(async (i) => {
-      const p = await startParley({ nodeId: `c2s-${i}`, role: 'c2s', dir, config: base(`c2s-${i}`, 'info') });
+      const p = await startParley({ nodeId: `c2s-${i}`, role: 'c2s', dir, config: base(`c2s-${i}`, process.env.PARLEY_CHAOS_C2S_DEBUG ? 'debug' : 'info') });
       started.push(p);
       return p;
     })));

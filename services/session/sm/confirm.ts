@@ -71,6 +71,17 @@ export function routeConfirmed(account: AccountContext, resource: string, s: SmS
   confirm(account, resource, s, false, persist);
 }
 
+/**
+ * The c2s says everything up to `h` was confirmed to it before (by this actor or a previous owner of the account):
+ * applied and safe, even if the record here says less (a write the store lost in a failover). Count it so.
+ */
+export function confirmedBefore(account: AccountContext, resource: string, s: SmSession, h: number, persist: PersistSession): void {
+  if (h <= s.handled) return;
+  log.warn('the session\'s record was behind what its connection had confirmed; counting on from there', { account: account.bare, resource, record: s.handled, confirmed: h });
+  s.handled = h;
+  confirm(account, resource, s, true, persist);
+}
+
 /** The c2s asks (its client's <r/>, or stanzas unconfirmed too long): confirm what is safe, send again what waits on a recipient. */
 export function confirmRequested(account: AccountContext, resource: string, s: SmSession, h: number, persist: PersistSession): void {
   if (h > s.barrier) s.barrier = h;
@@ -101,8 +112,14 @@ function confirm(account: AccountContext, resource: string, s: SmSession, always
   if (upTo > s.confirmed && (always || upTo - s.confirmed >= every || s.barrier > s.confirmed)) {
     s.confirmed = upTo;
     // persist() never rejects; the catch is for the answer to the connection (a bus publish that throws).
-    persist(account, resource, s).then((ok) => {
-      if (!ok) return;
+    // With replicas the record must be on one before the client hears `h`: a failover must not take the count back.
+    persist(account, resource, s).then(async (ok) => {
+      // Not stored: the next confirmation tries again from what is.
+      if (!ok) {
+        if (s.confirmed === upTo) s.confirmed = s.stored;
+        return;
+      }
+      await account.server.store.replicated?.(account.bare);
       if (upTo > s.stored) s.stored = upTo;
       account.controlConnection(s.node, s.sid, 'sm-h', { h: s.stored });
     }).catch((e: unknown) => log.error('confirming to the connection failed', { account: account.bare, error: e }));

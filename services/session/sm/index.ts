@@ -19,7 +19,7 @@ import {
 } from '../module.ts';
 import { checkResumptionId, makeResumptionId, resumptionSecret, unwrapCount } from './resumption-id.ts';
 import { OP_ROUTED } from '../tracked.ts';
-import { admit, confirmRequested, routeConfirmed, routed } from './confirm.ts';
+import { admit, confirmedBefore, confirmRequested, routeConfirmed, routed } from './confirm.ts';
 import { RelayOrder } from './relay-order.ts';
 import { markWaiting, OP_WAKE } from './waiting.ts';
 import {
@@ -278,6 +278,14 @@ function barrier(req: ControlRequest): void {
   confirmRequested(account, resource, s, (req.data as { h: number }).h, persist);
 }
 
+/** The connection's own count of what was confirmed to it (the answer to a gap it cannot fill). */
+function confirmedSync(req: ControlRequest): void {
+  const { account } = req;
+  const found = ownResource(account.state(streamManagement), req.sid);
+  if (!found) return;
+  confirmedBefore(account, found[0], found[1], (req.data as { h: number }).h, persist);
+}
+
 /** A message this session routed was applied (and stored) by its recipient's actor. */
 function routeOk(req: ControlRequest): void {
   const { src, n } = req.data as { src: string; n: number };
@@ -504,6 +512,7 @@ export default defineModule({
   control: {
     'sm-enable': enable,
     'sm-r': barrier,
+    'sm-confirmed': confirmedSync,
     [OP_ROUTED]: routeOk,
     'sm-ack': ack,
     'sm-csi': csi,
