@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { rawLogin } from '../support/im.ts';
+import { rawAuthenticated, rawLogin } from '../support/im.ts';
 import { PASSWORD, startCluster, type Cluster, type ClusterProcess } from '../support/parley.ts';
 import { plainAuth, rawConnect, STREAM_OPEN, type RawClient } from '../support/raw.ts';
 import { startRelay, type Spawned } from '../support/servers.ts';
@@ -40,16 +40,7 @@ const logged = (p: ClusterProcess, re: RegExp, timeoutMs?: number) => until(`${p
 const count = (p: ClusterProcess, re: RegExp) => p.log.filter((l) => re.test(l)).length;
 
 /** Authenticated, stream restarted, not yet bound. */
-async function authenticated(port: number, user: string): Promise<RawClient> {
-  const c = await rawConnect(port);
-  c.send(STREAM_OPEN());
-  await c.waitFor(/<\/stream:features>/);
-  c.send(plainAuth(user, PASSWORD));
-  await c.waitFor(/<success/);
-  c.send(STREAM_OPEN());
-  await c.waitFor(/urn:ietf:params:xml:ns:xmpp-bind/);
-  return c;
-}
+const authenticated = rawAuthenticated;
 
 /** Sends the stream header and returns what the server answered by the time it closed the stream, and how long that took. */
 async function refused(port: number): Promise<{ out: string; ms: number }> {

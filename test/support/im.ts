@@ -18,8 +18,8 @@ export const rosterPush = (contact: string, pred: (item: Stanza) => boolean = ()
   return item?.attrs.jid === contact && pred(item);
 };
 
-/** Log in on a raw socket (PLAIN over loopback) and bind a resource. */
-export async function rawLogin(port: number, user: string, resource: string): Promise<RawClient> {
+/** Authenticate on a raw socket (PLAIN over loopback) and restart the stream; not yet bound. */
+export async function rawAuthenticated(port: number, user: string): Promise<RawClient> {
   const c = await rawConnect(port);
   c.send(STREAM_OPEN());
   await c.waitFor(/<\/stream:features>/);
@@ -27,6 +27,12 @@ export async function rawLogin(port: number, user: string, resource: string): Pr
   await c.waitFor(/<success/);
   c.send(STREAM_OPEN());
   await c.waitFor(/urn:ietf:params:xml:ns:xmpp-bind/);
+  return c;
+}
+
+/** Log in on a raw socket (PLAIN over loopback) and bind a resource. */
+export async function rawLogin(port: number, user: string, resource: string): Promise<RawClient> {
+  const c = await rawAuthenticated(port, user);
   c.send(`<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${resource}</resource></bind></iq>`);
   await c.waitFor(/<jid>/);
   return c;

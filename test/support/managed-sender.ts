@@ -1,8 +1,8 @@
 // A stream-managed client on the raw wire (SASL PLAIN on loopback, bind,
 // <enable resume/>): what the server acknowledged is exactly the highest
 // <a h/> it sent, with nothing in between to hide it.
-import { plainAuth, rawConnect, STREAM_OPEN, type RawClient } from './raw.ts';
-import { PASSWORD } from './parley.ts';
+import { rawLogin } from './im.ts';
+import type { RawClient } from './raw.ts';
 
 export interface ManagedSender extends RawClient {
   /** The highest `h` the server has acknowledged so far. */
@@ -10,15 +10,7 @@ export interface ManagedSender extends RawClient {
 }
 
 export async function managedSender(port: number, user: string, resource = 'r'): Promise<ManagedSender> {
-  const c = await rawConnect(port);
-  c.send(STREAM_OPEN());
-  await c.waitFor(/<\/stream:features>/);
-  c.send(plainAuth(user, PASSWORD));
-  await c.waitFor(/<success/);
-  c.send(STREAM_OPEN());
-  await c.waitFor(/<bind[^]*<\/stream:features>/);
-  c.send(`<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${resource}</resource></bind></iq>`);
-  await c.waitFor(/<jid>/);
+  const c = await rawLogin(port, user, resource);
   c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
   await c.waitFor(/<enabled /);
   return Object.assign(c, {
