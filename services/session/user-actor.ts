@@ -188,7 +188,8 @@ export class UserActor extends Actor implements AccountContext {
     // otherwise (delivered to a session without stream management, bounced, dropped) it is stored alone after.
     const done = () => {
       this.applying = undefined;
-      this.lastMark = mark.stored ?? this.svc.store.hset(this.bare, SEEN, src, mark.value);
+      // No such account: it was bounced, and there is nothing to keep a mark in.
+      this.lastMark = mark.stored ?? (this.exists ? this.svc.store.hset(this.bare, SEEN, src, mark.value) : Promise.resolve());
       this.confirmTracked(env, this.lastMark);
     };
     let r: void | Promise<void>;
