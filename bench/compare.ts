@@ -54,7 +54,7 @@ const METRICS: Array<[string, string, boolean]> = [
   ['chat', 'maxSustainedRate', true], ['chat', 'p99AtMaxMs', false],
   ['chat', 'p50AtFirstMs', false], ['chat', 'p99AtFirstMs', false], ['chat', 'serverCpuUsPerMsgAtFirst', false],
   ...(values.sm ? [['chat', 'ackP50AtFirstMs', false], ['chat', 'ackP99AtFirstMs', false]] as Array<[string, string, boolean]> : []),
-  ...(values['server-counters'] ? [['chat', 'busPerMsgAtFirst', false], ['chat', 'redisPerMsgAtFirst', false]] as Array<[string, string, boolean]> : []),
+  ...(values['server-counters'] ? [['chat', 'busPerMsgAtFirst', false], ['chat', 'redisPerMsgAtFirst', false], ['chat', 'redisCpuUsPerMsgAtFirst', false]] as Array<[string, string, boolean]> : []),
   ['presence', 'notificationsPerSec', true], ['presence', 'p99Ms', false],
 ];
 

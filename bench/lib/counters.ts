@@ -11,6 +11,8 @@ export interface ServerCounters {
   bus: number | null;
   /** Calls per Redis command (without the INFO that read them); null without --redis. */
   redis: Record<string, number> | null;
+  /** Redis' own CPU time (used_cpu_user + used_cpu_sys), ms; null without --redis. */
+  redisCpuMs: number | null;
 }
 
 export async function busPublished(urls: readonly string[]): Promise<number> {
@@ -25,14 +27,14 @@ export async function busPublished(urls: readonly string[]): Promise<number> {
   return total;
 }
 
-/** `INFO commandstats` over one short-lived connection (inline command, RESP bulk reply). */
-export function redisCommandStats(hostPort: string, timeoutMs = 5000): Promise<Record<string, number>> {
+/** `INFO cpu commandstats` over one short-lived connection (inline command, RESP bulk reply). */
+export function redisInfo(hostPort: string, timeoutMs = 5000): Promise<{ commands: Record<string, number>; cpuMs: number }> {
   const i = hostPort.lastIndexOf(':');
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) });
     const timer = setTimeout(() => { sock.destroy(); reject(new Error(`redis ${hostPort}: no answer to INFO in ${timeoutMs} ms`)); }, timeoutMs);
     let buf = Buffer.alloc(0);
-    sock.on('connect', () => sock.write('INFO commandstats\r\n'));
+    sock.on('connect', () => sock.write('INFO cpu commandstats\r\n'));
     sock.on('error', (e) => { clearTimeout(timer); reject(new Error(`redis ${hostPort}: ${e.message}`)); });
     sock.on('data', (b: Buffer) => {
       buf = Buffer.concat([buf, b]);
@@ -43,7 +45,9 @@ export function redisCommandStats(hostPort: string, timeoutMs = 5000): Promise<R
       if (buf.length < nl + 2 + len) return;
       clearTimeout(timer);
       sock.end();
-      resolve(parseCommandStats(buf.toString('utf8', nl + 2, nl + 2 + len)));
+      const text = buf.toString('utf8', nl + 2, nl + 2 + len);
+      const cpu = (k: string): number => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(text)?.[1] ?? 0);
+      resolve({ commands: parseCommandStats(text), cpuMs: (cpu('used_cpu_user') + cpu('used_cpu_sys')) * 1000 });
     });
   });
 }
@@ -56,11 +60,11 @@ export function parseCommandStats(text: string): Record<string, number> {
 }
 
 export async function readCounters(metricsUrls: readonly string[], redis: string): Promise<ServerCounters> {
-  const [bus, cmds] = await Promise.all([
+  const [bus, info] = await Promise.all([
     metricsUrls.length ? busPublished(metricsUrls) : Promise.resolve(null),
-    redis ? redisCommandStats(redis) : Promise.resolve(null),
+    redis ? redisInfo(redis) : Promise.resolve(null),
   ]);
-  return { bus, redis: cmds };
+  return { bus, redis: info?.commands ?? null, redisCpuMs: info?.cpuMs ?? null };
 }
 
 /** Bus messages and Redis commands a second while nothing is sent (leases, heartbeats): the background to take off. */
@@ -83,12 +87,15 @@ export interface PerMessage {
   busNetPerMsg: number | null; redisNetPerMsg: number | null;
   /** The busiest Redis commands, net of the background, per message. */
   redisTop: Record<string, number> | null;
+  /** Redis' CPU time per message, µs (background included). */
+  redisCpuUsPerMsg: number | null;
 }
 
 /** What happened between two readings `secs` apart, per `per` messages: in all, and net of the background. */
 export function perMessage(a: ServerCounters, b: ServerCounters, per: number, secs: number, bg: Background): PerMessage {
   const r = (x: number): number => Math.round((x / Math.max(1, per)) * 1000) / 1000;
-  const out: PerMessage = { busPerMsg: null, redisPerMsg: null, busNetPerMsg: null, redisNetPerMsg: null, redisTop: null };
+  const out: PerMessage = { busPerMsg: null, redisPerMsg: null, busNetPerMsg: null, redisNetPerMsg: null, redisTop: null, redisCpuUsPerMsg: null };
+  if (a.redisCpuMs !== null && b.redisCpuMs !== null) out.redisCpuUsPerMsg = Math.round(((b.redisCpuMs - a.redisCpuMs) * 1000) / Math.max(1, per));
   if (a.bus !== null && b.bus !== null) {
     out.busPerMsg = r(b.bus - a.bus);
     out.busNetPerMsg = r(b.bus - a.bus - (bg.busPerSec ?? 0) * secs);

@@ -24,9 +24,11 @@ export interface PeerOptions {
   root: string;
   /** Parley only: serve /metrics (each process on a free port) so bus messages can be counted. */
   metrics: boolean;
+  /** Parley only: flags for node before bin/parley.mjs in every server process (e.g. --cpu-prof, not allowed in NODE_OPTIONS). */
+  nodeArgs: string[];
 }
 
-export const PEER_DEFAULTS: PeerOptions = { users: 2000, userOffset: 1, prefix: 'user', password: 'secret', domain: 'localhost', port: 15222, httpPort: 15280, keep: false, listeners: 1, root: '', metrics: false };
+export const PEER_DEFAULTS: PeerOptions = { users: 2000, userOffset: 1, prefix: 'user', password: 'secret', domain: 'localhost', port: 15222, httpPort: 15280, keep: false, listeners: 1, root: '', metrics: false, nodeArgs: [] };
 
 export interface Started {
   pids: number[]; port: number; /** Every c2s listener (port is the first). */ ports: number[]; wsUrl: string | null; dir: string;

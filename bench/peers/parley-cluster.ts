@@ -56,7 +56,7 @@ export function parleyCluster(opts: Partial<PeerOptions> = {}): Peer {
       for (const name of names) {
         // One at a time: the session process owns every shard before the first client arrives.
         let up = false;
-        const p = new Proc(process.execPath, [BIN, 'start', '--config', join(dir, `${name}.yaml`)], { dir, log: `${name}.log`, onLine: (l) => { if (l.includes('server: started')) up = true; } });
+        const p = new Proc(process.execPath, [...o.nodeArgs, BIN, 'start', '--config', join(dir, `${name}.yaml`)], { dir, log: `${name}.log`, onLine: (l) => { if (l.includes('server: started')) up = true; } });
         procs.push(p);
         const deadline = Date.now() + 30_000;
         while (!up && !p.exited && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));

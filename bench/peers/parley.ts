@@ -63,7 +63,7 @@ export function parley(opts: Partial<PeerOptions> = {}): Peer {
       writeFileSync(cfg, parleyConfig(dir, o, metricsPort));
       const add = spawnSync(process.execPath, [BIN, 'user', 'bulk-add', '--config', cfg, '--domain', o.domain, '--prefix', o.prefix, '--count', String(o.users), '--start', String(o.userOffset), '--password', o.password], { encoding: 'utf8', timeout: 600_000 });
       if (add.status !== 0) throw new Error(`parley user bulk-add failed (${add.status}): ${add.stderr || add.stdout}`);
-      proc = new Proc(process.execPath, [BIN, 'start', '--config', cfg], { dir });
+      proc = new Proc(process.execPath, [...o.nodeArgs, BIN, 'start', '--config', cfg], { dir });
       const p = proc;
       await waitForPort(o.port, 30_000, () => !p.exited);
       await waitForPort(o.httpPort, 10_000, () => !p.exited);
