@@ -122,14 +122,26 @@ export async function openLmdbStore(path: string, sync: LmdbSync = { every: 'com
 
   const batch = (scope: string): StoreBatch => {
     const ops: (() => void)[] = [];
+    // Plain puts issued in one turn commit in one lmdb transaction anyway (its write batching): a batch of puts only
+    // (a queue entry and its delivery mark) needs no transaction of its own, which costs a commit of its own.
+    const puts: [Key, Buffer][] = [];
+    let reads = false;
+    const put = (key: Key, value: Bytes) => {
+      puts.push([key, buf(value)]);
+      ops.push(() => db.putSync(key, buf(value)));
+    };
     const b: StoreBatch = {
-      hset(coll, field, value) { ops.push(() => hsetTx(scope, coll, field, value)); return this; },
-      hdel(coll, field) { ops.push(() => hdelTx(scope, coll, field)); return this; },
-      del(coll) { ops.push(() => delTx(scope, coll)); return this; },
-      rpush(coll, value) { ops.push(() => rpushTx(scope, coll, value)); return this; },
-      logAppend(coll, id, value) { ops.push(() => db.putSync([scope, coll, id], buf(value))); return this; },
+      hset(coll, field, value) { put([scope, coll, field], value); return this; },
+      hdel(coll, field) { reads = true; ops.push(() => hdelTx(scope, coll, field)); return this; },
+      del(coll) { reads = true; ops.push(() => delTx(scope, coll)); return this; },
+      rpush(coll, value) { reads = true; ops.push(() => rpushTx(scope, coll, value)); return this; },
+      logAppend(coll, id, value) { put([scope, coll, id], value); return this; },
       async exec() {
         if (ops.length === 0) return;
+        if (!reads) {
+          await Promise.all(puts.map(([k, v]) => db.put(k, v)));
+          return;
+        }
         await db.transaction(() => { for (const op of ops) op(); });
       },
     };

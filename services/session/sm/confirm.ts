@@ -92,6 +92,11 @@ export function confirmRequested(account: AccountContext, resource: string, s: S
 function resendRoutes(account: AccountContext, s: SmSession, olderThanMs: number): void {
   if (s.pending.size === 0) return;
   const now = Date.now();
+  // The oldest first: when it is recent, nothing is due (asked at every <r/>, so no walk of a long list each time).
+  for (const p of s.pending.values()) {
+    if (now - p.sentAt < olderThanMs) return;
+    break;
+  }
   let again = 0;
   for (const p of s.pending.values()) {
     if (now - p.sentAt < olderThanMs) continue;
