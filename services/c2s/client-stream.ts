@@ -70,7 +70,7 @@ export class ClientStream {
   private resumeTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly t: ClientTransport, private readonly ctx: C2sContext) {
-    this.sm = new StreamManagement(ctx.config.streamManagement);
+    this.sm = new StreamManagement(ctx.config.streamManagement, ctx.config.bus.kind !== 'inprocess');
     t.attach({
       open: (attrs) => this.onOpen(attrs),
       stanza: (e) => this.onStanza(e),

@@ -49,3 +49,35 @@ test('counts wrap at 2^32 on the wire and not inside', () => {
   assert.equal(parseH('4294967295'), 2 ** 32 - 1);
   for (const bad of ['4294967296', '-1', '1.5', '', 'x', undefined]) assert.equal(parseH(bad), undefined);
 });
+
+test('unconfirmed client stanzas: ask after confirmAfterMs, resend after resendAfterMs, back off while nothing moves, never resend in one process', () => {
+  const c = { ...cfg, confirmAfterMs: 1000, resendAfterMs: 2000 };
+  const sm = new StreamManagement(c);
+  sm.state = 'on';
+  const env = () => ({ kind: 'message', dir: 'out', from: '', to: '', type: '', id: '', xml: '', sid: '', op: '', data: undefined, origin: '', seq: 0, t: 0 }) as const;
+  sm.handled = 1;
+  sm.track({ ...env() }, 0);
+  sm.handled = 2;
+  sm.track({ ...env() }, 0);
+  assert.equal(sm.confirmDue(999), undefined);
+  assert.equal(sm.confirmDue(1000), 'ask');
+  assert.equal(sm.confirmDue(2999), undefined);
+  assert.equal(sm.confirmDue(3000), 'resend');
+  assert.equal(sm.confirmDue(6999), undefined, 'the second resend waits twice as long');
+  assert.equal(sm.confirmDue(7000), 'resend');
+  // Progress resets the back-off; a confirmation of everything leaves nothing to watch.
+  assert.equal(sm.confirm(1, 7100), false);
+  assert.equal(sm.pending().length, 1);
+  assert.equal(sm.confirmDue(8100), 'ask');
+  assert.equal(sm.confirmDue(10_100), 'resend');
+  sm.wantAck(10_200);
+  assert.equal(sm.confirm(2, 10_300), true, 'the waiting <r/> is answered once everything is confirmed');
+  assert.equal(sm.confirmDue(20_000), undefined);
+
+  const alone = new StreamManagement(c, false);
+  alone.state = 'on';
+  alone.handled = 1;
+  alone.track({ ...env() }, 0);
+  assert.equal(alone.confirmDue(1000), 'ask');
+  assert.equal(alone.confirmDue(3000), 'ask', 'the in-process bus loses nothing: ask again, never resend');
+});

@@ -77,8 +77,11 @@ export class StreamManagement {
   private askedAt = 0;
   private resentAt = 0;
   private progressAt = 0;
+  /** Resends in a row without progress: each doubles the wait before the next (a busy actor is late, not lost). */
+  private resends = 0;
 
-  constructor(private readonly cfg: Config['streamManagement']) {}
+  /** `resendable`: the bus can lose what is sent (NATS); false in one process. */
+  constructor(private readonly cfg: Config['streamManagement'], private readonly resendable = true) {}
 
   get on(): boolean {
     return this.state === 'on';
@@ -146,6 +149,7 @@ export class StreamManagement {
       if (i > 0) this.inflight.splice(0, i);
       this.progressAt = now;
       this.askedAt = 0;
+      this.resends = 0;
     }
     if (this.ackWantedAt !== 0 && this.inflight.length === 0) {
       this.ackWantedAt = 0;
@@ -188,9 +192,12 @@ export class StreamManagement {
       this.askedAt = now;
       return 'ask';
     }
-    if (now - this.askedAt < this.cfg.resendAfterMs) return undefined;
+    if (now - this.askedAt < this.cfg.resendAfterMs * 2 ** Math.min(this.resends, 4)) return undefined;
     this.askedAt = now;
+    // One process alone (the in-process bus) loses nothing on the way: what is unconfirmed is late, never lost.
+    if (!this.resendable) return 'ask';
     this.resentAt = now;
+    this.resends++;
     return 'resend';
   }
 
