@@ -80,18 +80,32 @@ export interface ShardHostOptions {
   maxSuspendedBuffer: number;
 }
 
+/** Events counted and logged once per burst (200 ms), not one line each. */
+class BurstLog {
+  private n = 0;
+  private timer: NodeJS.Timeout | undefined;
+  constructor(private readonly write: (msg: string, fields?: Record<string, unknown>) => void, private readonly msg: string) {}
+  count(fields: Record<string, unknown> = {}): void {
+    this.n++;
+    if (this.timer !== undefined) return;
+    this.timer = setTimeout(() => {
+      this.write(this.msg, { count: this.n, ...fields });
+      this.n = 0;
+      this.timer = undefined;
+    }, 200);
+  }
+}
+
 export class ShardHost {
   private readonly states = new Map<number, ShardState>();
   /** Best knowledge of who holds each shard (or is about to). */
   private holder: string[] = [];
   private members: readonly string[] = [];
   private releasing = new Set<number>();
-  private releasedCount = 0;
-  private releaseLogTimer: NodeJS.Timeout | undefined;
-  private lostCount = 0;
-  private suspendedCount = 0;
-  private suspendLogTimer: NodeJS.Timeout | undefined;
-  private lostLogTimer: NodeJS.Timeout | undefined;
+  // Shards move by the hundred at once: one line per burst, with a count.
+  private readonly releasedLog = new BurstLog(log.info, 'released shards');
+  private readonly lapsedLog = new BurstLog(log.warn, 'shard leases lapsed (not renewed in time); holding their traffic until renewed');
+  private readonly lostLog = new BurstLog(log.warn, 'shard leases lost; stopped serving those shards');
   private ticker: NodeJS.Timeout | undefined;
   readonly leases: LeaseKeeper;
 
@@ -334,14 +348,7 @@ export class ShardHost {
       await this.leases.release(s);
     }
     this.bus.publish(this.subjects.control(to), envelope({ kind: 'ctl', dir: 'in', op: 'released', data: { shard: s, marks } }));
-    this.releasedCount++;
-    if (this.releaseLogTimer === undefined) {
-      this.releaseLogTimer = setTimeout(() => {
-        log.info('released shards', { count: this.releasedCount });
-        this.releasedCount = 0;
-        this.releaseLogTimer = undefined;
-      }, 200);
-    }
+    this.releasedLog.count();
   }
 
   /**
@@ -355,14 +362,7 @@ export class ShardHost {
     if (!st || !st.live || st.suspended) return;
     st.suspended = true;
     this.opts.onLeaseLapsed?.(s);
-    this.suspendedCount++;
-    if (this.suspendLogTimer === undefined) {
-      this.suspendLogTimer = setTimeout(() => {
-        log.warn('shard leases lapsed (not renewed in time); holding their traffic until renewed', { count: this.suspendedCount });
-        this.suspendedCount = 0;
-        this.suspendLogTimer = undefined;
-      }, 200);
-    }
+    this.lapsedLog.count();
   }
 
   /**
@@ -399,14 +399,7 @@ export class ShardHost {
     this.opts.drop(s);
     this.holder[s] = ownerOf(s, this.members.filter((m) => m !== this.self)) ?? '';
     this.opts.onLeaseLost?.(s, reason);
-    this.lostCount++;
-    if (this.lostLogTimer === undefined) {
-      this.lostLogTimer = setTimeout(() => {
-        log.warn('shard leases lost; stopped serving those shards', { count: this.lostCount, reason, tokenOfLast: this.leases.token(s) ?? 0 });
-        this.lostCount = 0;
-        this.lostLogTimer = undefined;
-      }, 200);
-    }
+    this.lostLog.count({ reason, tokenOfLast: this.leases.token(s) ?? 0 });
   }
 
   /**
