@@ -504,7 +504,8 @@ export class UserActor extends Actor implements AccountContext {
       if (env.kind === 'iq') return this.serverIq(env, 'host', domain);
       return; // messages and presence to a served domain itself have no recipient here
     }
-    const out: Envelope = { ...env, dir: 'in', origin: '', seq: 0, track: undefined };
+    // A client's own number (['', n, 0]) may ride along: recipients only act on a track that names its session.
+    const out: Envelope = { ...env, dir: 'in', origin: '', seq: 0 };
     // A message from one of our stream-managed sessions: kept until the recipient's actor confirms it.
     if (env.track !== undefined && this.layer >= 0 && env.kind === 'message' && env.type !== 'error' && bareJid(env.from) === this.bare) {
       const i = this.layer;
