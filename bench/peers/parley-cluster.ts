@@ -63,10 +63,9 @@ export function parleyCluster(opts: Partial<PeerOptions> = {}): Peer {
         if (!up) throw new Error(`parley ${name} did not start (see ${dir}/${name}.log)`);
       }
       for (const p of ports) await waitForPort(p, 30_000);
-      // The Parley processes are what is measured (not NATS and Redis, which the others do not need).
-      const parleyPids = procs.slice(2).map((p) => p.pid);
+      // Every process of the cluster is measured, NATS and Redis included: the others need neither.
       return {
-        pids: parleyPids, port: o.port, ports, wsUrl: `ws://127.0.0.1:${o.httpPort}/xmpp-websocket`, dir, redis: `127.0.0.1:${redis}`,
+        pids: procs.map((p) => p.pid), port: o.port, ports, wsUrl: `ws://127.0.0.1:${o.httpPort}/xmpp-websocket`, dir, redis: `127.0.0.1:${redis}`,
         ...(o.metrics ? { metricsUrls: metricsPorts.map((p) => `http://127.0.0.1:${p}/metrics`) } : {}),
       };
     },
