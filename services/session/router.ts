@@ -12,7 +12,15 @@ export interface FanoutData {
   data: unknown;
 }
 
+/** Shards served by this process, which take envelopes from it without the bus (ShardHost). */
+export interface LocalShards {
+  deliverLocally(shard: number, env: Envelope): boolean;
+  sentOnBus(shard: number, seq: number): void;
+}
+
 export class Router {
+  private local: LocalShards | undefined;
+
   constructor(
     private readonly bus: Bus,
     private readonly subjects: Subjects,
@@ -35,8 +43,17 @@ export class Router {
     return shardOf(bare, this.shards);
   }
 
+  /** Envelopes to actors of shards served here skip the bus. */
+  serveLocally(local: LocalShards): void {
+    this.local = local;
+  }
+
   toActor(bare: string, env: Envelope): void {
-    this.bus.publish(this.subjects.shard(shardOf(bare, this.shards)), env);
+    const shard = shardOf(bare, this.shards);
+    if (this.local === undefined) return this.bus.publish(this.subjects.shard(shard), env);
+    if (this.local.deliverLocally(shard, env)) return;
+    this.bus.publish(this.subjects.shard(shard), env);
+    this.local.sentOnBus(shard, env.seq);
   }
 
   /**

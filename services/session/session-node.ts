@@ -103,6 +103,7 @@ export class SessionNode {
       live: (shard) => void wakeWaiting(o.store, shard, (bare, env) => this.router.toActor(bare, env))
         .catch((e: unknown) => log.warn('waking waiting sessions failed', { shard, error: e })),
     });
+    this.router.serveLocally(this.shards);
   }
 
   async start(): Promise<void> {
