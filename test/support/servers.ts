@@ -36,16 +36,42 @@ export function tempDir(prefix: string): string {
 }
 
 /** A port that was free a moment ago (the OS picks it; a race is unlikely in tests). */
+/** Ports handed out by this process: a port is closed again before its server binds it, and must not be handed twice. */
+const handedOut = new Set<number>();
+
+/**
+ * A free port on 127.0.0.1 for a server a test starts, below the ephemeral range (32768–60999) where the
+ * kernel picks the source ports of outgoing connections, and never one this process handed out before: servers
+ * started side by side (a cluster's six nodes) would otherwise be told the same just-closed port.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  for (let tries = 0; tries < 200; tries++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    if (handedOut.has(port)) continue;
+    if (await canBind(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free port found in 20000–31999');
+}
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = createServer();
     s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
+}
+
+/** Start every server, or none: those that started are stopped when one fails (and nothing keeps the test alive). */
+export async function startAll<T extends { stop(): Promise<void> }>(starts: Array<() => Promise<T>>): Promise<T[]> {
+  const settled = await Promise.allSettled(starts.map((f) => f()));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (!failed) return settled.map((r) => (r as PromiseFulfilledResult<T>).value);
+  await Promise.all(settled.map((r) => (r.status === 'fulfilled' ? r.value.stop().catch(() => {}) : undefined)));
+  throw failed.reason;
 }
 
 export interface Spawned {
@@ -258,7 +284,7 @@ export interface RedisClusterHandle {
  */
 export async function startRedisCluster(opts: { nodeTimeoutMs?: number } = {}): Promise<RedisClusterHandle> {
   const nodeTimeoutMs = opts.nodeTimeoutMs ?? 2000;
-  const nodes = await Promise.all(Array.from({ length: 6 }, () => startRedisNode('redis-cluster', async (dir, port) => dataNode(dir, port,
+  const nodes = await startAll(Array.from({ length: 6 }, () => () => startRedisNode('redis-cluster', async (dir, port) => dataNode(dir, port,
     '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(await freePort()),
     '--cluster-node-timeout', String(nodeTimeoutMs), '--cluster-require-full-coverage', 'no'))));
   const handle: RedisClusterHandle = {
@@ -391,7 +417,7 @@ export interface NatsClusterHandle {
 export async function startNatsCluster(): Promise<NatsClusterHandle> {
   const ports = await Promise.all([0, 1, 2].map(async () => ({ client: await freePort(), route: await freePort(), monitor: await freePort() })));
   const routes = ports.map((p) => `nats://127.0.0.1:${p.route}`).join(',');
-  const nodes = await Promise.all(ports.map(async (p, i) => {
+  const nodes = await startAll(ports.map((p, i) => async () => {
     const name = `nats-${i + 1}`;
     const dir = tempDir(`parley-${name}`);
     const s = await spawnServer({
