@@ -18,7 +18,7 @@
 // flush follows in order).
 import { open, type Key, type RootDatabase } from 'lmdb';
 import { logger } from '../log/index.ts';
-import type { Bytes, LogEntry, LogRange, Store, StoreBatch } from './store.ts';
+import type { Bytes, LogEntry, LogRange, LogTrim, Store, StoreBatch } from './store.ts';
 
 const log = logger('store');
 
@@ -120,6 +120,23 @@ export async function openLmdbStore(path: string, sync: LmdbSync = { every: 'com
     return out;
   };
 
+  const logTrimTx = (scope: string, coll: string, t: LogTrim): number => {
+    const drop: Key[] = [];
+    if (t.below !== undefined) for (const k of db.getKeys(logKeys(scope, coll, { before: t.below }))) drop.push(k);
+    if (t.maxLength !== undefined) {
+      const excess = db.getKeysCount(logKeys(scope, coll, {})) - t.maxLength;
+      if (excess > drop.length) {
+        drop.length = 0;
+        for (const k of db.getKeys({ ...logKeys(scope, coll, {}), limit: excess })) drop.push(k);
+      }
+    }
+    if (t.oldest !== undefined && t.oldest > 0) {
+      for (const k of db.getKeys({ ...logKeys(scope, coll, {}), offset: drop.length, limit: t.oldest })) drop.push(k);
+    }
+    for (const k of drop) db.removeSync(k);
+    return drop.length;
+  };
+
   const batch = (scope: string): StoreBatch => {
     const ops: (() => void)[] = [];
     // Plain puts issued in one turn commit in one lmdb transaction anyway (its write batching): a batch of puts only
@@ -136,6 +153,7 @@ export async function openLmdbStore(path: string, sync: LmdbSync = { every: 'com
       del(coll) { reads = true; ops.push(() => delTx(scope, coll)); return this; },
       rpush(coll, value) { reads = true; ops.push(() => rpushTx(scope, coll, value)); return this; },
       logAppend(coll, id, value) { put([scope, coll, id], value); return this; },
+      logTrim(coll, t) { reads = true; ops.push(() => { logTrimTx(scope, coll, t); }); return this; },
       async exec() {
         if (ops.length === 0) return;
         if (!reads) {
@@ -187,25 +205,8 @@ export async function openLmdbStore(path: string, sync: LmdbSync = { every: 'com
       const n = db.getKeysCount(logKeys(scope, coll, q));
       return q.after !== undefined && db.doesExist([scope, coll, q.after]) ? n - 1 : n;
     },
-    logTrim(scope, coll, t) {
-      // Inside a transaction, so it sees every write issued before it (a trim right after an append).
-      return db.transaction(() => {
-        const drop: Key[] = [];
-        if (t.below !== undefined) for (const k of db.getKeys(logKeys(scope, coll, { before: t.below }))) drop.push(k);
-        if (t.maxLength !== undefined) {
-          const excess = db.getKeysCount(logKeys(scope, coll, {})) - t.maxLength;
-          if (excess > drop.length) {
-            drop.length = 0;
-            for (const k of db.getKeys({ ...logKeys(scope, coll, {}), limit: excess })) drop.push(k);
-          }
-        }
-        if (t.oldest !== undefined && t.oldest > 0) {
-          for (const k of db.getKeys({ ...logKeys(scope, coll, {}), offset: drop.length, limit: t.oldest })) drop.push(k);
-        }
-        for (const k of drop) db.removeSync(k);
-        return drop.length;
-      });
-    },
+    // Inside a transaction, so it sees every write issued before it (a trim right after an append).
+    logTrim(scope, coll, t) { return db.transaction(() => logTrimTx(scope, coll, t)); },
 
     async del(scope, coll) { await db.transaction(() => delTx(scope, coll)); },
 

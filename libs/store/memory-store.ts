@@ -157,6 +157,10 @@ export class MemoryStore implements Store {
   }
 
   async logTrim(scope: string, coll: string, t: LogTrim): Promise<number> {
+    return this.logTrimSync(scope, coll, t);
+  }
+
+  private logTrimSync(scope: string, coll: string, t: LogTrim): number {
     const k = this.key(scope, coll);
     const l = this.logs.get(k);
     if (!l) return 0;
@@ -194,6 +198,7 @@ export class MemoryStore implements Store {
       del: (coll) => { ops.push(() => this.delSync(scope, coll)); return b; },
       rpush: (coll, value) => { ops.push(() => { this.rpushSync(scope, coll, value); }); return b; },
       logAppend: (coll, id, value) => { ops.push(() => this.logAppendSync(scope, coll, id, value)); return b; },
+      logTrim: (coll, t) => { ops.push(() => { this.logTrimSync(scope, coll, t); }); return b; },
       exec: async () => { for (const op of ops) op(); },
     };
     return b;

@@ -42,6 +42,7 @@ export function overlayStore(durable: Store, ephemeral: Store, isEphemeral: (col
         del: (c) => { route(c).del(c); return b; },
         rpush: (c, v) => { route(c).rpush(c, v); return b; },
         logAppend: (c, id, v) => { route(c).logAppend(c, id, v); return b; },
+        logTrim: (c, t) => { route(c).logTrim(c, t); return b; },
         exec: async () => {
           await Promise.all([usedD ? d.exec() : undefined, usedE ? e.exec() : undefined]);
         },

@@ -5,7 +5,7 @@
 // owner on, a paused or cut-off old owner can change nothing. Reads are not
 // fenced: a stale reader can only act on what it read through a write.
 import type { Cluster, Redis } from 'ioredis';
-import { StaleFenceError, type Bytes, type Store, type StoreBatch } from './store.ts';
+import { StaleFenceError, type Bytes, type LogTrim, type Store, type StoreBatch } from './store.ts';
 
 // KEYS[1]: the scope's fence; KEYS[2…]: the keys the ops name by index.
 // ARGV[1]: the token; ARGV[2]: the ops, one msgpack array of 4 slots each: op code, key index, a1, a2 (the
@@ -106,6 +106,12 @@ class FencedOps {
   }
 }
 
+function addTrim(o: FencedOps, coll: string, t: LogTrim): void {
+  if (t.below !== undefined) o.add('zrembyscore', coll, '-inf', `(${t.below}`);
+  if (t.maxLength !== undefined) o.add('zrembyrank', coll, 0, -(t.maxLength + 1));
+  if (t.oldest !== undefined && t.oldest > 0) o.add('zrembyrank', coll, 0, t.oldest - 1);
+}
+
 const strHead = (n: number): number => (n < 0x100 ? 2 : n < 0x10000 ? 3 : 5);
 
 /**
@@ -182,9 +188,7 @@ export function fencedRedisStore(
     async logTrim(scope, coll, t) {
       const o = ops(scope);
       if (!o) return base.logTrim(scope, coll, t);
-      if (t.below !== undefined) o.add('zrembyscore', coll, '-inf', `(${t.below}`);
-      if (t.maxLength !== undefined) o.add('zrembyrank', coll, 0, -(t.maxLength + 1));
-      if (t.oldest !== undefined && t.oldest > 0) o.add('zrembyrank', coll, 0, t.oldest - 1);
+      addTrim(o, coll, t);
       if (o.empty) return 0;
       return (await run(scope, o)).reduce((n: number, x) => n + Number(x), 0);
     },
@@ -215,6 +219,7 @@ export function fencedRedisStore(
         del(coll) { o.add('del', coll); return this; },
         rpush(coll, value) { o.add('rpush', coll, buf(value)); return this; },
         logAppend(coll, id, value) { o.add('zadd', coll, id, idBytes(id, value)); return this; },
+        logTrim(coll, t) { addTrim(o, coll, t); return this; },
         async exec() {
           if (o.empty) return;
           await run(scope, o);

@@ -208,6 +208,13 @@ export function createRedisStore(opts: RedisTarget & { keyPrefix?: string; clien
       del(coll) { ops.push((m) => m.del(key(scope, coll))); return this; },
       rpush(coll, value) { ops.push((m) => m.rpush(key(scope, coll), buf(value))); return this; },
       logAppend(coll, id, value) { ops.push((m) => m.zadd(key(scope, coll), id, logMember(id, value))); return this; },
+      logTrim(coll, t) {
+        const k = key(scope, coll);
+        if (t.below !== undefined) ops.push((m) => m.zremrangebyscore(k, '-inf', `(${t.below}`));
+        if (t.maxLength !== undefined) ops.push((m) => m.zremrangebyrank(k, 0, -(t.maxLength! + 1)));
+        if (t.oldest !== undefined && t.oldest > 0) ops.push((m) => m.zremrangebyrank(k, 0, t.oldest! - 1));
+        return this;
+      },
       async exec() {
         if (ops.length === 0) return;
         const m = r.multi();

@@ -34,6 +34,7 @@ export interface StoreBatch {
   del(coll: string): this;
   rpush(coll: string, value: Bytes): this;
   logAppend(coll: string, id: number, value: Bytes): this;
+  logTrim(coll: string, trim: LogTrim): this;
   /** Apply every queued operation atomically, in one round trip. */
   exec(): Promise<void>;
 }
@@ -92,9 +93,11 @@ export interface Store {
 
   /**
    * Resolves once what this store wrote for `scope` so far is on a replica too (Redis with replicas: `WAIT`,
-   * bounded by a timeout); absent where a write is durable once acknowledged (lmdb) or nothing is replicated.
+   * bounded by a timeout): true, or true without waiting where the replicas are known to lag (bounded, logged);
+   * false when it cannot be known (the primary dropped the connection: it may be failing over, and what it
+   * acknowledged last may be gone). Absent where a write is durable once acknowledged (lmdb) or nothing is replicated.
    */
-  replicated?(scope: string): Promise<void>;
+  replicated?(scope: string): Promise<boolean>;
 
   close(): Promise<void>;
 }

@@ -190,6 +190,12 @@ export function storeSuite(name: string, kind: Store['kind'], open: () => Promis
       await store.batch(s).logAppend('smq', 7, b('seven')).hset('seen', 'src', b('7')).logAppend('smq', 8, b('eight')).exec();
       assert.deepEqual((await store.logRange(s, 'smq')).map((e) => [e.id, Buffer.from(e.value).toString()]), [[7, 'seven'], [8, 'eight']]);
       assert.equal(str(await store.hget(s, 'seen', 'src')), '7');
+      // A trim and a record in one batch (an acknowledgement: services/session/sm/index.ts); the trim sees the append before it.
+      await store.batch(s).logAppend('smq', 9, b('nine')).logTrim('smq', { below: 9 }).hset('smstate', 'r', b('acked 8')).exec();
+      assert.deepEqual((await store.logRange(s, 'smq')).map((e) => e.id), [9]);
+      assert.equal(str(await store.hget(s, 'smstate', 'r')), 'acked 8');
+      await store.batch(s).logTrim('smq', { maxLength: 0 }).exec();
+      assert.equal(await store.logCount(s, 'smq'), 0);
       await store.batch(s).exec(); // an empty batch is fine
       // Ops in a batch apply in order: del then hset leaves the new field only.
       await store.batch(s).hset('roster', 'x', b('X')).del('roster').hset('roster', 'y', b('Y')).exec();

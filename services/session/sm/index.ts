@@ -66,10 +66,14 @@ const ownResource = (s: SmSessions, sid: string): [string, SmSession] | undefine
  * is still this one). Never rejects: false when every try failed — the session goes on from memory, and the next
  * write of the record (an ack, a barrier) stores all of it again.
  */
-function persist(account: AccountContext, resource: string, s: SmSession): Promise<boolean> {
+function persist(account: AccountContext, resource: string, s: SmSession, trim = false): Promise<boolean> {
+  const { store } = account.server;
   const p = retriedWrite(account, {
     what: 'writing a managed session record',
-    write: () => account.server.store.hset(account.bare, SM_STATE, resource, encodeRecord(s)),
+    // With `trim`, what the client acknowledged leaves the queue in the same write.
+    write: () => (trim
+      ? store.batch(account.bare).logTrim(queueOf(s.smid), { below: s.acked + 1 }).hset(SM_STATE, resource, encodeRecord(s)).exec()
+      : store.hset(account.bare, SM_STATE, resource, encodeRecord(s))),
     wanted: () => account.state(streamManagement).get(resource) === s,
   });
   s.writes = s.writes.then(() => p, () => p);
@@ -294,15 +298,18 @@ function routeOk(req: ControlRequest): void {
   }
 }
 
-function acknowledge(account: AccountContext, s: SmSession, n: number): void {
-  if (n <= s.acked || n > s.out) return;
+/** The client acknowledged up to `n`: true when that is news. Unless `trim` is false (the caller's record write trims), the queue is trimmed now. */
+function acknowledge(account: AccountContext, s: SmSession, n: number, trim = true): boolean {
+  if (n <= s.acked || n > s.out) return false;
   s.acked = n;
   const held = unsaved.get(s);
   if (held) for (const k of held.keys()) if (k <= n) held.delete(k);
+  if (!trim) return true;
   // Not retried: reads skip what is acknowledged, and the next trim or the session's end removes it.
   const p = account.server.store.logTrim(account.bare, queueOf(s.smid), { below: n + 1 })
     .catch((e: unknown) => log.warn('trimming a managed queue failed', { account: account.bare, error: e }));
   s.writes = s.writes.then(() => p, () => p);
+  return true;
 }
 
 function ack(req: ControlRequest): void {
@@ -310,8 +317,8 @@ function ack(req: ControlRequest): void {
   const found = ownResource(account.state(streamManagement), req.sid);
   if (!found) return;
   const [resource, s] = found;
-  acknowledge(account, s, (req.data as { h: number }).h);
-  void persist(account, resource, s);
+  // The record and the trim in one write: an acknowledgement costs the store one round trip.
+  void persist(account, resource, s, acknowledge(account, s, (req.data as { h: number }).h, false));
 }
 
 function csi(req: ControlRequest): void {
