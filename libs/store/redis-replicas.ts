@@ -43,7 +43,7 @@ function primaryFor(client: RedisClient, key: string): Redis | undefined {
  * failover) is not asked again for `degradedMs`: WAIT holds the connection it is sent on, and every command behind it.
  */
 export class ReplicaWaiter {
-  private readonly next = new Map<Redis, Promise<void>>();
+  private readonly next = new Map<Redis, Promise<boolean>>();
   private readonly degradedUntil = new Map<Redis, number>();
 
   constructor(
@@ -54,22 +54,27 @@ export class ReplicaWaiter {
     private readonly degradedMs = 5_000,
   ) {}
 
-  /** Resolves once the writes this client made for `key` so far are on the replicas, or it is known they cannot be. Never rejects. */
-  wait(key: string): Promise<void> {
+  /**
+   * Resolves once the writes this client made for `key` so far are on the replicas (true), or it is known they
+   * cannot be (true: the replicas lag, a bounded degradation); false when WAIT itself failed (the connection to the
+   * primary broke: what it acknowledged last is in doubt). Never rejects.
+   */
+  wait(key: string): Promise<boolean> {
     const primary = primaryFor(this.client, key);
-    if (!primary) return Promise.resolve();
-    if ((this.degradedUntil.get(primary) ?? 0) > Date.now()) return Promise.resolve();
+    // No connection to the primary (down, failing over): nothing it acknowledged lately can be vouched for.
+    if (!primary || primary.status !== 'ready') return Promise.resolve(false);
+    if ((this.degradedUntil.get(primary) ?? 0) > Date.now()) return Promise.resolve(true);
     let p = this.next.get(primary);
     if (!p) {
-      p = new Promise<void>((resolve) => setImmediate(() => {
+      p = new Promise<boolean>((resolve) => setImmediate(() => {
         this.next.delete(primary);
-        primary.wait(this.replicas, this.timeoutMs).then((got) => got, () => 0).then((got) => {
+        primary.wait(this.replicas, this.timeoutMs).then((got) => {
           if (got < this.replicas) {
             this.degradedUntil.set(primary, Date.now() + this.degradedMs);
             this.onShort(got);
           }
-          resolve();
-        });
+          resolve(true);
+        }, () => resolve(false));
       }));
       this.next.set(primary, p);
     }

@@ -91,6 +91,14 @@ export abstract class Actor {
     }
   }
 
+  /**
+   * This process still acts for the key: not discarded, its shard's lease trusted. Work begun before a lease was
+   * lost (a write's completion, a wait for replicas) asks before it tells anyone anything: the next owner answers.
+   */
+  get acting(): boolean {
+    return !this.discarded && (this.gate === undefined || this.gate(this.shard));
+  }
+
   /** Stopped by its gate with envelopes left (a lapsed lease). */
   get paused(): boolean {
     return !this.running && this.depth > 0 && this.gate !== undefined && !this.gate(this.shard);

@@ -111,6 +111,8 @@ export interface AccountContext {
   transmit(resource: string, d: Delivery, tag?: unknown): void;
   /** A control envelope to a connection on a c2s node. */
   controlConnection(node: string, sid: string, op: string, data?: unknown): void;
+  /** This process still acts for the account (services/session/actor.ts): confirmations begun earlier check it. */
+  readonly acting: boolean;
   /** An envelope to another account's actor as it is (a tracked message sent again). */
   toAccount(bare: string, env: Envelope): void;
   /**
@@ -245,7 +247,7 @@ export interface DeliveryMark {
   readonly coll: string;
   readonly field: string;
   readonly value: Bytes;
-  /** Set by whoever stores it with its write: the write's completion. */
+  /** Set by whoever stores it with its write: the write's completion (resolving to false: not stored, after every retry). */
   stored?: Promise<unknown>;
 }
 

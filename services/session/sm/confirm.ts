@@ -67,7 +67,10 @@ export function routed(s: SmSession, n: number, env: Envelope, to: string): void
 
 /** The recipient's actor applied (and stored) message `n`. */
 export function routeConfirmed(account: AccountContext, resource: string, s: SmSession, n: number, persist: PersistSession): void {
-  if (!s.pending.delete(n)) return;
+  const p = s.pending.get(n);
+  if (p === undefined) return;
+  s.pending.delete(n);
+  s.heard.set(p.to, Date.now());
   confirm(account, resource, s, false, persist);
 }
 
@@ -89,8 +92,16 @@ export function confirmRequested(account: AccountContext, resource: string, s: S
   confirm(account, resource, s, true, persist);
 }
 
+/**
+ * Send again what a recipient has not confirmed for `olderThanMs` — unless that recipient confirmed something
+ * within that time: it applies a session's messages in order and says nothing after one that went missing, so a
+ * recipient still confirming is late, not missing one, and more copies would only add to its load.
+ */
 function resendRoutes(account: AccountContext, s: SmSession, olderThanMs: number): void {
-  if (s.pending.size === 0) return;
+  if (s.pending.size === 0) {
+    s.heard.clear();
+    return;
+  }
   const now = Date.now();
   // The oldest first: when it is recent, nothing is due (asked at every <r/>, so no walk of a long list each time).
   for (const p of s.pending.values()) {
@@ -99,7 +110,7 @@ function resendRoutes(account: AccountContext, s: SmSession, olderThanMs: number
   }
   let again = 0;
   for (const p of s.pending.values()) {
-    if (now - p.sentAt < olderThanMs) continue;
+    if (now - p.sentAt < olderThanMs || now - (s.heard.get(p.to) ?? 0) < olderThanMs) continue;
     p.sentAt = now;
     account.toAccount(p.to, p.env);
     again++;
@@ -119,12 +130,13 @@ function confirm(account: AccountContext, resource: string, s: SmSession, always
     // persist() never rejects; the catch is for the answer to the connection (a bus publish that throws).
     // With replicas the record must be on one before the client hears `h`: a failover must not take the count back.
     persist(account, resource, s).then(async (ok) => {
-      // Not stored: the next confirmation tries again from what is.
-      if (!ok) {
+      // Not stored, or in doubt after a failing primary: the next confirmation tries again from what is.
+      if (!ok || (await account.server.store.replicated?.(account.bare)) === false) {
         if (s.confirmed === upTo) s.confirmed = s.stored;
         return;
       }
-      await account.server.store.replicated?.(account.bare);
+      // The account moved meanwhile: its new owner confirms from the record it read.
+      if (!account.acting) return;
       if (upTo > s.stored) s.stored = upTo;
       account.controlConnection(s.node, s.sid, 'sm-h', { h: s.stored });
     }).catch((e: unknown) => log.error('confirming to the connection failed', { account: account.bare, error: e }));

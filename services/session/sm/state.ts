@@ -34,6 +34,8 @@ export interface SmSession {
   stored: number;
   /** Messages routed to other accounts and not yet confirmed by their actors, by the client's number. */
   pending: Map<number, PendingRoute>;
+  /** Per recipient account with messages pending, when it last confirmed one (a recipient still confirming is not resent to). */
+  heard: Map<string, number>;
   /** Per recipient account, the number of the last message routed to it (its `prev`); `chainsKnown` false after a reactivation. */
   chains: Map<string, number>;
   chainsKnown: boolean;
@@ -68,7 +70,7 @@ export interface PendingRoute {
 export type SmSessions = Map<string, SmSession>;
 
 export function newSession(smid: string, sid: string, node: string, resumable: boolean, max: number): SmSession {
-  return { smid, sid, node, resumable, max, handled: 0, confirmed: 0, stored: 0, pending: new Map(), chains: new Map(), chainsKnown: true, barrier: 0, gapAskedAt: 0,
+  return { smid, sid, node, resumable, max, handled: 0, confirmed: 0, stored: 0, pending: new Map(), heard: new Map(), chains: new Map(), chainsKnown: true, barrier: 0, gapAskedAt: 0,
     out: 0, acked: 0, detachedAt: 0, inactive: false, held: [], writes: Promise.resolve(), checking: false, relays: new RelayOrder(sid) };
 }
 
