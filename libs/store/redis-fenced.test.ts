@@ -79,4 +79,34 @@ describe('fenced writes on redis', () => {
     await as('nobody').hset('$shared', 'config', 'k', b('v'));
     assert.equal(str(await base.hget('$shared', 'config', 'k')), 'v');
   });
+
+  it('writes of many scopes in one turn go out as one call, each scope fenced on its own', async () => {
+    token.set('old', 600);
+    token.set('new', 700);
+    const scopes = Array.from({ length: 40 }, (_, i) => `many${i}@example.com`);
+    // The newer owner takes every other scope first.
+    await Promise.all(scopes.filter((_, i) => i % 2 === 0).map((sc) => as('new').hset(sc, 'roster', 'k', b('new'))));
+    const before = refused;
+    const big = Buffer.alloc(70_000, 0xab); // a large value: the str32 form, and a call split by size
+    const results = await Promise.allSettled(scopes.map((sc, i) => (i % 4 === 1
+      ? as('old').batch(sc).hset('roster', 'k', b('old')).logAppend('archive', 1e15 + i, big).rpush('offline', b(`o${i}`)).exec()
+      : as('old').hset(sc, 'roster', 'k', b('old')))));
+    results.forEach((r, i) => {
+      if (i % 2 === 0) assert.ok(r.status === 'rejected' && r.reason instanceof StaleFenceError && /700/.test(String(r.reason.message)), `scope ${i}: refused`);
+      else assert.equal(r.status, 'fulfilled', `scope ${i}: applied`);
+    });
+    assert.equal(refused - before, 20, 'each refusal is reported once');
+    for (const [i, sc] of scopes.entries()) {
+      assert.equal(str(await base.hget(sc, 'roster', 'k')), i % 2 === 0 ? 'new' : 'old', `scope ${i}`);
+      if (i % 4 === 1) {
+        const [entry] = await base.logRange(sc, 'archive');
+        assert.equal(entry.id, 1e15 + i, 'a large id kept exactly');
+        assert.equal(Buffer.from(entry.value).equals(big), true);
+        assert.deepEqual((await base.lrange(sc, 'offline', 0, -1)).map(str), [`o${i}`]);
+      }
+    }
+    // Loads in one turn (binary replies) come back per scope.
+    const loaded = await Promise.all(scopes.slice(1, 6).map((sc) => as('new').load(sc, ['roster'])));
+    assert.deepEqual(loaded.map((m) => str(m.get('roster')!.get('k'))), ['old', 'new', 'old', 'new', 'old']);
+  });
 });

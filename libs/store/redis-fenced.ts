@@ -4,8 +4,24 @@
 // newer token raises the fence, so from the first write or load of a new
 // owner on, a paused or cut-off old owner can change nothing. Reads are not
 // fenced: a stale reader can only act on what it read through a write.
-import type { Cluster, Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import { StaleFenceError, type Bytes, type LogTrim, type Store, type StoreBatch } from './store.ts';
+
+// What an op does, by its code (ops: the unpacked array; KEYS offset by `base`): one reply in `r`.
+const DISPATCH = `
+  local op, k, a, b = ops[i], KEYS[base + ops[i + 1]], ops[i + 2], ops[i + 3]
+  local r
+  if op == 1 then r = redis.call('HSET', k, a, b)
+  elseif op == 7 then r = redis.call('ZADD', k, a, b)
+  elseif op == 2 then r = redis.call('HSETNX', k, a, b)
+  elseif op == 3 then r = redis.call('HDEL', k, a)
+  elseif op == 4 then r = redis.call('DEL', k)
+  elseif op == 5 then r = redis.call('RPUSH', k, a)
+  elseif op == 6 then r = redis.call('LTRIM', k, a, b)
+  elseif op == 8 then r = redis.call('ZREMRANGEBYSCORE', k, a, b)
+  elseif op == 9 then r = redis.call('ZREMRANGEBYRANK', k, a, b)
+  elseif op == 10 then r = redis.call('HGETALL', k)
+  else return redis.error_reply('unknown fenced op ' .. tostring(op)) end`;
 
 // KEYS[1]: the scope's fence; KEYS[2…]: the keys the ops name by index.
 // ARGV[1]: the token; ARGV[2]: the ops, one msgpack array of 4 slots each: op code, key index, a1, a2 (the
@@ -19,23 +35,42 @@ if f and tonumber(f) > tonumber(t) then return redis.error_reply('STALE fencing 
 if f ~= t then redis.call('SET', KEYS[1], t) end
 local ops = cmsgpack.unpack(ARGV[2])
 local out = {}
-for i = 1, #ops, 4 do
-  local op, k, a, b = ops[i], KEYS[ops[i + 1]], ops[i + 2], ops[i + 3]
-  local r
-  if op == 1 then r = redis.call('HSET', k, a, b)
-  elseif op == 7 then r = redis.call('ZADD', k, a, b)
-  elseif op == 2 then r = redis.call('HSETNX', k, a, b)
-  elseif op == 3 then r = redis.call('HDEL', k, a)
-  elseif op == 4 then r = redis.call('DEL', k)
-  elseif op == 5 then r = redis.call('RPUSH', k, a)
-  elseif op == 6 then r = redis.call('LTRIM', k, a, b)
-  elseif op == 8 then r = redis.call('ZREMRANGEBYSCORE', k, a, b)
-  elseif op == 9 then r = redis.call('ZREMRANGEBYRANK', k, a, b)
-  elseif op == 10 then r = redis.call('HGETALL', k)
-  else return redis.error_reply('unknown fenced op ' .. tostring(op)) end
+local base = 0
+for i = 1, #ops, 4 do${DISPATCH}
   out[#out + 1] = r
 end
 return out`;
+
+// The writes of many scopes in one call (one event-loop turn's, on one Redis server): ARGV[1] is one msgpack
+// array of groups [token, key count, op count, ops…], each over its own run of KEYS, its fence first. Each
+// group is checked and applied on its own: {1, why} when its token is stale, else {0, replies}.
+const FENCED_MANY = `
+local ops = cmsgpack.unpack(ARGV[1])
+local out = {}
+local i, base = 1, 0
+while i <= #ops do
+  local t, nk, n = ops[i], ops[i + 1], ops[i + 2]
+  i = i + 3
+  local f = redis.call('GET', KEYS[base + 1])
+  if f and tonumber(f) > tonumber(t) then
+    out[#out + 1] = {1, 'fencing token ' .. t .. ' is older than ' .. f}
+    i = i + 4 * n
+  else
+    if f ~= t then redis.call('SET', KEYS[base + 1], t) end
+    local res = {}
+    for _ = 1, n do${DISPATCH}
+      res[#res + 1] = r
+      i = i + 4
+    end
+    out[#out + 1] = {0, res}
+  end
+  base = base + nk
+end
+return out`;
+
+/** At most this many scopes, and about this many bytes, in one call: one call runs alone on the server. */
+const MAX_GROUPS = 256;
+const MAX_CALL_BYTES = 512 * 1024;
 
 const OP = { hset: 1, hsetnx: 2, hdel: 3, del: 4, rpush: 5, ltrim: 6, zadd: 7, zrembyscore: 8, zrembyrank: 9, hgetall: 10 } as const;
 
@@ -43,6 +78,7 @@ type Arg = string | number | Buffer;
 type FencedClient = (Redis | Cluster) & {
   parleyFenced(numKeys: number, ...args: Arg[]): Promise<unknown[]>;
   parleyFencedBuffer(numKeys: number, ...args: Arg[]): Promise<unknown[]>;
+  parleyFencedManyBuffer(numKeys: number, ...args: Arg[]): Promise<unknown[]>;
 };
 
 const buf = (v: Bytes): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength));
@@ -51,10 +87,13 @@ const buf = (v: Bytes): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer
 class FencedOps {
   readonly keys: string[];
   /** Per op: code, key index, then its two arguments as bytes. */
-  private readonly items: Array<number | Buffer> = [];
-  private bytes = 5;
-  constructor(private readonly key: (coll: string) => string, fence: string, readonly token: number) {
+  readonly items: Array<number | Buffer> = [];
+  /** Their encoded size. */
+  bytes = 0;
+  readonly token: Buffer;
+  constructor(private readonly key: (coll: string) => string, fence: string, token: number) {
     this.keys = [fence];
+    this.token = Buffer.from(String(token));
   }
 
   get empty(): boolean {
@@ -76,35 +115,81 @@ class FencedOps {
     return this;
   }
 
-  /** The ops as one msgpack array: positive fixints and str8/16/32 (what the server's cmsgpack reads). */
+  /** The ops as one msgpack array (FENCED's ARGV[2]). */
   encode(): Buffer {
-    const out = Buffer.allocUnsafe(this.bytes);
-    out[0] = 0xdd;
-    out.writeUInt32BE(this.items.length, 1);
-    let o = 5;
-    for (const it of this.items) {
+    const w = new Writer(5 + this.bytes);
+    w.array(this.items.length);
+    w.items(this.items);
+    return w.out;
+  }
+}
+
+/** Several scopes' ops as FENCED_MANY's ARGV[1]. */
+function encodeMany(groups: readonly FencedOps[]): Buffer {
+  let bytes = 5;
+  let count = 0;
+  for (const g of groups) {
+    bytes += strHead(g.token.length) + g.token.length + numBytes(g.keys.length) + numBytes(g.items.length / 4) + g.bytes;
+    count += 3 + g.items.length;
+  }
+  const w = new Writer(bytes);
+  w.array(count);
+  for (const g of groups) w.items([g.token, g.keys.length, g.items.length / 4]).items(g.items);
+  return w.out;
+}
+
+/** msgpack as Redis' cmsgpack reads it: arrays, unsigned integers and str8/16/32 (bin types it does not know). */
+class Writer {
+  readonly out: Buffer;
+  private o = 0;
+  constructor(size: number) {
+    this.out = Buffer.allocUnsafe(size);
+  }
+
+  array(n: number): this {
+    this.out[this.o] = 0xdd;
+    this.out.writeUInt32BE(n, this.o + 1);
+    this.o += 5;
+    return this;
+  }
+
+  items(items: ReadonlyArray<number | Buffer>): this {
+    const out = this.out;
+    for (const it of items) {
       if (typeof it === 'number') {
-        out[o++] = it;
+        if (it < 0x80) {
+          out[this.o++] = it;
+        } else if (it < 0x10000) {
+          out[this.o] = 0xcd;
+          out.writeUInt16BE(it, this.o + 1);
+          this.o += 3;
+        } else {
+          out[this.o] = 0xce;
+          out.writeUInt32BE(it, this.o + 1);
+          this.o += 5;
+        }
         continue;
       }
       const n = it.length;
       if (n < 0x100) {
-        out[o++] = 0xd9;
-        out[o++] = n;
+        out[this.o++] = 0xd9;
+        out[this.o++] = n;
       } else if (n < 0x10000) {
-        out[o++] = 0xda;
-        out.writeUInt16BE(n, o);
-        o += 2;
+        out[this.o++] = 0xda;
+        out.writeUInt16BE(n, this.o);
+        this.o += 2;
       } else {
-        out[o++] = 0xdb;
-        out.writeUInt32BE(n, o);
-        o += 4;
+        out[this.o++] = 0xdb;
+        out.writeUInt32BE(n, this.o);
+        this.o += 4;
       }
-      o += it.copy(out, o);
+      this.o += it.copy(out, this.o);
     }
-    return out;
+    return this;
   }
 }
+
+const numBytes = (n: number): number => (n < 0x80 ? 1 : n < 0x10000 ? 3 : 5);
 
 function addTrim(o: FencedOps, coll: string, t: LogTrim): void {
   if (t.below !== undefined) o.add('zrembyscore', coll, '-inf', `(${t.below}`);
@@ -126,21 +211,64 @@ export function fencedRedisStore(
   if (typeof r.parleyFenced !== 'function') r.defineCommand('parleyFenced', { lua: FENCED });
   const fenceKey = (scope: string): string => key(scope, 'fence');
 
-  const run = async (scope: string, ops: FencedOps, binary = false): Promise<unknown[]> => {
+  const stale = (scope: string, why: string): StaleFenceError => {
+    const err = new StaleFenceError(scope, why);
+    onStale?.(err);
+    return err;
+  };
+  const runOne = async (scope: string, ops: FencedOps, binary: boolean): Promise<unknown[]> => {
     try {
       return binary
         ? await r.parleyFencedBuffer(ops.keys.length, ...ops.keys, ops.token, ops.encode())
         : await r.parleyFenced(ops.keys.length, ...ops.keys, ops.token, ops.encode());
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
-      if (msg.includes('STALE fencing token')) {
-        const err = new StaleFenceError(scope, msg.replace(/^.*?STALE /, ''));
-        onStale?.(err);
-        throw err;
-      }
+      if (msg.includes('STALE fencing token')) throw stale(scope, msg.replace(/^.*?STALE /, ''));
       throw e;
     }
   };
+
+  // On one server (not a Cluster, whose scripts must keep to one slot) the writes of one event-loop turn go out
+  // as one script call: at a high message rate the client's and the server's cost per call is the cost per turn.
+  interface Queued { scope: string; ops: FencedOps; binary: boolean; resolve(r: unknown[]): void; reject(e: unknown): void }
+  let queue: Queued[] = [];
+  const flush = (): void => {
+    const all = queue;
+    queue = [];
+    for (let from = 0; from < all.length;) {
+      let to = from;
+      let bytes = 0;
+      while (to < all.length && to - from < MAX_GROUPS && (to === from || bytes + all[to].ops.bytes <= MAX_CALL_BYTES)) bytes += all[to++].ops.bytes;
+      const batch = all.slice(from, to);
+      from = to;
+      if (batch.length === 1) {
+        const q = batch[0];
+        runOne(q.scope, q.ops, q.binary).then(q.resolve, q.reject);
+        continue;
+      }
+      const keys: string[] = [];
+      for (const q of batch) for (const k of q.ops.keys) keys.push(k);
+      r.parleyFencedManyBuffer(keys.length, ...keys, encodeMany(batch.map((q) => q.ops))).then((replies) => {
+        batch.forEach((q, i) => {
+          const [status, body] = replies[i] as [number, unknown];
+          if (status === 1) q.reject(stale(q.scope, String(body)));
+          else q.resolve(body as unknown[]);
+        });
+      }, (e: unknown) => {
+        for (const q of batch) q.reject(e);
+      });
+    }
+  };
+  const batched = !(client instanceof Cluster);
+  if (batched && typeof r.parleyFencedManyBuffer !== 'function') r.defineCommand('parleyFencedMany', { lua: FENCED_MANY });
+  const run = (scope: string, ops: FencedOps, binary = false): Promise<unknown[]> => {
+    if (!batched) return runOne(scope, ops, binary);
+    return new Promise((resolve, reject) => {
+      if (queue.length === 0) setImmediate(flush);
+      queue.push({ scope, ops, binary, resolve, reject });
+    });
+  };
+
   /** The ops for a scope, or undefined when the scope is not fenced. */
   const ops = (scope: string): FencedOps | undefined => {
     const token = tokenOf(scope);
