@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StreamParser, type StreamParserLimits } from './parser.ts';
+import { NOT_UTF8, StreamParser, type StreamParserLimits } from './parser.ts';
 import { parseFragment } from './fragment.ts';
 import { serialize } from './serialize.ts';
 import type { Element } from './element.ts';
@@ -290,6 +290,42 @@ test('reset() discards a partial UTF-8 sequence and a partial stanza', () => {
   p.write(HEADER + CORPUS[4]);
   assert.deepEqual(log.errors, []);
   assert.deepEqual(log.events, ['open', 'open', 'stanza']);
+});
+
+test('bytes that are not UTF-8 end the stream with not-well-formed; what came before them is delivered', () => {
+  const bad = [[0xc3, 0x28], [0xff], [0x80], [0xed, 0xa0, 0x80] /* a surrogate */, [0xc0, 0xaf] /* overlong */, [0xf4, 0x90, 0x80, 0x80] /* past U+10FFFF */];
+  for (const seq of bad) {
+    const chunk = Buffer.concat([Buffer.from(CORPUS[4] + '<message><body>a'), Buffer.from(seq), Buffer.from('b</body></message>' + CORPUS[9])]);
+    const at = Buffer.byteLength(CORPUS[4] + '<message><body>a');
+    // In one read, and split after the first bad byte.
+    for (const chunks of [[chunk], [chunk.subarray(0, at + 1), chunk.subarray(at + 1)]]) {
+      const log = parseAll([HEADER, ...chunks]);
+      assert.deepEqual(log.events, ['open', 'stanza', 'error'], `${seq}`);
+      assert.equal(log.errors[0].condition, 'not-well-formed');
+      assert.equal(log.errors[0].text, NOT_UTF8);
+    }
+  }
+  // Bad bytes completing a character split across reads, and a stream header that is not UTF-8.
+  const log = parseAll([HEADER, Buffer.from([0x3c, 0x72, 0xe2, 0x82]), Buffer.from([0x41, 0x2f, 0x3e])]);
+  assert.deepEqual(log.events, ['open', 'error']);
+  assert.deepEqual(parseAll([Buffer.from([0x3c, 0xff])]).errors.map((e) => e.text), [NOT_UTF8]);
+});
+
+test('a character split across reads, at each of its bytes, is decoded whole', () => {
+  for (const ch of ['é', '€', '😀']) {
+    const whole = Buffer.from(`<message><body>${ch}</body></message>`);
+    const at = whole.indexOf(Buffer.from(ch));
+    for (let cut = at + 1; cut < at + Buffer.byteLength(ch); cut++) {
+      const log = parseAll([HEADER, whole.subarray(0, cut), whole.subarray(cut)]);
+      assert.deepEqual(log.errors, [], `${ch} cut at ${cut}`);
+      assert.deepEqual((log.stanzas[0].children[0] as Element).children, [ch]);
+    }
+    const bytes = parseAll([HEADER, ...Array.from(whole, (b) => Buffer.from([b]))]);
+    assert.deepEqual((bytes.stanzas[0].children[0] as Element).children, [ch]);
+  }
+  // U+FEFF and U+FFFD are characters like any other.
+  const log = parseAll([HEADER, Buffer.from('<message><body>\ufeffa\ufffd</body></message>')]);
+  assert.deepEqual((log.stanzas[0].children[0] as Element).children, ['\ufeffa\ufffd']);
 });
 
 test('whitespace keepalives are ignored and never hit the size limit', () => {

@@ -2,7 +2,6 @@
 // complete depth-1 element as a light Element tree, and the stream close.
 // Namespaces are not resolved: `xmlns` / `xmlns:p` stay plain attributes and
 // names keep their prefix, which is all XMPP routing needs and much cheaper.
-import { StringDecoder } from 'node:string_decoder';
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
 import { StreamError, type StreamErrorCondition } from '../errors/index.ts';
 import type { Element } from './element.ts';
@@ -53,6 +52,40 @@ class FastSaxes extends SaxesParser<SaxOptions> {
   }
 }
 
+// Bytes that are not UTF-8 end the stream (RFC 6120 §11.6). Each read is
+// decoded in one shot, which Node does on its fast path (TextDecoder's
+// streaming mode is several times slower on the ASCII most stanzas are); a
+// character split across reads waits in `tail` for the rest of its bytes.
+// ignoreBOM keeps U+FEFF where it is, as for any other character.
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+export const NOT_UTF8 = 'the bytes received are not UTF-8';
+
+/** How many bytes at the end of b start a character whose other bytes are still to come. */
+function partialTail(b: Uint8Array): number {
+  for (let i = 1; i <= 3 && i <= b.length; i++) {
+    const c = b[b.length - i];
+    if (c < 0x80) return 0;
+    if (c >= 0xc0) return c >= 0xc2 && c <= 0xf4 && (c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2) > i ? i : 0;
+  }
+  return 0; // complete, or not UTF-8, which decoding reports
+}
+
+/** The whole characters b starts with, up to its first bytes that are not UTF-8. */
+function validPrefix(b: Uint8Array): string {
+  let lo = 0; // b[0, lo) decodes
+  let hi = b.length;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >>> 1;
+    try {
+      UTF8.decode(b.subarray(0, mid - partialTail(b.subarray(0, mid))));
+      lo = mid;
+    } catch {
+      hi = mid - 1;
+    }
+  }
+  return UTF8.decode(b.subarray(0, lo - partialTail(b.subarray(0, lo))));
+}
+
 /** Thrown from inside saxes callbacks to unwind its write loop; never escapes write(). */
 const ABORT = Symbol('abort');
 
@@ -88,7 +121,9 @@ export class StreamParser {
   private readonly handler: StreamParserHandler;
   private readonly limits: StreamParserLimits;
   private sax!: FastSaxes;
-  private decoder!: StringDecoder;
+  private tail: Buffer | undefined;    // the first bytes of a character split across reads
+  private beforeBad = '';               // when decode() failed: the text ahead of the bad bytes
+  private epoch = 0;                    // counts init()s
 
   private opened = false;       // saw the stream header
   private opening = false;      // inside a stanza's start tag (name seen, '>' not yet)
@@ -126,9 +161,18 @@ export class StreamParser {
       str = chunk;
       bytes = Buffer.byteLength(chunk);
     } else {
-      // StringDecoder keeps a trailing partial UTF-8 sequence for the next chunk;
-      // saxes' own Buffer path (chunk.toString()) would corrupt it.
-      str = this.decoder.write(chunk);
+      const text = this.decode(chunk);
+      if (text === null) {
+        // What came before the bad bytes is processed first, as before any other error,
+        // and a reset it causes discards them with the rest of the chunk.
+        const epoch = this.epoch;
+        const before = this.beforeBad;
+        this.beforeBad = '';
+        if (before !== '') this.write(before);
+        if (this.epoch === epoch) this.fail('not-well-formed', NOT_UTF8);
+        return;
+      }
+      str = text;
       bytes = chunk.length;
     }
     const units = str.length;
@@ -169,6 +213,26 @@ export class StreamParser {
     }
   }
 
+  /** The chunk as text, or null if it is not UTF-8 (then beforeBad has what precedes the bad bytes). */
+  private decode(chunk: Buffer): string | null {
+    let b = chunk;
+    if (this.tail !== undefined) {
+      b = Buffer.concat([this.tail, chunk]);
+      this.tail = undefined;
+    }
+    const cut = b[b.length - 1] >= 0x80 ? partialTail(b) : 0;
+    if (cut !== 0) {
+      this.tail = Buffer.from(b.subarray(b.length - cut));
+      b = b.subarray(0, b.length - cut);
+    }
+    try {
+      return UTF8.decode(b);
+    } catch {
+      this.beforeBad = validPrefix(b);
+      return null;
+    }
+  }
+
   /**
    * Start a fresh stream (after STARTTLS or SASL success). Called from inside a
    * handler, the rest of the current chunk is discarded: bytes sent after
@@ -197,7 +261,8 @@ export class StreamParser {
     } else {
       this.sax._init();
     }
-    this.decoder = new StringDecoder('utf8');
+    this.tail = undefined;
+    this.epoch++;
     this.opened = false;
     this.opening = false;
     this.dead = false;

@@ -14,7 +14,7 @@ import { StreamError } from '../../libs/errors/index.ts';
 import { logger } from '../../libs/log/index.ts';
 import type { Element } from '../../libs/xml/element.ts';
 import { parseFragment } from '../../libs/xml/fragment.ts';
-import type { StreamParserLimits } from '../../libs/xml/parser.ts';
+import { NOT_UTF8, type StreamParserLimits } from '../../libs/xml/parser.ts';
 import { escapeAttr, escapeText, serialize } from '../../libs/xml/serialize.ts';
 import { asText, checkLimits, NS_CLIENT, NS_STREAM, qualify } from './framing.ts';
 import type { HttpRequest, HttpResponse, HttpRoute } from './http-server.ts';
@@ -31,6 +31,7 @@ type BoshCondition = 'bad-request' | 'host-unknown' | 'item-not-found' | 'policy
   | 'see-other-uri' | 'system-shutdown' | 'undefined-condition';
 
 const SID_RE = /^[A-Za-z0-9_-]{16,64}\.([A-Za-z0-9_-]{1,64})$/;
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 function terminateBody(condition: BoshCondition, inner = ''): string {
   return `<body type="terminate" condition="${condition}" xmlns="${NS_HTTPBIND}" xmlns:stream="${NS_STREAM}">${inner}</body>`;
@@ -296,12 +297,18 @@ export class BoshSession implements ClientTransport {
     this.inactivityTimer.unref();
   }
 
-  /** A terminal binding error caused by one request (bad rid, out of window, polling too fast). */
-  private terminate(x: BoshExchange, condition: BoshCondition): void {
-    const xml = terminateBody(condition);
+  /** A request whose bytes are not UTF-8 (RFC 6120 §11.6) ends the session. */
+  notUtf8(x: BoshExchange): void {
+    if (this.terminated !== undefined) return x.reply(this.terminated);
+    this.terminate(x, 'bad-request', new StreamError('not-well-formed', NOT_UTF8));
+  }
+
+  /** A terminal binding error caused by one request (bad rid, out of window, polling too fast, not UTF-8). */
+  private terminate(x: BoshExchange, condition: BoshCondition, error?: StreamError): void {
+    const xml = terminateBody(condition, error ? serialize(error.toElement()) : '');
     this.shutdown(xml);
     x.reply(xml);
-    this.events?.error(new StreamError('policy-violation', `BOSH session terminated: ${condition}`));
+    this.events?.error(error ?? new StreamError('policy-violation', `BOSH session terminated: ${condition}`));
   }
 
   /**
@@ -434,16 +441,34 @@ export class BoshService {
 
   private onPost(req: HttpRequest, raw: Buffer, res: HttpResponse): void {
     const headers = { 'content-type': 'text/xml; charset=utf-8', 'cache-control': 'no-store', ...this.cors(req) };
-    const text = raw.toString('utf8');
-    const sid = /\bsid=["']([^"']*)["']/.exec(text.slice(0, 1024))?.[1];
-    const owner = sid !== undefined ? SID_RE.exec(sid)?.[1] : undefined;
-    if (sid !== undefined && owner !== undefined && owner !== this.o.nodeId) return this.relay(owner, req, text, res, headers);
-    this.handle(text, {
+    const x: BoshExchange = {
       remoteAddress: req.remoteAddress,
       secure: req.secure,
       reply: (xml) => res.send(200, headers, xml),
       onAborted: (cb) => res.onAborted(cb),
-    });
+    };
+    let text: string;
+    try {
+      text = UTF8.decode(raw);
+    } catch {
+      return this.notUtf8(raw, x);
+    }
+    const sid = /\bsid=["']([^"']*)["']/.exec(text.slice(0, 1024))?.[1];
+    const owner = sid !== undefined ? SID_RE.exec(sid)?.[1] : undefined;
+    if (sid !== undefined && owner !== undefined && owner !== this.o.nodeId) return this.relay(owner, req, text, res, headers);
+    this.handle(text, x);
+  }
+
+  /**
+   * A request that is not UTF-8 (RFC 6120 §11.6) is refused as bad XML is,
+   * with the stream error that says why; the session it names ends if it is
+   * held here (one held elsewhere expires: the client has been told it is over).
+   */
+  private notUtf8(raw: Buffer, x: BoshExchange): void {
+    const sid = /\bsid=["']([^"']*)["']/.exec(raw.toString('latin1', 0, 1024))?.[1];
+    const s = sid !== undefined ? this.sessions.get(sid) : undefined;
+    if (s) return s.notUtf8(x);
+    x.reply(terminateBody('bad-request', serialize(new StreamError('not-well-formed', NOT_UTF8).toElement())));
   }
 
   /** A request for a session this node holds (from its own listener or relayed). */

@@ -239,6 +239,7 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
         data.handler = route.open(new Peer(ws, data), req);
       },
       message: (ws, message, isBinary) => {
+        // A text message is UTF-8 here: uWS fails the connection on one that is not (RFC 6455 §8.1).
         const data = ws.getUserData();
         data.handler?.message(isBinary ? null : Buffer.from(message).toString('utf8'));
       },

@@ -11,7 +11,8 @@ export interface RawWs {
   readonly protocol: string;
   /** Text messages received, in order. */
   readonly messages: string[];
-  sendText(s: string): void;
+  /** A text frame; bytes go out as they are, UTF-8 or not. */
+  sendText(s: string | Uint8Array): void;
   sendBinary(b: Uint8Array): void;
   /** Resolves with the first message (past or future) that matches. */
   waitFor(re: RegExp, timeoutMs?: number): Promise<string>;
@@ -123,7 +124,7 @@ export function rawWs(url: string, opts: { protocols?: string[]; localAddress?: 
     const ws: RawWs = {
       get protocol() { return protocol; },
       messages,
-      sendText: (s) => { socket.write(frame(0x1, Buffer.from(s, 'utf8'))); },
+      sendText: (s) => { socket.write(frame(0x1, typeof s === 'string' ? Buffer.from(s, 'utf8') : s)); },
       sendBinary: (b) => { socket.write(frame(0x2, b)); },
       waitFor(re, timeoutMs = 5000) {
         return new Promise((res, rej) => {
