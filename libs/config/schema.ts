@@ -407,7 +407,7 @@ export const configSchema = z.object({
     /** Asked and still unconfirmed this long: the bus lost something (a process or NATS server died); send again. */
     resendAfterMs: z.number().int().positive().default(2000),
     /** The actor confirms on its own after this many stanzas, so the c2s keeps few even when the client never asks. */
-    confirmEvery: z.number().int().positive().default(8),
+    confirmEvery: z.number().int().positive().default(32),
     /** What contacts see while a session waits: its last presence ('keep'), or unavailable until it resumes. */
     presenceWhileWaiting: z.enum(['keep', 'unavailable']).default('keep'),
   }).default({}),
