@@ -23,6 +23,23 @@ const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
 const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
+const NS_ROSTERVER = 'urn:xmpp:features:rosterver';
+const NS_PREAPPROVAL = 'urn:xmpp:features:pre-approval';
+
+/**
+ * The stream features offered once authenticated, in order: each protocol the
+ * server implements that a client learns of here and nowhere else (RFC 6120
+ * §4.3.2; the account's session answers roster versioning and pre-approval).
+ * `sm`: only where stream management is offered.
+ */
+export const POST_AUTH_FEATURES: readonly { readonly element: Element; readonly sm?: true }[] = [
+  { element: el('bind', { xmlns: NS_BIND }) }, // RFC 6120 §7
+  { element: el('session', { xmlns: NS_SESSION }, el('optional')) }, // RFC 3921 §3, for clients that still ask
+  { element: el('ver', { xmlns: NS_ROSTERVER }) }, // RFC 6121 §2.6.1
+  { element: el('sub', { xmlns: NS_PREAPPROVAL }) }, // RFC 6121 §3.4.1
+  { element: el('csi', { xmlns: NS_CSI }) }, // XEP-0352
+  { element: el('sm', { xmlns: NS_SM }), sm: true }, // XEP-0198
+];
 
 /**
  * What a stream is refused with when its connection manager cannot serve
@@ -117,11 +134,8 @@ export class ClientStream {
       this.t.send(serialize(el('stream:features', {}, ...this.preAuthFeatures())));
       this.state = { name: 'wait-auth' };
     } else {
-      this.t.send(serialize(el('stream:features', {},
-        el('bind', { xmlns: NS_BIND }),
-        el('session', { xmlns: NS_SESSION }, el('optional')),
-        el('csi', { xmlns: NS_CSI }),
-        this.smOffered ? el('sm', { xmlns: NS_SM }) : undefined)));
+      const sm = this.smOffered;
+      this.t.send(serialize(el('stream:features', {}, ...POST_AUTH_FEATURES.filter((f) => sm || !f.sm).map((f) => f.element))));
       this.state = { name: 'wait-bind' };
     }
   }
