@@ -81,26 +81,25 @@ type FencedClient = (Redis | Cluster) & {
   parleyFencedManyBuffer(numKeys: number, ...args: Arg[]): Promise<unknown[]>;
 };
 
-const buf = (v: Bytes): Buffer => (Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength));
 
 /** Ops on one scope gathered into one script call. */
 class FencedOps {
   readonly keys: string[];
-  /** Per op: code, key index, then its two arguments as bytes. */
-  readonly items: Array<number | Buffer> = [];
+  /** Per op: code, key index, then its two arguments. */
+  readonly items: Item[] = [];
   /** Their encoded size. */
   bytes = 0;
-  readonly token: Buffer;
+  readonly token: string;
   constructor(private readonly key: (coll: string) => string, fence: string, token: number) {
     this.keys = [fence];
-    this.token = Buffer.from(String(token));
+    this.token = String(token);
   }
 
   get empty(): boolean {
     return this.items.length === 0;
   }
 
-  add(op: keyof typeof OP, coll: string, a: Arg = '', b: Arg = ''): this {
+  add(op: keyof typeof OP, coll: string, a: OpArg = '', b: OpArg = ''): this {
     const k = this.key(coll);
     let i = this.keys.indexOf(k);
     if (i < 0) {
@@ -108,10 +107,11 @@ class FencedOps {
       if (this.keys.length >= 127) throw new RangeError('a fenced batch names at most 126 collections');
       i = this.keys.push(k) - 1;
     }
-    const ab = typeof a === 'object' ? a : Buffer.from(String(a));
-    const bb = typeof b === 'object' ? b : Buffer.from(String(b));
-    this.items.push(OP[op], i + 1, ab, bb);
-    this.bytes += 2 + strHead(ab.length) + ab.length + strHead(bb.length) + bb.length;
+    // Numbers go as their decimal text; strings and bytes are written straight into the call's one buffer.
+    const ai = typeof a === 'number' ? String(a) : a;
+    const bi = typeof b === 'number' ? String(b) : b;
+    this.items.push(OP[op], i + 1, ai, bi);
+    this.bytes += 2 + strBytes(ai) + strBytes(bi);
     return this;
   }
 
@@ -129,7 +129,7 @@ function encodeMany(groups: readonly FencedOps[]): Buffer {
   let bytes = 5;
   let count = 0;
   for (const g of groups) {
-    bytes += strHead(g.token.length) + g.token.length + numBytes(g.keys.length) + numBytes(g.items.length / 4) + g.bytes;
+    bytes += strBytes(g.token) + numBytes(g.keys.length) + numBytes(g.items.length / 4) + g.bytes;
     count += 3 + g.items.length;
   }
   const w = new Writer(bytes);
@@ -153,7 +153,7 @@ class Writer {
     return this;
   }
 
-  items(items: ReadonlyArray<number | Buffer>): this {
+  items(items: readonly Item[]): this {
     const out = this.out;
     for (const it of items) {
       if (typeof it === 'number') {
@@ -168,25 +168,51 @@ class Writer {
           out.writeUInt32BE(it, this.o + 1);
           this.o += 5;
         }
-        continue;
-      }
-      const n = it.length;
-      if (n < 0x100) {
-        out[this.o++] = 0xd9;
-        out[this.o++] = n;
-      } else if (n < 0x10000) {
-        out[this.o++] = 0xda;
-        out.writeUInt16BE(n, this.o);
-        this.o += 2;
+      } else if (typeof it === 'string') {
+        this.head(Buffer.byteLength(it));
+        this.o += out.write(it, this.o);
+      } else if (it instanceof Uint8Array) {
+        this.head(it.length);
+        out.set(it, this.o);
+        this.o += it.length;
       } else {
-        out[this.o++] = 0xdb;
-        out.writeUInt32BE(n, this.o);
-        this.o += 4;
+        // A log entry: its id as a big-endian double, then its value (libs/store/redis-store.ts logMember).
+        this.head(8 + it.value.length);
+        out.writeDoubleBE(it.id, this.o);
+        out.set(it.value, this.o + 8);
+        this.o += 8 + it.value.length;
       }
-      this.o += it.copy(out, this.o);
     }
     return this;
   }
+
+  /** A str8/16/32 header for n bytes. */
+  private head(n: number): void {
+    const out = this.out;
+    if (n < 0x100) {
+      out[this.o++] = 0xd9;
+      out[this.o++] = n;
+    } else if (n < 0x10000) {
+      out[this.o++] = 0xda;
+      out.writeUInt16BE(n, this.o);
+      this.o += 2;
+    } else {
+      out[this.o++] = 0xdb;
+      out.writeUInt32BE(n, this.o);
+      this.o += 4;
+    }
+  }
+}
+
+/** A log entry's member: written as one string, without copying its value first. */
+interface IdValue { readonly id: number; readonly value: Uint8Array }
+type Item = number | string | Uint8Array | IdValue;
+type OpArg = string | number | Uint8Array | IdValue;
+
+/** The encoded size of a string item, header included. */
+function strBytes(it: string | Uint8Array | IdValue): number {
+  const n = typeof it === 'string' ? Buffer.byteLength(it) : it instanceof Uint8Array ? it.length : 8 + it.value.length;
+  return strHead(n) + n;
 }
 
 const numBytes = (n: number): number => (n < 0x80 ? 1 : n < 0x10000 ? 3 : 5);
@@ -274,11 +300,6 @@ export function fencedRedisStore(
     const token = tokenOf(scope);
     return token === undefined ? undefined : new FencedOps((coll) => key(scope, coll), fenceKey(scope), token);
   };
-  const idBytes = (id: number, value: Bytes): Buffer => {
-    const head = Buffer.allocUnsafe(8);
-    head.writeDoubleBE(id);
-    return Buffer.concat([head, buf(value)]);
-  };
 
   const view: Store = {
     ...base,
@@ -286,7 +307,7 @@ export function fencedRedisStore(
     async hset(scope, coll, field, value) {
       const o = ops(scope);
       if (!o) return base.hset(scope, coll, field, value);
-      await run(scope, o.add('hset', coll, field, buf(value)));
+      await run(scope, o.add('hset', coll, field, value));
     },
     async hdel(scope, coll, field) {
       const o = ops(scope);
@@ -296,12 +317,12 @@ export function fencedRedisStore(
     async hsetnx(scope, coll, field, value) {
       const o = ops(scope);
       if (!o) return base.hsetnx(scope, coll, field, value);
-      return Number((await run(scope, o.add('hsetnx', coll, field, buf(value))))[0]) === 1;
+      return Number((await run(scope, o.add('hsetnx', coll, field, value)))[0]) === 1;
     },
     async rpush(scope, coll, value) {
       const o = ops(scope);
       if (!o) return base.rpush(scope, coll, value);
-      return Number((await run(scope, o.add('rpush', coll, buf(value))))[0]);
+      return Number((await run(scope, o.add('rpush', coll, value)))[0]);
     },
     async ltrim(scope, coll, start, stop) {
       const o = ops(scope);
@@ -311,7 +332,7 @@ export function fencedRedisStore(
     async logAppend(scope, coll, id, value) {
       const o = ops(scope);
       if (!o) return base.logAppend(scope, coll, id, value);
-      await run(scope, o.add('zadd', coll, id, idBytes(id, value)));
+      await run(scope, o.add('zadd', coll, id, { id, value }));
     },
     async logTrim(scope, coll, t) {
       const o = ops(scope);
@@ -342,11 +363,11 @@ export function fencedRedisStore(
       const o = ops(scope);
       if (!o) return base.batch(scope);
       const b: StoreBatch = {
-        hset(coll, field, value) { o.add('hset', coll, field, buf(value)); return this; },
+        hset(coll, field, value) { o.add('hset', coll, field, value); return this; },
         hdel(coll, field) { o.add('hdel', coll, field); return this; },
         del(coll) { o.add('del', coll); return this; },
-        rpush(coll, value) { o.add('rpush', coll, buf(value)); return this; },
-        logAppend(coll, id, value) { o.add('zadd', coll, id, idBytes(id, value)); return this; },
+        rpush(coll, value) { o.add('rpush', coll, value); return this; },
+        logAppend(coll, id, value) { o.add('zadd', coll, id, { id, value }); return this; },
         logTrim(coll, t) { addTrim(o, coll, t); return this; },
         async exec() {
           if (o.empty) return;

@@ -213,13 +213,17 @@ export class UserActor extends Actor implements AccountContext {
   private confirmTracked(env: Envelope, written: Promise<unknown>): void {
     const [src, n] = env.track!;
     const sender = bareJid(env.from);
-    this.background(written.then((stored) => stored !== false && this.svc.store.replicated?.(this.bare)).then((safe) => {
+    const tell = (safe: unknown): void => {
       // Not stored (held in memory only), or in doubt (the primary failed under the write): no confirmation, so its
       // sender keeps it; a process that dies with it in memory loses nothing its client was told was safe.
       // Nor from an owner that lost the account meanwhile: its write may have landed before the new owner's fence.
       if (safe === false || !this.acting) return;
       this.svc.router.toActor(sender, envelope({ kind: 'ctl', dir: 'in', op: OP_ROUTED, to: sender, data: { src, n } }));
-    }), 'confirming a delivered message to its sender');
+    };
+    const { store } = this.svc;
+    // Without replicas one step: a chat message's confirmation is on every managed message's path.
+    this.background(store.replicated === undefined ? written.then(tell)
+      : written.then((stored) => stored !== false && store.replicated!(this.bare)).then(tell), 'confirming a delivered message to its sender');
   }
 
   protected refuse(env: Envelope, reason: 'overflow' | 'unavailable' | 'failed'): void {
