@@ -143,16 +143,25 @@ export async function openLmdbStore(path: string, sync: LmdbSync = { every: 'com
     // (a queue entry and its delivery mark) needs no transaction of its own, which costs a commit of its own.
     const puts: [Key, Buffer][] = [];
     let reads = false;
-    const put = (key: Key, value: Bytes) => {
-      puts.push([key, buf(value)]);
-      ops.push(() => db.putSync(key, buf(value)));
-    };
+    // Method shorthand and arrows passed as arguments only: the loader names every other function it creates, per call.
     const b: StoreBatch = {
-      hset(coll, field, value) { put([scope, coll, field], value); return this; },
+      hset(coll, field, value) {
+        const k: Key = [scope, coll, field];
+        const v = buf(value);
+        puts.push([k, v]);
+        ops.push(() => db.putSync(k, v));
+        return this;
+      },
       hdel(coll, field) { reads = true; ops.push(() => hdelTx(scope, coll, field)); return this; },
       del(coll) { reads = true; ops.push(() => delTx(scope, coll)); return this; },
       rpush(coll, value) { reads = true; ops.push(() => rpushTx(scope, coll, value)); return this; },
-      logAppend(coll, id, value) { put([scope, coll, id], value); return this; },
+      logAppend(coll, id, value) {
+        const k: Key = [scope, coll, id];
+        const v = buf(value);
+        puts.push([k, v]);
+        ops.push(() => db.putSync(k, v));
+        return this;
+      },
       logTrim(coll, t) { reads = true; ops.push(() => { logTrimTx(scope, coll, t); }); return this; },
       async exec() {
         if (ops.length === 0) return;

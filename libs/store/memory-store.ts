@@ -191,22 +191,40 @@ export class MemoryStore implements Store {
   }
 
   batch(scope: string): StoreBatch {
-    const ops: (() => void)[] = [];
-    const b: StoreBatch = {
-      hset: (coll, field, value) => { ops.push(() => this.hsetSync(scope, coll, field, value)); return b; },
-      hdel: (coll, field) => { ops.push(() => { this.hdelSync(scope, coll, field); }); return b; },
-      del: (coll) => { ops.push(() => this.delSync(scope, coll)); return b; },
-      rpush: (coll, value) => { ops.push(() => { this.rpushSync(scope, coll, value); }); return b; },
-      logAppend: (coll, id, value) => { ops.push(() => this.logAppendSync(scope, coll, id, value)); return b; },
-      logTrim: (coll, t) => { ops.push(() => { this.logTrimSync(scope, coll, t); }); return b; },
-      exec: async () => { for (const op of ops) op(); },
-    };
-    return b;
+    return new MemoryBatch(this, scope);
+  }
+
+
+  /** One op of a batch (MemoryBatch). */
+  applySync(scope: string, op: 'hset' | 'hdel' | 'del' | 'rpush' | 'logAppend' | 'logTrim', coll: string, a: unknown, b: unknown): void {
+    switch (op) {
+      case 'hset': return this.hsetSync(scope, coll, a as string, b as Bytes);
+      case 'hdel': this.hdelSync(scope, coll, a as string); return;
+      case 'del': return this.delSync(scope, coll);
+      case 'rpush': this.rpushSync(scope, coll, a as Bytes); return;
+      case 'logAppend': return this.logAppendSync(scope, coll, a as number, b as Bytes);
+      case 'logTrim': this.logTrimSync(scope, coll, a as LogTrim);
+    }
   }
 
   async close(): Promise<void> {
     this.hashes.clear();
     this.lists.clear();
     this.logs.clear();
+  }
+}
+
+/** A batch of writes applied together on exec (a class: no closures made per batch, which is made per write). */
+class MemoryBatch implements StoreBatch {
+  private readonly ops: Array<[op: 'hset' | 'hdel' | 'del' | 'rpush' | 'logAppend' | 'logTrim', coll: string, a?: unknown, b?: unknown]> = [];
+  constructor(private readonly store: MemoryStore, private readonly scope: string) {}
+  hset(coll: string, field: string, value: Bytes): this { this.ops.push(['hset', coll, field, value]); return this; }
+  hdel(coll: string, field: string): this { this.ops.push(['hdel', coll, field]); return this; }
+  del(coll: string): this { this.ops.push(['del', coll]); return this; }
+  rpush(coll: string, value: Bytes): this { this.ops.push(['rpush', coll, value]); return this; }
+  logAppend(coll: string, id: number, value: Bytes): this { this.ops.push(['logAppend', coll, id, value]); return this; }
+  logTrim(coll: string, t: LogTrim): this { this.ops.push(['logTrim', coll, t]); return this; }
+  async exec(): Promise<void> {
+    for (const [op, coll, a, b] of this.ops) this.store.applySync(this.scope, op, coll, a, b);
   }
 }

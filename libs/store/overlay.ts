@@ -2,7 +2,7 @@
 // directory dies with the process anyway (it is cleared at start-up). This
 // Store sends those collections to memory and the rest to the durable store,
 // so a login costs no disk commit for its session.
-import type { Bytes, Store, StoreBatch } from './store.ts';
+import type { Bytes, LogTrim, Store, StoreBatch } from './store.ts';
 
 export function overlayStore(durable: Store, ephemeral: Store, isEphemeral: (coll: string) => boolean): Store {
   const pick = (coll: string) => (isEphemeral(coll) ? ephemeral : durable);
@@ -31,26 +31,34 @@ export function overlayStore(durable: Store, ephemeral: Store, isEphemeral: (col
       return a;
     },
     batch(scope: string): StoreBatch {
-      const d = durable.batch(scope);
-      const e = ephemeral.batch(scope);
-      let usedD = false;
-      let usedE = false;
-      const route = (coll: string) => (isEphemeral(coll) ? ((usedE = true), e) : ((usedD = true), d));
-      const b: StoreBatch = {
-        hset: (c, f, v) => { route(c).hset(c, f, v); return b; },
-        hdel: (c, f) => { route(c).hdel(c, f); return b; },
-        del: (c) => { route(c).del(c); return b; },
-        rpush: (c, v) => { route(c).rpush(c, v); return b; },
-        logAppend: (c, id, v) => { route(c).logAppend(c, id, v); return b; },
-        logTrim: (c, t) => { route(c).logTrim(c, t); return b; },
-        exec: async () => {
-          await Promise.all([usedD ? d.exec() : undefined, usedE ? e.exec() : undefined]);
-        },
-      };
-      return b;
+      return new OverlayBatch(durable, ephemeral, isEphemeral, scope);
     },
     async close() {
       await Promise.all([durable.close(), ephemeral.close()]);
     },
   };
+}
+
+/** A batch over both stores, each one's batch made when a write needs it (a class: a batch is made per write). */
+class OverlayBatch implements StoreBatch {
+  private d: StoreBatch | undefined;
+  private e: StoreBatch | undefined;
+  constructor(private readonly durable: Store, private readonly ephemeral: Store, private readonly isEphemeral: (coll: string) => boolean,
+    private readonly scope: string) {}
+
+  private route(coll: string): StoreBatch {
+    if (this.isEphemeral(coll)) return (this.e ??= this.ephemeral.batch(this.scope));
+    return (this.d ??= this.durable.batch(this.scope));
+  }
+
+  hset(c: string, f: string, v: Bytes): this { this.route(c).hset(c, f, v); return this; }
+  hdel(c: string, f: string): this { this.route(c).hdel(c, f); return this; }
+  del(c: string): this { this.route(c).del(c); return this; }
+  rpush(c: string, v: Bytes): this { this.route(c).rpush(c, v); return this; }
+  logAppend(c: string, id: number, v: Bytes): this { this.route(c).logAppend(c, id, v); return this; }
+  logTrim(c: string, t: LogTrim): this { this.route(c).logTrim(c, t); return this; }
+  async exec(): Promise<void> {
+    if (this.d && this.e) await Promise.all([this.d.exec(), this.e.exec()]);
+    else await (this.d ?? this.e)?.exec();
+  }
 }

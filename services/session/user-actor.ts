@@ -186,12 +186,6 @@ export class UserActor extends Actor implements AccountContext {
     this.applying = { src, n, mark };
     // The write that delivers it (a managed session's queue, offline storage) takes the mark into its batch;
     // otherwise (delivered to a session without stream management, bounced, dropped) it is stored alone after.
-    const done = () => {
-      this.applying = undefined;
-      // No such account: it was bounced, and there is nothing to keep a mark in.
-      this.lastMark = mark.stored ?? (this.exists ? this.svc.store.hset(this.bare, SEEN, src, mark.value) : Promise.resolve());
-      this.confirmTracked(env, this.lastMark);
-    };
     let r: void | Promise<void>;
     try {
       r = this.inbound(env);
@@ -199,8 +193,16 @@ export class UserActor extends Actor implements AccountContext {
       this.applying = undefined;
       throw e;
     }
-    if (r) return r.then(done, (e: unknown) => { this.applying = undefined; throw e; });
-    done();
+    if (r) return r.then(() => this.trackedApplied(env, mark), (e: unknown) => { this.applying = undefined; throw e; });
+    this.trackedApplied(env, mark);
+  }
+
+  /** A tracked message was applied: its mark is stored (with the delivering write, or alone), then its sender hears. */
+  private trackedApplied(env: Envelope, mark: DeliveryMark): void {
+    this.applying = undefined;
+    // No such account: it was bounced, and there is nothing to keep a mark in.
+    this.lastMark = mark.stored ?? (this.exists ? this.svc.store.hset(this.bare, SEEN, mark.field, mark.value) : Promise.resolve());
+    this.confirmTracked(env, this.lastMark);
   }
 
   deliveryMark(track: Track | undefined): DeliveryMark | undefined {
@@ -211,19 +213,23 @@ export class UserActor extends Actor implements AccountContext {
 
   /** Once `written` (the mark, behind every write of the application on the same connection) is stored, tell the sender. */
   private confirmTracked(env: Envelope, written: Promise<unknown>): void {
-    const [src, n] = env.track!;
-    const sender = bareJid(env.from);
-    const tell = (safe: unknown): void => {
-      // Not stored (held in memory only), or in doubt (the primary failed under the write): no confirmation, so its
-      // sender keeps it; a process that dies with it in memory loses nothing its client was told was safe.
-      // Nor from an owner that lost the account meanwhile: its write may have landed before the new owner's fence.
-      if (safe === false || !this.acting) return;
-      this.svc.router.toActor(sender, envelope({ kind: 'ctl', dir: 'in', op: OP_ROUTED, to: sender, data: { src, n } }));
-    };
     const { store } = this.svc;
     // Without replicas one step: a chat message's confirmation is on every managed message's path.
-    this.background(store.replicated === undefined ? written.then(tell)
-      : written.then((stored) => stored !== false && store.replicated!(this.bare)).then(tell), 'confirming a delivered message to its sender');
+    this.background(store.replicated === undefined ? written.then((stored) => this.tellSender(env, stored))
+      : written.then((stored) => stored !== false && store.replicated!(this.bare)).then((safe) => this.tellSender(env, safe)),
+    'confirming a delivered message to its sender');
+  }
+
+  /**
+   * Not stored (held in memory only), or in doubt (the primary failed under the write): no confirmation, so its
+   * sender keeps it; a process that dies with it in memory loses nothing its client was told was safe. Nor from an
+   * owner that lost the account meanwhile: its write may have landed before the new owner's fence.
+   */
+  private tellSender(env: Envelope, safe: unknown): void {
+    if (safe === false || !this.acting) return;
+    const [src, n] = env.track!;
+    const sender = bareJid(env.from);
+    this.svc.router.toActor(sender, envelope({ kind: 'ctl', dir: 'in', op: OP_ROUTED, to: sender, data: { src, n } }));
   }
 
   protected refuse(env: Envelope, reason: 'overflow' | 'unavailable' | 'failed'): void {
@@ -1166,11 +1172,6 @@ export class UserActor extends Actor implements AccountContext {
     return andThen(this.messageHooks('routing', msg), () => {
       const reached: SessionEntry[] = [];
       this.reached = reached;
-      const done = () => {
-        this.reached = undefined;
-        msg.delivered = [...new Set(reached.map((s) => this.resourceOf(s)).filter((r): r is string => r !== undefined))];
-        return this.messageHooks('routed', msg);
-      };
       let routed: void | Promise<void>;
       try {
         routed = this.inbound(msg.xml === env.xml ? env : { ...env, xml: msg.xml }, fromServer);
@@ -1178,8 +1179,15 @@ export class UserActor extends Actor implements AccountContext {
         this.reached = undefined;
         throw e;
       }
-      return routed ? routed.then(done, (e: unknown) => { this.reached = undefined; throw e; }) : done();
+      return routed ? routed.then(() => this.inboundRouted(msg, reached), (e: unknown) => { this.reached = undefined; throw e; })
+        : this.inboundRouted(msg, reached);
     });
+  }
+
+  private inboundRouted(msg: MessageEvent, reached: SessionEntry[]): void | Promise<void> {
+    this.reached = undefined;
+    msg.delivered = [...new Set(reached.map((s) => this.resourceOf(s)).filter((r): r is string => r !== undefined))];
+    return this.messageHooks('routed', msg);
   }
 
   // ================================================================ account removal
