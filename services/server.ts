@@ -12,10 +12,12 @@ import { NatsBus, natsServers } from '../libs/bus/nats.ts';
 import { MemoryLeaseTable, RedisLeaseTable, type LeaseTable } from '../libs/cluster/lease.ts';
 import { RedisMembership, StaticMembership, type Membership } from '../libs/cluster/membership.ts';
 import type { Config } from '../libs/config/schema.ts';
-import { logger } from '../libs/log/index.ts';
+import { logger, throttledWarn } from '../libs/log/index.ts';
 import { Metrics, serveMetrics } from '../libs/metrics/index.ts';
 import { connectRedis, openStore, type RedisClient } from '../libs/store/index.ts';
 import { instrumentStore } from '../libs/store/instrumented.ts';
+import { ReplicaWaiter } from '../libs/store/redis-replicas.ts';
+import { replicasToWait } from '../libs/store/redis-store.ts';
 import { MemoryStore } from '../libs/store/memory-store.ts';
 import { overlayStore } from '../libs/store/overlay.ts';
 import type { Store } from '../libs/store/store.ts';
@@ -126,8 +128,14 @@ export async function startServer(config: Config): Promise<RunningServer> {
     sessionMembers = new RedisMembership(redis, { key: key('session'), self: runsSession ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
     c2sMembers = new RedisMembership(redis, { key: key('c2s'), self: runsC2s ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
     s2sMembers = new RedisMembership(redis, { key: key('s2s'), self: runsS2s ? nodeId : '', heartbeatMs, ttlMs: memberTtlMs, onError });
-    sessionLeases = new RedisLeaseTable(redis, `${prefix}{leases:session}`);
-    s2sLeases = new RedisLeaseTable(redis, `${prefix}{leases:s2s}`);
+    // With replicas, a lease counts once a replica has it (the same wait as a confirmed message: store.waitReplicas).
+    const replicas = replicasToWait(config.store, config.store.waitReplicas);
+    const leaseWarn = throttledWarn(log, 10_000);
+    const waiter = replicas > 0 ? new ReplicaWaiter(redis, replicas, config.store.waitTimeoutMs,
+      (got) => leaseWarn('the lease table\'s primary lacks its replicas; trusting leases without them for a while', { replicas: got, wanted: replicas })) : undefined;
+    const replicated = waiter && ((k: string) => waiter.wait(k));
+    sessionLeases = new RedisLeaseTable(redis, `${prefix}{leases:session}`, replicated);
+    s2sLeases = new RedisLeaseTable(redis, `${prefix}{leases:s2s}`, replicated);
   }
 
   let session: SessionNode | undefined;

@@ -2,7 +2,9 @@
 // (⅔ of the TTL from the renewal's request), fencing tokens that only grow.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LeaseKeeper, MemoryLeaseTable, type Clock } from './lease.ts';
+import { Redis } from 'ioredis';
+import { LeaseKeeper, MemoryLeaseTable, RedisLeaseTable, type Clock } from './lease.ts';
+import { startRedis } from '../../test/support/servers.ts';
 
 class FakeClock implements Clock {
   t = 1000;
@@ -156,5 +158,37 @@ describe('shard leases', () => {
     await a.release(10);
     assert.equal(a.valid(10), false);
     assert.ok((await b.acquire(10))! > Math.max(...(tokens as number[])));
+  });
+});
+
+describe('the lease table on Redis', () => {
+  test('grants and renews on the server\'s clock; with replicas, a grant no replica confirmed fails like an unreachable table', async () => {
+    const srv = await startRedis();
+    const redis = new Redis(srv.url);
+    try {
+      let confirmed = true;
+      const asked: string[] = [];
+      const table = new RedisLeaseTable(redis, 'test{leases:session}', async (key) => { asked.push(key); return confirmed; });
+      const a = await table.acquire('a', [1, 2], 3000);
+      assert.deepEqual([...a.keys()], [1, 2]);
+      assert.deepEqual(await table.acquire('b', [1], 3000), new Map(), 'held by a');
+      const renewed = await table.acquire('a', [1], 3000);
+      assert.equal(renewed.get(1), a.get(1), 'a renewal keeps its token');
+      confirmed = false;
+      await assert.rejects(table.acquire('a', [1], 3000), /no replica/);
+      assert.ok(asked.every((k) => k === 'test{leases:session}') && asked.length === 4, 'asked about the table\'s own key, every call');
+      // The keeper treats it as a failed renewal: the lease lapses once its trust runs out, nothing is granted meanwhile.
+      const clock = new FakeClock();
+      const lost: [number, string][] = [];
+      const events: string[] = [];
+      const k = new LeaseKeeper(table, 'c', { ttlMs: 3000, renewMs: 1000, clock, onLost: (s, r) => lost.push([s, r]), onLapsed: (s) => events.push(`lapsed ${s}`) });
+      assert.equal(await k.acquire(7), undefined, 'not granted while no replica confirms it');
+      confirmed = true;
+      assert.ok((await k.acquire(7))! > 0);
+      assert.equal(k.valid(7), true);
+    } finally {
+      redis.disconnect();
+      await srv.stop();
+    }
   });
 });

@@ -73,14 +73,20 @@ for i = 2, #ARGV do
 end
 return n`;
 
-/** The lease table in one Redis hash (one slot in Redis Cluster: renewing a process's shards is one script call). */
+/**
+ * The lease table in one Redis hash (one slot in Redis Cluster: renewing a process's shards is one script call).
+ * With `replicated` (a primary with replicas), a grant or renewal counts only once a replica has it: a failover of
+ * the table's primary must not hand another process a lease this one was told it holds. In doubt (WAIT failed),
+ * the call fails like an unreachable table: renewals lapse, new grants are asked for again.
+ */
 export class RedisLeaseTable implements LeaseTable {
-  constructor(private readonly redis: Redis | Cluster, private readonly key: string) {}
+  constructor(private readonly redis: Redis | Cluster, private readonly key: string, private readonly replicated?: (key: string) => Promise<boolean>) {}
 
   async acquire(owner: string, shards: readonly number[], ttlMs: number): Promise<Map<number, number>> {
     const out = new Map<number, number>();
     if (shards.length === 0) return out;
     const r = (await this.redis.eval(ACQUIRE, 1, this.key, owner, String(Math.ceil(ttlMs)), ...shards.map(String))) as string[];
+    if (this.replicated && !(await this.replicated(this.key))) throw new Error('no replica of the lease table confirmed the grant (its primary failing over?)');
     for (let i = 0; i < r.length; i += 2) out.set(Number(r[i]), Number(r[i + 1]));
     return out;
   }
