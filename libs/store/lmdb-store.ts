@@ -137,6 +137,13 @@ export async function openLmdbStore(path: string, sync: LmdbSync = { every: 'com
     return drop.length;
   };
 
+  /** A put in a batch: kept for the no-transaction path, and as an op should the batch need a transaction. */
+  const batchPut = (puts: [Key, Buffer][], ops: (() => void)[], k: Key, value: Bytes): void => {
+    const v = buf(value);
+    puts.push([k, v]);
+    ops.push(() => db.putSync(k, v));
+  };
+
   const batch = (scope: string): StoreBatch => {
     const ops: (() => void)[] = [];
     // Plain puts issued in one turn commit in one lmdb transaction anyway (its write batching): a batch of puts only
@@ -145,23 +152,11 @@ export async function openLmdbStore(path: string, sync: LmdbSync = { every: 'com
     let reads = false;
     // Method shorthand and arrows passed as arguments only: the loader names every other function it creates, per call.
     const b: StoreBatch = {
-      hset(coll, field, value) {
-        const k: Key = [scope, coll, field];
-        const v = buf(value);
-        puts.push([k, v]);
-        ops.push(() => db.putSync(k, v));
-        return this;
-      },
+      hset(coll, field, value) { batchPut(puts, ops, [scope, coll, field], value); return this; },
       hdel(coll, field) { reads = true; ops.push(() => hdelTx(scope, coll, field)); return this; },
       del(coll) { reads = true; ops.push(() => delTx(scope, coll)); return this; },
       rpush(coll, value) { reads = true; ops.push(() => rpushTx(scope, coll, value)); return this; },
-      logAppend(coll, id, value) {
-        const k: Key = [scope, coll, id];
-        const v = buf(value);
-        puts.push([k, v]);
-        ops.push(() => db.putSync(k, v));
-        return this;
-      },
+      logAppend(coll, id, value) { batchPut(puts, ops, [scope, coll, id], value); return this; },
       logTrim(coll, t) { reads = true; ops.push(() => { logTrimTx(scope, coll, t); }); return this; },
       async exec() {
         if (ops.length === 0) return;

@@ -3,23 +3,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startEmbedded, PASSWORD, type Deployment } from '../support/parley.ts';
-import { plainAuth, rawConnect, STREAM_OPEN, type RawClient } from '../support/raw.ts';
+import { plainAuth, rawConnect, STREAM_OPEN } from '../support/raw.ts';
 import type { RunningServer } from '../../services/server.ts';
+import { rawLogin as login } from '../support/im.ts';
 
 const streamError = (cond: string) => new RegExp(`<stream:error><${cond} xmlns="urn:ietf:params:xml:ns:xmpp-streams"/>(<text[^>]*>[^<]+</text>)?</stream:error></stream:stream>`);
-
-async function login(port: number, user: string, resource = 'raw'): Promise<RawClient> {
-  const c = await rawConnect(port);
-  c.send(STREAM_OPEN());
-  await c.waitFor(/<\/stream:features>/);
-  c.send(plainAuth(user, PASSWORD));
-  await c.waitFor(/<success/);
-  c.send(STREAM_OPEN());
-  await c.waitFor(/<bind[^>]*urn:ietf:params:xml:ns:xmpp-bind/);
-  c.send(`<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${resource}</resource></bind></iq>`);
-  await c.waitFor(/<jid>[^<]+<\/jid>/);
-  return c;
-}
 
 describe('c2s protocol, embedded', () => {
   let d: Deployment & { server: RunningServer };

@@ -9,6 +9,7 @@ import { startEmbedded, PASSWORD, type Deployment } from '../support/parley.ts';
 import { plainAuth, rawConnect, STREAM_OPEN, type RawClient } from '../support/raw.ts';
 import { rawWs } from '../support/ws-raw.ts';
 import type { RunningServer } from '../../services/server.ts';
+import { rawLogin as login } from '../support/im.ts';
 
 const TEXT = 'the bytes received are not UTF-8';
 const NOT_WELL_FORMED = new RegExp(`<stream:error><not-well-formed xmlns="urn:ietf:params:xml:ns:xmpp-streams"/>` +
@@ -20,19 +21,6 @@ const message = (to: string, bytes: Buffer, xmlns = '') =>
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until(what: string, pred: () => boolean, ms = 5000): Promise<void> {
   for (const end = Date.now() + ms; !pred(); await pause(10)) if (Date.now() > end) throw new Error(`no ${what} within ${ms} ms`);
-}
-
-async function login(port: number, user: string, resource: string): Promise<RawClient> {
-  const c = await rawConnect(port);
-  c.send(STREAM_OPEN());
-  await c.waitFor(/<\/stream:features>/);
-  c.send(plainAuth(user, PASSWORD));
-  await c.waitFor(/<success/);
-  c.send(STREAM_OPEN());
-  await c.waitFor(/<bind[^>]*urn:ietf:params:xml:ns:xmpp-bind/);
-  c.send(`<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${resource}</resource></bind></iq>`);
-  await c.waitFor(/<jid>[^<]+<\/jid>/);
-  return c;
 }
 
 describe('bytes that are not UTF-8', () => {
