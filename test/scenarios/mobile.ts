@@ -357,7 +357,9 @@ export function multiDeviceScenarios(deployment: () => Deployment): void {
         void from.send(chat(`${jid(a)}/phone`, `arch ${i}`));
         if (i % 200 === 199) await from.waitFor(() => true, 1).catch(() => undefined);
       }
+      // Both senders' last messages: two senders' messages keep no order between them.
       await alice.waitFor(isMessageWithBody(`arch ${total - 1}`), 30_000);
+      await alice.waitFor(isMessageWithBody(`arch ${total - 7}`), 30_000);
       const seeded = Date.now() - t0;
       // Two senders: the archive's order is the order alice's actor took them, which is the order she got them.
       const order = alice.received.filter((s) => s.getChildText('body')?.startsWith('arch ')).map((s) => s.getChildText('body')!);
