@@ -55,3 +55,29 @@ test('registration: closed by default; open, it creates accounts once, checks pa
     await store.close();
   }
 });
+
+test('registration answers the first thing to fix: the form, then the username, then the password policy', async () => {
+  const store = await openStore({ kind: 'lmdb', path: tempDir('parley-reg-order') });
+  try {
+    const accounts = new Accounts(store);
+    const reg = new InBandRegistration(accounts, loadConfig(undefined, {}, { registration: { open: true, maxPerIp: 100, minPasswordLength: 8 } }));
+    const textOf = (e: Element) => JSON.stringify(e);
+    assert.equal((await reg.answer(set('1', 'taken', 'password1'), 'localhost', '10.0.0.1')).attrs.type, 'result');
+
+    const twice = iq('set', '2', el('username', {}, 'a'), el('username', {}, 'b'), el('password', {}, 'x'));
+    assert.equal(condition(await reg.answer(twice, 'localhost', '10.0.0.1')), 'bad-request', 'two usernames: the form is wrong');
+    assert.equal(condition(await reg.answer(iq('set', '3', el('username', {}, 'taken')), 'localhost', '10.0.0.1')), 'not-acceptable', 'no password (XEP-0077 §3.1)');
+    assert.equal(condition(await reg.answer(set('4', 'a b', 'x'), 'localhost', '10.0.0.1')), 'jid-malformed', 'a bad username before a short password');
+
+    const conflict = await reg.answer(set('5', 'Taken', 'x'), 'localhost', '10.0.0.1');
+    assert.equal(condition(conflict), 'conflict', 'a taken username before a short password');
+    assert.match(textOf(conflict), /"type":"cancel"/);
+
+    const short = await reg.answer(set('6', 'free', 'x'), 'localhost', '10.0.0.1');
+    assert.equal(condition(short), 'not-acceptable', 'a free username with a short password');
+    assert.match(textOf(short), /at least 8 characters/);
+    assert.equal(await accounts.exists('free@localhost'), false);
+  } finally {
+    await store.close();
+  }
+});

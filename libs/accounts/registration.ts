@@ -5,7 +5,7 @@
 import type { Config } from '../config/schema.ts';
 import { StanzaError, errorReply } from '../errors/index.ts';
 import { jid as makeJid } from '../jid/index.ts';
-import { child, el, text, type Element } from '../xml/element.ts';
+import { child, children, el, text, type Element } from '../xml/element.ts';
 import type { Accounts } from './index.ts';
 
 export const NS_REGISTER = 'jabber:iq:register';
@@ -87,8 +87,14 @@ export class InBandRegistration {
     if (!this.limiter.take(address)) {
       throw new StanzaError('resource-constraint', `too many registration requests from your address; try again in ${this.limiter.retryAfter(address)} seconds`);
     }
+    // The checks run in this order, so the answer names the first thing to fix:
+    // the form, then the username (malformed, then taken), then the password policy.
+    if (children(query, 'username').length > 1 || children(query, 'password').length > 1) {
+      throw new StanzaError('bad-request', 'a registration carries one username and one password');
+    }
     const username = text(child(query, 'username')).trim();
     const password = text(child(query, 'password'));
+    // XEP-0077 §3.1: missing information (an empty password included) is not-acceptable.
     if (!username || !password) throw new StanzaError('not-acceptable', 'a username and a password are required');
     let bare: string;
     try {
@@ -96,9 +102,12 @@ export class InBandRegistration {
     } catch {
       throw new StanzaError('jid-malformed', `'${username}' cannot be a username`);
     }
+    const taken = () => new StanzaError('conflict', `'${username}' is taken`);
+    if (await this.accounts.exists(bare)) throw taken();
     const min = this.config.registration.minPasswordLength;
     if ([...password].length < min) throw new StanzaError('not-acceptable', `the password must have at least ${min} characters`);
-    if (!(await this.accounts.add(bare, password))) throw new StanzaError('conflict', `'${username}' is taken`);
+    // Taken between the check and now: still a conflict.
+    if (!(await this.accounts.add(bare, password))) throw taken();
     return undefined;
   }
 }

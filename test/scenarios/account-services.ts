@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { connect, isMessageWithBody, xml, type Stanza, type TestClient } from '../support/clients.ts';
 import { befriend, errorCondition, jid, presenceFrom, rosterGet, rosterPush } from '../support/im.ts';
 import { PASSWORD, type Deployment } from '../support/parley.ts';
-import { rawConnect, STREAM_OPEN } from '../support/raw.ts';
+import { rawConnect, STREAM_OPEN, type RawClient } from '../support/raw.ts';
 
 const run = promisify(execFile);
 
@@ -466,6 +466,45 @@ export function accountScenarios(deployment: () => Deployment, opts: AccountScen
       await c.stop();
     }
     await assert.rejects(connect(port(0), `${name}y`), 'the refused registration created nothing');
+  });
+
+  test('in-band registration answers the first thing to fix: the form, then the username (malformed, taken), then the password policy', async () => {
+    const [taken] = await users('regtaken');
+    const name = fresh('regfree');
+    // Each address has its own request budget (3 in ACCOUNT_CONFIG): two addresses, neither the other test's.
+    const first = await rawConnect(port(1), '127.0.0.1', '127.0.0.2');
+    const second = await rawConnect(port(0), '127.0.0.1', '127.0.0.3');
+    const reply = async (raw: RawClient, id: string, query: string) => {
+      raw.send(`<iq type='set' id='${id}'><query xmlns='${NS_REGISTER}'>${query}</query></iq>`);
+      const out = await raw.waitFor(new RegExp(`<iq [^>]*id="${id}"[^]*?</iq>`));
+      return new RegExp(`<iq [^>]*id="${id}"[^]*?</iq>`).exec(out)![0];
+    };
+    try {
+      for (const raw of [first, second]) {
+        raw.send(STREAM_OPEN());
+        await raw.waitFor(/<\/stream:features>/);
+      }
+      const conflict = await reply(first, 'o1', `<username>${taken}</username><password>short</password>`);
+      assert.match(conflict, /type="error"/);
+      assert.match(conflict, /<error type="cancel"><conflict xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"\/><text [^>]*>[^<]*is taken<\/text>/,
+        'a taken username is a conflict even with a password the policy refuses');
+      assert.doesNotMatch(conflict, /short/, 'the password is not echoed back');
+      assert.match(await reply(first, 'o2', '<username>a b</username><password>short</password>'), /<jid-malformed /,
+        'a malformed username comes before the password policy');
+      const weak = await reply(first, 'o3', `<username>${name}</username><password>short</password>`);
+      assert.match(weak, /<error type="modify"><not-acceptable [^>]*\/><text [^>]*>the password must have at least 6 characters<\/text>/);
+
+      assert.match(await reply(second, 'o4', `<username>${name}</username><username>${name}x</username><password>${PASSWORD}</password>`),
+        /<error type="modify"><bad-request [^>]*\/><text [^>]*>a registration carries one username and one password</,
+        'a malformed form comes first');
+      assert.match(await reply(second, 'o5', `<username>${taken}</username>`),
+        /<error type="modify"><not-acceptable [^>]*\/><text [^>]*>a username and a password are required</,
+        'missing information is not-acceptable (XEP-0077 §3.1), before the username is looked at');
+    } finally {
+      first.close();
+      second.close();
+    }
+    await assert.rejects(connect(port(0), name, { password: 'short' }), 'nothing was created');
   });
 
   test('password change in-band; account removal tells contacts, ends the sessions and leaves no data', async () => {
