@@ -174,17 +174,27 @@ export function imScenarios(deployment: () => Deployment): void {
     }
   });
 
-  test('pre-approval (RFC 6121 §3.4): a later request is granted at once', async () => {
+  test('pre-approval (RFC 6121 §3.4): the roster shows approved=\'true\' until a later request is granted at once', async () => {
     const [a, b] = await users('prea', 'preb');
     const alice = await online(a, 0);
     const bob = await online(b, 1);
+    const itemOf = (iq: Stanza, contact: string) => iq.getChild('query', NS_ROSTER)?.getChildren('item').find((i) => i.attrs.jid === contact);
     try {
       await bob.send(xml('presence', { to: jid(a), type: 'subscribed' }));
-      await sleep(200);
+      // §3.4.1: the contact is added with subscription none, and the push says it is pre-approved (§2.1.2.1).
+      const push = itemOf(await bob.waitFor(rosterPush(jid(a))), jid(a))!;
+      assert.deepEqual([push.attrs.subscription, push.attrs.approved, push.attrs.ask], ['none', 'true', undefined]);
+      const listed = itemOf(await rosterGet(bob), jid(a));
+      assert.equal(listed?.attrs.approved, 'true', 'the roster get shows the pre-approval');
+
       await alice.send(xml('presence', { to: jid(b), type: 'subscribe' }));
       await alice.waitFor(rosterPush(jid(b), (i) => i.attrs.subscription === 'to'));
       await alice.waitFor(presenceFrom(jid(b)));
       assert.ok(!bob.received.some(presenceFrom(jid(a), 'subscribe')), 'bob is not asked again');
+      const consumed = itemOf(await bob.waitFor(rosterPush(jid(a), (i) => i.attrs.subscription === 'from')), jid(a))!;
+      assert.equal(consumed.attrs.approved, undefined, 'the approval is used up: the push no longer carries it');
+      assert.equal(itemOf(await rosterGet(bob), jid(a))?.attrs.approved, undefined, 'nor does the roster get');
+      assert.equal(itemOf(await rosterGet(alice), jid(b))?.attrs.approved, undefined, 'alice approved nothing');
     } finally {
       await alice.stop();
       await bob.stop();

@@ -33,11 +33,14 @@ export function decodeItem(b: Uint8Array): RosterItem {
   return { name, groups, subscription, ask, pendingIn, approved, inRoster, pendingXml };
 }
 
-/** <item/> as the roster result and pushes show it. */
+/**
+ * <item/> as the roster result and pushes show it; approved='true' while the
+ * user has pre-approved the contact's subscription (RFC 6121 §2.1.2.1, §3.4).
+ */
 export function itemElement(jid: string, i: RosterItem | 'remove'): Element {
   if (i === 'remove') return el('item', { jid, subscription: 'remove' });
-  return el('item', { jid, name: i.name || undefined, subscription: i.subscription, ask: i.ask ? 'subscribe' : undefined },
-    ...i.groups.map((g) => el('group', {}, g)));
+  const attrs = { jid, name: i.name || undefined, subscription: i.subscription, ask: i.ask ? 'subscribe' : undefined, approved: i.approved ? 'true' : undefined };
+  return el('item', attrs, ...i.groups.map((g) => el('group', {}, g)));
 }
 
 export interface RosterSet {
