@@ -23,6 +23,7 @@ import { overlayStore } from '../libs/store/overlay.ts';
 import type { Store } from '../libs/store/store.ts';
 import { loadOrCreateCertificate, secureContext } from '../libs/tls/index.ts';
 import { C2sNode, newNodeId } from './c2s/c2s-node.ts';
+import { listenError } from './listen-error.ts';
 import { watchReadiness } from './readiness.ts';
 import { S2sNode } from './s2s/s2s-node.ts';
 import { purgeNodeSessionsOffline } from './session/directory.ts';
@@ -202,7 +203,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
     };
     const rttTimer = setInterval(() => void bus.rtt().then((s) => metrics.busRtt.set(s), () => {}), 10_000);
     rttTimer.unref();
-    http = await serveMetrics(metrics, config.metrics.host, config.metrics.port, readiness);
+    http = await serveMetrics(metrics, config.metrics.host, config.metrics.port, readiness).catch((e: unknown) => {
+      throw listenError('the metrics listener', 'metrics', config.metrics.host, config.metrics.port, e);
+    });
   }
   log.info('started', { node: nodeId, role: config.role, mode: embedded ? 'embedded' : 'cluster', domains: hosts.list().join(','), c2s: c2s ? `${config.c2s.tcp.host}:${c2s.tcpPort()}` : 'off',
     ...(c2s?.httpPort() ? { http: `${config.c2s.http.host}:${c2s.httpPort()}` } : {}),

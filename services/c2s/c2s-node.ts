@@ -19,6 +19,7 @@ import { startListeners, type Listeners } from './listeners.ts';
 import { proxyPolicy } from './proxy-protocol.ts';
 import { expandRoomFanout, OP_ROOM_FANOUT } from './room-fanout.ts';
 import { listenTcp } from './tcp.ts';
+import { listenError } from '../listen-error.ts';
 import type { ClientTransport } from './transport.ts';
 
 const log = logger('c2s');
@@ -95,6 +96,8 @@ export class C2sNode implements C2sContext {
       host: config.c2s.tcp.host, port: config.c2s.tcp.port, limits, tls: this.o.tls,
       maxConnections: config.c2s.maxConnections, accept: (t) => this.accept(t),
       proxy, sni: certificates.sni,
+    }).catch((e: unknown) => {
+      throw listenError('the c2s TCP listener', 'c2s.tcp', config.c2s.tcp.host, config.c2s.tcp.port, e);
     }));
     this.listeners = await startListeners({
       nodeId: this.o.nodeId, config, tls: this.o.tls, certificates, proxy, limits,

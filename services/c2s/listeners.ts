@@ -9,6 +9,7 @@ import type { StreamParserLimits } from '../../libs/xml/parser.ts';
 import { BoshService } from './bosh.ts';
 import type { DomainCertificates } from './certificates.ts';
 import { listenDirectTls } from './direct-tls.ts';
+import { bindProbe, listenError } from '../listen-error.ts';
 import { hostMetaRoutes } from './host-meta.ts';
 import { startHttpServer, type HttpRoute, type HttpServer } from './http-server.ts';
 import type { ProxyPolicy } from './proxy-protocol.ts';
@@ -56,6 +57,8 @@ export async function startListeners(h: ListenerHost): Promise<Listeners> {
       host: c2s.directTls.host, port: c2s.directTls.port, limits: h.limits, tls: h.tls, sni: h.certificates.sni,
       proxy: h.proxy, maxConnections: c2s.maxConnections, handshakeTimeoutMs: c2s.authTimeoutSeconds * 1000,
       accept: (t) => h.accept(t),
+    }).catch((e: unknown) => {
+      throw listenError('the c2s direct TLS listener', 'c2s.directTls', c2s.directTls.host, c2s.directTls.port, e);
     });
   }
 
@@ -87,6 +90,9 @@ export async function startListeners(h: ListenerHost): Promise<Listeners> {
     http = await startHttpServer({
       host: c2s.http.host, port: c2s.http.port, routes, websockets,
       tls: c2s.http.tls ? { ...certs.fallbackFiles, byDomain: certs.files } : undefined,
+    }).catch(async (e: unknown) => {
+      // The HTTP server reports no reason: binding the address once more tells it.
+      throw listenError('the HTTP listener (WebSocket, BOSH)', 'c2s.http', c2s.http.host, c2s.http.port, await bindProbe(c2s.http.host, c2s.http.port) ?? e);
     });
     port = http.port;
   }

@@ -12,6 +12,7 @@ import { decodeItem } from '../session/im/roster.ts';
 import { storedBlocklist } from '../session/modules/blocking.ts';
 import { storedVcard } from '../session/modules/vcard.ts';
 import type { Metrics } from '../../libs/metrics/index.ts';
+import { ListenError } from '../listen-error.ts';
 import { guardProcess, type ProcessFault } from '../process-faults.ts';
 import { isEmbedded, openConfiguredStore, startServer } from '../server.ts';
 
@@ -33,26 +34,64 @@ const USAGE = `usage: parley <command> [options]
   c2s drain NODE                                    stop a c2s node accepting and close its streams; clients
                                                     resume their sessions on the other nodes (rolling restart)
 
+  help                                              this text (also --help, -h)
+
 Every command takes --config FILE (or $PARLEY_CONFIG).`;
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    config: { type: 'string', short: 'c' },
-    role: { type: 'string' },
-    password: { type: 'string', short: 'p' },
-    domain: { type: 'string' },
-    prefix: { type: 'string' },
-    count: { type: 'string' },
-    start: { type: 'string' },
-    concurrency: { type: 'string' },
-    help: { type: 'boolean', short: 'h' },
-  },
-});
+/** Exit status of a command refused for what it was given (usage, configuration, input). */
+const USAGE_ERROR = 2;
 
-function die(msg: string): never {
+function die(msg: string, status = USAGE_ERROR): never {
   process.stderr.write(`parley: ${msg}\n`);
-  process.exit(2);
+  process.exit(status);
+}
+
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  role: { type: 'string' },
+  password: { type: 'string', short: 'p' },
+  domain: { type: 'string' },
+  prefix: { type: 'string' },
+  count: { type: 'string' },
+  start: { type: 'string' },
+  concurrency: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function parseCommandLine() {
+  try {
+    return parseArgs({ allowPositionals: true, options: OPTIONS });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const message = e instanceof Error ? e.message : String(e);
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      const option = /'([^']+)'/.exec(message)?.[1] ?? message;
+      die(`unknown option '${option}' (parley --help lists the options)`);
+    }
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      // "Option '-c, --config <value>' argument missing", "… argument is ambiguous" (the next word starts with '-'),
+      // or "Option '-h, --help' does not take an argument".
+      const option = /--[\w-]+/.exec(message)?.[0] ?? message;
+      if (/does not take an argument/.test(message)) die(`option '${option}' takes no value (parley --help lists the options)`);
+      if (/ambiguous/.test(message)) die(`option '${option}' needs a value; one that starts with '-' is written ${option}=VALUE`);
+      die(`option '${option}' needs a value (parley --help lists the options)`);
+    }
+    throw e;
+  }
+}
+
+const { values, positionals } = parseCommandLine();
+
+/** A whole-number option, at least `min`; anything else ends the command naming the option. */
+function integerOption(name: 'count' | 'start' | 'concurrency', fallback: number | undefined, min: 0 | 1): number {
+  const raw = values[name];
+  if (raw === undefined) {
+    if (fallback === undefined) die(`give --${name}`);
+    return fallback;
+  }
+  const n = /^\s*\d+\s*$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) die(`--${name} needs a ${min === 1 ? 'positive' : 'non-negative'} integer, not '${raw}'`);
+  return n;
 }
 
 function config(): Config {
@@ -70,27 +109,43 @@ function password(): string {
   return pw;
 }
 
-async function withStore<T>(fn: (accounts: Accounts, domains: Domains, store: Store) => Promise<T>): Promise<T> {
+async function withStore<T>(fn: (accounts: Accounts, domains: Domains, store: Store, cfg: Config) => Promise<T>): Promise<T> {
   const cfg = config();
   setLogLevel('warn');
   const store = await openConfiguredStore(cfg);
   try {
-    return await fn(new Accounts(store, cfg.auth.scramIterations), new Domains(store), store);
+    return await fn(new Accounts(store, cfg.auth.scramIterations), new Domains(store), store, cfg);
   } finally {
     await store.close();
   }
 }
 
-/** The bare JID of an existing account, or the command dies. */
-async function existing(arg: string, accounts: Accounts): Promise<string> {
-  const bare = parseJid(arg).bare;
-  if (!(await accounts.exists(bare))) die(`no account ${arg}`);
-  return bare;
+/** Why `domain` is not served (neither configured nor added at run time), or undefined when it is. */
+async function notServed(domain: string, cfg: Config, domains: Domains): Promise<string | undefined> {
+  const added = await domains.list();
+  if (cfg.domains.includes(domain) || added.includes(domain)) return undefined;
+  return `${domain} is not a served domain (configured: ${cfg.domains.join(', ') || 'none'}; added at run time: ${added.join(', ') || 'none'})`;
+}
+
+/** Creating or changing an account needs a served domain; otherwise the command ends, having written nothing. */
+async function requireServed(domain: string, cfg: Config, domains: Domains): Promise<void> {
+  const why = await notServed(domain, cfg, domains);
+  if (why) die(why);
+}
+
+/**
+ * The bare JID of an existing account, or the command dies. An account left in a domain no longer served still
+ * counts; with none, a domain that is not served is named as the reason.
+ */
+async function existing(arg: string, accounts: Accounts, domains: Domains, cfg: Config): Promise<string> {
+  const j = parseJid(arg);
+  if (!(await accounts.exists(j.bare))) die((await notServed(j.domain, cfg, domains)) ?? `no account ${arg}`);
+  return j.bare;
 }
 
 async function roster(arg: string): Promise<void> {
-  const lines = await withStore(async (a, _, store) => {
-    const bare = await existing(arg, a);
+  const lines = await withStore(async (a, d, store, cfg) => {
+    const bare = await existing(arg, a, d, cfg);
     const out: string[] = [];
     for (const [jid, raw] of [...(await store.hgetall(bare, 'roster'))].sort(([x], [y]) => x.localeCompare(y))) {
       const i = decodeItem(raw);
@@ -145,18 +200,29 @@ to ${cfg.c2s.tcp.host} port ${port}. Ctrl-C stops the server.
 
 async function user(sub: string | undefined, arg: string | undefined): Promise<void> {
   switch (sub) {
-    case 'add':
+    case 'add': {
       if (!arg) die('user add JID');
-      if (!(await withStore((a) => a.add(arg, password())))) die(`${arg} exists already`);
+      const pw = password();
+      if (!(await withStore(async (a, d, _, cfg) => {
+        await requireServed(parseJid(arg).domain, cfg, d);
+        return a.add(arg, pw);
+      }))) die(`${arg} exists already`);
       return console.log(`created ${arg}`);
-    case 'passwd':
+    }
+    case 'passwd': {
       if (!arg) die('user passwd JID');
-      if (!(await withStore((a) => a.setPassword(arg, password())))) die(`no account ${arg}`);
+      const pw = password();
+      if (!(await withStore(async (a, d, _, cfg) => {
+        await requireServed(parseJid(arg).domain, cfg, d);
+        return a.setPassword(arg, pw);
+      }))) die(`no account ${arg}`);
       return console.log(`password changed for ${arg}`);
+    }
     case 'del': {
       if (!arg) die('user del JID');
+      // An account of a domain no longer served can still be deleted; with none there, say the domain is not served.
+      await withStore((a, d, _, cfg) => existing(arg, a, d, cfg));
       const cfg = config();
-      setLogLevel('warn');
       const { existed } = await removeAccountThroughActor(cfg, parseJid(arg).bare, () => openConfiguredStore(cfg));
       if (!existed) die(`no account ${arg}`);
       return console.log(`deleted ${arg} and all its data; its contacts were told`);
@@ -166,25 +232,34 @@ async function user(sub: string | undefined, arg: string | undefined): Promise<v
       return roster(arg);
     case 'blocks':
       if (!arg) die('user blocks JID');
-      for (const j of await withStore(async (a, _, store) => storedBlocklist(store, await existing(arg, a)))) console.log(j);
+      for (const j of await withStore(async (a, d, store, cfg) => storedBlocklist(store, await existing(arg, a, d, cfg)))) console.log(j);
       return;
     case 'vcard': {
       if (!arg) die('user vcard JID');
-      const xml = await withStore(async (a, _, store) => storedVcard(store, await existing(arg, a)));
+      const xml = await withStore(async (a, d, store, cfg) => storedVcard(store, await existing(arg, a, d, cfg)));
       return console.log(xml ?? `# ${arg} has no vCard`);
     }
-    case 'list':
+    case 'list': {
       if (!arg) die('user list DOMAIN');
-      for (const u of await withStore((a) => a.list(arg))) console.log(u);
+      const users = await withStore(async (a, d, _, cfg) => {
+        const list = await a.list(arg);
+        // Accounts left in a domain no longer served are listed; none there, and the domain is named.
+        const why = list.length ? undefined : await notServed(parseJid(arg).domain, cfg, d);
+        if (why) die(why);
+        return list;
+      });
+      for (const u of users) console.log(u);
       return;
+    }
     case 'bulk-add': {
-      const domain = values.domain ?? die('--domain');
+      const domain = values.domain ?? die('give --domain');
       const prefix = values.prefix ?? 'user';
-      const count = Number(values.count ?? die('--count'));
-      const first = Number(values.start ?? 1);
+      const count = integerOption('count', undefined, 1);
+      const first = integerOption('start', 1, 0);
+      const concurrency = integerOption('concurrency', 64, 1);
       const pw = password();
-      const concurrency = Number(values.concurrency ?? 64);
-      const made = await withStore(async (a) => {
+      const made = await withStore(async (a, d, _, cfg) => {
+        await requireServed(parseJid(domain).domain, cfg, d);
         let next = first;
         let n = 0;
         await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -221,9 +296,13 @@ async function domain(sub: string | undefined, arg: string | undefined): Promise
 }
 
 const [cmd, sub, arg] = positionals;
-if (values.help || !cmd) {
+if (values.help || cmd === 'help') {
   console.log(USAGE);
-  process.exit(cmd ? 0 : 2);
+  process.exit(0);
+}
+if (!cmd) {
+  process.stderr.write(`${USAGE}\n`);
+  process.exit(USAGE_ERROR);
 }
 try {
   if (cmd === 'start') await start();
@@ -236,5 +315,6 @@ try {
   } else if (cmd === 'c2s') die('c2s drain NODE');
   else die(`unknown command '${cmd}'\n${USAGE}`);
 } catch (e) {
-  die(e instanceof Error ? e.message : String(e));
+  // A listener that cannot bind: the command was right but could not run here (status 1).
+  die(e instanceof Error ? e.message : String(e), e instanceof ListenError ? 1 : USAGE_ERROR);
 }

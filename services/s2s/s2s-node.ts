@@ -33,6 +33,7 @@ import { S2sConnection, type ConnectionLimits } from './connection.ts';
 import type { DialbackVerdict, PairCheck, S2sContext } from './context.ts';
 import { DialbackKeys, sharedDialbackSecret } from './dialback.ts';
 import { IncomingStream } from './incoming.ts';
+import { listenError } from '../listen-error.ts';
 import { OutgoingStream } from './outgoing.ts';
 import { Route, type RouteOwner } from './route.ts';
 import { envelopeStanza, NS_SERVER } from './stanza.ts';
@@ -125,8 +126,14 @@ export class S2sNode implements S2sContext, RouteOwner {
   async start(): Promise<void> {
     const s2s = this.config.s2s;
     this.dialbackKeys = new DialbackKeys(s2s.dialbackSecret ?? await sharedDialbackSecret(this.o.store));
-    this.servers.push(await this.listen(s2s.listen.host, s2s.listen.port, false));
-    if (s2s.directTls.enabled) this.servers.push(await this.listen(s2s.directTls.host, s2s.directTls.port, true));
+    this.servers.push(await this.listen(s2s.listen.host, s2s.listen.port, false).catch((e: unknown) => {
+      throw listenError('the s2s listener', 's2s.listen', s2s.listen.host, s2s.listen.port, e);
+    }));
+    if (s2s.directTls.enabled) {
+      this.servers.push(await this.listen(s2s.directTls.host, s2s.directTls.port, true).catch((e: unknown) => {
+        throw listenError('the s2s direct TLS listener', 's2s.directTls', s2s.directTls.host, s2s.directTls.port, e);
+      }));
+    }
     await this.o.membership.start();
     this.shards.start();
     await this.o.bus.flush();
