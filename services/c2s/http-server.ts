@@ -14,6 +14,8 @@ import { formatAddress } from './address.ts';
 const log = logger('http');
 // The package is CommonJS with a native addon; createRequire keeps it out of ESM interop.
 const uws = createRequire(import.meta.url)('@trufflesuite/uws-js-unofficial') as typeof UwsTypes;
+/** uWS ListenOptions.LIBUS_LISTEN_EXCLUSIVE_PORT: a port another socket holds is refused, never shared. */
+const EXCLUSIVE_PORT = 1;
 
 /** A request, copied out of uWS: valid for as long as anyone holds it. */
 export interface HttpRequest {
@@ -287,7 +289,11 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
   });
 
   return new Promise((resolve, reject) => {
-    app.listen(opts.host, opts.port, (listenSocket) => {
+    // Without LIBUS_LISTEN_EXCLUSIVE_PORT the socket gets SO_REUSEPORT, and a second process on the same port would
+    // silently share it instead of failing; the typings lack the (host, port, options, handler) form.
+    type ListenHandler = (listenSocket: UwsTypes.us_listen_socket | false) => void;
+    const listenExclusive = app.listen as unknown as (host: string, port: number, options: number, handler: ListenHandler) => unknown;
+    listenExclusive.call(app, opts.host, opts.port, EXCLUSIVE_PORT, (listenSocket) => {
       if (!listenSocket) return reject(new Error(`cannot listen on ${opts.host}:${opts.port}`));
       const port = uws.us_socket_local_port(listenSocket as unknown as UwsTypes.us_socket);
       let closed = false;

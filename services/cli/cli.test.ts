@@ -5,8 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
+import type * as UwsTypes from '@trufflesuite/uws-js-unofficial';
 import { tempDir } from '../../test/support/servers.ts';
 
 const BIN = join(import.meta.dirname, '../../bin/parley.mjs');
@@ -143,5 +145,23 @@ test('a listener whose port is taken is named, with the key that moves it', asyn
     }
   } finally {
     server.close();
+  }
+});
+
+test('the HTTP listener does not share its port with another HTTP server that allows sharing', async () => {
+  // uWS binds with SO_REUSEPORT unless asked not to: a second process would then take half the connections in silence.
+  const uws = createRequire(import.meta.url)('@trufflesuite/uws-js-unofficial') as typeof UwsTypes;
+  const { server, port: probe } = await holdPort();
+  await new Promise<void>((r) => server.close(() => r()));
+  const app = uws.App();
+  const socket = await new Promise<UwsTypes.us_listen_socket>((resolve, reject) => {
+    app.listen('127.0.0.1', probe, (s) => (s ? resolve(s) : reject(new Error(`cannot hold port ${probe}`))));
+  });
+  try {
+    const config = configFile('metrics: { port: 0 }\nc2s:\n  tcp: { port: 0 }\n  http: { enabled: true }\n');
+    refusedWith(await parley(['start', '--config', config], { PARLEY_C2S__HTTP__PORT: String(probe) }), 1,
+      `the HTTP listener (WebSocket, BOSH) cannot bind 127.0.0.1:${probe} (address in use): set c2s.http.port`);
+  } finally {
+    uws.us_listen_socket_close(socket);
   }
 });
