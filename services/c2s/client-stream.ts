@@ -627,6 +627,7 @@ export class ClientStream {
         return this.smToActor('sm-resend', { from: this.sm.written + 1 });
       case 'write':
         this.write(env);
+        if (env.track !== undefined) this.sm.noteDelivered(env.track[0], env.track[1]);
         if (this.sm.wrote(n, Date.now()) && this.state.name === 'established') this.t.send(smElement.r());
     }
   }
@@ -635,6 +636,9 @@ export class ClientStream {
   smControl(env: Envelope): void {
     const d = env.data as Record<string, unknown>;
     switch (env.op) {
+      case 'sm-delivered?':
+        // A new owner of the account: what this client already has from other accounts' managed sessions.
+        return this.smToActor('sm-delivered', { marks: [...this.sm.delivered], written: this.sm.on ? this.sm.written : 0 });
       case 'sm-enabled':
         if (this.sm.state !== 'enabling' || this.state.name !== 'established') return;
         this.flushHeld(); // what CSI held before stream management: it goes out uncounted, before <enabled/>

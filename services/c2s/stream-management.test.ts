@@ -81,3 +81,16 @@ test('unconfirmed client stanzas: ask after confirmAfterMs, resend after resendA
   assert.equal(alone.confirmDue(1000), 'ask');
   assert.equal(alone.confirmDue(3000), 'ask', 'the in-process bus loses nothing: ask again, never resend');
 });
+
+test('what was written of other accounts\' managed messages: the last number per sending session, for an account\'s next owner, bounded', () => {
+  const sm = new StreamManagement(cfg);
+  sm.noteDelivered('a', 3);
+  sm.noteDelivered('b', 7);
+  sm.noteDelivered('a', 2); // an older one written again (a resend): the mark stays
+  sm.noteDelivered('a', 5);
+  assert.deepEqual([...sm.delivered], [['b', 7], ['a', 5]], 'the last updated last');
+  for (let i = 0; i < 2000; i++) sm.noteDelivered(`s${i}`, 1);
+  assert.equal(sm.delivered.size, 1024, 'bounded: the longest-quiet senders go');
+  assert.equal(sm.delivered.has('b'), false);
+  assert.equal(sm.delivered.get('s1999'), 1);
+});

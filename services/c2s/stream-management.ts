@@ -50,6 +50,9 @@ export function tooHigh(h: number, sent: number): StreamError {
 export type NumberedVerdict = 'write' | 'duplicate' | 'gap';
 
 /** The counters of one managed connection; the stream decides what to do with the verdicts. */
+/** Sending sessions remembered per stream (`StreamManagement.delivered`). */
+const MAX_DELIVERED_SOURCES = 1024;
+
 export class StreamManagement {
   state: 'off' | 'enabling' | 'resuming' | 'on' = 'off';
   resumable = false;
@@ -79,6 +82,28 @@ export class StreamManagement {
   private progressAt = 0;
   /** Resends in a row without progress: each doubles the wait before the next (a busy actor is late, not lost). */
   private resends = 0;
+
+  /**
+   * Per sending session (services/session/tracked.ts), the number of the last tracked message written to this
+   * client. A new owner of the account asks for it (`sm-delivered?`): what its predecessor delivered, but could not
+   * store before a failover, must not be applied and delivered again.
+   */
+  readonly delivered = new Map<string, number>();
+
+  /** A tracked message from session `src`, number `n`, was written to the client. */
+  noteDelivered(src: string, n: number): void {
+    const cur = this.delivered.get(src);
+    if (cur !== undefined && cur >= n) return;
+    if (cur === undefined && this.delivered.size >= MAX_DELIVERED_SOURCES) {
+      // The longest-quiet sender goes (insertion order: re-inserted on every update below).
+      for (const k of this.delivered.keys()) {
+        this.delivered.delete(k);
+        break;
+      }
+    }
+    this.delivered.delete(src);
+    this.delivered.set(src, n);
+  }
 
   /** `resendable`: the bus can lose what is sent (NATS); false in one process. */
   constructor(private readonly cfg: Config['streamManagement'], private readonly resendable = true) {}

@@ -13,6 +13,16 @@ import type { Bytes } from '../../libs/store/store.ts';
 export const OP_ROUTED = 'sm-routed';
 /** The account's collection of marks: sending session's id → [last number applied, when]. */
 export const SEEN = 'seen';
+/**
+ * A new owner of an account asks each connection what tracked messages it already wrote to its client
+ * (`OP_DELIVERED_ASK` to the c2s, `OP_DELIVERED` back, services/c2s/stream-management.ts): a predecessor that
+ * delivered a message and lost its write in a failover must not have it applied and delivered again. Tracked
+ * messages wait until every connection answered, or `DELIVERED_WAIT_MS`.
+ */
+export const OP_DELIVERED_ASK = 'sm-delivered?';
+export const OP_DELIVERED = 'sm-delivered';
+export const OP_DELIVERED_OVER = 'delivered-wait-over';
+export const DELIVERED_WAIT_MS = 1000;
 
 export type SeenVerdict = 'apply' | 'again' | 'gap';
 
@@ -52,6 +62,12 @@ export class SeenMarks {
   applied(src: string, n: number, now: number): Bytes {
     this.marks.set(src, n);
     return pack([n, now]);
+  }
+
+  /** What the previous owner delivered (a connection says so): at least `n` from `src` was applied. The value to store, or undefined. */
+  raise(src: string, n: number, now: number): Bytes | undefined {
+    if (n <= (this.marks.get(src) ?? 0)) return undefined;
+    return this.applied(src, n, now);
   }
 
   get size(): number {

@@ -19,7 +19,7 @@ import { hasFrom, hasTo, inbound as inboundTransition, outbound as outboundTrans
 import type { AccountContext, AccountState, Contact, FilteredStanza, FilterVerdict, ServerContext, StanzaFilter, UnavailableEvent } from './module.ts';
 import { MessageEvent, type Delivery, type DeliveryMark, type DetachReason, type MessageHooks } from './module.ts';
 import type { SessionServices } from './services.ts';
-import { OP_ROUTED, SEEN, SeenMarks } from './tracked.ts';
+import { DELIVERED_WAIT_MS, OP_DELIVERED, OP_DELIVERED_ASK, OP_DELIVERED_OVER, OP_ROUTED, SEEN, SeenMarks } from './tracked.ts';
 
 const log = logger('user');
 
@@ -83,6 +83,9 @@ export class UserActor extends Actor implements AccountContext {
   private lastMark: Promise<unknown> = Promise.resolve();
   /** The tracked message being applied, and its mark until a delivery stores it. */
   private applying: { src: string; n: number; mark: DeliveryMark } | undefined;
+  /** Tracked messages waiting for the connections to say what they delivered before this actor started (tracked.ts). */
+  private stashed: Envelope[] | undefined;
+  private deliveredAnswers = 0;
   private rosterVer = 0;
   private offlineCount = 0;
   private pushSeq = 0;
@@ -163,6 +166,45 @@ export class UserActor extends Actor implements AccountContext {
       if (!this.layerDetached(resource, s.sid, 'lost')) await this.endSession(resource, s);
     }
     await this.activatedHooks();
+    this.askDelivered();
+  }
+
+  /**
+   * Connections that outlived the previous owner (a failover, a handoff) may hold tracked messages it delivered
+   * but could not store: ask each what it has, and hold tracked messages until they answered (tracked.ts).
+   */
+  private askDelivered(): void {
+    if (this.sessions.size === 0) return;
+    this.stashed = [];
+    this.deliveredAnswers = this.sessions.size;
+    for (const s of this.sessions.values()) this.svc.router.control(s.node, s.sid, OP_DELIVERED_ASK);
+    this.later(DELIVERED_WAIT_MS, OP_DELIVERED_OVER);
+  }
+
+  /** A connection's answer (or the wait is over): raise the marks, then apply what waited, in order. */
+  private async delivered(marks: ReadonlyArray<[string, number]> | undefined): Promise<void> {
+    if (this.stashed === undefined) return;
+    const now = Date.now();
+    const b = this.svc.store.batch(this.bare);
+    let raised = 0;
+    for (const [src, n] of marks ?? []) {
+      const value = this.seen.raise(src, n, now);
+      if (value === undefined) continue;
+      b.hset(SEEN, src, value);
+      raised++;
+    }
+    if (raised > 0) {
+      log.info('a connection had messages its account\'s previous owner delivered but did not store; not applying them again', { account: this.bare, senders: raised });
+      this.lastMark = b.exec();
+      this.background(this.lastMark, 'storing delivery marks a connection reported');
+    }
+    if (marks !== undefined && --this.deliveredAnswers > 0) return;
+    const waiting = this.stashed;
+    this.stashed = undefined;
+    for (const env of waiting) {
+      const r = this.trackedInbound(env);
+      if (r) await r;
+    }
   }
 
   protected handle(env: Envelope): void | Promise<void> {
@@ -177,6 +219,7 @@ export class UserActor extends Actor implements AccountContext {
    * session's order, and confirmed to the sender's actor once what it wrote here is stored.
    */
   private trackedInbound(env: Envelope): void | Promise<void> {
+    if (this.stashed !== undefined) return void this.stashed.push(env);
     const track = env.track!;
     const verdict = this.seen.verdict(track);
     if (verdict === 'gap') return; // an earlier one is missing: the sender sends both again, in order
@@ -271,6 +314,13 @@ export class UserActor extends Actor implements AccountContext {
       case 'unbind': return this.unbind(env.sid, String((env.data as { resource: string }).resource), (env.data as { closed?: boolean }).closed === true);
       case 'undeliverable': return this.undeliverable(env);
       case 'remove-account': return this.removeOnRequest(env);
+      case OP_DELIVERED: {
+        // The session layer numbers on after what the connection wrote (sm/index.ts), before what waited is applied.
+        const r = this.moduleControl(env);
+        const marks = (env.data as { marks?: Array<[string, number]> }).marks ?? [];
+        return r ? r.then(() => this.delivered(marks)) : this.delivered(marks);
+      }
+      case OP_DELIVERED_OVER: return this.delivered(undefined);
       default: return this.moduleControl(env);
     }
   }
@@ -1058,7 +1108,11 @@ export class UserActor extends Actor implements AccountContext {
 
   transmit(resource: string, d: Delivery, tag?: unknown): void {
     const s = this.sessions.get(resource);
-    if (s) this.svc.toC2s(s.node, envelope({ kind: d.kind, dir: 'deliver', sid: s.sid, from: d.from, to: d.to, type: d.type, xml: d.xml, t: d.t, data: tag }));
+    if (!s) return;
+    const env = envelope({ kind: d.kind, dir: 'deliver', sid: s.sid, from: d.from, to: d.to, type: d.type, xml: d.xml, t: d.t, data: tag });
+    // The connection notes what it wrote of a tracked message, for this account's next owner (askDelivered).
+    if (d.track !== undefined) env.track = d.track;
+    this.svc.toC2s(s.node, env);
   }
 
   toAccount(bare: string, env: Envelope): void {

@@ -104,21 +104,14 @@ const cases: (CaseSpec & { key: Case })[] = [
 
 export type Case = 'a' | 'b' | 'c' | 'd' | 'e' | 'f';
 
-/**
- * Register the case as this file's test. `knownDuplicates`: a known defect (docs/architecture.md) lets up to this
- * many messages be delivered twice; they are reported, and more fail the case like any other broken promise.
- */
-export function chaosTest(key: Case, opts: { knownDuplicates?: number } = {}): void {
+/** Register the case as this file's test. */
+export function chaosTest(key: Case): void {
   const spec = cases.find((c) => c.key === key)!;
   after(stopAll);
   test(`chaos ${spec.title} (${TIMING.clients} clients with stream management, ${TIMING.clients} without${LONG ? ', long' : ''})`,
     { timeout: LONG ? 900_000 : 170_000 }, async () => {
       const r = await runCase(spec);
       console.log(r.lines.map((l) => `# chaos ${l}`).join('\n'));
-      const dups = r.sm.dupAfterAck;
-      const tolerated = opts.knownDuplicates !== undefined && dups > 0 && dups <= opts.knownDuplicates;
-      if (tolerated) console.log(`# chaos   known defect: ${dups} delivered twice (at most ${opts.knownDuplicates} tolerated; docs/architecture.md)`);
-      const violations = tolerated ? r.violations.filter((v) => !v.startsWith(`${dups} messages delivered again after`)) : r.violations;
-      assert.deepEqual(violations, [], `${spec.title}: the managed clients saw the server break its promises`);
+      assert.deepEqual(r.violations, [], `${spec.title}: the managed clients saw the server break its promises`);
     });
 }

@@ -295,6 +295,21 @@ function confirmedSync(req: ControlRequest): void {
   confirmedBefore(account, found[0], found[1], (req.data as { h: number }).h, persist);
 }
 
+/**
+ * A new owner of the account asked the connection what it already wrote (services/session/tracked.ts): number on
+ * from there. What the previous owner numbered and sent but could not store in a failover is with the client; a
+ * number given again would be dropped by the connection as one it wrote, and its stanza lost.
+ */
+function writtenBefore(req: ControlRequest): void {
+  const found = ownResource(req.account.state(streamManagement), req.sid);
+  if (!found) return;
+  const [resource, s] = found;
+  const written = Number((req.data as { written?: number }).written ?? 0);
+  if (written <= s.out) return;
+  log.info('the connection had stanzas its account\'s previous owner numbered but did not store; numbering on after them', { account: req.account.bare, resource, stored: s.out, written });
+  s.out = written;
+}
+
 /** A message this session routed was applied (and stored) by its recipient's actor. */
 function routeOk(req: ControlRequest): void {
   const { src, n } = req.data as { src: string; n: number };
@@ -525,6 +540,7 @@ export default defineModule({
     'sm-enable': enable,
     'sm-r': barrier,
     'sm-confirmed': confirmedSync,
+    'sm-delivered': writtenBefore,
     [OP_ROUTED]: routeOk,
     'sm-ack': ack,
     'sm-csi': csi,
