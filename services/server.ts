@@ -22,6 +22,7 @@ import { MemoryStore } from '../libs/store/memory-store.ts';
 import { overlayStore } from '../libs/store/overlay.ts';
 import type { Store } from '../libs/store/store.ts';
 import { loadOrCreateCertificate, secureContext } from '../libs/tls/index.ts';
+import { RedisAuthCounters } from './c2s/auth-throttle.ts';
 import { C2sNode, newNodeId } from './c2s/c2s-node.ts';
 import { listenError } from './listen-error.ts';
 import { watchReadiness } from './readiness.ts';
@@ -176,6 +177,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
     c2s = new C2sNode({
       nodeId, config, bus, subjects, hosts, accounts, tls: secureContext(cert),
       sessionNodes: () => sessionMembers.members(),
+      // A cluster counts failed logins in Redis, so that every connection manager throttles the same addresses.
+      authCounters: redis && config.store.kind === 'redis' ? new RedisAuthCounters(redis, config.store.keyPrefix) : undefined,
       metrics: {
         auth: (m, ok) => metrics.auth.labels(m, ok ? 'success' : 'failure').inc(),
         stanzaIn: (k) => metrics.stanzaIn(k),

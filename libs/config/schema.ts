@@ -110,6 +110,33 @@ export const configSchema = z.object({
     pingTimeoutSeconds: z.number().positive().default(30),
     /** Failed SASL attempts before the stream is closed. */
     maxAuthFailures: z.number().int().positive().default(3),
+    /**
+     * Brute-force protection: failed logins counted per client address and per account (in Redis in a cluster,
+     * shared by every connection manager). Past `addressBackoffAfter` / `accountBackoffAfter` failures in the window
+     * each further failure is answered after an exponential back-off; past `maxFailuresPerAddress` the address is
+     * blocked for `blockSeconds`. An account is never locked, only slowed.
+     */
+    authThrottle: z.object({
+      enabled: z.boolean().default(true),
+      /** Seconds failures are remembered, from the first failure of a series (a fixed window). */
+      windowSeconds: z.number().int().positive().default(300),
+      /** Failures from one address after which its further failures are answered with back-off. */
+      addressBackoffAfter: z.number().int().min(0).default(5),
+      /** Failures from one address after which it is blocked; 0: never blocked. */
+      maxFailuresPerAddress: z.number().int().min(0).default(20),
+      /** Seconds an address stays blocked. */
+      blockSeconds: z.number().int().positive().default(900),
+      /** Failures for one account (from anywhere) after which its further failures are answered with back-off. */
+      accountBackoffAfter: z.number().int().min(0).default(5),
+      /** The first back-off; each further failure doubles it. */
+      backoffBaseMs: z.number().int().positive().default(1000),
+      /** The longest back-off. */
+      backoffMaxMs: z.number().int().positive().default(30_000),
+      /** IPv6 clients are counted per network of this prefix length (one host usually holds a whole /64). */
+      ipv6PrefixLength: z.number().int().min(1).max(128).default(64),
+      /** Addresses and accounts tracked at once in one process (the embedded mode); the oldest are forgotten first. */
+      maxTracked: z.number().int().positive().default(100_000),
+    }).default({}),
     /** Certificates per domain (PEM files), chosen by TLS SNI on every TLS listener; `tls` above is the fallback. */
     certificates: z.record(z.string(), z.object({ cert: z.string(), key: z.string() })).default({}),
     /** XEP-0368 direct TLS: TLS from the first byte (ALPN 'xmpp-client'), usually on 5223. */

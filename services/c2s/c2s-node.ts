@@ -12,6 +12,7 @@ import { ownerOf, shardOf } from '../../libs/cluster/shards.ts';
 import type { Config } from '../../libs/config/schema.ts';
 import { StreamError, type StanzaErrorCondition, type StreamErrorCondition } from '../../libs/errors/index.ts';
 import { logger } from '../../libs/log/index.ts';
+import { AuthThrottle, MemoryAuthCounters, type AuthCounters } from './auth-throttle.ts';
 import { loadDomainCertificates } from './certificates.ts';
 import { ClientStream, unavailableError } from './client-stream.ts';
 import type { BindResult, C2sContext, C2sMetrics } from './context.ts';
@@ -35,6 +36,8 @@ export interface C2sNodeOptions {
   metrics: C2sMetrics;
   /** The live session processes (for envelopes sent by way of their holder); none known: by shard subject. */
   sessionNodes?: () => readonly string[];
+  /** Where failed logins are counted (a cluster: Redis, shared by every connection manager); by default in this process. */
+  authCounters?: AuthCounters;
 }
 
 export class C2sNode implements C2sContext {
@@ -43,6 +46,7 @@ export class C2sNode implements C2sContext {
   readonly accounts: Accounts;
   readonly metrics: C2sMetrics;
   readonly nodeId: string;
+  readonly authThrottle: AuthThrottle;
   private readonly streams = new Map<string, ClientStream>();
   private readonly pendingBinds = new Map<string, { resolve: (r: BindResult) => void; timer: NodeJS.Timeout }>();
   private servers: Server[] = [];
@@ -65,6 +69,8 @@ export class C2sNode implements C2sContext {
     this.accounts = o.accounts;
     this.metrics = o.metrics;
     this.nodeId = o.nodeId;
+    const throttle = o.config.c2s.authThrottle;
+    this.authThrottle = new AuthThrottle(throttle, o.authCounters ?? new MemoryAuthCounters(throttle.maxTracked));
   }
 
   get connections(): number {

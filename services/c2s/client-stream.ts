@@ -10,6 +10,7 @@ import { normalizeLocal, normalizeResource, tryParseJid } from '../../libs/jid/i
 import { logger } from '../../libs/log/index.ts';
 import { child, el, text, type Element } from '../../libs/xml/element.ts';
 import { serialize } from '../../libs/xml/serialize.ts';
+import { blockedText, type Standing } from './auth-throttle.ts';
 import type { C2sContext } from './context.ts';
 import { CsiQueue, NS_CSI } from './csi.ts';
 import { NS_SM, parseH, smElement, StreamManagement } from './stream-management.ts';
@@ -51,6 +52,7 @@ export function unavailableError(why: string): StreamError {
 
 export type C2sState =
   | { name: 'wait-stream' }
+  | { name: 'checking' }
   | { name: 'wait-auth' }
   | { name: 'wait-tls' }
   | { name: 'wait-sasl-response'; sasl: SaslSession }
@@ -70,6 +72,12 @@ export class ClientStream {
   jid = '';
   bare = '';
   private authFailures = 0;
+  /** The address's login failures (auth-throttle.ts), read at the first stream header; updated by this stream's own failures. */
+  private standing: Standing | undefined;
+  /** The account the current SASL exchange names, once its mechanism has looked it up. */
+  private tried = '';
+  /** A SASL attempt or answer held back by the login throttle. */
+  private throttleTimer: NodeJS.Timeout | undefined;
   private readonly csi = new CsiQueue();
   private mechanism = '';
   /** Stanzas that arrived while an async step was pending (pipelining clients). */
@@ -131,13 +139,30 @@ export class ClientStream {
     if (attrs.version === undefined || !attrs.version.startsWith('1.')) return this.fail(new StreamError('unsupported-version', 'XMPP 1.0 streams only'));
 
     if (!this.authenticated) {
-      this.t.send(serialize(el('stream:features', {}, ...this.preAuthFeatures())));
-      this.state = { name: 'wait-auth' };
+      if (this.standing === undefined && this.ctx.authThrottle.enabled) {
+        // One read per connection: a blocked address is refused here, before anything costs.
+        this.state = { name: 'checking' };
+        this.ctx.authThrottle.standing(this.t.remoteAddress).then((st) => {
+          if (this.state.name !== 'checking') return;
+          this.standing = st;
+          this.offerAuth();
+        }).catch(this.broken('reading login failures'));
+        return;
+      }
+      this.offerAuth();
     } else {
       const sm = this.smOffered;
       this.t.send(serialize(el('stream:features', {}, ...POST_AUTH_FEATURES.filter((f) => sm || !f.sm).map((f) => f.element))));
       this.state = { name: 'wait-bind' };
     }
+  }
+
+  private offerAuth(): void {
+    const blocked = blockedText(this.standing);
+    if (blocked) return this.fail(new StreamError('policy-violation', blocked));
+    this.t.send(serialize(el('stream:features', {}, ...this.preAuthFeatures())));
+    this.state = { name: 'wait-auth' };
+    this.releaseHeld();
   }
 
   /** TLS may be skipped only on loopback (when allowed) or when not required at all. */
@@ -174,6 +199,7 @@ export class ClientStream {
         return this.preAuth(e);
       case 'wait-sasl-response':
         return this.saslResponse(s.sasl, e);
+      case 'checking':
       case 'sasl-pending':
       case 'binding':
         this.held.push(e);
@@ -205,12 +231,22 @@ export class ClientStream {
     }
     if (e.name === 'auth' && e.attrs.xmlns === NS_SASL) {
       if (!this.tlsSatisfied) return this.fail(new StreamError('policy-violation', 'TLS is required before authentication'));
-      const mech = e.attrs.mechanism ?? '';
-      const sasl = this.mechanisms().includes(mech) ? createSaslSession(mech, (u) => this.ctx.accounts.credentials(`${u}@${this.domain}`), { domain: this.domain }) : undefined;
-      if (!sasl) return this.saslFailure('invalid-mechanism', `mechanism '${mech}' is not offered`);
-      this.mechanism = mech;
-      const body = text(e);
-      return this.saslStep(sasl, body === '=' ? Buffer.alloc(0) : Buffer.from(body, 'base64'));
+      // What this process learnt since the stream opened counts too (a block started by another stream).
+      const known = this.ctx.authThrottle.current(this.t.remoteAddress);
+      const blocked = blockedText(this.standing) ?? blockedText(known);
+      if (blocked) return this.saslFailure('temporary-auth-failure', blocked);
+      // The address is in back-off: this attempt waits it out before anything is computed.
+      const wait = Math.max(this.standing?.retryAt ?? 0, known.retryAt) - Date.now();
+      if (wait > 0) {
+        this.state = { name: 'sasl-pending' };
+        this.throttleTimer = setTimeout(() => {
+          if (this.state.name !== 'sasl-pending') return;
+          this.state = { name: 'wait-auth' };
+          this.auth(e);
+        }, wait);
+        return;
+      }
+      return this.auth(e);
     }
     if (e.name === 'iq' && child(e, 'query', NS_REGISTER) && this.tlsSatisfied) {
       // XEP-0077: account creation is the one iq answered before authentication.
@@ -229,6 +265,20 @@ export class ClientStream {
     }
     if (e.name === 'message' || e.name === 'presence' || e.name === 'iq') return this.fail(new StreamError('not-authorized', 'authenticate first'));
     this.fail(new StreamError('unsupported-stanza-type', `<${e.name}/> is not expected before authentication`));
+  }
+
+  private auth(e: Element): void {
+    const mech = e.attrs.mechanism ?? '';
+    this.tried = '';
+    const lookup = (u: string) => {
+      this.tried = `${u}@${this.domain}`;
+      return this.ctx.accounts.credentials(this.tried);
+    };
+    const sasl = this.mechanisms().includes(mech) ? createSaslSession(mech, lookup, { domain: this.domain }) : undefined;
+    if (!sasl) return this.saslFailure('invalid-mechanism', `mechanism '${mech}' is not offered`);
+    this.mechanism = mech;
+    const body = text(e);
+    return this.saslStep(sasl, body === '=' ? Buffer.alloc(0) : Buffer.from(body, 'base64'));
   }
 
   private saslResponse(sasl: SaslSession, e: Element): void {
@@ -261,7 +311,7 @@ export class ClientStream {
         this.state = { name: 'wait-sasl-response', sasl };
         break;
       case 'failure':
-        return this.saslFailure(r.condition, r.text);
+        return this.authFailed(r.condition, r.text);
       case 'success': {
         this.user = normalizeLocal(r.username);
         this.ctx.metrics.auth(this.mechanism, true);
@@ -272,6 +322,29 @@ export class ClientStream {
       }
     }
     this.releaseHeld();
+  }
+
+  /**
+   * A SASL exchange failed: logged and counted for the address and the account
+   * (the server's own temporary-auth-failure is not the client's), and
+   * answered once their back-off has passed; the failure that blocks the
+   * address ends the stream.
+   */
+  private authFailed(condition: string, textMsg?: string): void {
+    if (condition === 'temporary-auth-failure') return this.saslFailure(condition, textMsg);
+    this.ctx.authThrottle.failed(this.t.remoteAddress, this.tried, this.mechanism, condition).then((v) => {
+      if (this.state.name !== 'sasl-pending') return;
+      this.standing = v.standing;
+      const answer = () => {
+        if (this.state.name !== 'sasl-pending') return;
+        this.saslFailure(condition, textMsg);
+        const blocked = blockedText(this.standing);
+        if (blocked) this.fail(new StreamError('policy-violation', blocked));
+      };
+      const wait = v.answerAt - Date.now();
+      if (wait > 0) this.throttleTimer = setTimeout(answer, wait);
+      else answer();
+    }).catch(this.broken('counting a failed login'));
   }
 
   private saslFailure(condition: string, textMsg?: string): void {
@@ -322,7 +395,7 @@ export class ClientStream {
   }
 
   private releaseHeld(): void {
-    while (this.held.length && this.state.name !== 'binding' && this.state.name !== 'sasl-pending' && this.state.name !== 'closed') {
+    while (this.held.length && this.state.name !== 'binding' && this.state.name !== 'sasl-pending' && this.state.name !== 'checking' && this.state.name !== 'closed') {
       this.onStanza(this.held.shift()!);
     }
   }
@@ -485,6 +558,7 @@ export class ClientStream {
     const wasBound = this.jid !== '';
     this.state = { name: 'closed' };
     if (this.authTimer) clearTimeout(this.authTimer);
+    if (this.throttleTimer) clearTimeout(this.throttleTimer);
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
     this.ctx.ended(this, wasBound && unbind, this.resource, closed);
   }

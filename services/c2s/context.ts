@@ -4,6 +4,7 @@ import type { HostedDomains } from '../../libs/accounts/hosts.ts';
 import type { Envelope } from '../../libs/bus/envelope.ts';
 import type { Config } from '../../libs/config/schema.ts';
 import type { StanzaErrorCondition } from '../../libs/errors/index.ts';
+import type { AuthThrottle } from './auth-throttle.ts';
 import type { ClientStream } from './client-stream.ts';
 
 export type BindResult = { resource: string } | { condition: StanzaErrorCondition; text?: string };
@@ -20,6 +21,8 @@ export interface C2sContext {
   readonly hosts: HostedDomains;
   readonly accounts: Accounts;
   readonly metrics: C2sMetrics;
+  /** Failed logins per address and account: back-off and blocks (auth-throttle.ts). */
+  readonly authThrottle: AuthThrottle;
   /** Publish an envelope to the actor of a bare JID. */
   toActor(bare: string, env: Envelope): void;
   /** The same, by way of the session process holding the actor's shard; order is the caller's to restore. */
