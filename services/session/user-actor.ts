@@ -728,9 +728,10 @@ export class UserActor extends Actor implements AccountContext {
       return this.bounce(env, new StanzaError('service-unavailable', enabled ? 'the recipient is offline and their message store is full' : 'the recipient is not online'));
     }
     const stanza = parseFragment(env.xml);
-    // Stored again (handed back from a session that was gone): keep the first stamp.
+    // Stored again (handed back from a session that was gone): keep the first stamp. The stamp is when the message
+    // reached the server (`t`), not when a session that did not acknowledge it ended.
     if (!stanza.children.some((c) => typeof c !== 'string' && c.name === 'delay' && c.attrs.xmlns === NS_DELAY && c.attrs.from === domainPart(this.bare))) {
-      stanza.children.push(el('delay', { xmlns: NS_DELAY, from: domainPart(this.bare), stamp: new Date().toISOString() }, 'Offline Storage'));
+      stanza.children.push(el('delay', { xmlns: NS_DELAY, from: domainPart(this.bare), stamp: new Date(env.t > 0 ? env.t : Date.now()).toISOString() }, 'Offline Storage'));
     }
     this.offlineCount++;
     this.svc.counters?.offline('stored', 1);

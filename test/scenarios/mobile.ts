@@ -444,6 +444,7 @@ export function multiDeviceScenarios(deployment: () => Deployment): void {
       await alice.xmpp.send(xml('a', { xmlns: NS_SM, h: String(alice.sm.inbound) }));
       await sleep(200);
       await alice.drop();
+      const sentOnce1 = Date.now();
       await bob.send(chat(`${jid(a)}/phone`, 'once 1'));
       await bob.waitFor(presenceFrom(jid(a), 'unavailable'), 8000);
       await bob.send(chat(jid(a), 'once 2'));
@@ -457,6 +458,9 @@ export function multiDeviceScenarios(deployment: () => Deployment): void {
         const got = again.received.filter((s) => s.getChildText('body')?.startsWith('once '));
         assert.deepEqual(got.map((s) => s.getChildText('body')), ['once 1', 'once 2'], 'from offline storage, once each');
         assert.deepEqual(got.map((s) => s.getChild('stanza-id', 'urn:xmpp:sid:0')?.attrs.id), all.results.slice(1).map(resultId), 'with the archive ids');
+        // Stored when the window closed (2 s later), stamped when it reached the server.
+        const stamp = Date.parse(got[0].getChild('delay', 'urn:xmpp:delay')?.attrs.stamp ?? '');
+        assert.ok(Math.abs(stamp - sentOnce1) < 1000, `delay stamp ${new Date(stamp).toISOString()}: when 'once 1' reached the server (${new Date(sentOnce1).toISOString()}), not when the session ended`);
       } finally {
         await again.stop();
       }
