@@ -12,7 +12,7 @@ import { NatsBus, natsServers } from '../libs/bus/nats.ts';
 import { MemoryLeaseTable, RedisLeaseTable, type LeaseTable } from '../libs/cluster/lease.ts';
 import { RedisMembership, StaticMembership, type Membership } from '../libs/cluster/membership.ts';
 import type { Config } from '../libs/config/schema.ts';
-import { logger, throttledWarn } from '../libs/log/index.ts';
+import { logger, setLogContext, setLogFormat, throttledWarn } from '../libs/log/index.ts';
 import { Metrics, serveMetrics } from '../libs/metrics/index.ts';
 import { connectRedis, openStore, type RedisClient } from '../libs/store/index.ts';
 import { instrumentStore } from '../libs/store/instrumented.ts';
@@ -65,6 +65,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
   if (!embedded && config.store.kind !== 'redis') throw new Error('a cluster (NATS bus) keeps its state in Redis: set store.kind to "redis"');
   if (config.role === 's2s' && !config.s2s.enabled) throw new Error('the s2s role runs federation: set s2s.enabled to true');
   const nodeId = config.nodeId ?? (embedded ? 'embedded' : newNodeId(config.role));
+  // The process's entries say which process wrote them (log.level is applied by `parley start`, before this).
+  setLogFormat(config.log.format);
+  setLogContext({ role: config.role, node: nodeId });
   const runsC2s = config.role === 'all' || config.role === 'c2s';
   const runsSession = config.role === 'all' || config.role === 'session';
   const runsS2s = config.s2s.enabled && (config.role === 'all' || config.role === 's2s');

@@ -29,7 +29,11 @@ export const configSchema = z.object({
   domains: z.array(z.string()).default(['localhost']),
   /** How often every process re-reads the domains added at run time. */
   domainRefreshSeconds: z.number().positive().default(10),
-  log: z.object({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).default({}),
+  log: z.object({
+    level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+    /** `text`: `time level component: message key=value…`; `json`: one object per line (docs/configuration.md). */
+    format: z.enum(['text', 'json']).default('text'),
+  }).default({}),
 
   bus: z.discriminatedUnion('kind', [
     z.object({ kind: z.literal('inprocess') }),

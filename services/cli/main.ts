@@ -4,7 +4,7 @@ import { unpack } from 'msgpackr';
 import { Accounts, Domains } from '../../libs/accounts/index.ts';
 import { ConfigError, loadConfig, type Config } from '../../libs/config/index.ts';
 import { parseJid } from '../../libs/jid/index.ts';
-import { setLogLevel } from '../../libs/log/index.ts';
+import { setLogContext, setLogFormat, setLogLevel } from '../../libs/log/index.ts';
 import type { Store } from '../../libs/store/store.ts';
 import { requestDrain } from '../c2s/drain.ts';
 import { removeAccountThroughActor } from '../session/admin.ts';
@@ -163,6 +163,8 @@ async function roster(arg: string): Promise<void> {
 async function start(): Promise<void> {
   const cfg = config();
   setLogLevel(cfg.log.level);
+  setLogFormat(cfg.log.format);
+  setLogContext({ role: cfg.role, node: cfg.nodeId });
   // Faults nobody handled (services/process-faults.ts): counted from the start, into the metric once it exists.
   const early = new Map<ProcessFault, number>();
   let metrics: Metrics | undefined;
