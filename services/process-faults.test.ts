@@ -39,7 +39,7 @@ setTimeout(async () => {
 `);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /still running; parley_process_faults_total\{kind="unhandledRejection"\} 1/);
-  assert.match(r.stderr, /error process: unhandled promise rejection .* error=Error: redis went away/);
+  assert.match(r.stderr, /error process: unhandled promise rejection .* error="Error: redis went away"/);
   assert.match(r.stderr, /at persistRecord/, 'the stack says where');
 });
 
@@ -51,6 +51,6 @@ setTimeout(() => process.stdout.write('never printed\\n'), 200);
   assert.equal(r.status, 1);
   assert.match(r.stdout, /counted uncaughtException/);
   assert.doesNotMatch(r.stdout, /never printed/);
-  assert.match(r.stderr, /error process: uncaught exception; exiting.* error=TypeError: state is half-changed/);
+  assert.match(r.stderr, /error process: uncaught exception; exiting.* error="TypeError: state is half-changed"/);
   assert.match(r.stderr, /at Timeout\.corrupt|at corrupt/);
 });

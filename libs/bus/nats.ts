@@ -58,10 +58,10 @@ export class NatsBus implements Bus {
       for await (const s of nc.status()) {
         if (s.type === 'disconnect') {
           this.connected = false;
-          log.warn('disconnected; reconnecting', { server: redactUrl(s.server) });
+          log.warn('disconnected; reconnecting', { event: 'bus-disconnected', server: redactUrl(s.server) });
         } else if (s.type === 'reconnect') {
           this.connected = true;
-          log.info('reconnected', { server: redactUrl(s.server) });
+          log.info('reconnected', { event: 'bus-reconnected', server: redactUrl(s.server) });
         }
       }
     })().catch(() => {});

@@ -45,7 +45,10 @@ export interface LogRecord {
   fields?: Record<string, unknown>;
 }
 
-/** The keys every JSON entry has; a field of the same name is written with `_` in front (`_node`). */
+/**
+ * The keys every JSON entry has. A field of the same name is left out when it says the same (a `node` field naming
+ * this process), and otherwise written with `_` in front (`_node`: another process).
+ */
 const RESERVED = new Set(['time', 'level', 'role', 'node', 'logger', 'msg']);
 
 /** An error as the JSON entries carry it: name and message, and its code when it has one (ECONNREFUSED…). */
@@ -82,7 +85,9 @@ export function formatRecord(r: LogRecord, f: LogFormat): string {
     if (r.fields) {
       for (const k of Object.keys(r.fields)) {
         const v = r.fields[k];
-        if (v !== undefined) o[RESERVED.has(k) ? `_${k}` : k] = v;
+        if (v === undefined) continue;
+        if (!RESERVED.has(k)) o[k] = v;
+        else if (v !== o[k]) o[`_${k}`] = v;
       }
     }
     return stringify(o);

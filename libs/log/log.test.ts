@@ -45,13 +45,14 @@ test('json: errors as name and message, with their code when they have one, also
   assert.equal(o.big, '12');
 });
 
-test('json: a field named like a fixed key keeps the fixed one and is written with _ in front', () => {
+test('json: a field named like a fixed key keeps the fixed one: left out when equal, else written with _ in front', () => {
   const o = JSON.parse(formatRecord({ time: at, level: 'info', role: 'all', node: 'embedded', logger: 'server', msg: 'cleanup failed',
-    fields: { node: 'c2s-9', msg: 'x', level: 'y' } }, 'json'));
+    fields: { node: 'c2s-9', msg: 'x', level: 'y', role: 'all' } }, 'json'));
   assert.equal(o.node, 'embedded');
   assert.equal(o.msg, 'cleanup failed');
   assert.equal(o.level, 'info');
   assert.deepEqual([o._node, o._msg, o._level], ['c2s-9', 'x', 'y']);
+  assert.ok(!('_role' in o), 'the same role is not repeated');
 });
 
 test('json: a value that cannot be encoded (a cycle) still gives a line', () => {

@@ -113,8 +113,10 @@ function build(target: string | RedisTarget, opts: RedisClientOptions, quiet: bo
   client.on('error', (e: Error) => {
     watch.lastError = e;
     if (watch.quiet) return;
+    // The first error after being up is always written, as the audit event; the repeats during the outage are throttled.
+    const first = !watch.down;
     watch.down = true;
-    warn('connection error', { redis: what, error: errorText(e) });
+    warn('connection error', first ? { event: 'store-disconnected', redis: what, error: errorText(e) } : { redis: what, error: errorText(e) }, first);
   });
   // A Cluster reports each node's errors apart; its 'error' is for the cluster as a whole.
   if (client instanceof Cluster) {
@@ -124,7 +126,7 @@ function build(target: string | RedisTarget, opts: RedisClientOptions, quiet: bo
     });
   }
   client.on('ready', () => {
-    if (watch.down) log.info('connected again', { redis: what });
+    if (watch.down) log.info('connected again', { event: 'store-reconnected', redis: what });
     watch.down = false;
     watch.quiet = false;
   });

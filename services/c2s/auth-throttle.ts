@@ -249,7 +249,7 @@ export class AuthThrottle {
     const address = unmapAddress(remote);
     const fields = { address, account: account || '-', mechanism: mechanism || '-', condition };
     if (!this.config.enabled) {
-      log.info('auth failed', fields);
+      log.info('auth failed', { ...fields, event: 'auth-failed' });
       return { answerAt: now, standing: CLEAR };
     }
     const net = addressKey(remote, this.config.ipv6PrefixLength);
@@ -263,7 +263,8 @@ export class AuthThrottle {
     } catch (e) {
       this.warn('login failures cannot be counted; logins are not throttled meanwhile', { error: e });
     }
-    log.info('auth failed', { ...fields, failures: byAddress?.failures ?? '?', accountFailures: byAccount?.failures ?? '-' });
+    // `event` last: the text line begins `auth failed address=…` as the fail2ban filter expects.
+    log.info('auth failed', { ...fields, failures: byAddress?.failures ?? '?', accountFailures: byAccount?.failures ?? '-', event: 'auth-failed' });
     if (byAddress?.blockedNow) {
       log.warn('auth blocked', { address: net, failures: byAddress.failures, seconds: this.config.blockSeconds });
     }

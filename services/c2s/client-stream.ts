@@ -10,6 +10,7 @@ import { normalizeLocal, normalizeResource, tryParseJid } from '../../libs/jid/i
 import { logger } from '../../libs/log/index.ts';
 import { child, el, text, type Element } from '../../libs/xml/element.ts';
 import { serialize } from '../../libs/xml/serialize.ts';
+import { unmapAddress } from './address.ts';
 import { blockedText, type Standing } from './auth-throttle.ts';
 import type { C2sContext } from './context.ts';
 import { CsiQueue, NS_CSI } from './csi.ts';
@@ -21,6 +22,9 @@ const log = logger('c2s');
 const NS_CLIENT = 'jabber:client';
 const NS_STREAM = 'http://etherx.jabber.org/streams';
 const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
+/** How the audit lines name a transport. */
+const TRANSPORT_NAMES: Record<ClientTransport['kind'], string> = { tcp: 'tcp', tls: 'tls', websocket: 'ws', bosh: 'bosh' };
+const yesNo = (b: boolean): 'yes' | 'no' => (b ? 'yes' : 'no');
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
 const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
@@ -93,6 +97,9 @@ export class ClientStream {
   /** Stanzas handed to the account's actor to be numbered (sm-relay `seq`). */
   private relayed = 0;
   private resumeTimer: NodeJS.Timeout | undefined;
+  private readonly openedAt = Date.now();
+  /** Why the stream ended, for the stream-close line, when it is not the stream error's condition. */
+  private endReason: string | undefined;
 
   constructor(private readonly t: ClientTransport, private readonly ctx: C2sContext) {
     this.sm = new StreamManagement(ctx.config.streamManagement, ctx.config.bus.kind !== 'inprocess');
@@ -112,6 +119,17 @@ export class ClientStream {
     this.authTimer = setTimeout(() => this.fail(new StreamError('connection-timeout', 'no session was established in time')),
       ctx.config.c2s.authTimeoutSeconds * 1000);
     this.authTimer.unref();
+    log.info('stream opened', { event: 'stream-open', sid: this.sid, address: this.address, transport: TRANSPORT_NAMES[t.kind], tls: yesNo(t.secure) });
+  }
+
+  /** The client's address as the audit lines give it (an IPv4-mapped IPv6 address as IPv4). */
+  private get address(): string {
+    return unmapAddress(this.t.remoteAddress);
+  }
+
+  /** The audit line of a login: a new session bound, or one resumed (XEP-0198). Never a credential. */
+  private logLogin(resumed: boolean): void {
+    log.info('login', { event: 'login', sid: this.sid, jid: this.jid, address: this.address, mechanism: this.mechanism, resumed: yesNo(resumed), tls: yesNo(this.t.secure) });
   }
 
   get authenticated(): boolean {
@@ -389,6 +407,7 @@ export class ClientStream {
         this.state = { name: 'established' };
         if (this.authTimer) clearTimeout(this.authTimer);
         this.t.send(serialize(el('iq', { type: 'result', id: e.attrs.id }, el('bind', { xmlns: NS_BIND }, el('jid', {}, this.jid)))));
+        this.logLogin(false);
       }
       this.releaseHeld();
     }).catch(this.broken('binding'));
@@ -536,6 +555,7 @@ export class ClientStream {
   }
 
   kick(condition: StreamError['condition'], textMsg: string): void {
+    this.endReason ??= 'kicked';
     this.fail(new StreamError(condition, textMsg), false);
   }
 
@@ -545,18 +565,24 @@ export class ClientStream {
   fail(err: StreamError | undefined, unbind = true, closed = err === undefined): void {
     if (this.state.name === 'closed') return;
     if (err) log.debug('stream error', { sid: this.sid, condition: err.condition, text: err.text });
+    this.endReason ??= !err ? 'client closed' : err.condition === 'system-shutdown' ? 'shutdown' : err.condition;
     this.t.closeStream(err);
-    this.end(unbind, closed);
+    this.end(unbind, closed, err?.condition);
   }
 
   private onDisconnected(): void {
+    this.endReason ??= 'connection lost';
     this.end(true, false);
   }
 
-  private end(unbind: boolean, closed: boolean): void {
+  private end(unbind: boolean, closed: boolean, condition?: string): void {
     if (this.state.name === 'closed') return;
     const wasBound = this.jid !== '';
     this.state = { name: 'closed' };
+    log.info('stream closed', {
+      event: 'stream-close', sid: this.sid, jid: this.jid || undefined, address: this.address, reason: this.endReason ?? 'connection lost', condition,
+      duration: Math.round((Date.now() - this.openedAt) / 100) / 10,
+    });
     if (this.authTimer) clearTimeout(this.authTimer);
     if (this.throttleTimer) clearTimeout(this.throttleTimer);
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
@@ -754,6 +780,7 @@ export class ClientStream {
         this.state = { name: 'established' };
         if (this.authTimer) clearTimeout(this.authTimer);
         this.t.send(smElement.resumed(String(d.previd), this.sm.handled));
+        this.logLogin(true);
         this.releaseHeld();
         return;
       }

@@ -90,12 +90,12 @@ export interface ShardHostOptions {
 class BurstLog {
   private n = 0;
   private timer: NodeJS.Timeout | undefined;
-  constructor(private readonly write: (msg: string, fields?: Record<string, unknown>) => void, private readonly msg: string) {}
+  constructor(private readonly write: (msg: string, fields?: Record<string, unknown>) => void, private readonly msg: string, private readonly event?: string) {}
   count(fields: Record<string, unknown> = {}): void {
     this.n++;
     if (this.timer !== undefined) return;
     this.timer = setTimeout(() => {
-      this.write(this.msg, { count: this.n, ...fields });
+      this.write(this.msg, { ...(this.event ? { event: this.event } : {}), count: this.n, ...fields });
       this.n = 0;
       this.timer = undefined;
     }, 200);
@@ -110,8 +110,8 @@ export class ShardHost {
   private releasing = new Set<number>();
   // Shards move by the hundred at once: one line per burst, with a count.
   private readonly releasedLog = new BurstLog(log.info, 'released shards');
-  private readonly lapsedLog = new BurstLog(log.warn, 'shard leases lapsed (not renewed in time); holding their traffic until renewed');
-  private readonly lostLog = new BurstLog(log.warn, 'shard leases lost; stopped serving those shards');
+  private readonly lapsedLog = new BurstLog(log.warn, 'shard leases lapsed (not renewed in time); holding their traffic until renewed', 'leases-lapsed');
+  private readonly lostLog = new BurstLog(log.warn, 'shard leases lost; stopped serving those shards', 'leases-lost');
   private ticker: NodeJS.Timeout | undefined;
   readonly leases: LeaseKeeper;
 

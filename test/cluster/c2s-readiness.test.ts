@@ -66,7 +66,7 @@ describe('c2s readiness: no session process', () => {
     assert.equal(r.status, 503);
     assert.equal(r.body, 'not ready: no session process is alive\n');
     assert.equal(await readyGauge(c2s), 0);
-    await logged(c2s, /warn .*server: not ready reason=no session process is alive/);
+    await logged(c2s, /warn .*server: not ready reason="no session process is alive"/);
 
     // Refused at once, not after the 10 s bind timeout.
     const { out, ms } = await refused(c2s.port);
@@ -78,7 +78,7 @@ describe('c2s readiness: no session process', () => {
     await until('/readyz 200', async () => ((await readyz(c2s)).status === 200 ? true : undefined));
     assert.equal((await readyz(c2s)).body, 'ready\n');
     assert.equal(await readyGauge(c2s), 1);
-    await logged(c2s, /info .*server: ready again was=no session process is alive/);
+    await logged(c2s, /info .*server: ready again was="no session process is alive"/);
     const ok = await rawLogin(c2s.port, 'early', 'r1');
     assert.match(ok.output, /<jid>early@localhost\/r1<\/jid>/);
     ok.close();
