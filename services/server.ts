@@ -1,7 +1,7 @@
 // Composes one Parley process from its configuration: the embedded mode
 // (in-process bus, lmdb) or any cluster role (NATS, Redis). The same services
 // run in both; only the bus, the store and the membership differ.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Server } from 'node:http';
 import { Accounts, Domains } from '../libs/accounts/index.ts';
@@ -13,6 +13,7 @@ import { MemoryLeaseTable, RedisLeaseTable, type LeaseTable } from '../libs/clus
 import { RedisMembership, StaticMembership, type Membership } from '../libs/cluster/membership.ts';
 import type { Config } from '../libs/config/schema.ts';
 import { logger, setLogContext, setLogFormat, throttledWarn } from '../libs/log/index.ts';
+import { stanzaErrorReplies } from '../libs/errors/index.ts';
 import { Metrics, serveMetrics } from '../libs/metrics/index.ts';
 import { connectRedis, openStore, type RedisClient } from '../libs/store/index.ts';
 import { instrumentStore } from '../libs/store/instrumented.ts';
@@ -31,6 +32,9 @@ import { purgeNodeSessionsOffline } from './session/directory.ts';
 import { SessionNode } from './session/session-node.ts';
 
 const log = logger('server');
+
+/** The version parley_build_info reports (package.json). */
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export interface RunningServer {
   readonly nodeId: string;
@@ -73,7 +77,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const runsS2s = config.s2s.enabled && (config.role === 'all' || config.role === 's2s');
   mkdirSync(config.dataDir, { recursive: true });
 
-  const metrics = new Metrics();
+  // A process exports the metrics of the roles it runs, and those every process has.
+  const metrics = new Metrics(true, { c2s: runsC2s, session: runsSession, s2s: runsS2s });
+  metrics.buildInfo.labels(VERSION, nodeId, config.role).set(1);
   // One process: the session directory lives and dies with it, so it stays in memory.
   const rawStore = embedded
     ? overlayStore(await openConfiguredStore(config), new MemoryStore(), (coll) => coll === 'sessions')
@@ -177,6 +183,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
   let c2s: C2sNode | undefined;
   if (runsC2s) {
     const cert = await loadOrCreateCertificate(config.dataDir, hosts.list(), config.c2s.tls);
+    const authFailures = metrics.authFailures;
+    const authBlocks = { started: metrics.authBlocks.labels('started'), refused: metrics.authBlocks.labels('refused') };
+    const resumptions = { success: metrics.smResumptions.labels('success'), failure: metrics.smResumptions.labels('failure') };
     c2s = new C2sNode({
       nodeId, config, bus, subjects, hosts, accounts, tls: secureContext(cert),
       sessionNodes: () => sessionMembers.members(),
@@ -186,6 +195,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
         auth: (m, ok) => metrics.auth.labels(m, ok ? 'success' : 'failure').inc(),
         stanzaIn: (k) => metrics.stanzaIn(k),
         stanzaOut: (k, t) => metrics.stanzaOut(k, t),
+        authFailed: () => authFailures.inc(),
+        authBlocked: (event) => authBlocks[event].inc(),
+        resumption: (ok) => resumptions[ok ? 'success' : 'failure'].inc(),
       },
     });
     await c2s.start();
@@ -201,11 +213,12 @@ export async function startServer(config: Config): Promise<RunningServer> {
   let http: Server | undefined;
   if (config.metrics.enabled) {
     metrics.sources = {
-      connections: () => c2s?.connectionsByTransport() ?? {},
+      connections: () => c2s?.connectionCounts() ?? [],
       shardsOwned: () => session?.shards.ownedCount() ?? 0,
       actors: () => session?.actors.size ?? 0,
       mailboxDepth: () => session?.actors.mailboxDepth() ?? 0,
       busPublished: () => bus.published,
+      stanzaErrors: stanzaErrorReplies,
     };
     const rttTimer = setInterval(() => void bus.rtt().then((s) => metrics.busRtt.set(s), () => {}), 10_000);
     rttTimer.unref();

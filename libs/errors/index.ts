@@ -66,11 +66,19 @@ export class StanzaError extends Error {
   }
 }
 
+/** Stanza error replies built in this process, by condition (read at scrape time as parley_stanza_errors_total). */
+const repliesByCondition = new Map<string, number>();
+
+export function stanzaErrorReplies(): ReadonlyMap<string, number> {
+  return repliesByCondition;
+}
+
 /**
  * The error reply to a stanza (RFC 6120 §8.3.1): same name and id, addresses
  * swapped, type='error', the original payload kept for context.
  */
 export function errorReply(stanza: Element, error: StanzaError, keepPayload = true): Element {
+  repliesByCondition.set(error.condition, (repliesByCondition.get(error.condition) ?? 0) + 1);
   const attrs: Record<string, string> = { type: 'error' };
   if (stanza.attrs.id !== undefined) attrs.id = stanza.attrs.id;
   if (stanza.attrs.from !== undefined) attrs.to = stanza.attrs.from;

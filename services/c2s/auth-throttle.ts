@@ -199,7 +199,8 @@ export class AuthThrottle {
    */
   private readonly known = new Map<string, Standing>();
 
-  constructor(readonly config: ThrottleConfig, private readonly counters: AuthCounters) {
+  constructor(readonly config: ThrottleConfig, private readonly counters: AuthCounters,
+    private readonly events: { failed?(): void; blocked?(): void } = {}) {
     const c = config;
     const common = { windowMs: c.windowSeconds * 1000, blockMs: c.blockSeconds * 1000, baseMs: c.backoffBaseMs, maxMs: c.backoffMaxMs };
     this.address = { ...common, backoffAfter: c.addressBackoffAfter, blockAfter: c.maxFailuresPerAddress };
@@ -248,6 +249,7 @@ export class AuthThrottle {
     const now = Date.now();
     const address = unmapAddress(remote);
     const fields = { address, account: account || '-', mechanism: mechanism || '-', condition };
+    this.events.failed?.();
     if (!this.config.enabled) {
       log.info('auth failed', { ...fields, event: 'auth-failed' });
       return { answerAt: now, standing: CLEAR };
@@ -266,6 +268,7 @@ export class AuthThrottle {
     // `event` last: the text line begins `auth failed address=…` as the fail2ban filter expects.
     log.info('auth failed', { ...fields, failures: byAddress?.failures ?? '?', accountFailures: byAccount?.failures ?? '-', event: 'auth-failed' });
     if (byAddress?.blockedNow) {
+      this.events.blocked?.();
       log.warn('auth blocked', { address: net, failures: byAddress.failures, seconds: this.config.blockSeconds });
     }
     const standing = byAddress ? this.learn(net, { retryAt: byAddress.retryAt, blockedUntil: byAddress.blockedUntil }) : CLEAR;

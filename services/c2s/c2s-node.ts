@@ -22,8 +22,12 @@ import { expandRoomFanout, OP_ROOM_FANOUT } from './room-fanout.ts';
 import { listenTcp } from './tcp.ts';
 import { listenError } from '../listen-error.ts';
 import type { ClientTransport } from './transport.ts';
+import type { ConnectionCount } from '../../libs/metrics/index.ts';
 
 const log = logger('c2s');
+
+/** The transport label of the connection gauge, as the log lines name it: tls is direct TLS (XEP-0368). */
+const TRANSPORT_LABELS: Record<ClientTransport['kind'], string> = { tcp: 'tcp', tls: 'tls', websocket: 'ws', bosh: 'bosh' };
 
 export interface C2sNodeOptions {
   nodeId: string;
@@ -56,8 +60,8 @@ export class C2sNode implements C2sContext {
   private cutOff = false;
   /** Direct TLS and the HTTP listener (WebSocket, BOSH), when configured. */
   private listeners: Listeners | undefined;
-  /** Each stream's transport kind, for the per-transport connection gauge. */
-  private readonly kinds = new Map<string, ClientTransport['kind']>();
+  /** Each stream's transport, for the connection gauge (its kind, and whether TLS is in effect now). */
+  private readonly transports = new Map<string, ClientTransport>();
   private sweeper: NodeJS.Timeout | undefined;
   /** Streams with client stanzas not yet confirmed by their actor, and the timer that watches them. */
   private readonly unconfirmed = new Set<ClientStream>();
@@ -70,7 +74,8 @@ export class C2sNode implements C2sContext {
     this.metrics = o.metrics;
     this.nodeId = o.nodeId;
     const throttle = o.config.c2s.authThrottle;
-    this.authThrottle = new AuthThrottle(throttle, o.authCounters ?? new MemoryAuthCounters(throttle.maxTracked));
+    this.authThrottle = new AuthThrottle(throttle, o.authCounters ?? new MemoryAuthCounters(throttle.maxTracked),
+      { failed: () => o.metrics.authFailed?.(), blocked: () => o.metrics.authBlocked?.('started') });
   }
 
   get connections(): number {
@@ -128,10 +133,25 @@ export class C2sNode implements C2sContext {
     return this.listeners?.http?.port ?? 0;
   }
 
-  /** Open streams by transport, for the connections gauge. */
-  connectionsByTransport(): Record<string, number> {
-    const out: Record<string, number> = { tcp: 0, tls: 0, websocket: 0, bosh: 0 };
-    for (const k of this.kinds.values()) out[k]++;
+  /** Open streams by transport. */
+  connectionsByTransport(): Record<ClientTransport['kind'], number> {
+    const out: Record<ClientTransport['kind'], number> = { tcp: 0, tls: 0, websocket: 0, bosh: 0 };
+    for (const t of this.transports.values()) out[t.kind]++;
+    return out;
+  }
+
+  /** Open streams by transport and by whether TLS is in effect (STARTTLS done or not), for the connections gauge. */
+  connectionCounts(): ConnectionCount[] {
+    const out: ConnectionCount[] = [];
+    const index = new Map<string, ConnectionCount>();
+    for (const kind of ['tcp', 'tls', 'websocket', 'bosh'] as const) {
+      for (const tls of ['yes', 'no'] as const) {
+        const row: ConnectionCount = { transport: TRANSPORT_LABELS[kind], tls, n: 0 };
+        out.push(row);
+        index.set(`${kind} ${tls}`, row);
+      }
+    }
+    for (const t of this.transports.values()) index.get(`${t.kind} ${t.secure ? 'yes' : 'no'}`)!.n++;
     return out;
   }
 
@@ -166,7 +186,7 @@ export class C2sNode implements C2sContext {
     }
     const s = new ClientStream(t, this);
     this.streams.set(s.sid, s);
-    this.kinds.set(s.sid, t.kind);
+    this.transports.set(s.sid, t);
   }
 
   awaitConfirmation(stream: ClientStream): void {
@@ -203,7 +223,7 @@ export class C2sNode implements C2sContext {
 
   ended(stream: ClientStream, unbind: boolean, resource: string, closed = false): void {
     this.streams.delete(stream.sid);
-    this.kinds.delete(stream.sid);
+    this.transports.delete(stream.sid);
     const p = this.pendingBinds.get(stream.sid);
     if (p) {
       clearTimeout(p.timer);

@@ -252,7 +252,10 @@ export class ClientStream {
       // What this process learnt since the stream opened counts too (a block started by another stream).
       const known = this.ctx.authThrottle.current(this.t.remoteAddress);
       const blocked = blockedText(this.standing) ?? blockedText(known);
-      if (blocked) return this.saslFailure('temporary-auth-failure', blocked);
+      if (blocked) {
+        this.ctx.metrics.authBlocked?.('refused');
+        return this.saslFailure('temporary-auth-failure', blocked);
+      }
       // The address is in back-off: this attempt waits it out before anything is computed.
       const wait = Math.max(this.standing?.retryAt ?? 0, known.retryAt) - Date.now();
       if (wait > 0) {
@@ -681,6 +684,7 @@ export class ClientStream {
         return;
       }
       case 'resume':
+        this.ctx.metrics.resumption?.(false);
         return this.t.send(smElement.failed('unexpected-request'));
       default:
         return this.fail(new StreamError('unsupported-stanza-type', `<${e.name}/> is not a stream management element`));
@@ -690,8 +694,10 @@ export class ClientStream {
   private smResume(e: Element): void {
     const h = parseH(e.attrs.h);
     const previd = e.attrs.previd ?? '';
-    if (!this.smOffered || previd === '') return this.t.send(smElement.failed('item-not-found'));
-    if (h === undefined) return this.t.send(smElement.failed('bad-request'));
+    if (!this.smOffered || previd === '' || h === undefined) {
+      this.ctx.metrics.resumption?.(false);
+      return this.t.send(smElement.failed(h === undefined && this.smOffered && previd !== '' ? 'bad-request' : 'item-not-found'));
+    }
     const why = this.ctx.unavailable();
     if (why) return this.fail(unavailableError(why));
     this.bare = `${this.user}@${this.domain}`;
@@ -707,6 +713,7 @@ export class ClientStream {
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
     this.sm.state = 'off';
     this.state = { name: 'wait-bind' };
+    this.ctx.metrics.resumption?.(false);
     if (condition === 'undefined-condition') return this.fail(new StreamError('undefined-condition', 'the resumption acknowledges more stanzas than were sent'), false);
     this.t.send(smElement.failed(condition, textMsg));
     this.releaseHeld();
@@ -780,6 +787,7 @@ export class ClientStream {
         this.state = { name: 'established' };
         if (this.authTimer) clearTimeout(this.authTimer);
         this.t.send(smElement.resumed(String(d.previd), this.sm.handled));
+        this.ctx.metrics.resumption?.(true);
         this.logLogin(true);
         this.releaseHeld();
         return;

@@ -14,6 +14,12 @@ export interface C2sMetrics {
   stanzaIn(kind: string): void;
   /** `receivedAt`: when the stanza entered the server (0: made by the server), for the routing latency. */
   stanzaOut(kind: string, receivedAt: number): void;
+  /** A failed login counted by the login throttle. */
+  authFailed?(): void;
+  /** The login throttle blocked an address ('started'), or refused an attempt from a blocked one ('refused'). */
+  authBlocked?(event: 'started' | 'refused'): void;
+  /** A stream management resumption answered: <resumed/> (true) or <failed/> (false). */
+  resumption?(ok: boolean): void;
 }
 
 export interface C2sContext {

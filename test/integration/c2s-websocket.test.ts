@@ -180,7 +180,7 @@ describe('WebSocket, embedded', () => {
     const ws = await login(url, 'wsraw');
     assert.ok(d.server.c2s!.connectionsByTransport().websocket >= 1);
     const metrics = await (await fetch(`http://127.0.0.1:${d.server.metricsPort()}/metrics`)).text();
-    assert.match(metrics, /parley_c2s_connections\{transport="websocket"\} [1-9]/);
+    assert.match(metrics, /parley_c2s_connections\{transport="ws",tls="no"\} [1-9]/);
     ws.destroy();
   });
 });
