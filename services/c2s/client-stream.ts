@@ -177,7 +177,10 @@ export class ClientStream {
 
   private offerAuth(): void {
     const blocked = blockedText(this.standing);
-    if (blocked) return this.fail(new StreamError('policy-violation', blocked));
+    if (blocked) {
+      this.ctx.metrics.authBlocked?.('refused');
+      return this.fail(new StreamError('policy-violation', blocked));
+    }
     this.t.send(serialize(el('stream:features', {}, ...this.preAuthFeatures())));
     this.state = { name: 'wait-auth' };
     this.releaseHeld();

@@ -149,3 +149,29 @@ test('a process exports the metrics of the roles it runs: no session gauges in a
   for (const n of ['parley_c2s_connections', 'parley_stanzas_in_total', 'parley_auth_total']) assert.ok(!session.has(n), `a session process has no ${n}`);
   assert.ok(session.has('parley_bus_published_total'));
 });
+
+test('an address blocked by the login throttle: parley_auth_blocks_total{event="started"} once, {event="refused"} for each stream it opens after', async () => {
+  const t = await startEmbedded({ c2s: { authThrottle: { maxFailuresPerAddress: 2, addressBackoffAfter: 10, accountBackoffAfter: 10 } } });
+  try {
+    await t.addUser('guessed');
+    const base = `http://127.0.0.1:${t.server.metricsPort()}`;
+    const c = await rawConnect(t.ports[0]);
+    c.send(STREAM_OPEN());
+    await c.waitFor(/<\/stream:features>/);
+    c.send(plainAuth('guessed', 'wrong1'));
+    await c.waitFor(/<not-authorized/);
+    c.send(plainAuth('guessed', 'wrong2'));
+    await c.waitFor(/temporarily blocked/);
+    await c.closed;
+    const again = await rawConnect(t.ports[0]);
+    again.send(STREAM_OPEN());
+    await again.waitFor(/<policy-violation/);
+    await again.closed;
+    const text = await (await fetch(`${base}/metrics`)).text();
+    assert.equal(sample(text, 'parley_auth_failures_total'), 2);
+    assert.equal(sample(text, 'parley_auth_blocks_total{event="started"}'), 1);
+    assert.equal(sample(text, 'parley_auth_blocks_total{event="refused"}'), 1);
+  } finally {
+    await t.stop();
+  }
+});
