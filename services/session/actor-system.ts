@@ -4,11 +4,10 @@
 import type { Envelope } from '../../libs/bus/envelope.ts';
 import { bareJid } from '../../libs/jid/split.ts';
 import type { Actor } from './actor.ts';
-import { mucActor } from './muc/index.ts';
 import type { SessionServices } from './services.ts';
 import { UserActor } from './user-actor.ts';
 
-/** An account's actor, or a MUC room's (or service's) on a MUC domain. */
+/** An account's actor, or one of a service domain's (a room, the MUC service). */
 type LiveActor = Actor & { readonly hasSessions: boolean };
 
 export class ActorSystem {
@@ -31,7 +30,7 @@ export class ActorSystem {
     const key = ActorSystem.keyOf(env);
     let a = this.actors.get(key);
     if (!a) {
-      a = mucActor(key, shard, this.svc) ?? new UserActor(key, shard, this.svc);
+      a = this.svc.services.actor(key, shard, this.svc) ?? new UserActor(key, shard, this.svc);
       a.gate = this.svc.serving;
       this.actors.set(key, a);
     }

@@ -15,7 +15,7 @@ import { MemoryStore } from '../../libs/store/memory-store.ts';
 import { StaleFenceError, type Store, type StoreBatch } from '../../libs/store/store.ts';
 import { ActorSystem } from './actor-system.ts';
 import { ModuleRegistry } from './module.ts';
-import { MucDomains } from './muc/domains.ts';
+import { ServiceDomains } from './service-domains.ts';
 import { modules } from './modules/index.ts';
 import { Router, type FanoutData } from './router.ts';
 import type { SessionServices } from './services.ts';
@@ -101,7 +101,7 @@ function harness(data = new MemoryStore()) {
     context: { config, store, hosts, disco: registry },
     c2sAlive: () => true,
     newResource: () => 'generated',
-    muc: new MucDomains(config.muc, hosts),
+    services: new ServiceDomains(registry.services, config, hosts),
     toC2s: (node, env) => bus.publish(subjects.c2s(node), env),
   };
   actors = new ActorSystem(svc);

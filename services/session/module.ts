@@ -22,8 +22,10 @@ import { serialize } from '../../libs/xml/serialize.ts';
 import type { Config } from '../../libs/config/schema.ts';
 import type { Bytes, Store } from '../../libs/store/store.ts';
 import type { HostedDomains } from '../../libs/accounts/hosts.ts';
+import type { WindowCounters } from '../../libs/cluster/window-counters.ts';
 import { bareJid } from '../../libs/jid/split.ts';
 import type { Subscription } from './im/subscription.ts';
+import type { DomainService } from './service-domains.ts';
 
 export type DiscoTarget = 'host' | 'account';
 
@@ -56,6 +58,8 @@ export interface ServerContext {
   readonly store: Store;
   readonly hosts: HostedDomains;
   readonly disco: Disco;
+  /** Rate counters every process of the deployment shares (in Redis in a cluster, in this process otherwise). */
+  readonly rates: WindowCounters;
 }
 
 /** A roster entry as modules see it (read-only). */
@@ -196,6 +200,8 @@ export interface SessionHooks<S> {
   ended?(state: S, account: AccountContext, resource: string): void | Promise<void>;
   /** Available or unavailable presence from a roster contact's resource reached the account. */
   contactPresence?(state: S, account: AccountContext, from: string, type: '' | 'unavailable', presence: string): void | Promise<void>;
+  /** A bare JID that was not in the roster now is (the user added it, asked for or granted a subscription). */
+  contactAdded?(state: S, account: AccountContext, contact: string): void | Promise<void>;
 }
 
 /** The hashes an actor read at activation, by collection (absent ones are empty). */
@@ -277,6 +283,11 @@ export class MessageEvent {
   private parsed: Element | undefined;
   /** Inbound, once routed: the resources it was delivered to ([] when it was stored offline or refused). */
   delivered: readonly string[] = [];
+  /**
+   * Set by a `routing` hook to stop the message there: refused (its sender gets this error), or 'kept' (the hook
+   * keeps it for later: a quarantine). No later hook runs and nothing is routed or delivered.
+   */
+  stopped: StanzaError | 'kept' | undefined;
 
   constructor(readonly dir: 'in' | 'out', readonly from: string, readonly to: string, readonly type: string, private raw: string) {}
 
@@ -292,6 +303,16 @@ export class MessageEvent {
   replace(stanza: Element): void {
     this.parsed = stanza;
     this.raw = serialize(stanza);
+  }
+
+  /** Stop the message here: its sender gets `error`. */
+  refuse(error: StanzaError): void {
+    this.stopped = error;
+  }
+
+  /** Stop the message here: the hook keeps it (and routes it later, as a new message, if ever). */
+  keep(): void {
+    this.stopped = 'kept';
   }
 
   /** The same, from serialized XML (a hook that edits the bytes without parsing). */
@@ -343,6 +364,10 @@ export interface XmppModule {
   iq?: Partial<Record<IqKey, IqHandler>>;
   /** Control envelopes by op (stream management's requests from c2s nodes, the module's own timers). */
   control?: Readonly<Record<string, ControlHandler>>;
+  /** A service on a subdomain of every served domain, served by its own actors on the shards (services/session/service-domains.ts). */
+  service?: DomainService;
+  /** Work repeated every `everyMs` by one session process of the cluster (the one holding the shard of `$periodic:<name>`). */
+  periodic?: { everyMs(config: Config): number; run(ctx: ServerContext): Promise<void> };
 }
 
 export function defineModule(m: XmppModule): XmppModule {
@@ -366,9 +391,11 @@ export class ModuleRegistry implements Disco {
   readonly states: readonly AccountState<unknown>[];
   private readonly slots = new Map<AccountState<unknown>, number>();
   /** Slots whose definition has each session hook (so an actor without any skips the loop). */
-  readonly hookSlots: { readonly available: readonly number[]; readonly unavailable: readonly number[]; readonly ended: readonly number[]; readonly contactPresence: readonly number[] };
+  readonly hookSlots: { readonly available: readonly number[]; readonly unavailable: readonly number[]; readonly ended: readonly number[]; readonly contactPresence: readonly number[]; readonly contactAdded: readonly number[] };
   /** Collections every actor loads at activation for the modules. */
   readonly loadCollections: readonly string[];
+  /** Services on subdomains of the served domains, from the enabled modules. */
+  readonly services: readonly DomainService[];
   /** Every collection the modules keep in an account's scope (what account removal deletes). */
   readonly ownedCollections: readonly string[];
 
@@ -396,11 +423,12 @@ export class ModuleRegistry implements Disco {
       }
       for (const c of m.stored ?? []) stored.add(c);
     }
+    this.services = this.enabled.flatMap((m) => (m.service ? [m.service] : []));
     this.featureLists.host.sort();
     this.featureLists.account.sort();
     this.states = states;
     const withHook = (k: keyof SessionHooks<unknown>) => states.flatMap((s, i) => (s.hooks?.[k] ? [i] : []));
-    this.hookSlots = { available: withHook('available'), unavailable: withHook('unavailable'), ended: withHook('ended'), contactPresence: withHook('contactPresence') };
+    this.hookSlots = { available: withHook('available'), unavailable: withHook('unavailable'), ended: withHook('ended'), contactPresence: withHook('contactPresence'), contactAdded: withHook('contactAdded') };
     const load = [...new Set(states.flatMap((s) => s.collections))];
     this.loadCollections = load;
     this.ownedCollections = [...new Set([...load, ...stored])];

@@ -6,7 +6,7 @@ import type { Config } from '../../libs/config/schema.ts';
 import type { Store } from '../../libs/store/store.ts';
 import type { ModuleRegistry, ServerContext } from './module.ts';
 import type { Router } from './router.ts';
-import type { MucDomains } from './muc/domains.ts';
+import type { ServiceDomains } from './service-domains.ts';
 
 export interface SessionServices {
   config: Config;
@@ -20,8 +20,8 @@ export interface SessionServices {
   /** Counts for the metrics endpoint (offline storage). */
   counters?: { offline(event: 'stored' | 'delivered', n: number): void };
   newResource(): string;
-  /** Multi-user chat service domains (routing sends their stanzas to room actors). */
-  muc: MucDomains;
+  /** Service domains (`<subdomain>.<domain>`): routing sends their stanzas to the service's actors. */
+  services: ServiceDomains;
   /** Publish to a connection manager's subject (room fan-out batches). */
   toC2s(node: string, env: Envelope): void;
   /** May this process still act for a shard (it holds a lease it can trust)? Absent: always. */

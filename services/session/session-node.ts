@@ -13,7 +13,7 @@ import type { Store } from '../../libs/store/store.ts';
 import { ActorSystem } from './actor-system.ts';
 import { nodeSessions } from './directory.ts';
 import { ModuleRegistry } from './module.ts';
-import { MucDomains } from './muc/domains.ts';
+import { ServiceDomains } from './service-domains.ts';
 import { modules } from './modules/index.ts';
 import { Router, type FanoutData } from './router.ts';
 import { newResource, type SessionServices } from './services.ts';
@@ -55,10 +55,13 @@ export class SessionNode {
   readonly actors: ActorSystem;
   readonly shards: ShardHost;
   readonly router: Router;
+  private readonly periodic: NodeJS.Timeout[] = [];
+  private readonly registry: ModuleRegistry;
+  private readonly context: SessionServices['context'];
 
   constructor(private readonly o: SessionNodeOptions) {
-    const mucDomains = new MucDomains(o.config.muc, o.hosts);
-    const registry = new ModuleRegistry(modules, o.config);
+    const registry = (this.registry = new ModuleRegistry(modules, o.config));
+    const serviceDomains = new ServiceDomains(registry.services, o.config, o.hosts);
     // Every write for an account or a room carries the fencing token of its shard's lease here (account and room
     // scopes are bare JIDs; '$' scopes are shared and not fenced).
     const store = o.store.fenced
@@ -69,18 +72,19 @@ export class SessionNode {
       : o.store;
     this.router = new Router(o.bus, o.subjects, o.config.cluster.shards, (shard) => this.shards.holderOf(shard),
       o.config.s2s.enabled ? o.config.s2s.shards : 0,
-      { isLocal: (domain) => o.hosts.has(domain) || mucDomains.has(domain), s2sAvailable: o.s2sAvailable ?? (() => o.config.s2s.enabled) });
+      { isLocal: (domain) => o.hosts.has(domain) || serviceDomains.has(domain), s2sAvailable: o.s2sAvailable ?? (() => o.config.s2s.enabled) });
+    this.context = { config: o.config, store, hosts: o.hosts, disco: registry };
     const svc: SessionServices = {
       config: o.config,
       store,
       router: this.router,
       hosts: o.hosts,
       modules: registry,
-      context: { config: o.config, store, hosts: o.hosts, disco: registry },
+      context: this.context,
       c2sAlive: o.c2sAlive ?? ((node) => o.c2sMembers().includes(node)),
       newResource,
       counters: o.counters,
-      muc: mucDomains,
+      services: serviceDomains,
       toC2s: (node, env) => o.bus.publish(o.subjects.c2s(node), env),
       serving: (shard) => this.shards.mayAct(shard),
       tokenOf: (shard) => this.shards.token(shard),
@@ -112,6 +116,24 @@ export class SessionNode {
     this.shards.start();
     await this.o.bus.flush();
     this.actors.startSweeper(this.o.config.session.actorIdleSeconds * 1000);
+    this.startPeriodic();
+  }
+
+  /** Modules' periodic work, run by the process that holds the shard of `$periodic:<module>` (one in the cluster). */
+  private startPeriodic(): void {
+    for (const m of this.registry.enabled) {
+      const p = m.periodic;
+      if (!p) continue;
+      const shard = this.router.shardOf(`$periodic:${m.name}`);
+      let running = false;
+      const timer = setInterval(() => {
+        if (running || !this.shards.owns(shard) || !this.shards.mayAct(shard)) return;
+        running = true;
+        p.run(this.context).catch((e: unknown) => log.warn('periodic work failed', { module: m.name, error: e })).finally(() => { running = false; });
+      }, p.everyMs(this.o.config));
+      timer.unref();
+      this.periodic.push(timer);
+    }
   }
 
   /**
@@ -165,6 +187,7 @@ export class SessionNode {
   }
 
   async stop(graceful: boolean): Promise<void> {
+    for (const t of this.periodic.splice(0)) clearInterval(t);
     if (graceful && this.o.membership.members().some((m) => m !== this.o.membership.self)) await this.shards.leave(this.o.config.cluster.handoffTimeoutMs);
     else await this.o.membership.stop();
     await this.actors.idle();

@@ -553,8 +553,8 @@ export class UserActor extends Actor implements AccountContext {
     const toBare = bareJid(env.to);
     if (toBare === this.bare) return this.inbound({ ...env, dir: 'in' }, fromServer);
     const domain = domainPart(toBare);
-    if (this.svc.muc.has(domain)) {
-      // A room (or the MUC service): an actor on the shards like ours; it answers the sending session directly.
+    if (this.svc.services.has(domain)) {
+      // A service domain (a room, the MUC service…): an actor on the shards like ours; told where the sending session is, it may answer it directly.
       const s = bareJid(env.from) === this.bare ? this.sessions.get(resourcePart(env.from)) : undefined;
       this.svc.router.toActor(toBare, { ...env, dir: 'in', origin: '', seq: 0, data: s ? { node: s.node, sid: s.sid } : undefined });
       return;

@@ -1,11 +1,10 @@
 // XEP-0030: the server's and each account's identity and the features every
 // enabled module declares for that target; XEP-0128 forms on the server; the
-// services beside the server in its disco#items (XEP-0045 §6.1: the MUC
-// service, which lives on the shards as actors, not on this module API).
-import type { Config } from '../../../libs/config/schema.ts';
+// services beside the server in its disco#items (each module that runs a
+// service on a subdomain lists it: hostItems).
 import { el, type Element } from '../../../libs/xml/element.ts';
 import { StanzaError } from '../../../libs/errors/index.ts';
-import { defineModule, type DiscoItem, type DiscoTarget, type IqRequest, type ServerContext } from '../module.ts';
+import { defineModule, type DiscoTarget, type IqRequest, type ServerContext } from '../module.ts';
 
 const NS_INFO = 'http://jabber.org/protocol/disco#info';
 const NS_ITEMS = 'http://jabber.org/protocol/disco#items';
@@ -28,14 +27,9 @@ function items(target: DiscoTarget) {
   };
 }
 
-/** The MUC service of a served domain, `<muc.subdomain>.<domain>`, while MUC is on. */
-function mucService(config: Config, domain: string): DiscoItem[] {
-  return config.muc.enabled ? [{ jid: `${config.muc.subdomain}.${domain}`, name: config.muc.name }] : [];
-}
-
 export default defineModule({
   name: 'disco',
-  disco: { host: [NS_INFO, NS_ITEMS], account: [NS_INFO, NS_ITEMS], hostItems: mucService },
+  disco: { host: [NS_INFO, NS_ITEMS], account: [NS_INFO, NS_ITEMS] },
   iq: {
     'get/host/http://jabber.org/protocol/disco#info:query': info('host', el('identity', { category: 'server', type: 'im', name: 'Parley' })),
     'get/host/http://jabber.org/protocol/disco#items:query': items('host'),

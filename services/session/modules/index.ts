@@ -16,7 +16,8 @@ import version from './version.ts';
 import streamManagement from '../sm/index.ts';
 import carbons from './carbons.ts';
 import mam from './mam.ts';
+import muc from './muc.ts';
 import push from './push.ts';
 
 export const modules: readonly XmppModule[] = [disco, ping, time, version, last, privacy, blocking, vcard, privateStorage, contactAddresses, register, pep,
-  streamManagement, carbons, mam, push];
+  streamManagement, carbons, mam, push, muc];

@@ -62,7 +62,7 @@ export abstract class MucActor extends Actor {
     const env = envelope({ kind: kindOf(xml), dir: 'in', from: startTagAttr(xml, 'from'), to, type: startTagAttr(xml, 'type'), id: startTagAttr(xml, 'id'), xml, data });
     if (this.svc.hosts.has(domain)) {
       if (hasLocalpart(to)) this.svc.router.toActor(bareJid(to), env);
-    } else if (this.svc.muc.has(domain)) {
+    } else if (this.svc.services.has(domain)) {
       this.svc.router.toActor(bareJid(to), env);
     } else {
       this.svc.router.toRemote(domain, { ...env, dir: 'out' });
