@@ -24,6 +24,7 @@ import { overlayStore } from '../libs/store/overlay.ts';
 import type { Store } from '../libs/store/store.ts';
 import { loadOrCreateCertificate, secureContext } from '../libs/tls/index.ts';
 import { RedisAuthCounters } from './c2s/auth-throttle.ts';
+import { RedisWindowCounters } from '../libs/cluster/window-counters.ts';
 import { C2sNode, newNodeId } from './c2s/c2s-node.ts';
 import { listenError } from './listen-error.ts';
 import { watchReadiness } from './readiness.ts';
@@ -159,6 +160,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
       onLeaseLapsed: () => metrics.leasesLapsed.inc(),
       onStaleWrite: () => metrics.staleWrites.inc(),
       counters: { offline: (event, n) => offline[event].inc(n) },
+      // A cluster counts rates in Redis: a domain's accounts live on every session process.
+      rates: redis && config.store.kind === 'redis' ? new RedisWindowCounters(redis, config.store.keyPrefix) : undefined,
       // With no federation process alive, a stanza for another server bounces instead of vanishing on the bus.
       s2sAvailable: () => config.s2s.enabled && s2sMembers.members().length > 0,
     });

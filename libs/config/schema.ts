@@ -471,6 +471,60 @@ export const configSchema = z.object({
     /** App-server registrations per account. */
     maxRegistrations: z.number().int().positive().default(16),
   }).default({}),
+
+  /**
+   * XEP-0215 external services: the STUN/TURN servers this server's users are told of, with time-limited TURN
+   * credentials derived per request from a secret shared with the TURN server (the TURN REST scheme coturn
+   * implements with `use-auth-secret` / `static-auth-secret`). None configured: the feature is not advertised.
+   */
+  externalServices: z.array(z.object({
+    /** Host name or address clients connect to. */
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65_535).optional(),
+    type: z.enum(['stun', 'stuns', 'turn', 'turns']),
+    transport: z.enum(['udp', 'tcp']).default('udp'),
+    /** Human-readable name shown by clients. */
+    name: z.string().optional(),
+    /** The TURN server's static-auth-secret; with it, every answer carries a username/password valid for `credentialTtlSeconds`. */
+    secret: z.string().min(1).optional(),
+    /** How long derived credentials stay valid (the `expires` attribute; the TURN server refuses them after). */
+    credentialTtlSeconds: z.number().int().positive().default(86_400),
+  })).default([]),
+
+  /** Spam and abuse: blocking reports, a rate limit on messages to strangers, what happens to messages from strangers. */
+  spam: z.object({
+    /** XEP-0377 reports carried in a block: kept per domain for the operator (`parley reports list`). */
+    reports: z.object({
+      enabled: z.boolean().default(true),
+      /** Reports kept per domain; the oldest go first. */
+      maxPerDomain: z.number().int().positive().default(10_000),
+      /** Longest report text kept, in characters; a longer one is refused (not-acceptable) and nothing is blocked. */
+      maxTextLength: z.number().int().positive().default(2_000),
+      /** Stanza ids one report may cite; more are refused (not-acceptable). */
+      maxStanzaIds: z.number().int().positive().default(20),
+    }).default({}),
+    /**
+     * Messages to JIDs that are not contacts with a subscription (either way) of the sender, counted over a fixed
+     * window per account and per domain; past either limit the sender gets policy-violation and nothing is delivered.
+     */
+    strangerRate: z.object({
+      enabled: z.boolean().default(true),
+      windowMs: z.number().int().positive().default(60_000),
+      /** Messages to strangers one account may send per window. */
+      perAccount: z.number().int().positive().default(60),
+      /** Messages to strangers all accounts of one domain may send per window (shared through Redis in a cluster). */
+      perDomain: z.number().int().positive().default(10_000),
+    }).default({}),
+    /**
+     * Messages from JIDs not in the recipient's roster: delivered as they are, delivered with a marker element
+     * clients can show ('mark'), held until the recipient adds the sender to the roster ('hold'), or refused ('drop').
+     */
+    strangers: z.object({
+      policy: z.enum(['deliver', 'mark', 'hold', 'drop']).default('deliver'),
+      /** Messages held per account under 'hold'; past it further messages from strangers are refused. */
+      maxHeld: z.number().int().positive().default(100),
+    }).default({}),
+  }).default({}),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -2,6 +2,7 @@
 // process keeps running (no unhandled rejection), the sender of a stanza the
 // failure affected hears so (a stanza error with a text, or XEP-0198 <failed>
 // with one), and once the store or bus answers again everything works.
+import { MemoryWindowCounters } from '../../libs/cluster/window-counters.ts';
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pack } from 'msgpackr';
@@ -98,7 +99,7 @@ function harness(data = new MemoryStore()) {
   const router = new Router(bus, subjects, config.cluster.shards, () => 'session-1');
   const svc: SessionServices = {
     config, store, router, hosts, modules: registry,
-    context: { config, store, hosts, disco: registry },
+    context: { config, store, hosts, disco: registry, rates: new MemoryWindowCounters() },
     c2sAlive: () => true,
     newResource: () => 'generated',
     services: new ServiceDomains(registry.services, config, hosts),

@@ -55,7 +55,7 @@ test('hook slots list only the states that have the hook', () => {
   const quiet = defineAccountState({ name: 'quiet', collections: [], load: () => 0 });
   const noisy = defineAccountState({ name: 'noisy', collections: ['n'], load: () => 0, hooks: { ended: () => undefined } });
   const r = new ModuleRegistry([defineModule({ name: 'q', state: [quiet] }), defineModule({ name: 'n', state: [noisy], stored: ['m'] })], config());
-  assert.deepEqual(r.hookSlots, { available: [], unavailable: [], ended: [1], contactPresence: [] });
+  assert.deepEqual(r.hookSlots, { available: [], unavailable: [], ended: [1], contactPresence: [], contactAdded: [] });
   assert.deepEqual(r.loadCollections, ['n']);
   assert.deepEqual(r.ownedCollections, ['n', 'm']);
 });

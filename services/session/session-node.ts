@@ -10,6 +10,7 @@ import type { Config } from '../../libs/config/schema.ts';
 import { bareJid, domainPart, resourcePart } from '../../libs/jid/split.ts';
 import { logger } from '../../libs/log/index.ts';
 import type { Store } from '../../libs/store/store.ts';
+import { MemoryWindowCounters, type WindowCounters } from '../../libs/cluster/window-counters.ts';
 import { ActorSystem } from './actor-system.ts';
 import { nodeSessions } from './directory.ts';
 import { ModuleRegistry } from './module.ts';
@@ -40,6 +41,8 @@ export interface SessionNodeOptions {
   /** Overrides the liveness test built on c2sMembers (an administrative process that must leave sessions alone). */
   c2sAlive?: (node: string) => boolean;
   counters?: SessionServices['counters'];
+  /** Rate counters shared by the session processes (Redis in a cluster); absent: this process counts alone. */
+  rates?: WindowCounters;
   /** Some federation process is alive to take stanzas for other servers. */
   s2sAvailable?: () => boolean;
   /** The shard leases (libs/cluster/lease.ts) and how long one lasts (Infinity: this process alone). */
@@ -73,7 +76,7 @@ export class SessionNode {
     this.router = new Router(o.bus, o.subjects, o.config.cluster.shards, (shard) => this.shards.holderOf(shard),
       o.config.s2s.enabled ? o.config.s2s.shards : 0,
       { isLocal: (domain) => o.hosts.has(domain) || serviceDomains.has(domain), s2sAvailable: o.s2sAvailable ?? (() => o.config.s2s.enabled) });
-    this.context = { config: o.config, store, hosts: o.hosts, disco: registry };
+    this.context = { config: o.config, store, hosts: o.hosts, disco: registry, rates: o.rates ?? new MemoryWindowCounters() };
     const svc: SessionServices = {
       config: o.config,
       store,

@@ -838,6 +838,7 @@ export class UserActor extends Actor implements AccountContext {
       throw e;
     }
     if (push) this.pushRoster(jid, keep && item.inRoster ? item : 'remove');
+    if (keep && item.inRoster && !before?.inRoster) await this.contactAddedHooks(jid);
   }
 
   /** RFC 6121 §2.1.6: every interested resource learns of each change. */
@@ -999,6 +1000,14 @@ export class UserActor extends Actor implements AccountContext {
     const type = env.type;
     return (async () => {
       for (const i of hookSlots.contactPresence) await states[i].hooks!.contactPresence!(this.states[i], this, env.from, type, xml);
+    })();
+  }
+
+  private contactAddedHooks(contact: string): Promise<void> | undefined {
+    const { states, hookSlots } = this.svc.modules;
+    if (hookSlots.contactAdded.length === 0) return undefined;
+    return (async () => {
+      for (const i of hookSlots.contactAdded) await states[i].hooks!.contactAdded!(this.states[i], this, contact);
     })();
   }
 
@@ -1209,6 +1218,7 @@ export class UserActor extends Actor implements AccountContext {
     const { states, messageSlots } = this.svc.modules;
     for (let k = from; k < messageSlots.length; k++) {
       const i = messageSlots[k];
+      if (msg.stopped !== undefined) return;
       const r = states[i].messages![step]?.(this.states[i], this, msg);
       if (r) return r.then(() => this.messageHooks(step, msg, k + 1));
     }
@@ -1217,14 +1227,20 @@ export class UserActor extends Actor implements AccountContext {
   /** A message one of our clients sent to someone else, past the hooks (archive before, carbon copies after). */
   private outboundMessage(env: Envelope): void | Promise<void> {
     const msg = new MessageEvent('out', env.from, env.to, env.type, typeof env.xml === 'string' ? env.xml : Buffer.from(env.xml).toString());
-    return andThen(this.messageHooks('routing', msg), () =>
-      andThen(this.route(msg.xml === env.xml ? env : { ...env, xml: msg.xml }), () => this.messageHooks('routed', msg)));
+    return andThen(this.messageHooks('routing', msg), () => msg.stopped !== undefined ? this.stoppedMessage(env, msg)
+      : andThen(this.route(msg.xml === env.xml ? env : { ...env, xml: msg.xml }), () => this.messageHooks('routed', msg)));
+  }
+
+  /** A routing hook stopped a message: its sender hears the refusal, or the hook kept it. */
+  private stoppedMessage(env: Envelope, msg: MessageEvent): void | Promise<void> {
+    if (msg.stopped instanceof StanzaError) return this.bounce(env, msg.stopped);
   }
 
   /** A message for this account, past the hooks, noting which sessions it reached. */
   private inboundMessage(env: Envelope, fromServer: boolean): void | Promise<void> {
     const msg = new MessageEvent('in', env.from, env.to, env.type, typeof env.xml === 'string' ? env.xml : Buffer.from(env.xml).toString());
     return andThen(this.messageHooks('routing', msg), () => {
+      if (msg.stopped !== undefined) return this.stoppedMessage(env, msg);
       const reached: SessionEntry[] = [];
       this.reached = reached;
       let routed: void | Promise<void>;
