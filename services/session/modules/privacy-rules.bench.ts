@@ -6,6 +6,7 @@
 //    (not filtered at all), a 10,000-JID block list, a 1,000-item default
 //    list, and a 1,000-item active list on one of two sessions (checked per
 //    session).
+import { MemoryWindowCounters } from '../../../libs/cluster/window-counters.ts';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -103,7 +104,7 @@ async function actorRun(store: Store, s: Setup, idx: number): Promise<number> {
   // Only what the inbound message path touches; the rest of SessionServices is not reached.
   const svc = {
     config, store, router: router as unknown as Router, hosts, modules: registry,
-    context: { config, store, hosts, disco: registry }, c2sAlive: () => true, newResource: () => 'r',
+    context: { config, store, hosts, disco: registry, rates: new MemoryWindowCounters() }, c2sAlive: () => true, newResource: () => 'r',
   } as unknown as SessionServices;
   const actor = new UserActor(bare, 0, svc);
   const msg = (i: number): Envelope => envelope({ kind: 'message', dir: 'in', from: 'friend@example.org/desk', to: bare, type: 'chat', id: `m${i}`,
