@@ -1,4 +1,5 @@
 // `parley`: start the server and administer accounts and domains.
+import { createWriteStream } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { unpack } from 'msgpackr';
 import { Accounts, Domains } from '../../libs/accounts/index.ts';
@@ -15,6 +16,8 @@ import type { Metrics } from '../../libs/metrics/index.ts';
 import { ListenError } from '../listen-error.ts';
 import { guardProcess, type ProcessFault } from '../process-faults.ts';
 import { isEmbedded, openConfiguredStore, startServer } from '../server.ts';
+import { PieError, readPieFile, type PieDocument } from '../portability/pie.ts';
+import { exportDomains, ImportRefused, planImport, runImport } from '../portability/transfer.ts';
 
 const USAGE = `usage: parley <command> [options]
 
@@ -33,6 +36,14 @@ const USAGE = `usage: parley <command> [options]
   domain list                                       the domains added at run time
   c2s drain NODE                                    stop a c2s node accepting and close its streams; clients
                                                     resume their sessions on the other nodes (rolling restart)
+  export [--domain D] [--out FILE]                  accounts with their credentials, rosters, vCards, offline
+                                                    messages and archives as XEP-0227 XML (all served domains
+                                                    by default; stdout without --out); the server may be running
+  import FILE [FILE…]                               create the accounts of XEP-0227 files (Parley's export,
+                                                    ejabberd's export_piefxis, prosody-migrator's xep0227
+                                                    store); all or nothing: a file with an error, or an
+                                                    account that exists already, imports nothing. The server
+                                                    may be running
 
   help                                              this text (also --help, -h)
 
@@ -55,6 +66,7 @@ const OPTIONS = {
   count: { type: 'string' },
   start: { type: 'string' },
   concurrency: { type: 'string' },
+  out: { type: 'string', short: 'o' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -297,6 +309,64 @@ async function domain(sub: string | undefined, arg: string | undefined): Promise
   }
 }
 
+async function exportAccounts(): Promise<void> {
+  const { count, domains } = await withStore(async (a, d, store, cfg) => {
+    let domains: string[];
+    if (values.domain !== undefined) {
+      const domain = parseJid(values.domain).domain;
+      // A domain no longer served still exports the accounts left in it.
+      if (!(await a.list(domain)).length) {
+        const why = await notServed(domain, cfg, d);
+        if (why) die(why);
+      }
+      domains = [domain];
+    } else {
+      domains = [...new Set([...cfg.domains, ...(await d.list())])].sort();
+    }
+    const out = values.out === undefined ? process.stdout : createWriteStream(values.out, { flags: 'wx' });
+    const opened = new Promise<void>((resolve, reject) => {
+      if (out === process.stdout) return resolve();
+      out.once('open', () => resolve());
+      out.once('error', reject);
+    });
+    try {
+      await opened;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      die(`cannot write ${values.out}: ${code === 'EEXIST' ? 'the file exists (give another --out, or remove it)' : code === 'ENOENT' ? 'no such directory' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`);
+    }
+    const write = (chunk: string) => new Promise<void>((resolve, reject) => out.write(chunk, (e) => (e ? reject(e) : resolve())));
+    const count = await exportDomains(store, domains, (domain) => a.list(domain), write);
+    if (out !== process.stdout) await new Promise<void>((resolve) => out.end(resolve));
+    return { count, domains };
+  });
+  process.stderr.write(`exported ${count} accounts of ${domains.join(', ') || 'no domain'}${values.out ? ` to ${values.out}` : ''}\n`);
+}
+
+async function importAccounts(files: string[]): Promise<void> {
+  if (!files.length) die('import FILE [FILE…]');
+  const docs: Array<{ file: string; doc: PieDocument }> = [];
+  for (const file of files) {
+    try {
+      docs.push({ file, doc: readPieFile(file) });
+    } catch (e) {
+      if (e instanceof PieError) die(`${e.message}; nothing imported`);
+      throw e;
+    }
+  }
+  const { count, notes } = await withStore(async (_, d, store, cfg) => {
+    try {
+      const plan = await planImport(docs, store, cfg, (domain) => notServed(domain, cfg, d));
+      return { count: await runImport(plan, store, cfg), notes: plan.notes };
+    } catch (e) {
+      if (e instanceof ImportRefused) die(`${e.message}; nothing imported`);
+      throw e;
+    }
+  });
+  for (const n of notes) console.log(n);
+  console.log(`imported ${count} accounts from ${files.join(', ')}`);
+}
+
 const [cmd, sub, arg] = positionals;
 if (values.help || cmd === 'help') {
   console.log(USAGE);
@@ -310,6 +380,10 @@ try {
   if (cmd === 'start') await start();
   else if (cmd === 'user') await user(sub, arg);
   else if (cmd === 'domain') await domain(sub, arg);
+  else if (cmd === 'export') {
+    if (sub !== undefined) die(`export takes no argument ('${sub}'): export [--domain D] [--out FILE]`);
+    await exportAccounts();
+  } else if (cmd === 'import') await importAccounts(positionals.slice(1));
   else if (cmd === 'c2s' && sub === 'drain' && arg) {
     setLogLevel('warn');
     const r = await requestDrain(config(), arg);

@@ -331,11 +331,25 @@ export class UserActor extends Actor implements AccountContext {
     return handler({ op: env.op, sid: env.sid, data: env.data, xml: env.xml, track: env.track, account: this });
   }
 
+  /**
+   * An account created after this actor loaded may have been created with data (`parley import`): read its
+   * roster and offline count as a fresh activation would.
+   */
+  private async reloadCreated(): Promise<void> {
+    const [data, offline] = await Promise.all([this.svc.store.load(this.bare, ['account', 'roster']), this.svc.store.llen(this.bare, 'offline')]);
+    const ver = data.get('account')?.get('rosterver');
+    this.rosterVer = ver ? (unpack(ver) as number) : 0;
+    this.roster.clear();
+    for (const [jid, raw] of data.get('roster') ?? []) this.roster.set(jid, decodeItem(raw));
+    this.offlineCount = offline;
+  }
+
   private async bind(sid: string, req: BindRequest): Promise<void> {
     if (!this.exists) {
       // The account may have been created after this actor loaded.
       this.exists = (await this.svc.store.hget(this.bare, 'account', 'creds')) !== undefined;
       if (!this.exists) return this.svc.router.control(req.node, sid, 'bind-failed', { condition: 'not-authorized', text: 'no such account' });
+      await this.reloadCreated();
     }
     let resource = req.resource || this.svc.newResource();
     const existing = this.sessions.get(resource);

@@ -37,7 +37,8 @@ const NS_DELAY = 'urn:xmpp:delay';
 const NS_DATA = 'jabber:x:data';
 const NS_HINTS = 'urn:xmpp:hints';
 const log = logger('mam');
-const ARCHIVE = 'mam';
+/** The account's archive: a store log keyed by archive id (also read by export and import). */
+export const ARCHIVE = 'mam';
 const PREFS = 'mamprefs';
 const SCAN_CHUNK = 200;
 
@@ -77,8 +78,8 @@ export function parseArchiveId(id: string): number {
   return n;
 }
 
-const encode = (m: ArchivedMessage): Uint8Array => pack([m.stamp, m.with, m.dir === 'in' ? 0 : 1, m.xml]);
-function decode(id: number, b: Uint8Array): ArchivedMessage {
+export const encodeArchived = (m: ArchivedMessage): Uint8Array => pack([m.stamp, m.with, m.dir === 'in' ? 0 : 1, m.xml]);
+export function decodeArchived(id: number, b: Uint8Array): ArchivedMessage {
   const [stamp, w, dir, xml] = unpack(b) as [number, string, number, string];
   return { id, stamp, with: w, dir: dir === 0 ? 'in' : 'out', xml };
 }
@@ -164,7 +165,7 @@ function append(state: ArchiveState, account: AccountContext, msg: MessageEvent,
     }
   }
   const store = account.server.store;
-  const entry = encode({ id: seq, stamp: now, with: peer, dir: msg.dir, xml: msg.xml });
+  const entry = encodeArchived({ id: seq, stamp: now, with: peer, dir: msg.dir, xml: msg.xml });
   // Retried (session.storeRetries): the message was delivered, only the archive would lose it.
   let write: Promise<unknown> = retriedWrite(account, { what: 'archiving a message', write: () => store.logAppend(account.bare, ARCHIVE, seq, entry) });
   state.count++;
@@ -277,7 +278,7 @@ const upper = (a: number | undefined, b: number | undefined) => (a === undefined
 /** One page of the archive for a query: a range read (and counts), or a scan from the page's start with `with`. */
 export async function runQuery(account: AccountContext, q: ArchiveQuery): Promise<ArchivePage> {
   const store = account.server.store;
-  const read = async (r: LogRange) => (await store.logRange(account.bare, ARCHIVE, r)).map((e) => decode(e.id, e.value));
+  const read = async (r: LogRange) => (await store.logRange(account.bare, ARCHIVE, r)).map((e) => decodeArchived(e.id, e.value));
   if (q.ids) {
     const found: ArchivedMessage[] = [];
     for (const id of q.ids) found.push(...(await read({ after: (await existing(account, id)) - 1, limit: 1 })));

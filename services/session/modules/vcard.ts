@@ -10,8 +10,9 @@ import { serialize } from '../../../libs/xml/serialize.ts';
 import { defineModule, requireOwner, type IqRequest, type ServerContext } from '../module.ts';
 
 export const NS_VCARD = 'vcard-temp';
-const VCARD = 'vcard';
-const FIELD = 'v';
+/** Where an account's vCard is kept: one field of one collection of its scope. */
+export const VCARD = 'vcard';
+export const FIELD = 'v';
 
 /** The stored vCard's XML, for the CLI and the handler. */
 export async function storedVcard(store: Store, bare: string): Promise<string | undefined> {
