@@ -18,6 +18,7 @@ import carbons from './carbons.ts';
 import mam from './mam.ts';
 import muc from './muc.ts';
 import push from './push.ts';
+import externalServices from './external-services.ts';
 
 export const modules: readonly XmppModule[] = [disco, ping, time, version, last, privacy, blocking, vcard, privateStorage, contactAddresses, register, pep,
-  streamManagement, carbons, mam, push, muc];
+  streamManagement, carbons, mam, push, muc, externalServices];
