@@ -10,6 +10,7 @@ import { Subjects, type Bus } from '../libs/bus/bus.ts';
 import { InProcessBus } from '../libs/bus/inprocess.ts';
 import { NatsBus, natsServers } from '../libs/bus/nats.ts';
 import { MemoryLeaseTable, RedisLeaseTable, type LeaseTable } from '../libs/cluster/lease.ts';
+import { ComponentDirectory } from '../libs/components/index.ts';
 import { RedisMembership, StaticMembership, type Membership } from '../libs/cluster/membership.ts';
 import type { Config } from '../libs/config/schema.ts';
 import { logger, setLogContext, setLogFormat, throttledWarn } from '../libs/log/index.ts';
@@ -26,6 +27,7 @@ import { loadOrCreateCertificate, secureContext } from '../libs/tls/index.ts';
 import { RedisAuthCounters } from './c2s/auth-throttle.ts';
 import { RedisWindowCounters } from '../libs/cluster/window-counters.ts';
 import { C2sNode, newNodeId } from './c2s/c2s-node.ts';
+import { ComponentListener } from './component/component-listener.ts';
 import { listenError } from './listen-error.ts';
 import { watchReadiness } from './readiness.ts';
 import { S2sNode } from './s2s/s2s-node.ts';
@@ -47,6 +49,8 @@ export interface RunningServer {
   readonly c2s?: C2sNode;
   readonly session?: SessionNode;
   readonly s2s?: S2sNode;
+  /** The external component listener (a process with the c2s role, while components are configured). */
+  readonly components?: ComponentListener;
   readonly metrics: Metrics;
   metricsPort(): number;
   /** Graceful: hand shards over and close streams; otherwise just stop. */
@@ -76,6 +80,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const runsC2s = config.role === 'all' || config.role === 'c2s';
   const runsSession = config.role === 'all' || config.role === 'session';
   const runsS2s = config.s2s.enabled && (config.role === 'all' || config.role === 's2s');
+  const componentDomains = config.components.services.map((c) => c.domain);
+  const hostedComponent = componentDomains.find((d) => config.domains.includes(d));
+  if (hostedComponent) throw new Error(`${hostedComponent} is both a served domain (domains) and a component's (components.services): give the component a domain of its own`);
   mkdirSync(config.dataDir, { recursive: true });
 
   // A process exports the metrics of the roles it runs, and those every process has.
@@ -110,6 +117,11 @@ export async function startServer(config: Config): Promise<RunningServer> {
     await store.close();
     throw e;
   }
+
+  // Every process routes to components; only those holding a component's connection announce it.
+  const components = componentDomains.length === 0 ? undefined
+    : new ComponentDirectory(bus, subjects, componentDomains, nodeId, { announceMs: config.cluster.heartbeatMs, ttlMs: config.cluster.memberTtlMs });
+  await components?.start();
 
   let redis: RedisClient | undefined;
   let sessionMembers: Membership;
@@ -164,6 +176,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       rates: redis && config.store.kind === 'redis' ? new RedisWindowCounters(redis, config.store.keyPrefix) : undefined,
       // With no federation process alive, a stanza for another server bounces instead of vanishing on the bus.
       s2sAvailable: () => config.s2s.enabled && s2sMembers.members().length > 0,
+      components,
     });
     c2sMembers.onChange((now, prev) => {
       for (const gone of prev) if (!now.includes(gone)) void session!.c2sGone(gone).catch((e: unknown) => log.error('cleanup failed', { node: gone, error: e }));
@@ -208,6 +221,15 @@ export async function startServer(config: Config): Promise<RunningServer> {
     if (c2sMembers instanceof RedisMembership) c2sMembers.onExpiry((expired) => c2s?.membershipExpired(expired));
   }
 
+  let componentListener: ComponentListener | undefined;
+  if (runsC2s && components) {
+    componentListener = new ComponentListener({
+      config, bus, subjects, hosts, directory: components,
+      s2sAvailable: () => config.s2s.enabled && s2sMembers.members().length > 0,
+    });
+    await componentListener.start();
+  }
+
   // /readyz, the parley_ready gauge and a log line when it changes: the bus, Redis, and whether a connection manager can take sessions.
   const readiness = watchReadiness(() => (!bus.healthy() ? 'the bus is not connected'
     : redis !== undefined && redis.status !== 'ready' ? `Redis is not connected (${redis.status})`
@@ -233,11 +255,12 @@ export async function startServer(config: Config): Promise<RunningServer> {
     ...(c2s?.httpPort() ? { http: `${config.c2s.http.host}:${c2s.httpPort()}` } : {}),
     ...(c2s?.directTlsPort() ? { directTls: `${config.c2s.directTls.host}:${c2s.directTlsPort()}` } : {}),
     ...(s2s ? { s2s: `${config.s2s.listen.host}:${s2s.port()}` } : {}),
+    ...(componentListener ? { components: `${config.components.listen.host}:${componentListener.port()}` } : {}),
     metrics: http ? `${config.metrics.host}:${(http.address() as { port: number }).port}` : 'off' });
 
   let stopped = false;
   return {
-    nodeId, config, store, bus, accounts, domains, c2s, session, s2s, metrics,
+    nodeId, config, store, bus, accounts, domains, c2s, session, s2s, components: componentListener, metrics,
     metricsPort: () => {
       const a = http?.address();
       return typeof a === 'object' && a ? a.port : 0;
@@ -246,6 +269,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       if (stopped) return;
       stopped = true;
       readiness.stop();
+      componentListener?.stop();
       await c2s?.stop();
       await c2sMembers.stop();
       if (!session) await sessionMembers.stop();
@@ -253,6 +277,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
       await session?.stop(graceful);
       hosts.stop();
       http?.close();
+      components?.stop();
       await bus.close();
       redis?.disconnect();
       await store.close();

@@ -237,6 +237,32 @@ export const configSchema = z.object({
     maxConnections: z.number().int().positive().default(10_000),
   }).default({}),
 
+  /**
+   * External components (XEP-0114): programs that serve a domain of their own and connect to this server's
+   * component listener with a shared secret. The listener runs on the c2s processes only while some component is configured.
+   */
+  components: z.object({
+    listen: listener.extend({ port: z.number().int().min(0).max(65535).default(5347) }).default({}),
+    /** Seconds a connection may take from TCP accept to a successful handshake. */
+    handshakeTimeoutSeconds: z.number().positive().default(10),
+    /** Open component connections (handshake done or not) one process accepts. */
+    maxConnections: z.number().int().positive().default(100),
+    /** The components: each domain (routed to whichever connection authenticated for it) and its secret. */
+    services: z.array(z.object({
+      domain: z.string().regex(/^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, 'a lower-case domain name'),
+      /** The shared secret of the handshake; at least 12 characters. */
+      secret: z.string().min(12),
+      /** Its name in the disco#items of the served domain it is a subdomain of. */
+      name: z.string().optional(),
+    })).default([]).superRefine((list, ctx) => {
+      const seen = new Set<string>();
+      list.forEach((c, i) => {
+        if (seen.has(c.domain)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [i, 'domain'], message: `component ${c.domain} is configured twice` });
+        seen.add(c.domain);
+      });
+    }),
+  }).default({}),
+
   limits: z.object({
     maxStanzaBytes: z.number().int().positive().default(262_144),
     maxDepth: z.number().int().positive().default(32),

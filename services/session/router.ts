@@ -4,6 +4,8 @@
 import type { Bus, Subjects } from '../../libs/bus/bus.ts';
 import { envelope, type Envelope, type StanzaKind } from '../../libs/bus/envelope.ts';
 import { shardOf } from '../../libs/cluster/shards.ts';
+import type { ComponentDirectory } from '../../libs/components/index.ts';
+import { StanzaError } from '../../libs/errors/index.ts';
 import { domainPart } from '../../libs/jid/split.ts';
 
 /** What a fan-out batch carries beside the shared stanza. */
@@ -30,13 +32,27 @@ export class Router {
     /** Shards of remote domains over the s2s processes; 0 when federation is off. */
     private readonly s2sShards = 0,
     private readonly domains: { isLocal(domain: string): boolean; s2sAvailable(): boolean } = { isLocal: () => true, s2sAvailable: () => false },
+    /** External components: domains served by a program connected to some connection manager. */
+    private readonly components?: ComponentDirectory,
   ) {}
 
-  /** Hand a stanza for another server to federation; false when there is none (the caller bounces). */
+  /**
+   * Hand a stanza for a domain beyond the shards to whoever serves it: an
+   * external component's connection, or federation for another server; false
+   * when there is none (the caller bounces with `noRoute`).
+   */
   toRemote(domain: string, env: Envelope): boolean {
+    if (this.components?.has(domain)) return this.components.send(domain, env);
     if (this.s2sShards === 0 || !this.domains.s2sAvailable()) return false;
     this.bus.publish(this.subjects.s2s(shardOf(domain, this.s2sShards)), env);
     return true;
+  }
+
+  /** The error for a stanza `toRemote` could not hand on. */
+  noRoute(domain: string): StanzaError {
+    return this.components?.has(domain)
+      ? new StanzaError('service-unavailable', `the component ${domain} is not connected`)
+      : new StanzaError('remote-server-not-found', `no route to ${domain}`);
   }
 
   shardOf(bare: string): number {

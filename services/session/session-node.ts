@@ -6,9 +6,13 @@ import { envelope, type Envelope } from '../../libs/bus/envelope.ts';
 import type { LeaseTable } from '../../libs/cluster/lease.ts';
 import type { Membership } from '../../libs/cluster/membership.ts';
 import { hash32, ownerOf } from '../../libs/cluster/shards.ts';
+import type { ComponentDirectory } from '../../libs/components/index.ts';
 import type { Config } from '../../libs/config/schema.ts';
+import { errorReply } from '../../libs/errors/index.ts';
 import { bareJid, domainPart, resourcePart } from '../../libs/jid/split.ts';
 import { logger } from '../../libs/log/index.ts';
+import { parseFragment } from '../../libs/xml/fragment.ts';
+import { serialize } from '../../libs/xml/serialize.ts';
 import type { Store } from '../../libs/store/store.ts';
 import { MemoryWindowCounters, type WindowCounters } from '../../libs/cluster/window-counters.ts';
 import { ActorSystem } from './actor-system.ts';
@@ -45,6 +49,8 @@ export interface SessionNodeOptions {
   rates?: WindowCounters;
   /** Some federation process is alive to take stanzas for other servers. */
   s2sAvailable?: () => boolean;
+  /** External components (libs/components): where stanzas for their domains go. */
+  components?: ComponentDirectory;
   /** The shard leases (libs/cluster/lease.ts) and how long one lasts (Infinity: this process alone). */
   leases: LeaseTable;
   leaseTtlMs: number;
@@ -75,7 +81,7 @@ export class SessionNode {
       : o.store;
     this.router = new Router(o.bus, o.subjects, o.config.cluster.shards, (shard) => this.shards.holderOf(shard),
       o.config.s2s.enabled ? o.config.s2s.shards : 0,
-      { isLocal: (domain) => o.hosts.has(domain) || serviceDomains.has(domain), s2sAvailable: o.s2sAvailable ?? (() => o.config.s2s.enabled) });
+      { isLocal: (domain) => o.hosts.has(domain) || serviceDomains.has(domain), s2sAvailable: o.s2sAvailable ?? (() => o.config.s2s.enabled) }, o.components);
     this.context = { config: o.config, store, hosts: o.hosts, disco: registry, rates: o.rates ?? new MemoryWindowCounters() };
     const svc: SessionServices = {
       config: o.config,
@@ -96,7 +102,7 @@ export class SessionNode {
     this.shards = new ShardHost(o.bus, o.subjects, o.membership, {
       shards: o.config.cluster.shards,
       handoffTimeoutMs: o.config.cluster.handoffTimeoutMs,
-      deliver: (shard, env) => this.actors.deliver(shard, env),
+      deliver: (shard, env) => (this.forComponent(env) ? undefined : this.actors.deliver(shard, env)),
       drain: (shard) => this.actors.drainShard(shard),
       drop: (shard) => this.actors.dropShard(shard),
       resume: (shard) => this.actors.resumeShard(shard),
@@ -157,6 +163,29 @@ export class SessionNode {
       if (this.shards.owns(shard)) this.actors.deliver(shard, one);
       else this.router.toActor(bare, { ...one, origin: '', seq: 0 });
     }
+  }
+
+  /**
+   * A stanza on the shards for an external component's address (from
+   * federation, or an error for a stanza the component sent): components have
+   * no actor, so it goes on to the component's connection, or back to its
+   * sender when none is connected.
+   */
+  private forComponent(env: Envelope): boolean {
+    const components = this.o.components;
+    if (components === undefined || env.kind === 'ctl' || env.dir !== 'in') return false;
+    const domain = domainPart(env.to);
+    if (!components.has(domain)) return false;
+    if (this.router.toRemote(domain, env) || env.type === 'error' || (env.kind === 'iq' && env.type === 'result') || env.from === '') return true;
+    const stanza = parseFragment(env.xml);
+    stanza.attrs.from = env.from;
+    stanza.attrs.to = env.to;
+    const reply = serialize(errorReply(stanza, this.router.noRoute(domain)));
+    const back = envelope({ kind: env.kind, dir: 'in', from: env.to, to: env.from, type: 'error', id: env.id, xml: reply });
+    const senderDomain = domainPart(env.from);
+    if (this.o.hosts.has(senderDomain)) this.router.toActor(bareJid(env.from), back);
+    else this.router.toRemote(senderDomain, { ...back, dir: 'out' });
+    return true;
   }
 
   /** One actor's envelope sent by way of this process (services/c2s `viaHolder`): here if its shard is, else on to the shard. */

@@ -576,7 +576,7 @@ export class UserActor extends Actor implements AccountContext {
     if (!this.svc.hosts.has(domain)) {
       // Another server's user: federation takes it, or the sender learns there is no route.
       if (this.svc.router.toRemote(domain, { ...env, dir: 'out', origin: '', seq: 0 })) return;
-      return this.bounce(env, new StanzaError('remote-server-not-found', `no route to ${domain}`));
+      return this.bounce(env, this.svc.router.noRoute(domain));
     }
     if (!hasLocalpart(toBare)) {
       if (env.kind === 'iq') return this.serverIq(env, 'host', domain);

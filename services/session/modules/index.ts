@@ -15,10 +15,11 @@ import vcard from './vcard.ts';
 import version from './version.ts';
 import streamManagement from '../sm/index.ts';
 import carbons from './carbons.ts';
+import components from './components.ts';
 import mam from './mam.ts';
 import muc from './muc.ts';
 import push from './push.ts';
 import externalServices from './external-services.ts';
 
 export const modules: readonly XmppModule[] = [disco, ping, time, version, last, privacy, blocking, vcard, privateStorage, contactAddresses, register, pep,
-  streamManagement, carbons, mam, push, muc, externalServices];
+  streamManagement, carbons, mam, push, muc, externalServices, components];
