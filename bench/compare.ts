@@ -182,7 +182,7 @@ writeFileSync(`${base}.json`, JSON.stringify({ startedAt: stamp, users, scenario
 // Chart: chat p99 against offered rate, one line per target.
 const series: Series[] = targets.flatMap((t) => {
   const steps = (results[t].find((r) => r.scenario === 'chat')?.details as { steps?: Array<{ offered: number; latency: { p99Ms: number } }> } | undefined)?.steps ?? [];
-  return steps.length ? [{ name: `${t} p99`, points: steps.map((x): [number, number] => [x.offered, x.latency.p99Ms]) }] : [];
+  return steps.length ? [{ name: `${t} p99`, points: [...steps].sort((a, b) => a.offered - b.offered).map((x): [number, number] => [x.offered, x.latency.p99Ms]) }] : [];
 });
 writeFileSync(`${base}.svg`, lineChart({ title: 'chat p99 latency vs offered rate', xLabel: 'offered msgs/s (log)', yLabel: 'p99 (ms, log)', logX: true, logY: true }, series));
 console.log(`wrote ${base}.json and .svg`);

@@ -29,6 +29,11 @@ async function login(cmd: Extract<Command, { type: 'login' }>): Promise<Reply> {
     });
     const t0 = performance.now();
     try {
+      if (cmd.saltOnly) {
+        await c.login(true);
+        ok++;
+        return;
+      }
       await c.login();
       record(hist, (performance.now() - t0) * 1000);
       ok++; counters.online++;

@@ -32,6 +32,12 @@ import { listenError } from './listen-error.ts';
 import { watchReadiness } from './readiness.ts';
 import { S2sNode } from './s2s/s2s-node.ts';
 import { purgeNodeSessionsOffline } from './session/directory.ts';
+import { ClusterAdmin } from './admin/cluster-admin.ts';
+import { serveAdminApi, API_PREFIX } from './admin/http-api.ts';
+import { ActivityCounters, NodeAdmin } from './admin/node-admin.ts';
+import type { AdminOperations, NodeReload } from './admin/operations.ts';
+import { adminToken, writeAdminEndpoint } from './admin/token.ts';
+import { loadDomainCertificates } from './c2s/certificates.ts';
 import { SessionNode } from './session/session-node.ts';
 
 const log = logger('server');
@@ -53,6 +59,12 @@ export interface RunningServer {
   readonly components?: ComponentListener;
   readonly metrics: Metrics;
   metricsPort(): number;
+  /** The administration operations (services/admin), as this process runs them for the deployment. */
+  readonly admin: AdminOperations;
+  /** The admin API's base URL (empty when admin.enabled is false). */
+  adminUrl(): string;
+  /** Re-read the configuration file and apply what can change (SIGHUP). */
+  reload(): Promise<NodeReload>;
   /** Graceful: hand shards over and close streams; otherwise just stop. */
   stop(graceful?: boolean): Promise<void>;
 }
@@ -68,7 +80,12 @@ export async function openConfiguredStore(config: Config): Promise<Store> {
   return openStore({ kind: 'lmdb', path, sync: config.store.sync === 'commit' ? { every: 'commit' } : { every: 'interval', ms: config.store.syncIntervalMs } });
 }
 
-export async function startServer(config: Config): Promise<RunningServer> {
+export interface ServerOptions {
+  /** Reads the configuration again (`parley reload`, SIGHUP): the file the process started from. Without it a reload changes nothing. */
+  readConfig?: () => Config;
+}
+
+export async function startServer(config: Config, options: ServerOptions = {}): Promise<RunningServer> {
   const embedded = isEmbedded(config);
   if (embedded && config.role !== 'all') throw new Error('the in-process bus runs every role in one process: use role "all" or the NATS bus');
   if (!embedded && config.store.kind !== 'redis') throw new Error('a cluster (NATS bus) keeps its state in Redis: set store.kind to "redis"');
@@ -197,6 +214,8 @@ export async function startServer(config: Config): Promise<RunningServer> {
   }
 
   let c2s: C2sNode | undefined;
+  /** What `parley stats` rates: logins and client stanzas on this process. */
+  const activity = new ActivityCounters();
   if (runsC2s) {
     const cert = await loadOrCreateCertificate(config.dataDir, hosts.list(), config.c2s.tls);
     const authFailures = metrics.authFailures;
@@ -208,8 +227,14 @@ export async function startServer(config: Config): Promise<RunningServer> {
       // A cluster counts failed logins in Redis, so that every connection manager throttles the same addresses.
       authCounters: redis && config.store.kind === 'redis' ? new RedisAuthCounters(redis, config.store.keyPrefix) : undefined,
       metrics: {
-        auth: (m, ok) => metrics.auth.labels(m, ok ? 'success' : 'failure').inc(),
-        stanzaIn: (k) => metrics.stanzaIn(k),
+        auth: (m, ok) => {
+          if (ok) activity.logins++;
+          metrics.auth.labels(m, ok ? 'success' : 'failure').inc();
+        },
+        stanzaIn: (k) => {
+          activity.stanzas++;
+          metrics.stanzaIn(k);
+        },
         stanzaOut: (k, t) => metrics.stanzaOut(k, t),
         authFailed: () => authFailures.inc(),
         authBlocked: (event) => authBlocks[event].inc(),
@@ -228,6 +253,39 @@ export async function startServer(config: Config): Promise<RunningServer> {
       s2sAvailable: () => config.s2s.enabled && s2sMembers.members().length > 0,
     });
     await componentListener.start();
+  }
+
+  // Administration: this process answers for what it holds; any process asks the others over the bus.
+  const nodeAdmin = new NodeAdmin({
+    nodeId, role: config.role, config, bus, subjects, c2s, session, counters: activity,
+    reload: {
+      read: options.readConfig ?? (() => config),
+      prepareCertificates: c2s ? async (fresh) => {
+        const fallback = secureContext(await loadOrCreateCertificate(fresh.dataDir, hosts.list(), fresh.c2s.tls));
+        const certificates = loadDomainCertificates(fresh);
+        return () => c2s!.installCertificates(fallback, certificates);
+      } : undefined,
+    },
+  });
+  await nodeAdmin.start();
+  const admin = new ClusterAdmin({
+    nodeId, config, bus, subjects, hosts, accounts,
+    members: () => [...new Set([...sessionMembers.members(), ...c2sMembers.members(), ...(config.s2s.enabled ? s2sMembers.members() : [])])],
+  });
+  await admin.start();
+  let adminHttp: Server | undefined;
+  let adminUrl = '';
+  if (config.admin.enabled) {
+    adminHttp = await serveAdminApi({
+      host: config.admin.host, port: config.admin.port, token: adminToken(config), maxRequestBytes: config.admin.maxRequestBytes, operations: admin,
+    }).catch((e: unknown) => {
+      throw listenError('the admin listener', 'admin', config.admin.host, config.admin.port, e);
+    });
+    const port = (adminHttp.address() as { port: number }).port;
+    const host = config.admin.host.includes(':') ? `[${config.admin.host}]` : config.admin.host;
+    adminUrl = `http://${host}:${port}${API_PREFIX}`;
+    // Where `parley` finds this process (with the token file beside it).
+    writeAdminEndpoint(config, { url: adminUrl, node: nodeId, pid: process.pid });
   }
 
   // /readyz, the parley_ready gauge and a log line when it changes: the bus, Redis, and whether a connection manager can take sessions.
@@ -255,12 +313,16 @@ export async function startServer(config: Config): Promise<RunningServer> {
     ...(c2s?.httpPort() ? { http: `${config.c2s.http.host}:${c2s.httpPort()}` } : {}),
     ...(c2s?.directTlsPort() ? { directTls: `${config.c2s.directTls.host}:${c2s.directTlsPort()}` } : {}),
     ...(s2s ? { s2s: `${config.s2s.listen.host}:${s2s.port()}` } : {}),
+    ...(adminUrl ? { admin: adminUrl } : {}),
     ...(componentListener ? { components: `${config.components.listen.host}:${componentListener.port()}` } : {}),
     metrics: http ? `${config.metrics.host}:${(http.address() as { port: number }).port}` : 'off' });
 
   let stopped = false;
   return {
     nodeId, config, store, bus, accounts, domains, c2s, session, s2s, components: componentListener, metrics,
+    admin,
+    adminUrl: () => adminUrl,
+    reload: () => nodeAdmin.reload(),
     metricsPort: () => {
       const a = http?.address();
       return typeof a === 'object' && a ? a.port : 0;
@@ -269,6 +331,9 @@ export async function startServer(config: Config): Promise<RunningServer> {
       if (stopped) return;
       stopped = true;
       readiness.stop();
+      adminHttp?.close();
+      admin.stop();
+      nodeAdmin.stop();
       componentListener?.stop();
       await c2s?.stop();
       await c2sMembers.stop();

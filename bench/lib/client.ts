@@ -355,8 +355,11 @@ export class XmppConn {
     return this.wait(match);
   }
 
-  /** Connect, authenticate, bind and optionally fetch the roster and go available. */
-  async login(): Promise<void> {
+  /**
+   * Connect, authenticate, bind and optionally fetch the roster and go available. `saltOnly`: stop after the first
+   * SCRAM challenge, once the salted password is cached, and close the stream without logging in.
+   */
+  async login(saltOnly = false): Promise<void> {
     const o = this.o;
     const timer = setTimeout(() => { this.fail(`login timeout after ${o.timeoutMs} ms`); this.wire?.destroy(); }, o.timeoutMs);
     try {
@@ -378,6 +381,7 @@ export class XmppConn {
       const mech = o.mech === 'auto' ? MECHANISMS.find((m) => offered.includes(m)) : offered.includes(o.mech) ? o.mech : undefined;
       if (!mech) throw new Error(`no usable SASL mechanism (offered: ${offered.join(' ') || 'none'})`);
       const sasl = saslClient(mech, o.user, o.password);
+      if (saltOnly && mech === 'PLAIN') return this.quit();
       this.send(`<auth xmlns='${SASL_NS}' mechanism='${mech}'>${sasl.initial()}</auth>`);
       for (;;) {
         const el = await this.wait((b) => findElement(b, ['challenge', 'success', 'failure']));
@@ -387,7 +391,9 @@ export class XmppConn {
           if (!sasl.verify(data) && mech !== 'PLAIN') throw new Error('SCRAM server signature mismatch');
           break;
         }
-        this.send(`<response xmlns='${SASL_NS}'>${await sasl.challenge(data)}</response>`);
+        const response = await sasl.challenge(data);
+        if (saltOnly) return this.quit();
+        this.send(`<response xmlns='${SASL_NS}'>${response}</response>`);
       }
       this.openStream();
       const f2 = await this.wait(features);
@@ -440,4 +446,14 @@ export class XmppConn {
   }
 
   destroy(): void { this.wire?.destroy(); }
+
+  /** Leave a stream that never logged in: close it and wait until the server has (or 3 s). */
+  private quit(): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => { this.wire?.destroy(); resolve(); }, 3000);
+      this.onClose = () => { clearTimeout(t); resolve(); };
+      this.send(this.ws ? `<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>` : '</stream:stream>');
+      this.wire?.end();
+    });
+  }
 }

@@ -31,6 +31,8 @@ export interface BenchOptions {
   quiet: boolean;
   // chat
   rates: number[];
+  /** After the rates: bisect until the highest passing and the lowest failing rate are within this fraction (0: off). */
+  precision: number;
   stepSeconds: number;
   lossTimeoutMs: number;
   p99LimitMs: number;
@@ -84,6 +86,7 @@ export const OPTION_SPEC = {
   out: { type: 'string', default: 'bench/results' },
   quiet: { type: 'boolean', default: false },
   rates: { type: 'string', default: '1000,2000,4000,8000,16000,32000,64000' },
+  precision: { type: 'string', default: '0.1' },
   'step-seconds': { type: 'string', default: '10' },
   'loss-timeout-ms': { type: 'string', default: '5000' },
   'p99-limit-ms': { type: 'string', default: '100' },
@@ -158,7 +161,7 @@ export function toOptions(v: Values, scenario: string): BenchOptions {
     pids: v.pids ? v.pids.split(',').map((p) => int(p, 'pids')) : [],
     target: v.target ?? `${v.host}-${transport === 'ws' ? new URL(v['ws-url']).port : v.port}`,
     out: v.out, quiet: v.quiet,
-    rates: v.rates.split(',').map((r) => int(r, 'rates')).filter((r) => r > 0),
+    rates: v.rates.split(',').map((r) => int(r, 'rates')).filter((r) => r > 0), precision: fraction(v.precision, 'precision'),
     stepSeconds: int(v['step-seconds'], 'step-seconds'), lossTimeoutMs: int(v['loss-timeout-ms'], 'loss-timeout-ms'),
     p99LimitMs: int(v['p99-limit-ms'], 'p99-limit-ms'), payload: int(v.payload, 'payload'),
     metricsUrls: v['metrics-urls'] ? v['metrics-urls'].split(',').map((u) => url(u, 'metrics-urls')) : [], redis: hostPort(v.redis),
@@ -170,6 +173,12 @@ export function toOptions(v: Values, scenario: string): BenchOptions {
     mucDrainSeconds: int(v['muc-drain-seconds'], 'muc-drain-seconds'), mucJoinTimeoutSeconds: int(v['muc-join-timeout'], 'muc-join-timeout'),
     mucBroadcast: mucBroadcast(v['muc-broadcast']),
   };
+}
+
+function fraction(v: string, name: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || n >= 1) throw new Error(`--${name} must be a fraction from 0 to below 1, not '${v}'`);
+  return n;
 }
 
 function mucBroadcast(v: string): BenchOptions['mucBroadcast'] {
@@ -185,7 +194,8 @@ load:     --users N (users userOFFSET..userOFFSET+N-1; --connections is an alias
           --concurrency 50 (logins in flight) --workers 2 --worker-mode thread|process --source-base 2 (127.0.0.2, .3, ...)
           --no-roster --no-presence --login-timeout-ms 30000 --quiet --out bench/results
           --sm (XEP-0198 on every stream: answer the server's <r/>, time its <a h/>) --sm-request-every 5 (an <r/> after that many messages)
-chat:     --rates 1000,2000,4000,... (aggregate msgs/s per step) --step-seconds 10 --loss-timeout-ms 5000
+chat:     --rates 1000,2000,4000,... (aggregate msgs/s per step) --precision 0.1 (then bisect to within 10 %; 0: off)
+          --step-seconds 10 --loss-timeout-ms 5000
           --p99-limit-ms 100 --payload 0 (extra body bytes)
           --metrics-urls http://127.0.0.1:9464/metrics,... (Parley: bus messages per message) --redis 127.0.0.1:6379 (Redis commands per message)
 idle:     --settle-seconds 5 --hold-seconds 10

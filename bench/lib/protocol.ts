@@ -13,7 +13,7 @@ export interface WorkerInit {
 }
 
 export type Command =
-  | { type: 'login'; users: number[]; concurrency: number; roster: boolean; presence: boolean; timeoutMs: number; smRequestEvery: number }
+  | { type: 'login'; users: number[]; concurrency: number; roster: boolean; presence: boolean; timeoutMs: number; smRequestEvery: number; saltOnly?: boolean }
   | { type: 'chat'; step: number; rate: number; durationMs: number; timeoutMs: number; payload: number }
   | { type: 'presence'; step: number; rate: number; durationMs: number; timeoutMs: number }
   | { type: 'logout' };

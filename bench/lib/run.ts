@@ -51,8 +51,12 @@ export class Ctx {
     return () => clearInterval(timer);
   }
 
-  /** Logs in users offset..offset+n-1, split in contiguous blocks (chat pairs stay within a worker). */
-  async loginAll(label: string, n = this.o.users): Promise<{ ok: number; failed: number; errors: string[]; hist: Histogram; latency: LatencySummary; elapsedMs: number; perWorker: number[] }> {
+  /**
+   * Logs in users offset..offset+n-1, split in contiguous blocks (chat pairs stay within a worker). `saltOnly`: each
+   * stream stops after the server's first SCRAM challenge, once the client has cached that account's salted password
+   * (PLAIN: right after the features); no account logs in, so no server keeps anything of a logged-in session.
+   */
+  async loginAll(label: string, n = this.o.users, saltOnly = false): Promise<{ ok: number; failed: number; errors: string[]; hist: Histogram; latency: LatencySummary; elapsedMs: number; perWorker: number[] }> {
     const W = this.pool.size;
     const per = Math.ceil(n / W);
     let lastOnline = 0;
@@ -67,14 +71,14 @@ export class Ctx {
       type: 'login',
       users: Array.from({ length: Math.max(0, Math.min(per, n - i * per)) }, (_, k) => this.o.userOffset + i * per + k),
       concurrency: Math.max(1, Math.ceil(this.o.concurrency / W)),
-      roster: this.o.roster, presence: this.o.presence, timeoutMs: this.o.loginTimeoutMs, smRequestEvery: this.o.sm ? this.o.smRequestEvery : 0,
+      roster: this.o.roster, presence: this.o.presence, timeoutMs: this.o.loginTimeoutMs, smRequestEvery: this.o.sm ? this.o.smRequestEvery : 0, saltOnly,
     }));
     const elapsedMs = performance.now() - t0;
     stop();
     const hist = mergeHists(replies.map((r) => r.hist));
     const errors = [...new Set(replies.flatMap((r) => r.errors))];
     const out = { ok: sum(replies.map((r) => r.ok)), failed: sum(replies.map((r) => r.failed)), errors, hist, latency: summarize(hist), elapsedMs, perWorker: replies.map((r) => r.ok) };
-    this.log(`${label}: ${out.ok} logged in, ${out.failed} failed in ${(elapsedMs / 1000).toFixed(1)} s; latency p50 ${out.latency.p50Ms} ms p99 ${out.latency.p99Ms} ms`);
+    this.log(`${label}: ${out.ok} ${saltOnly ? 'salts cached' : 'logged in'}, ${out.failed} failed in ${(elapsedMs / 1000).toFixed(1)} s; latency p50 ${out.latency.p50Ms} ms p99 ${out.latency.p99Ms} ms`);
     for (const e of errors) this.log(`  error: ${e}`);
     return out;
   }

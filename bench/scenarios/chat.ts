@@ -34,6 +34,26 @@ async function tolerant(ctx: Ctx, metricsUrls: string[], redis: string): Promise
   }
 }
 
+/** The highest rate that passed (bisection steps come in any order). */
+function bestPassing(rows: readonly StepRow[]): StepRow | undefined {
+  let best: StepRow | undefined;
+  for (const x of rows) if (x.pass && (!best || x.offered > best.offered)) best = x;
+  return best;
+}
+
+/** The lowest rate above `rate` that failed. */
+function lowestFailingAbove(rows: readonly StepRow[], rate: number): number | undefined {
+  let low: number | undefined;
+  for (const x of rows) if (!x.pass && x.offered > rate && (low === undefined || x.offered < low)) low = x.offered;
+  return low;
+}
+
+/** A bisection rate rounded to two significant digits, so that reports compare like with like. */
+function roundRate(r: number): number {
+  const unit = 10 ** Math.max(0, Math.floor(Math.log10(r)) - 1);
+  return Math.round(r / unit) * unit;
+}
+
 /** Seconds of silence after login over which the servers' background counters are measured. */
 const BACKGROUND_MS = 3000;
 
@@ -51,7 +71,7 @@ export async function chat(ctx: Ctx): Promise<ScenarioOutput> {
   const background = counting ? await measureBackground(o.metricsUrls, o.redis, BACKGROUND_MS) : { busPerSec: null, redisPerSec: null };
   const idleCpuPct = counting && o.pids.length ? Math.round(((cpuMs(o.pids) - idle0.cpu) / (performance.now() - idle0.at)) * 1000) / 10 : null;
   if (counting) ctx.log(`background: bus ${background.busPerSec?.toFixed(1) ?? '-'}/s redis ${background.redisPerSec ? Object.values(background.redisPerSec).reduce((a, b) => a + b, 0).toFixed(0) : '-'}/s server cpu ${idleCpuPct ?? '-'}%`);
-  for (const [step, offered] of o.rates.entries()) {
+  const runStep = async (step: number, offered: number): Promise<StepRow> => {
     const t = ctx.pool.total();
     let last = { sent: t.sent, received: t.received };
     const stop = ctx.progress(`chat ${offered}/s`, () => {
@@ -89,17 +109,31 @@ export async function chat(ctx: Ctx): Promise<ScenarioOutput> {
     const sm = o.sm ? ` acked ${m.acked}/${m.smSent} ack p50 ${m.ackLatency.p50Ms} p99 ${m.ackLatency.p99Ms} ms (r→a p50 ${m.requestLatency.p50Ms} p99 ${m.requestLatency.p99Ms} ms)` : '';
     const cost = [row.serverCpuUsPerMsg !== null ? `server cpu ${row.serverCpuUsPerMsg} µs/msg${row.serverCpuNetUsPerMsg !== null ? ` (net ${row.serverCpuNetUsPerMsg})` : ''}` : '', row.busPerMsg !== null ? `bus ${row.busPerMsg}/msg (net ${row.busNetPerMsg})` : '', row.redisPerMsg !== null ? `redis ${row.redisPerMsg}/msg (net ${row.redisNetPerMsg}, cpu ${row.redisCpuUsPerMsg} µs/msg)` : ''].filter(Boolean).join(' ');
     ctx.log(`step ${offered}/s: sent ${row.sendRate}/s delivered ${row.deliveredRate}/s lost ${lost} skipped ${m.skipped} p50 ${m.latency.p50Ms} p99 ${m.latency.p99Ms} p99.9 ${m.latency.p999Ms} ms${sm}${cost ? ` | ${cost}` : ''} -> ${pass ? 'ok' : 'limit reached'}`);
-    if (!pass) break;
     await sleep(1000);
+    return row;
+  };
+  let step = 0;
+  for (const offered of o.rates) {
+    if (!(await runStep(step++, offered)).pass) break;
+  }
+  // The rates step coarsely (doubling by default): bisect between the highest passing and the first failing rate
+  // until they are within --precision of each other, so that a ratio between servers means what it says.
+  for (;;) {
+    const lo = bestPassing(rows)?.offered;
+    const hi = lowestFailingAbove(rows, lo ?? 0);
+    if (lo === undefined || hi === undefined || o.precision <= 0 || hi - lo <= lo * o.precision) break;
+    const mid = roundRate((lo + hi) / 2);
+    if (mid <= lo || mid >= hi) break;
+    await runStep(step++, mid);
   }
   await ctx.logoutAll();
-  const best = [...rows].reverse().find((x) => x.pass);
-  const series = (name: string, f: (l: LatencySummary) => number): { name: string; points: Array<[number, number]> } => ({ name, points: rows.map((x) => [x.offered, f(x.latency)]) });
+  const best = bestPassing(rows);
+  const series = (name: string, f: (l: LatencySummary) => number): { name: string; points: Array<[number, number]> } => ({ name, points: [...rows].sort((a, b) => a.offered - b.offered).map((x) => [x.offered, f(x.latency)]) });
   // The first step (1,000 msgs/s by default) is the fixed-rate figure: latency and cost per message at a load every target holds.
   const first = rows[0];
   return {
     summary: {
-      users: r.ok, sm: o.sm ? `every ${o.smRequestEvery}` : 'off', maxSustainedRate: best?.offered ?? 0, deliveredAtMax: best?.deliveredRate ?? 0, p50AtMaxMs: best?.latency.p50Ms ?? null, p99AtMaxMs: best?.latency.p99Ms ?? null, firstFailingRate: rows.find((x) => !x.pass)?.offered ?? null,
+      users: r.ok, precision: o.precision, sm: o.sm ? `every ${o.smRequestEvery}` : 'off', maxSustainedRate: best?.offered ?? 0, deliveredAtMax: best?.deliveredRate ?? 0, p50AtMaxMs: best?.latency.p50Ms ?? null, p99AtMaxMs: best?.latency.p99Ms ?? null, firstFailingRate: lowestFailingAbove(rows, best?.offered ?? 0) ?? null,
       firstRate: first?.offered ?? null, p50AtFirstMs: first?.latency.p50Ms ?? null, p99AtFirstMs: first?.latency.p99Ms ?? null,
       ackP50AtFirstMs: first?.ackLatency?.p50Ms ?? null, ackP99AtFirstMs: first?.ackLatency?.p99Ms ?? null, unackedAtFirst: first?.unacked ?? null,
       serverCpuUsPerMsgAtFirst: first?.serverCpuUsPerMsg ?? null, busPerMsgAtFirst: first?.busNetPerMsg ?? null, redisPerMsgAtFirst: first?.redisNetPerMsg ?? null, redisCpuUsPerMsgAtFirst: first?.redisCpuUsPerMsg ?? null,

@@ -37,6 +37,8 @@ export class Subjects {
   /** Stanzas for remote domains, sharded by domain over the s2s processes. */
   s2s(shard: number): string { return `${this.prefix}.s2s.${shard}`; }
   control(node: string): string { return `${this.prefix}.ctl.${node}`; }
+  /** Administration requests (services/admin): to every process, or to one; answers come on the asker's own. */
+  admin(node?: string): string { return node === undefined ? `${this.prefix}.admin` : `${this.prefix}.admin.${node}`; }
   /** Stanzas for an external component's domain: the process holding its connection subscribes. */
   component(domain: string): string { return `${this.prefix}.component.${domain}`; }
   /** Where the holders of component connections announce them (libs/components). */

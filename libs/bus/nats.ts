@@ -25,7 +25,7 @@ export function natsServers(bus: { url?: string; servers?: readonly string[] }):
  * The client ignores credentials in a server URL: they are taken out and sent as user and password (or as a
  * token, `nats://token@host`), those of the first URL that has any.
  */
-function withoutCredentials(servers: readonly string[]): { servers: string[]; auth: { user?: string; pass?: string; token?: string } } {
+export function withoutCredentials(servers: readonly string[]): { servers: string[]; auth: { user?: string; pass?: string; token?: string } } {
   let auth: { user?: string; pass?: string; token?: string } | undefined;
   const bare = servers.map((s) => {
     const m = /^([a-z][a-z0-9+.-]*:\/\/)([^@/]*)@(.*)$/i.exec(s);

@@ -278,6 +278,27 @@ export const configSchema = z.object({
     scramIterations: z.number().int().min(4096).default(4096),
   }).default({}),
 
+  /**
+   * The HTTP admin API (services/admin, docs/configuration.md#administration), on its own listener, on every process.
+   * Port 0 (the default) takes a free port on `host`; the address is written to `<dataDir>/admin.json`, where the
+   * `parley` CLI finds it, beside the token file.
+   */
+  admin: z.object({
+    enabled: z.boolean().default(true),
+    host: z.string().default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(0),
+    /** The bearer token; absent: one is generated at first start into `<dataDir>/admin-token` (mode 0600) and kept. */
+    token: z.string().min(16).optional(),
+    /** Milliseconds to wait for the other processes' answers to an operation before naming them unreachable. */
+    requestTimeoutMs: z.number().int().positive().default(3000),
+    /** Seconds the rates of `parley stats` (logins/s, stanzas/s) are measured over. */
+    statsIntervalSeconds: z.number().int().positive().default(10),
+    /** Longest announcement body, in characters. */
+    maxAnnounceLength: z.number().int().positive().default(16_384),
+    /** Largest request body the API reads, in bytes. */
+    maxRequestBytes: z.number().int().positive().default(65_536),
+  }).default({}),
+
   metrics: z.object({
     /** Serve /metrics, /healthz and /readyz over HTTP. */
     enabled: z.boolean().default(true),

@@ -20,6 +20,12 @@ export function setLogFormat(f: LogFormat): void {
   format = f;
 }
 
+/** The level and format in effect (what `parley log-level` reports). */
+export function logSettings(): { level: LogLevel; format: LogFormat } {
+  const level = (Object.keys(ORDER) as LogLevel[]).find((l) => ORDER[l] === threshold) ?? 'info';
+  return { level, format };
+}
+
 /** The role (c2s, session, s2s, all) and node id the JSON entries carry. */
 export function setLogContext(c: { role?: string; node?: string }): void {
   if (c.role !== undefined) context.role = c.role;

@@ -13,7 +13,8 @@ import type { Config } from '../../libs/config/schema.ts';
 import { StreamError, type StanzaErrorCondition, type StreamErrorCondition } from '../../libs/errors/index.ts';
 import { logger } from '../../libs/log/index.ts';
 import { AuthThrottle, MemoryAuthCounters, type AuthCounters } from './auth-throttle.ts';
-import { loadDomainCertificates } from './certificates.ts';
+import { loadDomainCertificates, type DomainCertificates } from './certificates.ts';
+import type { SessionInfo } from '../admin/operations.ts';
 import { ClientStream, unavailableError } from './client-stream.ts';
 import type { BindResult, C2sContext, C2sMetrics } from './context.ts';
 import { startListeners, type Listeners } from './listeners.ts';
@@ -67,7 +68,12 @@ export class C2sNode implements C2sContext {
   private readonly unconfirmed = new Set<ClientStream>();
   private confirmSweeper: NodeJS.Timeout | undefined;
 
+  /** The fallback certificate and the per-domain ones; replaced whole by reloadCertificates(). */
+  private tlsContext: SecureContext | undefined;
+  private certificates: DomainCertificates | undefined;
+
   constructor(private readonly o: C2sNodeOptions) {
+    this.tlsContext = o.tls;
     this.config = o.config;
     this.hosts = o.hosts;
     this.accounts = o.accounts;
@@ -101,17 +107,24 @@ export class C2sNode implements C2sContext {
       for (const s of this.unconfirmed) if (!s.confirmTick(now)) this.unconfirmed.delete(s);
     }, every);
     this.confirmSweeper.unref();
-    const certificates = loadDomainCertificates(config);
+    this.certificates = loadDomainCertificates(config);
     const proxy = proxyPolicy(config.c2s.proxyProtocol);
+    // The listeners read the certificates at each connection, so a reload reaches new connections only.
+    const node = this;
+    const certificates: DomainCertificates = {
+      sni: (name) => node.certificates!.sni(name),
+      get files() { return node.certificates!.files; },
+      get fallbackFiles() { return node.certificates!.fallbackFiles; },
+    };
     this.servers.push(await listenTcp({
-      host: config.c2s.tcp.host, port: config.c2s.tcp.port, limits, tls: this.o.tls,
+      host: config.c2s.tcp.host, port: config.c2s.tcp.port, limits, get tls() { return node.tlsContext; },
       maxConnections: config.c2s.maxConnections, accept: (t) => this.accept(t),
       proxy, sni: certificates.sni,
     }).catch((e: unknown) => {
       throw listenError('the c2s TCP listener', 'c2s.tcp', config.c2s.tcp.host, config.c2s.tcp.port, e);
     }));
     this.listeners = await startListeners({
-      nodeId: this.o.nodeId, config, tls: this.o.tls, certificates, proxy, limits,
+      nodeId: this.o.nodeId, config, get tls() { return node.tlsContext; }, certificates, proxy, limits,
       refusal: () => {
         if (!this.accepting) return { reason: 'shutdown', text: 'this node is shutting down' };
         const why = this.unavailable();
@@ -121,6 +134,41 @@ export class C2sNode implements C2sContext {
       accept: (t) => this.accept(t),
       publish: (node, env) => this.o.bus.publish(this.o.subjects.c2s(node), env),
     });
+  }
+
+  /**
+   * New certificates for new connections (`parley reload`), read by the
+   * caller beforehand (loadDomainCertificates), so that a file that cannot be
+   * read changes nothing. Open connections keep the certificate they were
+   * made with; the HTTPS listener keeps its own until a restart.
+   */
+  installCertificates(fallback: SecureContext, certificates: DomainCertificates): void {
+    this.tlsContext = fallback;
+    this.certificates = certificates;
+  }
+
+  /** Bound sessions on this node (services/admin), optionally of one domain. */
+  sessions(domain?: string): SessionInfo[] {
+    const out: SessionInfo[] = [];
+    for (const s of this.streams.values()) {
+      const d = s.describe(this.nodeId);
+      if (d && (domain === undefined || s.bare.endsWith(`@${domain}`))) out.push(d);
+    }
+    return out;
+  }
+
+  /** End the sessions of a full JID, or every session of a bare JID, on this node (an administrator's kick). */
+  endSessions(jid: string, text: string): SessionInfo[] {
+    const full = jid.includes('/');
+    const out: SessionInfo[] = [];
+    for (const s of [...this.streams.values()]) {
+      if (!s.jid || (full ? s.jid !== jid : s.bare !== jid)) continue;
+      const d = s.describe(this.nodeId);
+      if (!d) continue;
+      out.push(d);
+      s.endByAdministrator(text);
+    }
+    return out;
   }
 
   /** Bound ports of the other listeners (0 when off). */

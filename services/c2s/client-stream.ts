@@ -11,6 +11,8 @@ import { logger } from '../../libs/log/index.ts';
 import { child, el, text, type Element } from '../../libs/xml/element.ts';
 import { serialize } from '../../libs/xml/serialize.ts';
 import { unmapAddress } from './address.ts';
+import { ADMIN_KICK_CONDITION } from '../admin/kick.ts';
+import type { SessionInfo, SessionTransport } from '../admin/operations.ts';
 import { blockedText, type Standing } from './auth-throttle.ts';
 import type { C2sContext } from './context.ts';
 import { CsiQueue, NS_CSI } from './csi.ts';
@@ -23,7 +25,7 @@ const NS_CLIENT = 'jabber:client';
 const NS_STREAM = 'http://etherx.jabber.org/streams';
 const NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls';
 /** How the audit lines name a transport. */
-const TRANSPORT_NAMES: Record<ClientTransport['kind'], string> = { tcp: 'tcp', tls: 'tls', websocket: 'ws', bosh: 'bosh' };
+const TRANSPORT_NAMES: Record<ClientTransport['kind'], SessionTransport> = { tcp: 'tcp', tls: 'tls', websocket: 'ws', bosh: 'bosh' };
 const yesNo = (b: boolean): 'yes' | 'no' => (b ? 'yes' : 'no');
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
@@ -120,6 +122,15 @@ export class ClientStream {
       ctx.config.c2s.authTimeoutSeconds * 1000);
     this.authTimer.unref();
     log.info('stream opened', { event: 'stream-open', sid: this.sid, address: this.address, transport: TRANSPORT_NAMES[t.kind], tls: yesNo(t.secure) });
+  }
+
+  /** A bound session as the administration operations list it (services/admin). */
+  describe(node: string): SessionInfo | undefined {
+    if (!this.jid || this.state.name === 'closed') return undefined;
+    return {
+      jid: this.jid, resource: this.resource, node, address: this.address, since: new Date(this.openedAt).toISOString(),
+      transport: TRANSPORT_NAMES[this.t.kind], tls: this.t.secure, sm: this.sm.on,
+    };
   }
 
   /** The client's address as the audit lines give it (an IPv4-mapped IPv6 address as IPv4). */
@@ -563,6 +574,12 @@ export class ClientStream {
   kick(condition: StreamError['condition'], textMsg: string): void {
     this.endReason ??= 'kicked';
     this.fail(new StreamError(condition, textMsg), false);
+  }
+
+  /** An administrator ends the session: the actor is told, and a managed session ends too rather than wait to be resumed. */
+  endByAdministrator(textMsg: string): void {
+    this.endReason ??= 'ended by an administrator';
+    this.fail(new StreamError(ADMIN_KICK_CONDITION, textMsg), true, true);
   }
 
   // ---- ending ----

@@ -54,7 +54,8 @@ export async function startListeners(h: ListenerHost): Promise<Listeners> {
   if (c2s.directTls.enabled) {
     if (!h.tls) throw new Error('c2s.directTls needs a certificate');
     directTls = await listenDirectTls({
-      host: c2s.directTls.host, port: c2s.directTls.port, limits: h.limits, tls: h.tls, sni: h.certificates.sni,
+      // Read at each connection: `parley reload` may have replaced the certificates.
+      host: c2s.directTls.host, port: c2s.directTls.port, limits: h.limits, get tls() { return h.tls!; }, sni: (name) => h.certificates.sni(name),
       proxy: h.proxy, maxConnections: c2s.maxConnections, handshakeTimeoutMs: c2s.authTimeoutSeconds * 1000,
       accept: (t) => h.accept(t),
     }).catch((e: unknown) => {

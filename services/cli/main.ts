@@ -11,12 +11,16 @@ import { requestDrain } from '../c2s/drain.ts';
 import { removeAccountThroughActor } from '../session/admin.ts';
 import { decodeItem } from '../session/im/roster.ts';
 import { storedBlocklist } from '../session/modules/blocking.ts';
+import { clearReports, storedReports } from '../session/modules/reporting.ts';
 import { storedVcard } from '../session/modules/vcard.ts';
 import type { Metrics } from '../../libs/metrics/index.ts';
 import { ListenError } from '../listen-error.ts';
+import { AdminClientError, adminClient } from '../admin/client.ts';
+import type { AnnounceResult, KickResult, LogLevelResult, NodeInfo, ReloadResult, SessionInfo, Stats } from '../admin/operations.ts';
 import { guardProcess, type ProcessFault } from '../process-faults.ts';
 import { isEmbedded, openConfiguredStore, startServer } from '../server.ts';
 import { PieError, readPieFile, type PieDocument } from '../portability/pie.ts';
+import { checkConfig, type Finding } from './config-check.ts';
 import { exportDomains, ImportRefused, planImport, runImport } from '../portability/transfer.ts';
 
 const USAGE = `usage: parley <command> [options]
@@ -34,8 +38,28 @@ const USAGE = `usage: parley <command> [options]
                                                     create P1…PN@D (benchmarks, tests)
   domain add|del DOMAIN                             serve a domain, or stop serving it
   domain list                                       the domains added at run time
+  reports list [--domain D]                         spam and abuse reports users sent with a block (XEP-0377),
+                                                    oldest first: id, time, reporter, reported JID, reason,
+                                                    stanza ids, text (every served domain without --domain)
+  reports clear --domain D [--id ID]                forget a domain's reports, or the one with this id
   c2s drain NODE                                    stop a c2s node accepting and close its streams; clients
                                                     resume their sessions on the other nodes (rolling restart)
+
+ Administration of a running server (through its admin API; --url URL to name one):
+  sessions list [--domain D] [--json]               the bound sessions: JID, node, address, since, transport, TLS, SM
+  sessions kick JID[/RESOURCE] [--reason TEXT]      close the session(s) with <policy-violation/> and the text
+  stats [--json]                                    users online, sessions per node and transport, logins/s, stanzas/s
+  announce --domain D --body TEXT [--subject S] [--type headline|normal]
+                                                    a message from D to every online session of D
+  log-level [LEVEL] [--node N]                      show, or change at run time, the log level (every process, or N)
+  reload [--node N]                                 re-read the configuration file (as SIGHUP does); says which
+                                                    changed keys need a restart
+  nodes                                             the live processes
+  config check [--resolver IP[:PORT]]               check a configuration before starting it: certificates and
+                                                    keys, DNS SRV records of each domain (asking --resolver
+                                                    instead of the system's DNS servers), listener ports,
+                                                    NATS and Redis; one line per finding (ok, warn, error);
+                                                    exit status 1 when there is an error
   export [--domain D] [--out FILE]                  accounts with their credentials, rosters, vCards, offline
                                                     messages and archives as XEP-0227 XML (all served domains
                                                     by default; stdout without --out); the server may be running
@@ -66,8 +90,17 @@ const OPTIONS = {
   count: { type: 'string' },
   start: { type: 'string' },
   concurrency: { type: 'string' },
+  id: { type: 'string' },
   out: { type: 'string', short: 'o' },
+  resolver: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
+  url: { type: 'string' },
+  json: { type: 'boolean' },
+  node: { type: 'string' },
+  body: { type: 'string' },
+  subject: { type: 'string' },
+  type: { type: 'string' },
+  reason: { type: 'string' },
 } as const;
 
 function parseCommandLine() {
@@ -184,8 +217,10 @@ async function start(): Promise<void> {
     if (metrics) metrics.processFaults.labels(kind).inc();
     else early.set(kind, (early.get(kind) ?? 0) + 1);
   });
-  const server = await startServer(cfg);
+  // `parley reload` and SIGHUP read the same file (and variables) again.
+  const server = await startServer(cfg, { readConfig: () => loadConfig(values.config, process.env, values.role ? { role: values.role } : {}) });
   metrics = server.metrics;
+  process.on('SIGHUP', () => void server.reload());
   for (const [kind, n] of early) metrics.processFaults.labels(kind).inc(n);
   if (isEmbedded(cfg) && !values.config && !process.env.PARLEY_CONFIG) {
     const port = server.c2s?.tcpPort();
@@ -367,6 +402,158 @@ async function importAccounts(files: string[]): Promise<void> {
   console.log(`imported ${count} accounts from ${files.join(', ')}`);
 }
 
+/** One line per report: tab-separated, the text last with its line breaks escaped. */
+function reportLine(domain: string, r: Awaited<ReturnType<typeof storedReports>>[number]): string {
+  return [domain, r.id, new Date(r.time).toISOString(), r.reporter, r.jid, r.reason, r.stanzaIds.join(',') || '-', JSON.stringify(r.text)].join('\t');
+}
+
+async function reports(sub: string | undefined): Promise<void> {
+  switch (sub) {
+    case 'list': {
+      const lines = await withStore(async (_, d, store, cfg) => {
+        if (values.domain !== undefined) await requireServed(values.domain, cfg, d);
+        const domains = values.domain !== undefined ? [values.domain] : [...new Set([...cfg.domains, ...(await d.list())])];
+        const out: string[] = [];
+        for (const domain of domains) for (const r of await storedReports(store, domain)) out.push(reportLine(domain, r));
+        out.push(`# ${out.length} reports`);
+        return out;
+      });
+      for (const l of lines) console.log(l);
+      return;
+    }
+    case 'clear': {
+      const domain = values.domain ?? die('reports clear --domain D [--id ID]');
+      const raw = values.id;
+      const id = raw === undefined ? undefined : /^\d+$/.test(raw) && Number.isSafeInteger(Number(raw)) ? Number(raw) : die(`--id needs a report id as \`reports list\` shows it, not '${raw}'`);
+      const n = await withStore(async (_, d, store, cfg) => {
+        await requireServed(domain, cfg, d);
+        return clearReports(store, domain, id);
+      });
+      if (id !== undefined && n === 0) die(`no report ${id} for ${domain}`);
+      return console.log(`cleared ${n} report${n === 1 ? '' : 's'} of ${domain}`);
+    }
+    default:
+      die(`unknown reports command '${sub ?? ''}'\n${USAGE}`);
+  }
+}
+
+async function configCheck(): Promise<void> {
+  let cfg: Config | undefined;
+  let findings: Finding[];
+  try {
+    cfg = loadConfig(values.config, process.env, values.role ? { role: values.role } : {});
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    findings = e.message.split('\n').map((line) => ({ level: 'error', text: line.trim() }));
+  }
+  if (cfg) {
+    const resolvers = values.resolver?.split(',').map((r) => r.trim()).filter(Boolean);
+    findings = [{ level: 'ok', text: `configuration ${values.config ?? process.env.PARLEY_CONFIG ?? '(defaults)'}: role ${cfg.role}, domains ${cfg.domains.join(', ')}` },
+      ...await checkConfig(cfg, { resolvers })];
+  }
+  for (const f of findings!) console.log(`${f.level.padEnd(5)} ${f.text}`);
+  const errors = findings!.filter((f) => f.level === 'error').length;
+  const warnings = findings!.filter((f) => f.level === 'warn').length;
+  console.log(`${errors} ${errors === 1 ? 'error' : 'errors'}, ${warnings} ${warnings === 1 ? 'warning' : 'warnings'}`);
+  process.exit(errors ? 1 : 0);
+}
+
+/** A call to the running server's admin API; an error answer ends the command with its message (4xx: status 2, else 1). */
+async function api<T>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown): Promise<T> {
+  try {
+    return await adminClient(config(), values.url).call<T>(method, path, body);
+  } catch (e) {
+    if (e instanceof AdminClientError) die(e.message, e.status >= 400 && e.status < 500 ? USAGE_ERROR : 1);
+    throw e;
+  }
+}
+
+function unreachable(nodes: string[]): void {
+  if (nodes.length) process.stderr.write(`parley: no answer from ${nodes.join(', ')}: what they hold is missing\n`);
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n');
+}
+
+const yesNo = (b: boolean) => (b ? 'yes' : 'no');
+
+async function admin(command: string, sub: string | undefined, arg: string | undefined): Promise<void> {
+  switch (command) {
+    case 'sessions': {
+      if (sub === 'list') {
+        const q = values.domain ? `?domain=${encodeURIComponent(values.domain)}` : '';
+        const r = await api<{ sessions: SessionInfo[]; unreachable: string[] }>('GET', `/sessions${q}`);
+        if (values.json) console.log(JSON.stringify(r.sessions, null, 2));
+        else {
+          console.log(table([['JID', 'NODE', 'ADDRESS', 'SINCE', 'TRANSPORT', 'TLS', 'SM'],
+            ...r.sessions.map((s) => [s.jid, s.node, s.address, s.since, s.transport, yesNo(s.tls), yesNo(s.sm)])]));
+          console.log(`# ${r.sessions.length} sessions`);
+        }
+        return unreachable(r.unreachable);
+      }
+      if (sub === 'kick') {
+        if (!arg) die('sessions kick JID[/RESOURCE]');
+        const r = await api<KickResult>('POST', '/sessions/kick', { jid: arg, text: values.reason });
+        for (const s of r.kicked) console.log(`kicked ${s.jid} on ${s.node}`);
+        return unreachable(r.unreachable);
+      }
+      return die(`unknown sessions command '${sub ?? ''}': sessions list|kick`);
+    }
+    case 'stats': {
+      const s = await api<Stats>('GET', '/stats');
+      if (values.json) return console.log(JSON.stringify(s, null, 2));
+      console.log(`users online: ${s.usersOnline}   sessions: ${s.sessions}   logins/s: ${s.loginsPerSecond}   stanzas/s: ${s.stanzasPerSecond}`);
+      console.log(table([['NODE', 'ROLE', 'SESSIONS', 'TCP', 'TLS', 'WS', 'BOSH', 'USERS', 'LOGINS/S', 'STANZAS/S'],
+        ...s.nodes.map((n) => [n.node, n.role, String(n.sessions), String(n.connections.tcp), String(n.connections.tls), String(n.connections.ws),
+          String(n.connections.bosh), String(n.usersOnline), String(n.logins.perSecond), String(n.stanzas.perSecond)])]));
+      console.log(`# rates over the last ${s.nodes[0]?.intervalSeconds ?? 0} s`);
+      return unreachable(s.unreachable);
+    }
+    case 'announce': {
+      if (!values.domain) die('give --domain');
+      if (values.body === undefined) die('give --body');
+      const r = await api<AnnounceResult>('POST', '/announce', { domain: values.domain, body: values.body, subject: values.subject, type: values.type });
+      console.log(`announced to ${r.sessions} sessions of ${r.users} users`);
+      return unreachable(r.unreachable);
+    }
+    case 'log-level': {
+      if (sub === undefined) {
+        if (values.node) die('log-level LEVEL --node N (without LEVEL: every process\'s level)');
+        const r = await api<{ nodes: NodeInfo[] }>('GET', '/log-level');
+        for (const n of r.nodes) console.log(`${n.node}\t${n.role}\t${n.logLevel}\t${n.logFormat}`);
+        return;
+      }
+      const r = await api<LogLevelResult>('PUT', '/log-level', { level: sub, node: values.node });
+      for (const n of r.nodes) console.log(`${n.node}: ${n.previous} -> ${n.level}`);
+      return unreachable(r.unreachable);
+    }
+    case 'reload': {
+      const r = await api<ReloadResult>('POST', '/reload', values.node ? { node: values.node } : {});
+      let failed = false;
+      for (const n of r.nodes) {
+        if (n.error) {
+          failed = true;
+          process.stderr.write(`parley: ${n.node}: configuration not reloaded, nothing changed: ${n.error.replace(/\n\s*/g, '; ')}\n`);
+          continue;
+        }
+        console.log(`${n.node}: applied: ${n.applied.join(', ') || 'none'}; needs a restart: ${n.notApplied.join(', ') || 'none'}${n.certificatesReloaded ? '; certificates re-read' : ''}`);
+      }
+      unreachable(r.unreachable);
+      if (failed) process.exit(USAGE_ERROR);
+      return;
+    }
+    case 'nodes': {
+      const r = await api<{ nodes: NodeInfo[] }>('GET', '/nodes');
+      for (const n of r.nodes) console.log(`${n.node}\t${n.role}`);
+      return;
+    }
+  }
+}
+
+const ADMIN_COMMANDS = new Set(['sessions', 'stats', 'announce', 'log-level', 'reload', 'nodes']);
+
 const [cmd, sub, arg] = positionals;
 if (values.help || cmd === 'help') {
   console.log(USAGE);
@@ -380,7 +567,12 @@ try {
   if (cmd === 'start') await start();
   else if (cmd === 'user') await user(sub, arg);
   else if (cmd === 'domain') await domain(sub, arg);
-  else if (cmd === 'export') {
+  else if (ADMIN_COMMANDS.has(cmd)) await admin(cmd, sub, arg);
+  else if (cmd === 'reports') await reports(sub);
+  else if (cmd === 'config') {
+    if (sub !== 'check') die(`unknown config command '${sub ?? ''}': config check [--config FILE]`);
+    await configCheck();
+  } else if (cmd === 'export') {
     if (sub !== undefined) die(`export takes no argument ('${sub}'): export [--domain D] [--out FILE]`);
     await exportAccounts();
   } else if (cmd === 'import') await importAccounts(positionals.slice(1));

@@ -41,6 +41,13 @@ export class ActorSystem {
     return this.actors.get(bare);
   }
 
+  /** Accounts with at least one session (a session waiting to be resumed counts), rooms left out. */
+  accountsOnline(): number {
+    let n = 0;
+    for (const a of this.actors.values()) if (a instanceof UserActor && a.hasSessions) n++;
+    return n;
+  }
+
   mailboxDepth(): number {
     let n = 0;
     for (const a of this.actors.values()) n += a.depth;

@@ -26,7 +26,8 @@ export interface RemovalResult {
   existed: boolean;
 }
 
-async function ask(bus: Bus, subjects: Subjects, self: string, config: Config, bare: string): Promise<RemovalResult> {
+/** Ask the account's actor over `bus` to remove it; `self` names the subject (subjects.c2s(self)) the answer comes on. */
+export async function removeAccountOverBus(bus: Bus, subjects: Subjects, self: string, config: Config, bare: string): Promise<RemovalResult> {
   const sid = randomBytes(9).toString('base64url');
   return new Promise<RemovalResult>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -58,7 +59,7 @@ export async function removeAccountThroughActor(config: Config, bare: string, op
   if (config.bus.kind === 'nats') {
     const bus = await NatsBus.connect(natsServers(config.bus), self, undefined, { timeoutMs: config.bus.connectTimeoutMs });
     try {
-      return await ask(bus, new Subjects(config.bus.subjectPrefix), self, config, bare);
+      return await removeAccountOverBus(bus, new Subjects(config.bus.subjectPrefix), self, config, bare);
     } finally {
       await bus.close();
     }
@@ -73,7 +74,7 @@ export async function removeAccountThroughActor(config: Config, bare: string, op
     leases: new MemoryLeaseTable(), leaseTtlMs: Infinity });
   await node.start();
   try {
-    return await ask(bus, subjects, self, config, bare);
+    return await removeAccountOverBus(bus, subjects, self, config, bare);
   } finally {
     await node.stop(false);
     await store.close();
