@@ -222,7 +222,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     const authBlocks = { started: metrics.authBlocks.labels('started'), refused: metrics.authBlocks.labels('refused') };
     const resumptions = { success: metrics.smResumptions.labels('success'), failure: metrics.smResumptions.labels('failure') };
     c2s = new C2sNode({
-      nodeId, config, bus, subjects, hosts, accounts, tls: secureContext(cert),
+      nodeId, config, bus, subjects, hosts, accounts, store, tls: secureContext(cert),
       sessionNodes: () => sessionMembers.members(),
       // A cluster counts failed logins in Redis, so that every connection manager throttles the same addresses.
       authCounters: redis && config.store.kind === 'redis' ? new RedisAuthCounters(redis, config.store.keyPrefix) : undefined,

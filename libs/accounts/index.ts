@@ -4,6 +4,7 @@
 //       {$domains}:list               example.com → msgpack({added})
 import { pack, unpack } from 'msgpackr';
 import { deriveCredentials, type StoredCredentials } from '../auth/credentials.ts';
+import { FAST_COLLECTION } from '../auth/fast.ts';
 import { parseJid } from '../jid/index.ts';
 import type { Store } from '../store/store.ts';
 
@@ -36,7 +37,8 @@ export class Accounts {
   async setPassword(jid: string, password: string): Promise<boolean> {
     const j = parseJid(jid);
     if (!(await this.exists(j.bare))) return false;
-    await this.store.hset(j.bare, 'account', 'creds', pack(await deriveCredentials(password, this.iterations)));
+    // A new password logs out the clients that held FAST tokens (XEP-0484): they log in with it again.
+    await this.store.batch(j.bare).hset('account', 'creds', pack(await deriveCredentials(password, this.iterations))).del(FAST_COLLECTION).exec();
     return true;
   }
 
@@ -44,7 +46,7 @@ export class Accounts {
   async remove(jid: string, collections: readonly string[] = []): Promise<boolean> {
     const j = parseJid(jid);
     if (!(await this.exists(j.bare))) return false;
-    const b = this.store.batch(j.bare).del('account');
+    const b = this.store.batch(j.bare).del('account').del(FAST_COLLECTION);
     for (const c of collections) b.del(c);
     await b.exec();
     await this.store.hdel(`$domain:${j.domain}`, 'users', j.local);

@@ -1,2 +1,3 @@
 export * from './credentials.ts';
 export * from './sasl.ts';
+export * from './fast.ts';

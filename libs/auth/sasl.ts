@@ -1,5 +1,6 @@
 // Server side of SASL (RFC 6120 §6): SCRAM-SHA-1/-256 (RFC 5802, RFC 7677),
-// optionally with channel binding (-PLUS), and PLAIN (RFC 4616). The stream
+// optionally with channel binding (-PLUS), PLAIN (RFC 4616), and the HT
+// token mechanisms FAST logins use (XEP-0484, draft-schmaus-kitten-sasl-ht). The stream
 // layer owns base64, <abort/>, and the TLS requirement for PLAIN; a session
 // only turns decoded client messages into the next step.
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
@@ -40,6 +41,8 @@ export interface SaslOptions {
    * them it makes a client's 'y' flag a detected downgrade (RFC 5802 §6).
    */
   channelBinding?: ChannelBinding;
+  /** The same for a connection that offers several types (tls-exporter and tls-server-end-point); the client picks one. */
+  channelBindings?: readonly ChannelBinding[];
   /**
    * Key for faking salts of unknown users. Defaults to a per-process random
    * key; a cluster must share one, or two nodes give an unknown user two salts.
@@ -61,10 +64,12 @@ export function createSaslSession(mechanism: string, lookup: CredentialLookup, o
     case 'PLAIN': return session([(msg) => plain(msg, lookup, opts)]);
     case 'SCRAM-SHA-1': case 'SCRAM-SHA-256': return scram(mechanism, false, lookup, opts);
     case 'SCRAM-SHA-1-PLUS': case 'SCRAM-SHA-256-PLUS':
-      return opts.channelBinding ? scram(mechanism.slice(0, -5) as ScramMechanism, true, lookup, opts) : undefined;
+      return bindingsOf(opts).length ? scram(mechanism.slice(0, -5) as ScramMechanism, true, lookup, opts) : undefined;
     default: return undefined;
   }
 }
+
+const bindingsOf = (opts: SaslOptions): readonly ChannelBinding[] => opts.channelBindings ?? (opts.channelBinding ? [opts.channelBinding] : []);
 
 const fail = (condition: SaslFailure, text?: string): SaslStep => ({ kind: 'failure', condition, text });
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -99,7 +104,7 @@ function session(handlers: ((msg: string) => Promise<SaslStep>)[]): SaslSession 
 }
 
 /** SASL user name → lookup key, or undefined if it cannot be anyone's localpart. */
-function prepUsername(name: string): string | undefined {
+export function prepUsername(name: string): string | undefined {
   try {
     return normalizeLocal(saslprep(name));
   } catch {
@@ -177,18 +182,20 @@ function scram(mechanism: ScramMechanism, plus: boolean, lookup: CredentialLooku
   let authzid = '';
   let cred: ScramCredential; // the account's, or a fake one for unknown users
   let known = false;
+  const bindings = bindingsOf(opts);
+  let bound: ChannelBinding | undefined; // the type the client chose
 
   async function clientFirst(msg: string): Promise<SaslStep> {
     const gs2 = GS2.exec(msg);
     if (!gs2) return fail('malformed-request', 'bad GS2 header');
     const [header, flag, cbName, rawAuthzid] = gs2;
-    const cb = opts.channelBinding;
     if (cbName !== undefined) {
-      if (!plus || !cb) return fail('malformed-request', `channel binding requires ${mechanism}-PLUS`);
-      if (cbName !== cb.type) return fail('not-authorized', `unsupported channel binding type; use ${cb.type}`);
+      if (!plus || bindings.length === 0) return fail('malformed-request', `channel binding requires ${mechanism}-PLUS`);
+      bound = bindings.find((b) => b.type === cbName);
+      if (!bound) return fail('not-authorized', `unsupported channel binding type; use ${bindings.map((b) => b.type).join(' or ')}`);
     } else if (plus) {
       return fail('malformed-request', `${mechanism}-PLUS requires channel binding`);
-    } else if (flag === 'y' && cb) {
+    } else if (flag === 'y' && bindings.length > 0) {
       // The client could have bound but believes we cannot: someone stripped -PLUS.
       return fail('not-authorized', 'channel binding downgrade detected');
     }
@@ -222,7 +229,7 @@ function scram(mechanism: ScramMechanism, plus: boolean, lookup: CredentialLooku
       return fail('malformed-request', 'bad client-final-message');
     const proof = Buffer.from(p.slice(2), 'base64');
     if (proof.length !== length) return fail('malformed-request', 'bad proof length');
-    const cbInput = Buffer.concat([Buffer.from(gs2Header), gs2Header.startsWith('p=') ? opts.channelBinding!.data : Buffer.alloc(0)]);
+    const cbInput = Buffer.concat([Buffer.from(gs2Header), bound ? bound.data : Buffer.alloc(0)]);
     if (!Buffer.from(c.slice(2), 'base64').equals(cbInput)) return fail('not-authorized', 'channel binding mismatch');
     if (r.slice(2) !== nonce) return fail('not-authorized', 'nonce mismatch');
 
@@ -239,4 +246,61 @@ function scram(mechanism: ScramMechanism, plus: boolean, lookup: CredentialLooku
   }
 
   return session([clientFirst, clientFinal]);
+}
+
+/** The HT mechanisms (draft-schmaus-kitten-sasl-ht) by the channel binding each uses; NONE uses none. */
+export const HT_MECHANISMS = {
+  'HT-SHA-256-EXPR': 'tls-exporter',
+  'HT-SHA-256-ENDP': 'tls-server-end-point',
+  'HT-SHA-256-NONE': '',
+} as const;
+export type HtMechanism = keyof typeof HT_MECHANISMS;
+export const isHtMechanism = (m: string): m is HtMechanism => Object.hasOwn(HT_MECHANISMS, m);
+
+/** HMAC-SHA-256 keyed with the token over the label ('Initiator' or 'Responder') and the channel binding data. */
+export function htHash(token: string, label: 'Initiator' | 'Responder', cbData: Buffer): Buffer {
+  return createHmac('sha256', token).update(label).update(cbData).digest();
+}
+
+/**
+ * Finds the token the client proved it holds, among the ones stored for it
+ * (`matches` compares in constant time), and records its use; undefined when
+ * none matches. Throws when the store fails.
+ */
+export interface TokenCheck { (username: string, matches: (token: string) => boolean): Promise<string | undefined> }
+
+/**
+ * An HT exchange: one message `authcid NUL HMAC(token, "Initiator" || cb)`,
+ * answered by success with `HMAC(token, "Responder" || cb)` (mutual
+ * authentication) or not-authorized. undefined when the mechanism's channel
+ * binding is not available on this connection.
+ */
+export function createHtSession(mechanism: string, check: TokenCheck, opts: SaslOptions = {}): SaslSession | undefined {
+  if (!isHtMechanism(mechanism)) return undefined;
+  const type = HT_MECHANISMS[mechanism];
+  const cb = type === '' ? Buffer.alloc(0) : bindingsOf(opts).find((b) => b.type === type)?.data;
+  if (!cb) return undefined;
+  return {
+    async step(data) {
+      const nul = data.indexOf(0);
+      if (nul <= 0 || data.length - nul - 1 !== 32) return fail('malformed-request', 'expected authcid NUL a 32-byte HMAC');
+      let authcid: string;
+      try {
+        authcid = utf8.decode(data.subarray(0, nul));
+      } catch {
+        return fail('malformed-request', 'not UTF-8');
+      }
+      const username = prepUsername(authcid);
+      if (username === undefined) return fail('not-authorized');
+      const proof = data.subarray(nul + 1);
+      let token: string | undefined;
+      try {
+        token = await check(username, (t) => timingSafeEqual(htHash(t, 'Initiator', cb), proof));
+      } catch {
+        return fail('temporary-auth-failure');
+      }
+      if (token === undefined) return fail('not-authorized', 'the token is not valid for this account and client');
+      return succeed(username, '', opts, htHash(token, 'Responder', cb));
+    },
+  };
 }

@@ -96,15 +96,40 @@ export const configSchema = z.object({
   }).default({ kind: 'lmdb' }),
 
   c2s: z.object({
-    tcp: listener.extend({ port: z.number().int().min(0).max(65535).default(5222) }).default({}),
-    /** TLS is required before authentication, except on loopback connections when `allowPlainOnLoopback`. */
+    tcp: listener.extend({
+      port: z.number().int().min(0).max(65535).default(5222),
+      /** Clients on a loopback address may authenticate on this listener without STARTTLS (tests, a local benchmark). */
+      allowPlainOnLoopback: z.boolean().default(false),
+    }).default({}),
+    /**
+     * TLS is required before authentication on every listener, loopback included: no SASL mechanism is offered in
+     * the clear. A listener counts a connection as TLS when TLS ends here, or when a trusted proxy says it ended
+     * there (`http.considerSecure`, `http.trustedProxies`, the PROXY protocol's TLS field).
+     */
     requireTls: z.boolean().default(true),
     allowPlainOnLoopback: z.boolean().default(true),
     /** PEM files; a self-signed certificate is generated into dataDir when absent. */
     tls: z.object({ cert: z.string().optional(), key: z.string().optional() }).default({}),
     /** RFC 6120 §7.7.2.2: what happens when a client binds a resource already in use. */
     resourceConflict: z.enum(['override', 'reject', 'rename']).default('override'),
-    saslMechanisms: z.array(z.enum(['SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN'])).default(['SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN']),
+    /** SASL mechanisms offered; the -PLUS ones (channel binding) only on a TLS connection that has a binding to offer. */
+    saslMechanisms: z.array(z.enum(['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-1-PLUS', 'SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN']))
+      .default(['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-1-PLUS', 'SCRAM-SHA-256', 'SCRAM-SHA-1', 'PLAIN']),
+    /**
+     * XEP-0388 SASL2 with XEP-0386 Bind2 inline: a client authenticates, binds, enables carbons and stream management
+     * (or resumes) in one exchange. Not offered over BOSH. Legacy SASL and binding stay offered beside it.
+     */
+    sasl2: z.object({ enabled: z.boolean().default(true) }).default({}),
+    /** XEP-0484 FAST tokens over SASL2: after a full login a client may ask for a token and log in with it in one round trip. */
+    fast: z.object({
+      enabled: z.boolean().default(true),
+      /** Seconds a token is valid from when it is issued. */
+      tokenLifetimeSeconds: z.number().int().positive().default(14 * 86400),
+      /** A token used with less than this left is replaced by a new one in the same <success/> (it must stay under the lifetime). */
+      rotateBeforeExpirySeconds: z.number().int().min(0).default(7 * 86400),
+      /** Clients (SASL2 user-agent ids) holding tokens for one account; a new one past it drops the tokens expiring first. */
+      maxClientsPerAccount: z.number().int().positive().default(32),
+    }).refine((f) => f.rotateBeforeExpirySeconds < f.tokenLifetimeSeconds, { message: 'c2s.fast.rotateBeforeExpirySeconds must be less than c2s.fast.tokenLifetimeSeconds' }).default({}),
     maxConnections: z.number().int().positive().default(100_000),
     /** Seconds a connection may take from TCP accept to a bound resource. */
     authTimeoutSeconds: z.number().positive().default(30),
@@ -455,6 +480,67 @@ export const configSchema = z.object({
     actorIdleSeconds: z.number().positive().default(120),
     /** Envelopes queued for one bare JID before further ones are refused with resource-constraint. */
     maxMailbox: z.number().int().positive().default(10_000),
+  /**
+   * XEP-0363 HTTP file upload: the service `<subdomain>.<domain>` of every served domain hands out slots (a URL to
+   * PUT one file to, a URL to GET it from). Offered while enabled and its store can serve: the disk store needs the
+   * HTTP listener (`c2s.http.enabled`) and the embedded mode; object storage (s3) works in both modes.
+   */
+  upload: z.object({
+    enabled: z.boolean().default(true),
+    /** The service of example.com is `<subdomain>.example.com`. */
+    subdomain: z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/).default('upload'),
+    /** The service's name in disco. */
+    name: z.string().default('HTTP File Upload'),
+    /** Largest file one slot may be for, in bytes (announced as max-file-size). */
+    maxFileBytes: z.number().int().positive().default(10 * 1024 * 1024),
+    /** Bytes one account may hold at once: every slot granted counts until its file expires. */
+    quotaBytes: z.number().int().positive().default(100 * 1024 * 1024),
+    /**
+     * Content types a slot may be for (`type/*` allows a whole type, except image/svg+xml, which must be listed by
+     * name); text/html and SVG are left out by default: opened from the upload origin they could run scripts.
+     */
+    allowedContentTypes: z.array(z.string().regex(/^[a-z0-9!#$&^_.+-]+\/(?:\*|[a-z0-9!#$&^_.+-]+)$/)).min(1).default([
+      'image/*', 'audio/*', 'video/*', 'text/plain', 'application/pdf', 'application/zip', 'application/octet-stream',
+    ]),
+    /** Seconds a slot's PUT URL stays valid. */
+    slotSeconds: z.number().int().positive().default(300),
+    /** Seconds a file is kept; the sweep deletes older ones (and what they counted toward the quota). */
+    fileLifetimeSeconds: z.number().int().positive().default(30 * 86_400),
+    /** Seconds between sweeps. */
+    sweepSeconds: z.number().positive().default(3600),
+    /** Longest file name kept in a URL (longer ones are refused with not-acceptable). */
+    maxFileNameLength: z.number().int().positive().default(255),
+    /** Where the files live. */
+    store: z.discriminatedUnion('kind', [
+      z.object({
+        kind: z.literal('disk'),
+        /** Directory of the files; `<dataDir>/uploads` when absent. */
+        dir: z.string().optional(),
+        /** Base URL of the HTTP listener as clients reach it; `c2s.http.publicUrl`, else the listener's own address. */
+        url: z.string().url().optional(),
+      }),
+      z.object({
+        kind: z.literal('s3'),
+        bucket: z.string().min(1),
+        region: z.string().default('us-east-1'),
+        /** An S3-compatible server's URL (MinIO, Ceph, …); AWS when absent. */
+        endpoint: z.string().url().optional(),
+        /** Address objects as endpoint/bucket/key instead of bucket.endpoint/key (most S3-compatible servers want this). */
+        forcePathStyle: z.boolean().default(false),
+        /** Credentials; the AWS SDK's usual chain (environment, profile, instance role) when absent. */
+        accessKeyId: z.string().optional(),
+        secretAccessKey: z.string().optional(),
+        /** Keys of the files start with this. */
+        prefix: z.string().default('upload/'),
+        /**
+         * Base URL where the bucket's objects are readable by anyone (a CDN, a public bucket): GET URLs are then
+         * `<publicUrl>/<key>`; when absent they are presigned, valid for the file's lifetime up to S3's 7 days.
+         */
+        publicUrl: z.string().url().optional(),
+      }),
+    ]).default({ kind: 'disk' }),
+  }).default({}),
+
     /** Timeout for a c2s → actor request (bind). */
     requestTimeoutMs: z.number().int().positive().default(10_000),
     /** A failed store write that must not be lost (a managed session's queue and record, the message archive) is tried again this many times… */

@@ -5,6 +5,8 @@ import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import type { Accounts } from '../../libs/accounts/index.ts';
+import { FastTokens } from '../../libs/auth/fast.ts';
+import type { Store } from '../../libs/store/store.ts';
 import type { HostedDomains } from '../../libs/accounts/hosts.ts';
 import type { Bus, Subjects, Subscription } from '../../libs/bus/bus.ts';
 import { envelope, type Envelope } from '../../libs/bus/envelope.ts';
@@ -16,7 +18,7 @@ import { AuthThrottle, MemoryAuthCounters, type AuthCounters } from './auth-thro
 import { loadDomainCertificates, type DomainCertificates } from './certificates.ts';
 import type { SessionInfo } from '../admin/operations.ts';
 import { ClientStream, unavailableError } from './client-stream.ts';
-import type { BindResult, C2sContext, C2sMetrics } from './context.ts';
+import type { BindResult, C2sContext, C2sMetrics, InlineOutcome } from './context.ts';
 import { startListeners, type Listeners } from './listeners.ts';
 import { proxyPolicy } from './proxy-protocol.ts';
 import { expandRoomFanout, OP_ROOM_FANOUT } from './room-fanout.ts';
@@ -43,6 +45,8 @@ export interface C2sNodeOptions {
   sessionNodes?: () => readonly string[];
   /** Where failed logins are counted (a cluster: Redis, shared by every connection manager); by default in this process. */
   authCounters?: AuthCounters;
+  /** Where FAST tokens are kept (the deployment's store, so any connection manager accepts them). */
+  store: Store;
 }
 
 export class C2sNode implements C2sContext {
@@ -52,6 +56,7 @@ export class C2sNode implements C2sContext {
   readonly metrics: C2sMetrics;
   readonly nodeId: string;
   readonly authThrottle: AuthThrottle;
+  readonly fastTokens: FastTokens;
   private readonly streams = new Map<string, ClientStream>();
   private readonly pendingBinds = new Map<string, { resolve: (r: BindResult) => void; timer: NodeJS.Timeout }>();
   private servers: Server[] = [];
@@ -82,6 +87,7 @@ export class C2sNode implements C2sContext {
     const throttle = o.config.c2s.authThrottle;
     this.authThrottle = new AuthThrottle(throttle, o.authCounters ?? new MemoryAuthCounters(throttle.maxTracked),
       { failed: () => o.metrics.authFailed?.(), blocked: () => o.metrics.authBlocked?.('started') });
+    this.fastTokens = new FastTokens(o.store, o.config.c2s.fast);
   }
 
   get connections(): number {
@@ -258,14 +264,14 @@ export class C2sNode implements C2sContext {
     this.o.bus.publish(holder ? this.o.subjects.session(holder) : this.o.subjects.shard(shard), env);
   }
 
-  bind(stream: ClientStream, resource: string): Promise<BindResult> {
+  bind(stream: ClientStream, resource: string, inline?: string[]): Promise<BindResult> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.pendingBinds.delete(stream.sid);
         resolve({ condition: 'internal-server-error', text: 'the session service did not answer in time' });
       }, this.config.session.requestTimeoutMs);
       this.pendingBinds.set(stream.sid, { resolve, timer });
-      this.toActor(stream.bare, envelope({ kind: 'ctl', dir: 'in', op: 'bind', to: stream.bare, sid: stream.sid, data: { node: this.o.nodeId, resource } }));
+      this.toActor(stream.bare, envelope({ kind: 'ctl', dir: 'in', op: 'bind', to: stream.bare, sid: stream.sid, data: { node: this.o.nodeId, resource, inline } }));
     });
   }
 
@@ -303,8 +309,8 @@ export class C2sNode implements C2sContext {
         }
         clearTimeout(p.timer);
         this.pendingBinds.delete(env.sid);
-        const d = env.data as { resource?: string; condition?: StanzaErrorCondition; text?: string };
-        p.resolve(env.op === 'bound' ? { resource: String(d.resource) } : { condition: d.condition ?? 'internal-server-error', text: d.text });
+        const d = env.data as { resource?: string; inline?: InlineOutcome[]; condition?: StanzaErrorCondition; text?: string };
+        p.resolve(env.op === 'bound' ? { resource: String(d.resource), inline: d.inline ?? [] } : { condition: d.condition ?? 'internal-server-error', text: d.text });
         return;
       }
       case 'kick': {

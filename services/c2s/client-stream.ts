@@ -3,7 +3,8 @@
 // wrong state gets a stream error, never silence.
 import { inBandRegistration, NS_REGISTER } from '../../libs/accounts/registration.ts';
 import { randomBytesPooled } from '../../libs/auth/random.ts';
-import { createSaslSession, type SaslSession, type SaslStep } from '../../libs/auth/sasl.ts';
+import type { TokenUse } from '../../libs/auth/fast.ts';
+import { createHtSession, createSaslSession, HT_MECHANISMS, isHtMechanism, type ChannelBinding, type SaslSession, type SaslStep } from '../../libs/auth/sasl.ts';
 import { envelope, type Envelope, type StanzaKind } from '../../libs/bus/envelope.ts';
 import { errorReply, StanzaError, StreamError } from '../../libs/errors/index.ts';
 import { normalizeLocal, normalizeResource, tryParseJid } from '../../libs/jid/index.ts';
@@ -16,6 +17,11 @@ import type { SessionInfo, SessionTransport } from '../admin/operations.ts';
 import { blockedText, type Standing } from './auth-throttle.ts';
 import type { C2sContext } from './context.ts';
 import { CsiQueue, NS_CSI } from './csi.ts';
+import { NS_SASL_CB } from './channel-binding.ts';
+import {
+  authenticationFeature, decodeSaslData, NS_BIND2, NS_CARBONS, NS_SASL2, parseAuthenticate, sasl2Challenge, sasl2Failure, sasl2Success, tokenElement,
+  type Bind2Request, type Sasl2Request,
+} from './sasl2.ts';
 import { NS_SM, parseH, smElement, StreamManagement } from './stream-management.ts';
 import type { ClientTransport } from './transport.ts';
 
@@ -56,13 +62,28 @@ export function unavailableError(why: string): StreamError {
   return new StreamError('internal-server-error', `the server cannot take sessions now (${why}); try again later`);
 }
 
+/**
+ * A SASL2 login in progress (XEP-0388): what the <authenticate/> asked for
+ * inline, and, when it authenticates with a FAST token, how that token was used.
+ */
+export interface Sasl2Exchange {
+  readonly req: Sasl2Request;
+  token?: TokenUse;
+}
+
+/** The actor's answers a SASL2 login waits for (askActor). */
+const INLINE_ANSWERS = new Set(['sm-resumed', 'sm-resume-failed', 'sm-enabled', 'sm-failed']);
+
 export type C2sState =
   | { name: 'wait-stream' }
   | { name: 'checking' }
   | { name: 'wait-auth' }
   | { name: 'wait-tls' }
-  | { name: 'wait-sasl-response'; sasl: SaslSession }
+  /** `sasl2`: the exchange is SASL2's (XEP-0388), not RFC 6120's. */
+  | { name: 'wait-sasl-response'; sasl: SaslSession; sasl2: Sasl2Exchange | undefined }
   | { name: 'sasl-pending' }
+  /** Authenticated by SASL2: resuming, or binding and enabling what was asked inline, before <success/> goes out. */
+  | { name: 'sasl2-inline' }
   | { name: 'wait-bind' }
   | { name: 'binding' }
   | { name: 'established' }
@@ -86,6 +107,12 @@ export class ClientStream {
   private throttleTimer: NodeJS.Timeout | undefined;
   private readonly csi = new CsiQueue();
   private mechanism = '';
+  /** Which SASL profile the current exchange speaks: its failures are written in that profile's form. */
+  private profile: 'sasl' | 'sasl2' = 'sasl';
+  /** An answer from the account's actor that a SASL2 login waits for before its <success/> (askActor). */
+  private inlineAnswer: ((env: Envelope | undefined) => void) | undefined;
+  /** Deliveries that came while <success/> was not yet written: written after it. */
+  private early: Envelope[] = [];
   /** Stanzas that arrived while an async step was pending (pipelining clients). */
   private held: Element[] = [];
   private authTimer: NodeJS.Timeout | undefined;
@@ -203,10 +230,40 @@ export class ClientStream {
     return this.t.secure || !c.requireTls || (c.allowPlainOnLoopback && this.t.loopback);
   }
 
+  /** Where a secret travels as it is (PLAIN, and FAST tokens, which are as good as a password): TLS, or loopback. */
+  private get secretsOk(): boolean {
+    return this.t.secure || this.t.loopback;
+  }
+
+  /** RFC 5056 channel bindings of this connection (channel-binding.ts); none without TLS here. */
+  private channelBindings(): readonly ChannelBinding[] {
+    return this.t.secure ? this.t.channelBindings?.() ?? [] : [];
+  }
+
   private mechanisms(): string[] {
     if (!this.tlsSatisfied) return [];
-    const plainOk = this.t.secure || this.t.loopback;
-    return this.ctx.config.c2s.saslMechanisms.filter((m) => m !== 'PLAIN' || plainOk);
+    const plus = this.channelBindings().length > 0;
+    return this.ctx.config.c2s.saslMechanisms.filter((m) => (m !== 'PLAIN' || this.secretsOk) && (!m.endsWith('-PLUS') || plus));
+  }
+
+  private get sasl2Offered(): boolean {
+    return this.ctx.config.c2s.sasl2.enabled && this.t.kind !== 'bosh';
+  }
+
+  /** XEP-0484 FAST mechanisms offered here: HT-SHA-256-NONE, and those whose channel binding this connection has. */
+  private fastMechanisms(): string[] {
+    if (!this.ctx.config.c2s.fast.enabled || !this.sasl2Offered || !this.tlsSatisfied || !this.secretsOk) return [];
+    const types = new Set<string>(this.channelBindings().map((b) => b.type));
+    return Object.entries(HT_MECHANISMS).filter(([, type]) => type === '' || types.has(type)).map(([m]) => m);
+  }
+
+  /** What Bind2 enables inline (XEP-0386 §2): carbons, CSI, and stream management where it is offered. */
+  private bind2Inline(): string[] {
+    const out: string[] = [];
+    if (this.ctx.config.carbons.enabled) out.push(NS_CARBONS);
+    out.push(NS_CSI);
+    if (this.smOffered) out.push(NS_SM);
+    return out;
   }
 
   private preAuthFeatures(): Element[] {
@@ -214,6 +271,11 @@ export class ClientStream {
     if (this.t.canStartTls) out.push(el('starttls', { xmlns: NS_TLS }, this.tlsSatisfied ? undefined : el('required')));
     const mechs = this.mechanisms();
     if (mechs.length) out.push(el('mechanisms', { xmlns: NS_SASL }, ...mechs.map((m) => el('mechanism', {}, m))));
+    if (mechs.length && this.sasl2Offered) {
+      out.push(authenticationFeature({ mechanisms: mechs, bindInline: this.bind2Inline(), sm: this.smOffered, fastMechanisms: this.fastMechanisms() }));
+    }
+    const bindings = mechs.length ? this.channelBindings() : [];
+    if (bindings.length) out.push(el('sasl-channel-binding', { xmlns: NS_SASL_CB }, ...bindings.map((b) => el('channel-binding', { type: b.type })))); // XEP-0440
     const registration = inBandRegistration(this.ctx);
     if (registration.open && this.tlsSatisfied) out.push(registration.feature());
     return out;
@@ -230,9 +292,10 @@ export class ClientStream {
       case 'wait-auth':
         return this.preAuth(e);
       case 'wait-sasl-response':
-        return this.saslResponse(s.sasl, e);
+        return this.saslResponse(s.sasl, e, s.sasl2);
       case 'checking':
       case 'sasl-pending':
+      case 'sasl2-inline':
       case 'binding':
         this.held.push(e);
         if (this.held.length > 100) this.fail(new StreamError('policy-violation', 'too many stanzas before the session was ready'));
@@ -261,7 +324,10 @@ export class ClientStream {
       ).catch(this.broken('STARTTLS'));
       return;
     }
-    if (e.name === 'auth' && e.attrs.xmlns === NS_SASL) {
+    const sasl2 = e.name === 'authenticate' && e.attrs.xmlns === NS_SASL2 && this.sasl2Offered;
+    if ((e.name === 'auth' && e.attrs.xmlns === NS_SASL) || sasl2) {
+      this.profile = sasl2 ? 'sasl2' : 'sasl';
+      const begin = () => (sasl2 ? this.authenticate(e) : this.auth(e));
       if (!this.tlsSatisfied) return this.fail(new StreamError('policy-violation', 'TLS is required before authentication'));
       // What this process learnt since the stream opened counts too (a block started by another stream).
       const known = this.ctx.authThrottle.current(this.t.remoteAddress);
@@ -277,12 +343,14 @@ export class ClientStream {
         this.throttleTimer = setTimeout(() => {
           if (this.state.name !== 'sasl-pending') return;
           this.state = { name: 'wait-auth' };
-          this.auth(e);
+          begin();
         }, wait);
         return;
       }
-      return this.auth(e);
+      return begin();
     }
+    // XEP-0386: a Bind2 request only means something inside <authenticate/>.
+    if (e.attrs.xmlns === NS_BIND2) return this.fail(new StreamError('not-authorized', 'authenticate first: a Bind2 request goes inside <authenticate/>'));
     if (e.name === 'iq' && child(e, 'query', NS_REGISTER) && this.tlsSatisfied) {
       // XEP-0077: account creation is the one iq answered before authentication.
       inBandRegistration(this.ctx).answer(e, this.domain, this.t.remoteAddress).then(
@@ -309,22 +377,63 @@ export class ClientStream {
       this.tried = `${u}@${this.domain}`;
       return this.ctx.accounts.credentials(this.tried);
     };
-    const sasl = this.mechanisms().includes(mech) ? createSaslSession(mech, lookup, { domain: this.domain }) : undefined;
+    const sasl = this.mechanisms().includes(mech) ? createSaslSession(mech, lookup, { domain: this.domain, channelBindings: this.channelBindings() }) : undefined;
     if (!sasl) return this.saslFailure('invalid-mechanism', `mechanism '${mech}' is not offered`);
     this.mechanism = mech;
     const body = text(e);
-    return this.saslStep(sasl, body === '=' ? Buffer.alloc(0) : Buffer.from(body, 'base64'));
+    return this.saslStep(sasl, body === '=' ? Buffer.alloc(0) : Buffer.from(body, 'base64'), undefined);
   }
 
-  private saslResponse(sasl: SaslSession, e: Element): void {
-    if (e.attrs.xmlns === NS_SASL && e.name === 'response') return this.saslStep(sasl, Buffer.from(text(e), 'base64'));
-    if (e.attrs.xmlns === NS_SASL && e.name === 'abort') return this.saslFailure('aborted');
+  /** XEP-0388 <authenticate/>: a mechanism (a password's, or a FAST token's) and what to do inline once it succeeds. */
+  private authenticate(e: Element): void {
+    const req = parseAuthenticate(e);
+    if ('condition' in req) return this.saslFailure(req.condition, req.text);
+    const x: Sasl2Exchange = { req };
+    const mech = req.mechanism;
+    this.tried = '';
+    const opts = { domain: this.domain, channelBindings: this.channelBindings() };
+    let sasl: SaslSession | undefined;
+    if (isHtMechanism(mech)) {
+      const client = req.userAgent?.id;
+      if (this.fastMechanisms().includes(mech) && client !== undefined && req.fast) {
+        sasl = createHtSession(mech, async (u, matches) => {
+          this.tried = `${u}@${this.domain}`;
+          const use = await this.ctx.fastTokens.use(this.tried, client, mech, matches);
+          x.token = use;
+          return use?.token;
+        }, opts);
+      }
+    } else if (this.mechanisms().includes(mech)) {
+      sasl = createSaslSession(mech, (u) => {
+        this.tried = `${u}@${this.domain}`;
+        return this.ctx.accounts.credentials(this.tried);
+      }, opts);
+    }
+    if (!sasl) {
+      return this.saslFailure('invalid-mechanism', isHtMechanism(mech) && this.fastMechanisms().includes(mech)
+        ? `'${mech}' needs <fast xmlns='urn:xmpp:fast:0'/> and <user-agent id=…/>` : `mechanism '${mech}' is not offered`);
+    }
+    if (req.requestToken !== undefined && !this.fastMechanisms().includes(req.requestToken)) {
+      return this.saslFailure('invalid-mechanism', `FAST mechanism '${req.requestToken}' is not offered`);
+    }
+    this.mechanism = mech;
+    return this.saslStep(sasl, req.initial, x);
+  }
+
+  private saslResponse(sasl: SaslSession, e: Element, x: Sasl2Exchange | undefined): void {
+    const ns = x ? NS_SASL2 : NS_SASL;
+    if (e.attrs.xmlns === ns && e.name === 'response') {
+      const data = x ? decodeSaslData(text(e)) : Buffer.from(text(e), 'base64');
+      if (!data) return this.saslFailure('incorrect-encoding', 'the response is not base64');
+      return this.saslStep(sasl, data, x);
+    }
+    if (e.attrs.xmlns === ns && e.name === 'abort') return this.saslFailure('aborted');
     this.fail(new StreamError('not-authorized', 'authentication in progress'));
   }
 
-  private saslStep(sasl: SaslSession, data: Buffer): void {
+  private saslStep(sasl: SaslSession, data: Buffer, x: Sasl2Exchange | undefined): void {
     this.state = { name: 'sasl-pending' };
-    sasl.step(data).then((r) => this.saslResult(sasl, r), (err: unknown) => {
+    sasl.step(data).then((r) => this.saslResult(sasl, r, x), (err: unknown) => {
       log.error('SASL failed', { error: err });
       this.saslFailure('temporary-auth-failure');
     }).catch(this.broken('authentication'));
@@ -338,18 +447,24 @@ export class ClientStream {
     };
   }
 
-  private saslResult(sasl: SaslSession, r: SaslStep): void {
+  private saslResult(sasl: SaslSession, r: SaslStep, x: Sasl2Exchange | undefined): void {
     if (this.state.name !== 'sasl-pending') return;
     switch (r.kind) {
       case 'challenge':
-        this.t.send(`<challenge xmlns='${NS_SASL}'>${r.data.toString('base64')}</challenge>`);
-        this.state = { name: 'wait-sasl-response', sasl };
+        this.t.send(x ? sasl2Challenge(r.data) : `<challenge xmlns='${NS_SASL}'>${r.data.toString('base64')}</challenge>`);
+        this.state = { name: 'wait-sasl-response', sasl, sasl2: x };
         break;
       case 'failure':
         return this.authFailed(r.condition, r.text);
       case 'success': {
         this.user = normalizeLocal(r.username);
         this.ctx.metrics.auth(this.mechanism, true);
+        if (x) {
+          // No stream restart (XEP-0388): what was asked inline is done first, then <success/> says how it went.
+          this.state = { name: 'sasl2-inline' };
+          this.completeSasl2(x, r.data).catch(this.broken('completing a SASL2 login'));
+          return;
+        }
         this.t.send(`<success xmlns='${NS_SASL}'>${r.data ? r.data.toString('base64') : ''}</success>`);
         this.t.resetStream();
         this.state = { name: 'wait-stream' };
@@ -384,7 +499,8 @@ export class ClientStream {
 
   private saslFailure(condition: string, textMsg?: string): void {
     this.ctx.metrics.auth(this.mechanism || 'none', false);
-    this.t.send(serialize(el('failure', { xmlns: NS_SASL }, el(condition), textMsg ? el('text', { 'xml:lang': 'en' }, textMsg) : undefined)));
+    this.t.send(this.profile === 'sasl2' ? sasl2Failure(condition, textMsg)
+      : serialize(el('failure', { xmlns: NS_SASL }, el(condition), textMsg ? el('text', { 'xml:lang': 'en' }, textMsg) : undefined)));
     this.state = { name: 'wait-auth' };
     if (++this.authFailures >= this.ctx.config.c2s.maxAuthFailures) {
       this.fail(new StreamError('policy-violation', 'too many failed authentication attempts'));
@@ -431,7 +547,8 @@ export class ClientStream {
   }
 
   private releaseHeld(): void {
-    while (this.held.length && this.state.name !== 'binding' && this.state.name !== 'sasl-pending' && this.state.name !== 'checking' && this.state.name !== 'closed') {
+    while (this.held.length && this.state.name !== 'binding' && this.state.name !== 'sasl-pending' && this.state.name !== 'sasl2-inline'
+      && this.state.name !== 'checking' && this.state.name !== 'closed') {
       this.onStanza(this.held.shift()!);
     }
   }
@@ -517,6 +634,12 @@ export class ClientStream {
   // ---- from the actors ----
 
   deliver(env: Envelope): void {
+    if (this.state.name === 'sasl2-inline') {
+      // Bound or resumed, <success/> not written yet: these follow it.
+      if (this.early.length >= this.ctx.config.streamManagement.maxQueue) return this.fail(new StreamError('resource-constraint', 'too many stanzas arrived before the login completed'));
+      this.early.push(env);
+      return;
+    }
     if (this.state.name !== 'established') return;
     if (this.sm.on) return this.smDeliver(env);
     if (this.csi.hold(env)) return;
@@ -762,6 +885,7 @@ export class ClientStream {
   /** Answers from the account's actor. */
   smControl(env: Envelope): void {
     const d = env.data as Record<string, unknown>;
+    if (this.inlineAnswer && this.state.name === 'sasl2-inline' && INLINE_ANSWERS.has(env.op)) return this.inlineAnswer(env);
     switch (env.op) {
       case 'sm-delivered?':
         // A new owner of the account: what this client already has from other accounts' managed sessions.
@@ -769,11 +893,7 @@ export class ClientStream {
       case 'sm-enabled':
         if (this.sm.state !== 'enabling' || this.state.name !== 'established') return;
         this.flushHeld(); // what CSI held before stream management: it goes out uncounted, before <enabled/>
-        this.sm.state = 'on';
-        this.sm.resumable = typeof d.id === 'string';
-        this.sm.written = 0;
-        this.sm.acked = 0;
-        this.t.send(smElement.enabled(typeof d.id === 'string' ? d.id : undefined, typeof d.max === 'number' ? d.max : undefined));
+        this.t.send(this.smEnabled(d));
         return;
       case 'sm-failed':
         if (this.sm.state !== 'enabling') return;
@@ -797,18 +917,8 @@ export class ClientStream {
       case 'sm-resumed': {
         if (this.sm.state !== 'resuming' || this.state.name !== 'binding') return;
         if (this.resumeTimer) clearTimeout(this.resumeTimer);
-        this.resource = String(d.resource);
-        this.jid = `${this.bare}/${this.resource}`;
-        this.sm.state = 'on';
-        this.sm.resumable = true;
-        this.sm.reset(Number(d.h));
-        this.sm.written = Number(d.acked);
-        this.sm.acked = Number(d.acked);
         this.state = { name: 'established' };
-        if (this.authTimer) clearTimeout(this.authTimer);
-        this.t.send(smElement.resumed(String(d.previd), this.sm.handled));
-        this.ctx.metrics.resumption?.(true);
-        this.logLogin(true);
+        this.t.send(this.smResumed(d));
         this.releaseHeld();
         return;
       }
@@ -817,6 +927,159 @@ export class ClientStream {
       default:
         log.warn('unknown stream management answer', { op: env.op });
     }
+  }
+
+  /** Stream management is on, as the actor enabled it: the <enabled/> to write. */
+  private smEnabled(d: Record<string, unknown>): string {
+    this.sm.state = 'on';
+    this.sm.resumable = typeof d.id === 'string';
+    this.sm.written = 0;
+    this.sm.acked = 0;
+    return smElement.enabled(typeof d.id === 'string' ? d.id : undefined, typeof d.max === 'number' ? d.max : undefined);
+  }
+
+  /** The session is resumed, as the actor answered: the <resumed/> to write. */
+  private smResumed(d: Record<string, unknown>): string {
+    this.resource = String(d.resource);
+    this.jid = `${this.bare}/${this.resource}`;
+    this.sm.state = 'on';
+    this.sm.resumable = true;
+    this.sm.reset(Number(d.h));
+    this.sm.written = Number(d.acked);
+    this.sm.acked = Number(d.acked);
+    if (this.authTimer) clearTimeout(this.authTimer);
+    this.ctx.metrics.resumption?.(true);
+    this.logLogin(true);
+    return smElement.resumed(String(d.previd), this.sm.handled);
+  }
+
+  // ---- XEP-0388 SASL2: what a login asked for inline (XEP-0386 Bind2, XEP-0198, XEP-0484) ----
+
+  /**
+   * Authenticated: FAST tokens invalidated, issued or rotated; the session
+   * resumed, or a resource bound with carbons, CSI and stream management
+   * enabled; then one <success/> that says how each went, and the stream goes
+   * on without a restart. A bind that fails leaves the stream unauthenticated
+   * (XEP-0388 §2.6: a failure changes nothing).
+   */
+  private async completeSasl2(x: Sasl2Exchange, additional: Buffer | undefined): Promise<void> {
+    const { req } = x;
+    const bare = `${this.user}@${this.domain}`;
+    this.bare = bare;
+    const inline: string[] = [];
+    const client = req.userAgent?.id;
+    if (client !== undefined) {
+      const fast = this.ctx.fastTokens;
+      if (req.fast?.invalidate) await fast.invalidate(bare, client);
+      // A token used close to its expiry is replaced (XEP-0484 §3.5), unless the client is ending it.
+      const rotate = x.token?.rotationDue === true && !req.fast?.invalidate ? this.mechanism : undefined;
+      const mechanism = req.requestToken ?? rotate;
+      if (mechanism !== undefined) {
+        const issued = await fast.issue(bare, client, mechanism);
+        inline.push(serialize(tokenElement(issued.token, issued.expiry)));
+      }
+    }
+    if (this.state.name !== 'sasl2-inline') return;
+    let established = false;
+    if (req.resume) {
+      const r = await this.resumeInline(req.resume);
+      if (this.state.name !== 'sasl2-inline') return;
+      if (r.fatal) return this.fail(r.fatal, false);
+      inline.push(r.xml);
+      established = r.resumed;
+    }
+    if (!established && req.bind) {
+      const bound = await this.bindInline(req.bind);
+      if (this.state.name !== 'sasl2-inline') return;
+      if (typeof bound !== 'string') {
+        this.user = '';
+        this.bare = '';
+        return this.authFailed('temporary-auth-failure', `no resource could be bound: ${bound.text ?? bound.condition}`);
+      }
+      inline.push(bound);
+      established = true;
+      this.logLogin(false);
+    }
+    this.t.send(sasl2Success(additional, established ? this.jid : bare, inline));
+    if (!established) {
+      // No stream restart: the features of the authenticated stream follow at once (XEP-0388 §2.6.1).
+      const sm = this.smOffered;
+      this.t.send(serialize(el('stream:features', {}, ...POST_AUTH_FEATURES.filter((f) => sm || !f.sm).map((f) => f.element))));
+      this.state = { name: 'wait-bind' };
+      return this.releaseHeld();
+    }
+    this.state = { name: 'established' };
+    if (this.authTimer) clearTimeout(this.authTimer);
+    const early = this.early;
+    this.early = [];
+    for (const env of early) this.deliver(env);
+    this.releaseHeld();
+  }
+
+  /** One request to the account's actor whose answer the login waits for (INLINE_ANSWERS); undefined when none came in time. */
+  private askActor(op: string, data: unknown): Promise<Envelope | undefined> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.inlineAnswer = undefined;
+        resolve(undefined);
+      }, this.ctx.config.session.requestTimeoutMs);
+      this.inlineAnswer = (env) => {
+        clearTimeout(timer);
+        this.inlineAnswer = undefined;
+        resolve(env);
+      };
+      this.smToActor(op, data);
+    });
+  }
+
+  /** XEP-0198 <resume/> inside <authenticate/>: checked by the actor of the account just authenticated, like a legacy one. */
+  private async resumeInline(r: { previd: string; h: number }): Promise<{ resumed: boolean; xml: string; fatal?: StreamError }> {
+    if (!this.smOffered) {
+      this.ctx.metrics.resumption?.(false);
+      return { resumed: false, xml: smElement.failed('item-not-found') };
+    }
+    const why = this.ctx.unavailable();
+    if (why) return { resumed: false, xml: smElement.failed('internal-server-error', why) };
+    this.sm.state = 'resuming';
+    const answer = await this.askActor('sm-resume', { previd: r.previd, h: r.h, node: this.ctx.nodeId });
+    const d = (answer?.data ?? {}) as Record<string, unknown>;
+    if (answer?.op === 'sm-resumed') return { resumed: true, xml: this.smResumed(d) };
+    this.sm.state = 'off';
+    this.ctx.metrics.resumption?.(false);
+    if (!answer) return { resumed: false, xml: smElement.failed('internal-server-error', 'the session service did not answer in time') };
+    // XEP-0198 §4: acknowledging more than was sent ends the stream, as it does for a legacy <resume/>.
+    if (d.condition === 'undefined-condition') return { resumed: false, xml: '', fatal: new StreamError('undefined-condition', 'the resumption acknowledges more stanzas than were sent') };
+    return { resumed: false, xml: smElement.failed(String(d.condition), typeof d.text === 'string' ? d.text : undefined) };
+  }
+
+  /** XEP-0386: a resource named after the client's tag, bound with what the request enables; the <bound/> that says so. */
+  private async bindInline(b: Bind2Request): Promise<string | { condition: string; text?: string }> {
+    const why = this.ctx.unavailable();
+    if (why) return { condition: 'internal-server-error', text: why };
+    const suffix = randomBytesPooled(4).toString('hex');
+    const res = await this.ctx.bind(this, b.tag ? `${b.tag}.${suffix}` : suffix, b.accountPayloads.map((p) => serialize(p)));
+    if ('condition' in res) return res;
+    this.resource = res.resource;
+    this.jid = `${this.bare}/${this.resource}`;
+    if (this.state.name !== 'sasl2-inline') return '';
+    this.csi.inactive = b.inactive;
+    let inside = '';
+    if (b.sm && this.smOffered) {
+      this.sm.state = 'enabling';
+      this.sm.reset(0); // §4: counting starts with <enable/>
+      const answer = await this.askActor('sm-enable', { resource: this.resource, node: this.ctx.nodeId, resume: b.sm.resume, max: b.sm.max, inactive: this.csi.inactive });
+      const d = (answer?.data ?? {}) as Record<string, unknown>;
+      if (answer?.op === 'sm-enabled') {
+        inside += this.smEnabled(d);
+      } else {
+        this.sm.state = 'off';
+        inside += answer ? smElement.failed(String(d.condition), typeof d.text === 'string' ? d.text : undefined)
+          : smElement.failed('internal-server-error', 'the session service did not answer in time');
+      }
+    }
+    // An inline account payload the session refused (carbons off…) is left out of <bound/>, as XEP-0386 §3 allows.
+    for (const o of res.inline) if (!o.ok) log.debug('an inline Bind2 request was refused', { jid: this.jid, condition: o.condition, text: o.text });
+    return `<bound xmlns="${NS_BIND2}">${inside}</bound>`;
   }
 
   /** For a drain: whether a client can resume this session elsewhere once the stream closes. */

@@ -1,5 +1,6 @@
 // What a client stream needs from its connection manager.
 import type { Accounts } from '../../libs/accounts/index.ts';
+import type { FastTokens } from '../../libs/auth/fast.ts';
 import type { HostedDomains } from '../../libs/accounts/hosts.ts';
 import type { Envelope } from '../../libs/bus/envelope.ts';
 import type { Config } from '../../libs/config/schema.ts';
@@ -7,7 +8,9 @@ import type { StanzaErrorCondition } from '../../libs/errors/index.ts';
 import type { AuthThrottle } from './auth-throttle.ts';
 import type { ClientStream } from './client-stream.ts';
 
-export type BindResult = { resource: string } | { condition: StanzaErrorCondition; text?: string };
+/** `inline`: how each inline payload of the request went, in order (user-actor.ts InlineOutcome). */
+export type BindResult = { resource: string; inline: InlineOutcome[] } | { condition: StanzaErrorCondition; text?: string };
+export type InlineOutcome = { ok: true } | { ok: false; condition: string; text?: string };
 
 export interface C2sMetrics {
   auth(mechanism: string, ok: boolean): void;
@@ -33,8 +36,10 @@ export interface C2sContext {
   toActor(bare: string, env: Envelope): void;
   /** The same, by way of the session process holding the actor's shard; order is the caller's to restore. */
   viaHolder(bare: string, env: Envelope): void;
-  /** Ask the account's actor to bind a resource for this stream. */
-  bind(stream: ClientStream, resource: string): Promise<BindResult>;
+  /** Ask the account's actor to bind a resource for this stream, and apply `inline` iq payloads (serialized) once bound. */
+  bind(stream: ClientStream, resource: string, inline?: string[]): Promise<BindResult>;
+  /** XEP-0484 FAST tokens, in the store every connection manager shares. */
+  readonly fastTokens: FastTokens;
   /** Why no session can be bound or resumed through this node now (no session process, no bus…), or undefined. */
   unavailable(): string | undefined;
   /** This connection manager's node id (where answers to this stream's requests come). */

@@ -1,6 +1,8 @@
 // TCP client connections (port 5222) with in-place STARTTLS (RFC 6120 §5).
 import { createServer, type Server, type Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
+import type { ChannelBinding } from '../../libs/auth/sasl.ts';
+import { tlsChannelBindings } from './channel-binding.ts';
 import { StreamError } from '../../libs/errors/index.ts';
 import { logger } from '../../libs/log/index.ts';
 import { StreamParser, type StreamParserLimits } from '../../libs/xml/parser.ts';
@@ -98,6 +100,14 @@ export class TcpTransport implements ClientTransport {
 
   get canStartTls(): boolean {
     return !this.secure && this.tlsContext !== undefined;
+  private bindings: readonly ChannelBinding[] | undefined;
+
+  channelBindings(): readonly ChannelBinding[] {
+    if (!(this.socket instanceof TLSSocket) || !this.socket.encrypted) return [];
+    this.bindings ??= tlsChannelBindings(this.socket);
+    return this.bindings;
+  }
+
   }
 
   attach(events: StreamEvents): void {

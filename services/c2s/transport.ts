@@ -1,6 +1,7 @@
 // One interface for every way a client connects (TCP, direct TLS, WebSocket,
 // BOSH): the transport frames the stream; the ClientStream above it is
 // written once.
+import type { ChannelBinding } from '../../libs/auth/sasl.ts';
 import type { StreamError } from '../../libs/errors/index.ts';
 import type { Element } from '../../libs/xml/element.ts';
 
@@ -28,6 +29,8 @@ export interface ClientTransport {
   readonly remoteAddress: string;
   /** STARTTLS can be offered. */
   readonly canStartTls: boolean;
+  /** The TLS channel bindings of this connection (channel-binding.ts); none where TLS ends elsewhere or is not in effect. */
+  channelBindings?(): readonly ChannelBinding[];
   attach(events: StreamEvents): void;
   /** Write the stream header (or the framing's equivalent). */
   openStream(attrs: Record<string, string>): void;

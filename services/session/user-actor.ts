@@ -72,7 +72,15 @@ interface ActiveFilter {
 export interface BindRequest {
   node: string;
   resource: string;
+  /**
+   * Payloads of iq sets the new session asks for in the same request (XEP-0386 Bind2 inline features such as
+   * <enable xmlns='urn:xmpp:carbons:2'/>), serialized: applied once bound, as if the session had sent each iq.
+   */
+  inline?: string[];
 }
+
+/** How each inline payload of a bind went: applied, or the stanza error it met. */
+export type InlineOutcome = { ok: true } | { ok: false; condition: string; text?: string };
 
 export class UserActor extends Actor implements AccountContext {
   private exists = false;
@@ -378,7 +386,24 @@ export class UserActor extends Actor implements AccountContext {
       if (this.sessions.get(resource) === entry) this.sessions.delete(resource);
       throw e;
     }
-    this.svc.router.control(req.node, sid, 'bound', { resource });
+    const inline: InlineOutcome[] = [];
+    for (const xml of req.inline ?? []) inline.push(await this.applyInline(`${this.bare}/${resource}`, xml));
+    this.svc.router.control(req.node, sid, 'bound', { resource, inline });
+  }
+
+  /** One inline payload of a bind, handled by the module that answers the iq set it stands for. */
+  private async applyInline(from: string, xml: string): Promise<InlineOutcome> {
+    try {
+      const payload = parseFragment(xml);
+      const handler = this.svc.modules.iqHandler('set', 'account', payload);
+      if (!handler) throw new StanzaError('service-unavailable', `${payload.attrs.xmlns ?? ''} ${payload.name} is not supported here`);
+      const stanza = el('iq', { type: 'set', id: 'inline', from, to: this.bare }, payload);
+      await handler({ stanza, payload, from, to: this.bare, account: this }, this.svc.context);
+      return { ok: true };
+    } catch (e) {
+      if (!(e instanceof StanzaError)) log.error('an inline bind request failed', { account: this.bare, error: e });
+      return e instanceof StanzaError ? { ok: false, condition: e.condition, text: e.text } : { ok: false, condition: 'internal-server-error' };
+    }
   }
 
   private async unbind(sid: string, resource: string, closed = false): Promise<void> {

@@ -61,10 +61,10 @@ describe('external services (XEP-0215) with coturn, embedded mode', () => {
       [`stun 127.0.0.1:${turn.port}/udp`, `turn 127.0.0.1:${turn.port}/udp`, `turn localhost:${turn.port}/udp`]);
     assert.equal(all[0].attrs.username, undefined, 'STUN needs no credentials');
     const t = all[1];
-    const [expiry, user] = t.attrs.username.split(':');
+    const [expiry, user] = (t.attrs.username ?? '').split(':');
     assert.equal(user, 'turnuser@localhost');
     assert.ok(Number(expiry) >= before + 600 && Number(expiry) <= before + 602, `expiry ${expiry}`);
-    assert.equal(Date.parse(t.attrs.expires) / 1000, Number(expiry), 'expires is the username\'s expiry');
+    assert.equal(Date.parse(t.attrs.expires ?? '') / 1000, Number(expiry), 'expires is the username\'s expiry');
     assert.equal(t.attrs.password, turnCredentials(SECRET, 'turnuser@localhost', Number(expiry)).password);
     assert.equal(t.attrs.restricted, '1');
     const turns = services(await alice.xmpp.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' }, xml('services', { xmlns: NS_EXTDISCO, type: 'turn' }))));
@@ -75,10 +75,11 @@ describe('external services (XEP-0215) with coturn, embedded mode', () => {
     const reply = await alice.xmpp.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' },
       xml('credentials', NS_EXTDISCO, xml('service', { host: '127.0.0.1', type: 'turn' }))));
     const [s] = services(reply);
-    assert.ok(s.attrs.username && s.attrs.password && s.attrs.expires, s.toString());
-    const good = await allocateRelay(turn.port, s.attrs.username, s.attrs.password);
+    const { username, password } = s.attrs;
+    assert.ok(username && password && s.attrs.expires, s.toString());
+    const good = await allocateRelay(turn.port, username, password);
     assert.ok(good.ok, `allocation with Parley's credentials failed:\n${good.output.slice(-2000)}`);
-    const forged = await allocateRelay(turn.port, s.attrs.username, turnCredentials('another secret', 'x', 1).password);
+    const forged = await allocateRelay(turn.port, username, turnCredentials('another secret', 'x', 1).password);
     assert.equal(forged.ok, false, 'a password not made with the shared secret is refused');
   });
 
@@ -92,10 +93,10 @@ describe('external services (XEP-0215) with coturn, embedded mode', () => {
     const reply = await alice.xmpp.iqCaller.request(xml('iq', { type: 'get', to: 'localhost' },
       xml('credentials', NS_EXTDISCO, xml('service', { host: 'localhost', type: 'turn' }))));
     const [short] = services(reply);
-    const expires = Date.parse(short.attrs.expires);
+    const expires = Date.parse(short.attrs.expires ?? '');
     assert.ok(expires - Date.now() <= 1000, `a one-second lifetime: ${short.attrs.expires}`);
     await new Promise((r) => setTimeout(r, Math.max(0, expires - Date.now()) + 1500));
-    const late = await allocateRelay(turn.port, short.attrs.username, short.attrs.password);
+    const late = await allocateRelay(turn.port, short.attrs.username ?? '', short.attrs.password ?? '');
     assert.equal(late.ok, false, 'credentials past their lifetime');
   });
 

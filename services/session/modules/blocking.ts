@@ -5,14 +5,17 @@
 import { pack } from 'msgpackr';
 import { StanzaError } from '../../../libs/errors/index.ts';
 import { parseJid } from '../../../libs/jid/index.ts';
+import { logger } from '../../../libs/log/index.ts';
 import { resourcePart } from '../../../libs/jid/split.ts';
 import type { Store } from '../../../libs/store/store.ts';
 import { children, el, type Element } from '../../../libs/xml/element.ts';
 import { defineModule, requireOwner, type AccountContext, type IqRequest, type ServerContext } from '../module.ts';
 import { BLOCKLIST, changeRules, PRIVACY, privacyRules, type PrivacyRules } from './privacy-rules.ts';
+import { parseReport, storeReports } from './reporting.ts';
 
 export const NS_BLOCKING = 'urn:xmpp:blocking';
 const EMPTY = new Uint8Array(0);
+const log = logger('blocking');
 
 /** The JIDs of a block/unblock request, normalized and deduplicated. */
 function requestedJids(payload: Element): string[] {
@@ -59,6 +62,11 @@ async function block(req: IqRequest, ctx: ServerContext): Promise<undefined> {
   const rules = account.state(privacyRules);
   const jids = requestedJids(req.payload);
   if (jids.length === 0) throw new StanzaError('bad-request', 'a block request names at least one JID');
+  // XEP-0377 reports in the items: checked before anything is blocked, kept once the block is.
+  const reports = children(req.payload, 'item').flatMap((item) => {
+    const report = parseReport(item, ctx.config);
+    return report ? [{ jid: parseJid(item.attrs.jid!).full, report }] : [];
+  });
   const added = jids.filter((j) => !rules.blocked.has(j));
   const max = ctx.config.privacy.maxBlockedJids;
   if (rules.blocked.size + added.length > max) {
@@ -73,6 +81,8 @@ async function block(req: IqRequest, ctx: ServerContext): Promise<undefined> {
     });
   }
   pushToInterested(account, rules, itemList('block', jids));
+  // The block stands whatever happens to the reports: a failure to keep them is the operator's to see in the log.
+  await storeReports(ctx.store, ctx.config, req.from, reports).catch((e: unknown) => log.error('storing spam reports failed', { account: account.bare, error: e }));
   return undefined;
 }
 

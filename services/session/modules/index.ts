@@ -20,6 +20,9 @@ import mam from './mam.ts';
 import muc from './muc.ts';
 import push from './push.ts';
 import externalServices from './external-services.ts';
+import reporting from './reporting.ts';
+import strangers from './strangers.ts';
 
-export const modules: readonly XmppModule[] = [disco, ping, time, version, last, privacy, blocking, vcard, privateStorage, contactAddresses, register, pep,
+// strangers comes before the modules whose message hooks archive, copy or notify: a message it refuses or holds reaches none of them.
+export const modules: readonly XmppModule[] = [disco, ping, time, version, last, privacy, blocking, reporting, strangers, vcard, privateStorage, contactAddresses, register, pep,
   streamManagement, carbons, mam, push, muc, externalServices, components];
