@@ -13,6 +13,7 @@ import { connect, type Stanza, type TestClient } from '../support/clients.ts';
 import { startCluster, startEmbedded, type Cluster, type Deployment } from '../support/parley.ts';
 import { rawConnect, type RawClient } from '../support/raw.ts';
 import { freePort } from '../support/servers.ts';
+import { loadConfig } from '../../libs/config/index.ts';
 
 const SECRET = 'component-secret-1';
 const COMPONENTS = [
@@ -212,5 +213,40 @@ describe('external components, cluster: a component that moves to another connec
     } finally {
       await bob.stop();
     }
+  });
+});
+
+describe('external components: limits and configuration', () => {
+  test('a handshake not done within components.handshakeTimeoutSeconds: connection-timeout', async () => {
+    const port = await freePort();
+    const d = await startEmbedded({ components: { listen: { host: '127.0.0.1', port }, handshakeTimeoutSeconds: 0.3, services: COMPONENTS } });
+    try {
+      const { raw } = await rawComponent(port, 'echo.localhost');
+      const out = await raw.waitFor(/<\/stream:stream>/, 3000);
+      assert.match(out, /<connection-timeout xmlns=['"]urn:ietf:params:xml:ns:xmpp-streams['"]\/><text[^>]*>the handshake did not complete in time<\/text>/);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  test('past components.maxConnections a connection is closed unanswered', async () => {
+    const port = await freePort();
+    const d = await startEmbedded({ components: { listen: { host: '127.0.0.1', port }, maxConnections: 1, services: COMPONENTS } });
+    try {
+      const first = await rawComponent(port, 'echo.localhost');
+      const second = await rawConnect(port);
+      second.send(`<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='echo.localhost'>`);
+      await second.closed;
+      assert.equal(second.output, '');
+      first.raw.close();
+    } finally {
+      await d.stop();
+    }
+  });
+
+  test('a short secret, a domain twice, or a served domain as a component\'s are refused at start', async () => {
+    assert.throws(() => loadConfig(undefined, {}, { components: { services: [{ domain: 'echo.localhost', secret: 'short' }] } }), /secret/);
+    assert.throws(() => loadConfig(undefined, {}, { components: { services: [COMPONENTS[0], COMPONENTS[0]] } }), /configured twice/);
+    await assert.rejects(startEmbedded({ components: { services: [{ domain: 'localhost', secret: SECRET }] } }), /localhost is both a served domain/);
   });
 });
