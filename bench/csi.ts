@@ -21,7 +21,7 @@ let seed = 42;
 const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
 
 async function run(csi: boolean): Promise<{ bytes: number; presences: number }> {
-  const config = loadConfig(undefined, {}, { dataDir: tempDir('parley-csi'), log: { level: 'warn' }, c2s: { tcp: { host: '127.0.0.1', port: 0 } }, metrics: { enabled: false } });
+  const config = loadConfig(undefined, {}, { dataDir: tempDir('parley-csi'), log: { level: 'warn' }, c2s: { tcp: { host: '127.0.0.1', port: 0, allowPlainOnLoopback: true } }, metrics: { enabled: false } });
   const server = await startServer(config);
   const port = server.c2s!.tcpPort();
   const phone = 'phone@localhost';

@@ -107,7 +107,6 @@ export const configSchema = z.object({
      * there (`http.considerSecure`, `http.trustedProxies`, the PROXY protocol's TLS field).
      */
     requireTls: z.boolean().default(true),
-    allowPlainOnLoopback: z.boolean().default(true),
     /** PEM files; a self-signed certificate is generated into dataDir when absent. */
     tls: z.object({ cert: z.string().optional(), key: z.string().optional() }).default({}),
     /** RFC 6120 §7.7.2.2: what happens when a client binds a resource already in use. */
@@ -187,6 +186,12 @@ export const configSchema = z.object({
       port: z.number().int().min(0).max(65535).default(5280),
       /** Serve HTTPS / WSS with the c2s certificates (then these connections count as TLS). */
       tls: z.boolean().default(false),
+      /** A TLS-terminating proxy fronts this listener and nothing else reaches it: every WebSocket and BOSH connection counts as TLS. */
+      considerSecure: z.boolean().default(false),
+      /** Proxies (CIDRs) whose `X-Forwarded-Proto: https` marks a request as having reached them over TLS; from any other address the header is ignored. */
+      trustedProxies: z.array(z.string()).default([]),
+      /** Clients on a loopback address may authenticate over plain WebSocket and BOSH (tests, a local web client). */
+      allowPlainOnLoopback: z.boolean().default(false),
       /** Base URL clients reach this listener at (e.g. https://chat.example.com), for host-meta; by default taken from the request's Host header. */
       publicUrl: z.string().optional(),
     }).default({}),

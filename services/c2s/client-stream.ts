@@ -224,10 +224,12 @@ export class ClientStream {
     this.releaseHeld();
   }
 
-  /** TLS may be skipped only on loopback (when allowed) or when not required at all. */
+  /** TLS may be skipped only on loopback where the listener allows it (`allowPlainOnLoopback`), or when not required at all. */
   private get tlsSatisfied(): boolean {
     const c = this.ctx.config.c2s;
-    return this.t.secure || !c.requireTls || (c.allowPlainOnLoopback && this.t.loopback);
+    if (this.t.secure || !c.requireTls) return true;
+    const listener = this.t.kind === 'websocket' || this.t.kind === 'bosh' ? c.http : c.tcp;
+    return listener.allowPlainOnLoopback && this.t.loopback;
   }
 
   /** Where a secret travels as it is (PLAIN, and FAST tokens, which are as good as a password): TLS, or loopback. */
@@ -328,7 +330,8 @@ export class ClientStream {
     if ((e.name === 'auth' && e.attrs.xmlns === NS_SASL) || sasl2) {
       this.profile = sasl2 ? 'sasl2' : 'sasl';
       const begin = () => (sasl2 ? this.authenticate(e) : this.auth(e));
-      if (!this.tlsSatisfied) return this.fail(new StreamError('policy-violation', 'TLS is required before authentication'));
+      // RFC 6120 §6.4.5: the SASL failure that says so; the stream stays open for STARTTLS.
+      if (!this.tlsSatisfied) return this.saslFailure('encryption-required', this.t.canStartTls ? 'TLS is required before authentication: use STARTTLS' : 'TLS is required before authentication');
       // What this process learnt since the stream opened counts too (a block started by another stream).
       const known = this.ctx.authThrottle.current(this.t.remoteAddress);
       const blocked = blockedText(this.standing) ?? blockedText(known);

@@ -9,7 +9,7 @@
 import { createRequire } from 'node:module';
 import type * as UwsTypes from '@trufflesuite/uws-js-unofficial';
 import { logger } from '../../libs/log/index.ts';
-import { formatAddress } from './address.ts';
+import { formatAddress, type SourceNetworks } from './address.ts';
 
 const log = logger('http');
 // The package is CommonJS with a native addon; createRequire keeps it out of ESM interop.
@@ -94,6 +94,25 @@ export interface HttpServerOptions {
   tls?: { cert: string; key: string; byDomain?: Record<string, { cert: string; key: string }> };
   routes: HttpRoute[];
   websockets: WebSocketRoute[];
+  /** Connections that count as TLS although it ended at a proxy in front (Prosody's consider_websocket_secure / consider_bosh_secure). */
+  proxiedTls?: ProxiedTls;
+}
+
+/** When a request that reached this listener in the clear counts as TLS. */
+export interface ProxiedTls {
+  /** Every request: only a TLS-terminating proxy can reach the listener. */
+  readonly always: boolean;
+  /** Proxies whose `X-Forwarded-Proto: https` is believed. */
+  readonly trusted: SourceNetworks;
+}
+
+/** TLS on this listener, or a trusted proxy's word that the request reached it over TLS; the header from anyone else counts for nothing. */
+function requestSecure(tls: boolean, proxied: ProxiedTls | undefined, remoteAddress: string, forwardedProto: string | undefined): boolean {
+  if (tls) return true;
+  if (!proxied) return false;
+  if (proxied.always) return true;
+  // The first value is the proxy nearest the client when several appended theirs.
+  return forwardedProto !== undefined && forwardedProto.split(',')[0].trim().toLowerCase() === 'https' && proxied.trusted.has(remoteAddress);
 }
 
 export interface HttpServer {
@@ -108,16 +127,17 @@ const STATUS: Record<number, string> = {
   502: 'Bad Gateway', 503: 'Service Unavailable',
 };
 
-function snapshot(req: UwsTypes.HttpRequest, res: UwsTypes.HttpResponse, secure: boolean): HttpRequest {
+function snapshot(req: UwsTypes.HttpRequest, res: UwsTypes.HttpResponse, tls: boolean, proxied: ProxiedTls | undefined): HttpRequest {
   const headers: Record<string, string> = {};
   req.forEach((k, v) => { headers[k] = v; });
+  const remoteAddress = formatAddress(res.getRemoteAddress());
   return {
     method: req.getMethod(),
     path: req.getUrl(),
     query: req.getQuery() ?? '',
     headers,
-    remoteAddress: formatAddress(res.getRemoteAddress()),
-    secure,
+    remoteAddress,
+    secure: requestSecure(tls, proxied, remoteAddress, headers['x-forwarded-proto']),
   };
 }
 
@@ -220,7 +240,7 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
       maxBackpressure: route.maxBackpressureBytes,
       closeOnBackpressureLimit: 0,
       upgrade: (res, req, context) => {
-        const r = snapshot(req, res, secure);
+        const r = snapshot(req, res, secure, opts.proxiedTls);
         const offered = (r.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
         const refusal = !offered.includes(route.protocol)
           ? { status: 400, text: `the '${route.protocol}' WebSocket subprotocol is required` }
@@ -231,7 +251,7 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
           });
           return;
         }
-        res.upgrade<SocketData>({ remoteAddress: r.remoteAddress, secure, req: r, closed: false }, r.headers['sec-websocket-key'] ?? '', route.protocol,
+        res.upgrade<SocketData>({ remoteAddress: r.remoteAddress, secure: r.secure, req: r, closed: false }, r.headers['sec-websocket-key'] ?? '', route.protocol,
           r.headers['sec-websocket-extensions'] ?? '', context);
       },
       open: (ws) => {
@@ -262,7 +282,7 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
 
   for (const route of opts.routes) {
     const handler = (res: UwsTypes.HttpResponse, req: UwsTypes.HttpRequest) => {
-      const r = snapshot(req, res, secure);
+      const r = snapshot(req, res, secure, opts.proxiedTls);
       const out = new Response(res);
       if (route.method !== 'post') {
         try {

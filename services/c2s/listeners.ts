@@ -11,6 +11,7 @@ import type { DomainCertificates } from './certificates.ts';
 import { listenDirectTls } from './direct-tls.ts';
 import { bindProbe, listenError } from '../listen-error.ts';
 import { hostMetaRoutes } from './host-meta.ts';
+import { SourceNetworks } from './address.ts';
 import { startHttpServer, type HttpRoute, type HttpServer } from './http-server.ts';
 import type { ProxyPolicy } from './proxy-protocol.ts';
 import type { ClientTransport } from './transport.ts';
@@ -91,6 +92,7 @@ export async function startListeners(h: ListenerHost): Promise<Listeners> {
     http = await startHttpServer({
       host: c2s.http.host, port: c2s.http.port, routes, websockets,
       tls: c2s.http.tls ? { ...certs.fallbackFiles, byDomain: certs.files } : undefined,
+      proxiedTls: { always: c2s.http.considerSecure, trusted: new SourceNetworks(c2s.http.trustedProxies) },
     }).catch(async (e: unknown) => {
       // The HTTP server reports no reason: binding the address once more tells it.
       throw listenError('the HTTP listener (WebSocket, BOSH)', 'c2s.http', c2s.http.host, c2s.http.port, await bindProbe(c2s.http.host, c2s.http.port) ?? e);

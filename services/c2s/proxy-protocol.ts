@@ -32,10 +32,12 @@ export interface ProxiedPeer {
   address: string;
   /** A trusted proxy supplied the address. */
   proxied: boolean;
+  /** The proxy says the client reached it over TLS (v2's PP2_TYPE_SSL field, client bit set): this connection counts as TLS. */
+  tls?: boolean;
 }
 
 /** What the first bytes say: more needed, a header of this length, no header, or a malformed one. */
-type Scan = { kind: 'more' } | { kind: 'none' } | { kind: 'bad'; why: string } | { kind: 'header'; length: number; address: string | undefined };
+type Scan = { kind: 'more' } | { kind: 'none' } | { kind: 'bad'; why: string } | { kind: 'header'; length: number; address: string | undefined; tls?: boolean };
 
 function startsWithPrefix(buf: Buffer, sig: Buffer): 'yes' | 'prefix' | 'no' {
   const n = Math.min(buf.length, sig.length);
@@ -69,11 +71,29 @@ export function scanProxyHeader(buf: Buffer): Scan {
     if (cmd === 0) return { kind: 'header', length: 16 + len, address: undefined }; // LOCAL: the proxy's own health check
     if (cmd !== 1) return { kind: 'bad', why: 'unknown v2 command' };
     const family = fam >> 4;
-    if (family === 1 && len >= 12) return { kind: 'header', length: 16 + len, address: formatAddress(buf.subarray(16, 20)) };
-    if (family === 2 && len >= 36) return { kind: 'header', length: 16 + len, address: formatAddress(buf.subarray(16, 32)) };
-    return { kind: 'header', length: 16 + len, address: undefined }; // AF_UNIX or unspecified
+    const addressBytes = family === 1 ? 12 : family === 2 ? 36 : family === 3 ? 216 : 0;
+    const tls = clientTls(buf.subarray(16 + Math.min(addressBytes, len), 16 + len));
+    if (family === 1 && len >= 12) return { kind: 'header', length: 16 + len, address: formatAddress(buf.subarray(16, 20)), tls };
+    if (family === 2 && len >= 36) return { kind: 'header', length: 16 + len, address: formatAddress(buf.subarray(16, 32)), tls };
+    return { kind: 'header', length: 16 + len, address: undefined, tls }; // AF_UNIX or unspecified
   }
   return { kind: 'none' };
+}
+
+const PP2_TYPE_SSL = 0x20;
+const PP2_CLIENT_SSL = 0x01;
+
+/** The v2 TLVs after the addresses: whether PP2_TYPE_SSL says the client's connection to the proxy used TLS. */
+function clientTls(tlvs: Buffer): boolean {
+  let i = 0;
+  while (i + 3 <= tlvs.length) {
+    const type = tlvs[i];
+    const len = tlvs.readUInt16BE(i + 1);
+    if (i + 3 + len > tlvs.length) return false;
+    if (type === PP2_TYPE_SSL) return len >= 1 && (tlvs[i + 3] & PP2_CLIENT_SSL) !== 0;
+    i += 3 + len;
+  }
+  return false;
 }
 
 /**
@@ -113,7 +133,7 @@ export function readProxyHeader(socket: Socket, policy: ProxyPolicy): Promise<Pr
             log.warn('PROXY header from an untrusted source refused', { source: own });
             return finish(null);
           }
-          return finish({ address: scan.address ?? own, proxied: scan.address !== undefined }, buf.subarray(scan.length));
+          return finish({ address: scan.address ?? own, proxied: scan.address !== undefined, tls: scan.tls === true }, buf.subarray(scan.length));
         default: {
           const unreachable: never = scan;
           return unreachable;

@@ -24,6 +24,8 @@ export type SniLookup = (servername: string) => SecureContext | undefined;
 export interface TcpPeerOptions {
   /** The client's real address when a trusted proxy supplied it (PROXY protocol). */
   remoteAddress?: string;
+  /** The proxy in front ended the client's TLS (PROXY protocol v2's TLS field): the connection counts as TLS. */
+  tlsAtProxy?: boolean;
   /** Per-domain certificates for STARTTLS. */
   sni?: SniLookup;
 }
@@ -91,7 +93,7 @@ export class TcpTransport implements ClientTransport {
     private readonly peer: TcpPeerOptions = {}) {
     this.socket = socket;
     this.kind = direct ? 'tls' : 'tcp';
-    this.secure = direct;
+    this.secure = direct || peer.tlsAtProxy === true;
     this.remoteAddress = peer.remoteAddress ?? socket.remoteAddress ?? '';
     this.loopback = isLoopback(this.remoteAddress);
     socket.setNoDelay(true);
@@ -255,7 +257,7 @@ export function listenTcp(opts: TcpListenerOptions): Promise<Server> {
     }
     readProxyHeader(socket, opts.proxy).then((peer) => {
       if (!peer) return;
-      opts.accept(new TcpTransport(socket, opts.limits, opts.tls, false, { remoteAddress: peer.address, sni: opts.sni }));
+      opts.accept(new TcpTransport(socket, opts.limits, opts.tls, false, { remoteAddress: peer.address, tlsAtProxy: peer.tls, sni: opts.sni }));
       socket.resume();
     }).catch((e: unknown) => {
       log.error('accepting a proxied connection failed', { error: e });

@@ -135,7 +135,7 @@ export async function startChaosCluster(opts: { namespace?: boolean } = {}): Pro
       // Session processes log each actor activation with its lease's fencing token at debug level.
       log: { level },
       ...engines.config,
-      c2s: { tcp: { host: '127.0.0.1', port: 0 } },
+      c2s: { tcp: { host: '127.0.0.1', port: 0, allowPlainOnLoopback: true } },
       metrics: { host: '127.0.0.1', port: 0 },
       cluster: CLUSTER,
     };

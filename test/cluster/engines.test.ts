@@ -93,7 +93,7 @@ describe('a session and a c2s process on a NATS cluster and a Redis Cluster, thr
     nodeId: `engines-${role}`, role, dataDir: tempDir(`parley-engines-${role}`), domains: [DOMAIN],
     bus: { kind: 'nats', servers: nats.servers },
     store: { kind: 'redis', cluster: rc.seeds },
-    c2s: { tcp: { host: '127.0.0.1', port: 0 } },
+    c2s: { tcp: { host: '127.0.0.1', port: 0, allowPlainOnLoopback: true } },
     metrics: { enabled: false },
     // Well beyond a Redis failover (node timeout + election, ~4 s here), so no process looks dead and no
     // shard lease lapses meanwhile.

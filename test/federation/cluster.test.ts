@@ -83,7 +83,7 @@ describe('two Parley clusters federate', () => {
 
     const xCommon = {
       domains: [X], bus: { kind: 'nats', url: natsX.url }, store: { kind: 'redis', url: redisX.url }, cluster: FAST_CLUSTER,
-      c2s: { tcp: { host: HOST, port: 0 } },
+      c2s: { tcp: { host: HOST, port: 0, allowPlainOnLoopback: true } },
     };
     const xS2s = (port: number) => ({ enabled: true, shards: S2S_SHARDS, listen: { host: HOST, port }, routes: { [Y]: `${HOST}:${yS2s}` } });
     procs.push(await startProcess(dir, 'session-1', { ...xCommon, role: 'session', s2s: xS2s(0) }));
@@ -92,10 +92,10 @@ describe('two Parley clusters federate', () => {
       startProcess(dir, 's2s-b', { ...xCommon, role: 's2s', s2s: xS2s(s2sB) }),
     ]);
     procs.push(a, b);
-    procs.push(await startProcess(dir, 'c2s-1', { ...xCommon, role: 'c2s', s2s: xS2s(0), c2s: { tcp: { host: HOST, port: c2sPort } } }));
+    procs.push(await startProcess(dir, 'c2s-1', { ...xCommon, role: 'c2s', s2s: xS2s(0), c2s: { tcp: { host: HOST, port: c2sPort, allowPlainOnLoopback: true } } }));
     procs.push(await startProcess(dir, 'y-all', {
       role: 'all', domains: [Y], bus: { kind: 'nats', url: natsY.url }, store: { kind: 'redis', url: redisY.url }, cluster: FAST_CLUSTER,
-      c2s: { tcp: { host: HOST, port: yC2sPort } },
+      c2s: { tcp: { host: HOST, port: yC2sPort, allowPlainOnLoopback: true } },
       s2s: { enabled: true, shards: S2S_SHARDS, listen: { host: HOST, port: yS2s }, routes: { [X]: `${HOST}:${otherPort}` } },
     }));
     owner = yOwner === 's2s-a' ? a : b;

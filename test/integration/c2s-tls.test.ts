@@ -63,7 +63,7 @@ describe('direct TLS', () => {
     d = await startEmbedded({
       domains: ['localhost', 'other.example'],
       c2s: {
-        allowPlainOnLoopback: false,
+        tcp: { allowPlainOnLoopback: false },
         directTls: { enabled: true, port: 0 },
         certificates: { 'other.example': { cert: join(dir, 'other.crt'), key: join(dir, 'other.key') } },
       },

@@ -224,7 +224,7 @@ describe('WebSocket policies', () => {
   });
 
   test('wss counts as TLS; plain ws off loopback-exemption does not', async () => {
-    const d = await startEmbedded({ c2s: { allowPlainOnLoopback: false, http: { enabled: true, port: 0, tls: true } } });
+    const d = await startEmbedded({ c2s: { http: { enabled: true, port: 0, tls: true, allowPlainOnLoopback: false } } });
     try {
       const port = d.server.c2s!.httpPort();
       const wss = await rawWs(`wss://127.0.0.1:${port}/xmpp-websocket`);
@@ -235,7 +235,7 @@ describe('WebSocket policies', () => {
     } finally {
       await d.stop();
     }
-    const p = await startEmbedded({ c2s: { allowPlainOnLoopback: false, http: { enabled: true, port: 0 } } });
+    const p = await startEmbedded({ c2s: { http: { enabled: true, port: 0, allowPlainOnLoopback: false } } });
     try {
       const ws = await rawWs(`ws://127.0.0.1:${p.server.c2s!.httpPort()}/xmpp-websocket`);
       ws.sendText(OPEN);

@@ -44,7 +44,7 @@ test('embedded: SIGKILL right after the last acknowledgement loses none of 200 a
   await accounts.add(`durb@${DOMAIN}`, PASSWORD);
   await store.close();
   const config = join(dataDir, 'parley.yaml');
-  writeFileSync(config, stringify({ dataDir, domains: [DOMAIN], log: { level: 'info' }, metrics: { enabled: false }, c2s: { tcp: { host: '127.0.0.1', port: 0 } } }));
+  writeFileSync(config, stringify({ dataDir, domains: [DOMAIN], log: { level: 'info' }, metrics: { enabled: false }, c2s: { tcp: { host: '127.0.0.1', port: 0, allowPlainOnLoopback: true } } }));
 
   let server = await startProcess(config);
   const alice = await managedSender(server.port, 'dura');

@@ -22,7 +22,7 @@ describe('mobile, embedded mode', () => {
 describe('mobile, embedded mode: restarts and options', () => {
   test('the process stops while a session waits: after the restart its unacknowledged messages are in offline storage, once', async () => {
     const dataDir = tempDir('parley-sm-restart');
-    const config = () => loadConfig(undefined, {}, { dataDir, domains: [DOMAIN], log: { level: 'warn' }, metrics: { port: 0 }, c2s: { tcp: { host: '127.0.0.1', port: 0 } } });
+    const config = () => loadConfig(undefined, {}, { dataDir, domains: [DOMAIN], log: { level: 'warn' }, metrics: { port: 0 }, c2s: { tcp: { host: '127.0.0.1', port: 0, allowPlainOnLoopback: true } } });
     let server = await startServer(config());
     await server.accounts.add(`rsa@${DOMAIN}`, PASSWORD);
     await server.accounts.add(`rsb@${DOMAIN}`, PASSWORD);

@@ -20,7 +20,7 @@ describe('multi-user chat, embedded mode', () => {
 describe('multi-user chat, embedded mode, across a restart', () => {
   test('a persistent room keeps its configuration, members, subject and history', async () => {
     const dataDir = tempDir('parley-muc-restart');
-    const config = loadConfig(undefined, {}, { dataDir, domains: [DOMAIN], log: { level: 'warn' }, metrics: { enabled: false }, c2s: { tcp: { host: '127.0.0.1', port: 0 } } });
+    const config = loadConfig(undefined, {}, { dataDir, domains: [DOMAIN], log: { level: 'warn' }, metrics: { enabled: false }, c2s: { tcp: { host: '127.0.0.1', port: 0, allowPlainOnLoopback: true } } });
     const room = `keep@${SERVICE}`;
     let server = await startServer(config);
     for (const u of ['keepa', 'keepb']) await server.accounts.add(`${u}@${DOMAIN}`, 'secret');

@@ -31,10 +31,27 @@ export interface Deployment {
   stop(): Promise<void>;
 }
 
+/**
+ * Test deployments let clients on loopback log in without TLS (the server's own default is TLS first, loopback
+ * included): most tests speak plain XMPP to read the wire. This is the default here so every test written against
+ * these helpers keeps working; a test of the secure default says `{ allowPlainOnLoopback: false }` (or passes its
+ * own `tcp` / `http` settings, which win).
+ */
+export const PLAIN_ON_LOOPBACK = { allowPlainOnLoopback: true } as const;
+
+/** The c2s section of a test deployment: plaintext logins on loopback unless `c2s` says otherwise, then `c2s` itself. */
+export function testC2s(c2s: Record<string, unknown> | undefined, tcp: Record<string, unknown>): Record<string, unknown> {
+  return {
+    ...c2s,
+    tcp: { ...PLAIN_ON_LOOPBACK, ...(c2s?.tcp as Record<string, unknown> | undefined), ...tcp },
+    http: { ...PLAIN_ON_LOOPBACK, ...(c2s?.http as Record<string, unknown> | undefined) },
+  };
+}
+
 export async function startEmbedded(overrides: Record<string, unknown> = {}): Promise<Deployment & { server: RunningServer }> {
   const dataDir = tempDir('parley-embedded');
   const base: Record<string, unknown> = { dataDir, domains: [DOMAIN], log: { level: 'warn' }, metrics: { port: 0 } };
-  const c2s = { ...(overrides.c2s as Record<string, unknown> | undefined), tcp: { host: '127.0.0.1', port: 0 } };
+  const c2s = testC2s(overrides.c2s as Record<string, unknown> | undefined, { host: '127.0.0.1', port: 0 });
   const config = loadConfig(undefined, {}, { ...base, ...overrides, c2s });
   const server = await startServer(config);
   return {
@@ -96,7 +113,7 @@ export async function startCluster(opts: { c2s?: number; session?: number; clust
       nodeId, role, dataDir: join(dir, nodeId), domains: [DOMAIN], log: { level: 'info' },
       bus: { kind: 'nats', url: nats.url },
       store: { kind: 'redis', url: redis.url },
-      c2s: { ...extra.c2s, tcp: { host: '127.0.0.1', port } },
+      c2s: testC2s(extra.c2s, { host: '127.0.0.1', port }),
       metrics: { port: 0 },
       cluster: { ...FAST_CLUSTER, ...opts.cluster },
       ...config,

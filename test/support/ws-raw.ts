@@ -41,7 +41,7 @@ function frame(opcode: number, payload: Uint8Array): Buffer {
   return Buffer.concat([head, mask, body]);
 }
 
-export function rawWs(url: string, opts: { protocols?: string[]; localAddress?: string } = {}): Promise<RawWs> {
+export function rawWs(url: string, opts: { protocols?: string[]; localAddress?: string; headers?: Record<string, string> } = {}): Promise<RawWs> {
   const u = new URL(url);
   const secure = u.protocol === 'wss:';
   const port = Number(u.port || (secure ? 443 : 80));
@@ -53,7 +53,8 @@ export function rawWs(url: string, opts: { protocols?: string[]; localAddress?: 
   const request = [
     `GET ${u.pathname} HTTP/1.1`, `Host: ${u.host}`, 'Upgrade: websocket', 'Connection: Upgrade',
     `Sec-WebSocket-Key: ${key}`, 'Sec-WebSocket-Version: 13',
-    ...(protocols.length ? [`Sec-WebSocket-Protocol: ${protocols.join(', ')}`] : []), '', '',
+    ...(protocols.length ? [`Sec-WebSocket-Protocol: ${protocols.join(', ')}`] : []),
+    ...Object.entries(opts.headers ?? {}).map(([k, v]) => `${k}: ${v}`), '', '',
   ].join('\r\n');
   socket.on('error', () => {});
 
