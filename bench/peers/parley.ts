@@ -42,6 +42,8 @@ limits:
 # apart, docs/performance.md), no metrics listener unless asked for (then on a free port).
 offline: { enabled: false }
 mam: { enabled: false }
+# The peers run no spam controls: a load of chat between accounts that are not contacts is not limited here either.
+spam: { strangerRate: { enabled: false } }
 metrics: ${metricsPort ? `{ enabled: true, host: 127.0.0.1, port: ${metricsPort} }` : '{ enabled: false }'}
 # conference.${o.domain} (on by default; rooms up to muc.maxOccupantsLimit = 100,000): 10 messages of history like the peers.
 muc: { maxHistory: 10, defaults: { historyLength: 10 } }

@@ -648,10 +648,10 @@ export const configSchema = z.object({
     strangerRate: z.object({
       enabled: z.boolean().default(true),
       windowMs: z.number().int().positive().default(60_000),
-      /** Messages to strangers one account may send per window. */
-      perAccount: z.number().int().positive().default(60),
+      /** Messages to strangers one account may send per window (generous: a person typing stays far below it, a bulk sender does not). */
+      perAccount: z.number().int().positive().default(600),
       /** Messages to strangers all accounts of one domain may send per window (shared through Redis in a cluster). */
-      perDomain: z.number().int().positive().default(10_000),
+      perDomain: z.number().int().positive().default(100_000),
     }).default({}),
     /**
      * Messages from JIDs not in the recipient's roster: delivered as they are, delivered with a marker element

@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import { createConnection } from 'node:net';
 import { startCluster, type Cluster } from '../support/parley.ts';
-import { presenceStorm } from '../scenarios/presence-storm.ts';
+import { presenceScaling } from '../scenarios/presence-storm.ts';
 
 /** Commands Redis has processed so far (INFO stats). */
 function redisCommands(port: number): Promise<number> {
@@ -25,6 +25,6 @@ let c: Cluster;
 before(async () => { c = await startCluster({ c2s: 2, session: 2 }); });
 after(async () => { await c?.stop(); });
 
-test('presence storm, cluster (2 c2s + 2 session): 200 users with 100 contacts each log in at once', async () => {
-  await presenceStorm(c, { users: 200, contacts: 100, prefix: 'storm', storeCommands: () => redisCommands(c.redis.port) });
+test('presence storm, cluster (2 c2s + 2 session): 220 users log in at once and change presence, with 20 then 200 contacts each; bus messages and Redis commands grow no faster than the contacts', async () => {
+  await presenceScaling(c, { users: 220, small: 20, large: 200, storeCommands: () => redisCommands(c.redis.port) });
 });

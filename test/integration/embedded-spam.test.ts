@@ -189,17 +189,17 @@ describe('spam controls, embedded mode', () => {
       await d.stop();
     });
 
-    test('by default strangers\' messages are delivered unmarked and the rate limit is on (60 a minute per account)', async () => {
+    test('by default strangers\' messages are delivered unmarked and the rate limit is on (600 a minute per account)', async () => {
       const c = loadConfig(undefined, {}, {});
       assert.equal(c.spam.strangerRate.enabled, true);
       assert.equal(c.spam.strangers.policy, 'deliver');
       const alice = await online(d, 'defa');
       const bob = await online(d, 'defb');
       clients.push(alice, bob);
-      for (let i = 1; i <= 61; i++) await alice.send(chat(jid('defb'), `m${i}`));
-      const err = await alice.waitFor(errorFor('m61'));
+      for (let i = 1; i <= 601; i++) await alice.send(chat(jid('defb'), `m${i}`));
+      const err = await alice.waitFor(errorFor('m601'));
       assert.equal(condition(err), 'policy-violation');
-      const first = await bob.waitFor(isMessageWithBody('m60'));
+      const first = await bob.waitFor(isMessageWithBody('m600'));
       assert.equal(first.getChild('stranger', NS_STRANGER), undefined);
       assert.equal(alice.received.filter((s) => s.attrs.type === 'error').length, 1);
     });
