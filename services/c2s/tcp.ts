@@ -100,8 +100,6 @@ export class TcpTransport implements ClientTransport {
     socket.setKeepAlive(true, 60_000);
   }
 
-  get canStartTls(): boolean {
-    return !this.secure && this.tlsContext !== undefined;
   private bindings: readonly ChannelBinding[] | undefined;
 
   channelBindings(): readonly ChannelBinding[] {
@@ -110,6 +108,8 @@ export class TcpTransport implements ClientTransport {
     return this.bindings;
   }
 
+  get canStartTls(): boolean {
+    return !this.secure && this.tlsContext !== undefined;
   }
 
   attach(events: StreamEvents): void {

@@ -36,7 +36,7 @@ async function next(c: RawClient, at: number, re: RegExp, timeoutMs = 5000): Pro
 }
 
 /** A FAST login: one <authenticate/>, answered by <success/> or <failure/>. */
-async function fastLogin(c: RawClient, user: string, token: string, ua: string, inline = '', mech = 'HT-SHA-256-NONE', cb = Buffer.alloc(0)): Promise<string> {
+async function fastLogin(c: RawClient, user: string, token: string, ua: string, inline = '', mech = 'HT-SHA-256-NONE', cb: Buffer = Buffer.alloc(0)): Promise<string> {
   const at = c.output.length;
   c.send(`<authenticate xmlns='${NS_SASL2}' mechanism='${mech}'><initial-response>${htInitial(user, token, cb)}</initial-response>`
     + `${userAgent(ua)}<fast xmlns='${NS_FAST}'/>${inline}</authenticate>`);

@@ -21,7 +21,7 @@ export interface ScramClient {
 }
 
 /** `gs2`: 'n,,' (no binding), 'y,,' (could bind, believes the server cannot) or 'p=<type>,,' with `cbData`. */
-export function scramClient(mech: 'SCRAM-SHA-1' | 'SCRAM-SHA-256', user: string, password: string, gs2 = 'n,,', cbData = Buffer.alloc(0)): ScramClient {
+export function scramClient(mech: 'SCRAM-SHA-1' | 'SCRAM-SHA-256', user: string, password: string, gs2 = 'n,,', cbData: Buffer = Buffer.alloc(0)): ScramClient {
   const digest = mech === 'SCRAM-SHA-1' ? 'sha1' : 'sha256';
   const bare = `n=${user},r=${randomBytes(12).toString('base64')}`;
   let authMessage = '';
@@ -48,12 +48,12 @@ export function scramClient(mech: 'SCRAM-SHA-1' | 'SCRAM-SHA-256', user: string,
 }
 
 /** HT initial response: authcid NUL HMAC-SHA-256(token, "Initiator" || cb data), base64. */
-export function htInitial(user: string, token: string, cbData = Buffer.alloc(0)): string {
+export function htInitial(user: string, token: string, cbData: Buffer = Buffer.alloc(0)): string {
   return b64(Buffer.concat([Buffer.from(`${user}\0`), createHmac('sha256', token).update('Initiator').update(cbData).digest()]));
 }
 
 /** What the server proves back in <additional-data/>: HMAC-SHA-256(token, "Responder" || cb data), base64. */
-export function htResponder(token: string, cbData = Buffer.alloc(0)): string {
+export function htResponder(token: string, cbData: Buffer = Buffer.alloc(0)): string {
   return createHmac('sha256', token).update('Responder').update(cbData).digest().toString('base64');
 }
 
