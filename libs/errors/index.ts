@@ -53,7 +53,8 @@ export class StreamError extends Error {
 
 export class StanzaError extends Error {
   readonly type: StanzaErrorType;
-  constructor(readonly condition: StanzaErrorCondition, readonly text?: string, type?: StanzaErrorType, readonly by?: string) {
+  /** `appCondition`: an application-specific condition element beside the defined one (RFC 6120 §8.4). */
+  constructor(readonly condition: StanzaErrorCondition, readonly text?: string, type?: StanzaErrorType, readonly by?: string, readonly appCondition?: Element) {
     super(text ? `${condition}: ${text}` : condition);
     this.name = 'StanzaError';
     this.type = type ?? DEFAULT_TYPE[condition];
@@ -62,7 +63,8 @@ export class StanzaError extends Error {
   toElement(): Element {
     return el('error', { type: this.type, by: this.by },
       el(this.condition, { xmlns: NS_STANZAS }),
-      this.text ? el('text', { xmlns: NS_STANZAS, 'xml:lang': 'en' }, this.text) : undefined);
+      this.text ? el('text', { xmlns: NS_STANZAS, 'xml:lang': 'en' }, this.text) : undefined,
+      this.appCondition);
   }
 }
 

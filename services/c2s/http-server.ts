@@ -38,7 +38,26 @@ export interface HttpResponse {
   /** Answered already (or aborted). */
   readonly done: boolean;
   onAborted(cb: () => void): void;
-  send(status: number, headers: Record<string, string>, body?: string | Uint8Array): void;
+  /** `close`: end the connection after it (a request body left unread). */
+  send(status: number, headers: Record<string, string>, body?: string | Uint8Array, close?: boolean): void;
+  /** A body of `size` bytes written as `chunks` yields them, as fast as the client takes them (files). */
+  stream(status: number, headers: Record<string, string>, size: number, chunks: AsyncIterable<Uint8Array>): Promise<void>;
+}
+
+/** A request body read as it arrives, never held whole (uploads). */
+export interface HttpBodyStream {
+  /** Each chunk (a copy) as it arrives; `last` on the final one. */
+  onData(cb: (chunk: Buffer, last: boolean) => void): void;
+  /** Stop reading from the client until resume() (the disk is behind). */
+  pause(): void;
+  resume(): void;
+}
+
+/** A route whose request body is streamed to its handler. */
+export interface HttpStreamRoute {
+  method: 'put';
+  path: string;
+  handle(req: HttpRequest, body: HttpBodyStream, res: HttpResponse): void;
 }
 
 export interface HttpRoute {
@@ -93,6 +112,7 @@ export interface HttpServerOptions {
   /** HTTPS/WSS: PEM file paths, and per-domain ones chosen by SNI. */
   tls?: { cert: string; key: string; byDomain?: Record<string, { cert: string; key: string }> };
   routes: HttpRoute[];
+  streamRoutes?: HttpStreamRoute[];
   websockets: WebSocketRoute[];
   /** Connections that count as TLS although it ended at a proxy in front (Prosody's consider_websocket_secure / consider_bosh_secure). */
   proxiedTls?: ProxiedTls;
@@ -122,8 +142,8 @@ export interface HttpServer {
 }
 
 const STATUS: Record<number, string> = {
-  101: 'Switching Protocols', 200: 'OK', 204: 'No Content', 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found',
-  405: 'Method Not Allowed', 413: 'Payload Too Large', 426: 'Upgrade Required', 500: 'Internal Server Error',
+  101: 'Switching Protocols', 200: 'OK', 201: 'Created', 204: 'No Content', 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found',
+  405: 'Method Not Allowed', 409: 'Conflict', 410: 'Gone', 411: 'Length Required', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 426: 'Upgrade Required', 500: 'Internal Server Error',
   502: 'Bad Gateway', 503: 'Service Unavailable',
 };
 
@@ -145,6 +165,8 @@ class Response implements HttpResponse {
   aborted = false;
   done = false;
   private abortHandlers: (() => void)[] = [];
+  /** Runs before the answer is written (a paused request body is resumed, or the answer would not flush). */
+  beforeAnswer: (() => void) | undefined;
 
   constructor(private readonly res: UwsTypes.HttpResponse) {
     res.onAborted(() => {
@@ -160,8 +182,43 @@ class Response implements HttpResponse {
     else this.abortHandlers.push(cb);
   }
 
+  async stream(status: number, headers: Record<string, string>, size: number, chunks: AsyncIterable<Uint8Array>): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    const res = this.res;
+    let aborted = this.aborted;
+    let wake: (() => void) | undefined;
+    this.abortHandlers.push(() => { aborted = true; wake?.(); });
+    res.cork(() => {
+      res.writeStatus(`${status} ${STATUS[status] ?? 'Unknown'}`);
+      for (const k in headers) res.writeHeader(k, headers[k]);
+    });
+    // tryEnd writes the Content-Length of `size`; what the socket does not take now is written from onWritable.
+    for await (const chunk of chunks) {
+      if (aborted) return;
+      const start = res.getWriteOffset();
+      let result: [boolean, boolean] = [false, false];
+      res.cork(() => { result = res.tryEnd(chunk, size); });
+      if (result[1]) return;
+      if (result[0]) continue;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        res.onWritable((offset) => {
+          if (aborted) return true;
+          let r: [boolean, boolean] = [false, false];
+          res.cork(() => { r = res.tryEnd(chunk.subarray(offset - start), size); });
+          if (r[0] || r[1]) resolve();
+          return r[0];
+        });
+      });
+      wake = undefined;
+    }
+    if (!aborted && res.getWriteOffset() < size) res.close();
+  }
+
   send(status: number, headers: Record<string, string>, body: string | Uint8Array = '', close = false): void {
     if (this.done) return;
+    this.beforeAnswer?.();
     this.done = true;
     this.abortHandlers = [];
     this.res.cork(() => {
@@ -303,6 +360,29 @@ export function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
       });
     };
     app[route.method](route.path, handler);
+  }
+  for (const route of opts.streamRoutes ?? []) {
+    app[route.method](route.path, (res, req) => {
+      const r = snapshot(req, res, secure, opts.proxiedTls);
+      const out = new Response(res);
+      let listener: ((chunk: Buffer, last: boolean) => void) | undefined;
+      // uWS neuters each chunk's ArrayBuffer when the callback returns: copy it.
+      res.onData((chunk, isLast) => { if (!out.aborted) listener?.(Buffer.from(Buffer.from(chunk)), isLast); });
+      let paused = false;
+      const body: HttpBodyStream = {
+        onData: (cb) => { listener = cb; },
+        // Once answered the response is no longer ours to touch.
+        pause: () => { if (!out.done && !paused) { paused = true; res.pause(); } },
+        resume: () => { if (!out.done && paused) { paused = false; res.resume(); } },
+      };
+      out.beforeAnswer = () => body.resume();
+      try {
+        route.handle(r, body, out);
+      } catch (e) {
+        log.error('HTTP handler failed', { path: r.path, error: e });
+        out.send(500, { 'content-type': 'text/plain' }, 'internal error\n', true);
+      }
+    });
   }
   app.any('/*', (res) => {
     res.cork(() => res.writeStatus('404 Not Found').writeHeader('content-type', 'text/plain').end('not found\n'));

@@ -12,7 +12,9 @@ import { listenDirectTls } from './direct-tls.ts';
 import { bindProbe, listenError } from '../listen-error.ts';
 import { hostMetaRoutes } from './host-meta.ts';
 import { SourceNetworks } from './address.ts';
-import { startHttpServer, type HttpRoute, type HttpServer } from './http-server.ts';
+import { startHttpServer, type HttpRoute, type HttpServer, type HttpStreamRoute } from './http-server.ts';
+import { uploadRoutes } from './upload-http.ts';
+import { uploadFiles, uploadOffered, type DiskFiles } from '../../libs/upload/index.ts';
 import type { ProxyPolicy } from './proxy-protocol.ts';
 import type { ClientTransport } from './transport.ts';
 import { webClientRoutes } from './web/index.ts';
@@ -76,6 +78,12 @@ export async function startListeners(h: ListenerHost): Promise<Listeners> {
       routes.push(...bosh.routes());
     }
     if (c2s.webClient.enabled) routes.push(...webClientRoutes());
+    const streamRoutes: HttpStreamRoute[] = [];
+    if (uploadOffered(h.config) && h.config.upload.store.kind === 'disk') {
+      const upload = uploadRoutes(await uploadFiles(h.config) as DiskFiles, h.config);
+      routes.push(...upload.routes);
+      streamRoutes.push(...upload.streamRoutes);
+    }
     const websockets = c2s.websocket.enabled ? [websocketRoute({
       path: c2s.websocket.path,
       idleTimeoutSeconds: c2s.websocket.idleTimeoutSeconds,
@@ -90,7 +98,7 @@ export async function startListeners(h: ListenerHost): Promise<Listeners> {
     })] : [];
     const certs = h.certificates;
     http = await startHttpServer({
-      host: c2s.http.host, port: c2s.http.port, routes, websockets,
+      host: c2s.http.host, port: c2s.http.port, routes, streamRoutes, websockets,
       tls: c2s.http.tls ? { ...certs.fallbackFiles, byDomain: certs.files } : undefined,
       proxiedTls: { always: c2s.http.considerSecure, trusted: new SourceNetworks(c2s.http.trustedProxies) },
     }).catch(async (e: unknown) => {

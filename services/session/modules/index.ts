@@ -18,6 +18,7 @@ import carbons from './carbons.ts';
 import components from './components.ts';
 import mam from './mam.ts';
 import muc from './muc.ts';
+import upload from './upload.ts';
 import push from './push.ts';
 import externalServices from './external-services.ts';
 import reporting from './reporting.ts';
@@ -25,4 +26,4 @@ import strangers from './strangers.ts';
 
 // strangers comes before the modules whose message hooks archive, copy or notify: a message it refuses or holds reaches none of them.
 export const modules: readonly XmppModule[] = [disco, ping, time, version, last, privacy, blocking, reporting, strangers, vcard, privateStorage, contactAddresses, register, pep,
-  streamManagement, carbons, mam, push, muc, externalServices, components];
+  streamManagement, carbons, mam, push, muc, upload, externalServices, components];
