@@ -14,6 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { SCRAM_HASH, type ScramCredential, type ScramMechanism } from '../../libs/auth/credentials.ts';
+import { StreamError } from '../../libs/errors/index.ts';
 import { parseJid } from '../../libs/jid/index.ts';
 import { child, children, el, text, type Element, type Node } from '../../libs/xml/element.ts';
 import { parseFragment } from '../../libs/xml/fragment.ts';
@@ -262,7 +263,8 @@ function loadXml(file: string): Element {
   try {
     return withNamespaces(parseFragment(body), '', new Map());
   } catch (e) {
-    throw new PieError(`${file} is not well-formed XML: ${(e as Error).message}`);
+    const why = e instanceof StreamError ? (e.condition === 'restricted-xml' ? `${e.text ?? ''} (comments, DTDs and processing instructions are not read)` : e.text) : (e as Error).message;
+    throw new PieError(`${file} is not well-formed XML: ${why}`);
   }
 }
 
