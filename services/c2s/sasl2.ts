@@ -19,7 +19,7 @@ export const NS_CARBONS = 'urn:xmpp:carbons:2';
 
 /** What the client sent inside <bind xmlns='urn:xmpp:bind:0'/>. */
 export interface Bind2Request {
-  /** The client's name for itself; the resource is this tag, a dot and a suffix the server chooses. */
+  /** The client's name for itself; the resource is this tag, '/' and an identifier the server chooses. */
   tag: string;
   /** Payloads the account's session applies as the iq set each stands for (<enable xmlns='urn:xmpp:carbons:2'/>). */
   accountPayloads: Element[];
@@ -88,7 +88,7 @@ export function parseAuthenticate(e: Element): Sasl2Request | Sasl2Refusal {
       } catch {
         return { condition: 'malformed-request', text: 'the Bind2 <tag/> is not a valid resource' };
       }
-      if (tag.length > TAG_MAX || tag.includes('/')) return { condition: 'malformed-request', text: `the Bind2 <tag/> must be at most ${TAG_MAX} characters` };
+      if (tag.length > TAG_MAX) return { condition: 'malformed-request', text: `the Bind2 <tag/> must be at most ${TAG_MAX} characters` };
     }
     let sm: Bind2Request['sm'];
     let inactive = false;
