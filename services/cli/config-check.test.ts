@@ -13,6 +13,8 @@ import { freePort, startNats, startRedis, tempDir } from '../../test/support/ser
 
 const BIN = join(import.meta.dirname, '../../bin/parley.mjs');
 const DAY = 86_400_000;
+/** example.com and the names of its MUC and upload services. */
+const SERVICE_NAMES = ['example.com', 'conference.example.com', 'upload.example.com'];
 
 interface Run { status: number | null; stdout: string; stderr: string; ms: number }
 
@@ -117,13 +119,14 @@ async function withDns<T>(fn: (resolver: string) => Promise<T>): Promise<T> {
 }
 
 test('a good configuration: every finding ok, exit status 0', async () => {
-  const file = await configWithCertificate(['example.com', 'conference.example.com'], new Date(Date.now() + 90 * DAY));
+  const file = await configWithCertificate(SERVICE_NAMES, new Date(Date.now() + 90 * DAY));
   const r = await withDns((resolver) => parley(['config', 'check', '--config', file, '--resolver', resolver]));
   assert.equal(r.status, 0, r.stdout + r.stderr);
   assert.deepEqual([...lines(r, 'error'), ...lines(r, 'warn')], []);
   assert.match(r.stdout, /^ok {4}c2s\.tls\.cert: .* valid until \d{4}-\d\d-\d\d$/m);
   assert.match(r.stdout, /^ok {4}c2s\.tls\.cert: covers example\.com$/m);
   assert.match(r.stdout, /^ok {4}c2s\.tls\.cert: covers conference\.example\.com$/m);
+  assert.match(r.stdout, /^ok {4}c2s\.tls\.cert: covers upload\.example\.com$/m);
   assert.match(r.stdout, /^ok {4}DNS: _xmpp-client\._tcp\.example\.com → xmpp\.example\.com:5222$/m);
   assert.match(r.stdout, /^ok {4}DNS: _xmpp-server\._tcp\.example\.com → xmpp\.example\.com:5269$/m);
   assert.match(r.stdout, /^ok {4}c2s\.tcp\.port: 127\.0\.0\.1:\d+ is free$/m);
@@ -132,29 +135,30 @@ test('a good configuration: every finding ok, exit status 0', async () => {
 });
 
 test('an expired certificate is an error naming its key and date; one expiring within 30 days a warning', async () => {
-  const expired = await configWithCertificate(['example.com', 'conference.example.com'], new Date('2021-03-04T00:00:00Z'), new Date('2020-03-04T00:00:00Z'));
+  const expired = await configWithCertificate(SERVICE_NAMES, new Date('2021-03-04T00:00:00Z'), new Date('2020-03-04T00:00:00Z'));
   const r = await withDns((resolver) => parley(['config', 'check', '--config', expired, '--resolver', resolver]));
   assert.equal(r.status, 1, r.stdout);
   assert.match(lines(r, 'error').join('\n'), /^error c2s\.tls\.cert: \S+\.crt expired on 2021-03-04$/m);
   assert.match(r.stdout, /^1 error, 0 warnings$/m);
 
-  const soon = await configWithCertificate(['example.com', 'conference.example.com'], new Date(Date.now() + 10 * DAY + 3_600_000));
+  const soon = await configWithCertificate(SERVICE_NAMES, new Date(Date.now() + 10 * DAY + 3_600_000));
   const s = await withDns((resolver) => parley(['config', 'check', '--config', soon, '--resolver', resolver]));
   assert.equal(s.status, 0, s.stdout);
   assert.match(lines(s, 'warn').join('\n'), /^warn {2}c2s\.tls\.cert: \S+\.crt expires on \d{4}-\d\d-\d\d, in 10 days$/m);
 });
 
-test('a certificate for another name is an error naming the names it covers; a missing MUC name a warning', async () => {
+test('a certificate for another name is an error naming the names it covers; a missing MUC or upload name a warning', async () => {
   const other = await configWithCertificate(['other.example'], new Date(Date.now() + 90 * DAY));
   const r = await withDns((resolver) => parley(['config', 'check', '--config', other, '--resolver', resolver]));
   assert.equal(r.status, 1, r.stdout);
   assert.match(lines(r, 'error').join('\n'), /^error c2s\.tls\.cert: \S+\.crt is for other\.example, not example\.com$/m);
-  assert.match(lines(r, 'warn').join('\n'), /^warn {2}c2s\.tls\.cert: \S+\.crt does not cover conference\.example\.com \(muc\.subdomain\)/m);
+  assert.match(lines(r, 'warn').join('\n'), /^warn {2}c2s\.tls\.cert: \S+\.crt does not cover conference\.example\.com \(muc\.subdomain\): other servers cannot verify it/m);
+  assert.match(lines(r, 'warn').join('\n'), /^warn {2}c2s\.tls\.cert: \S+\.crt does not cover upload\.example\.com \(upload\.subdomain\)/m);
 });
 
 test('a missing SRV record is a warning with the record to add', async () => {
   const s2s = await freePort();
-  const file = await configWithCertificate(['example.com', 'conference.example.com'], new Date(Date.now() + 90 * DAY), undefined, { c2s: await freePort(), s2s, metrics: await freePort() });
+  const file = await configWithCertificate(SERVICE_NAMES, new Date(Date.now() + 90 * DAY), undefined, { c2s: await freePort(), s2s, metrics: await freePort() });
   const dns = await dnsServer({ '_xmpp-client._tcp.example.com': { port: 5222, target: 'xmpp.example.com' } });
   try {
     const r = await parley(['config', 'check', '--config', file, '--resolver', dns.address]);

@@ -52,7 +52,7 @@ interface CertificateUse {
   key: string;
   /** Domains this certificate is presented for. */
   domains: string[];
-  /** Also check the MUC service's name (a server-to-server certificate). */
+  /** Also check the names of the services under each domain (a server-to-server certificate). */
   forFederation: boolean;
 }
 
@@ -140,13 +140,23 @@ function checkCertificates(cfg: Config, now: Date): Finding[] {
     for (const d of u.domains) {
       if (x509.checkHost(d) === undefined) findings.push({ level: 'error', text: `${u.certKey}: ${u.cert} is for ${names}, not ${d}` });
       else findings.push({ level: 'ok', text: `${u.certKey}: covers ${d}` });
-      if (!u.forFederation || !cfg.muc.enabled) continue;
-      const muc = `${cfg.muc.subdomain}.${d}`;
-      if (x509.checkHost(muc) === undefined) findings.push({ level: 'warn', text: `${u.certKey}: ${u.cert} does not cover ${muc} (muc.subdomain): other servers cannot verify the MUC service (dialback still works unless s2s.dialback is refuse)` });
-      else findings.push({ level: 'ok', text: `${u.certKey}: covers ${muc}` });
+      if (!u.forFederation) continue;
+      for (const { name, key } of serviceNames(cfg, d)) {
+        if (x509.checkHost(name) === undefined) findings.push({ level: 'warn', text: `${u.certKey}: ${u.cert} does not cover ${name} (${key}): other servers cannot verify it (dialback still works unless s2s.dialback is refuse)` });
+        else findings.push({ level: 'ok', text: `${u.certKey}: covers ${name}` });
+      }
     }
   }
   return findings;
+}
+
+/** The services under a served domain that other servers reach by name: MUC, upload, external components. */
+function serviceNames(cfg: Config, domain: string): Array<{ name: string; key: string }> {
+  const out: Array<{ name: string; key: string }> = [];
+  if (cfg.muc.enabled) out.push({ name: `${cfg.muc.subdomain}.${domain}`, key: 'muc.subdomain' });
+  if (cfg.upload.enabled) out.push({ name: `${cfg.upload.subdomain}.${domain}`, key: 'upload.subdomain' });
+  for (const c of cfg.components.services) if (c.domain.endsWith(`.${domain}`)) out.push({ name: c.domain, key: 'components.services' });
+  return out;
 }
 
 function coveredNames(x509: X509Certificate): string {
@@ -221,12 +231,14 @@ function listeners(cfg: Config): ListenerSpec[] {
     out.push({ key: 'c2s.tcp.port', host: cfg.c2s.tcp.host, port: cfg.c2s.tcp.port });
     if (cfg.c2s.directTls.enabled) out.push({ key: 'c2s.directTls.port', host: cfg.c2s.directTls.host, port: cfg.c2s.directTls.port });
     if (cfg.c2s.http.enabled) out.push({ key: 'c2s.http.port', host: cfg.c2s.http.host, port: cfg.c2s.http.port });
+    if (cfg.components.services.length) out.push({ key: 'components.listen.port', host: cfg.components.listen.host, port: cfg.components.listen.port });
   }
   if (s2s) {
     out.push({ key: 's2s.listen.port', host: cfg.s2s.listen.host, port: cfg.s2s.listen.port });
     if (cfg.s2s.directTls.enabled) out.push({ key: 's2s.directTls.port', host: cfg.s2s.directTls.host, port: cfg.s2s.directTls.port });
   }
   if (cfg.metrics.enabled) out.push({ key: 'metrics.port', host: cfg.metrics.host, port: cfg.metrics.port });
+  if (cfg.admin.enabled) out.push({ key: 'admin.port', host: cfg.admin.host, port: cfg.admin.port });
   return out;
 }
 
