@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import type { Server } from 'node:http';
 import { Accounts, Domains } from '../libs/accounts/index.ts';
 import { HostedDomains } from '../libs/accounts/hosts.ts';
+import { ServedDomains } from '../libs/accounts/served.ts';
 import { Subjects, type Bus } from '../libs/bus/bus.ts';
 import { InProcessBus } from '../libs/bus/inprocess.ts';
 import { NatsBus, natsServers } from '../libs/bus/nats.ts';
@@ -38,6 +39,9 @@ import { ActivityCounters, NodeAdmin } from './admin/node-admin.ts';
 import type { AdminOperations, NodeReload } from './admin/operations.ts';
 import { adminToken, writeAdminEndpoint } from './admin/token.ts';
 import { loadDomainCertificates } from './c2s/certificates.ts';
+import { ModuleRegistry } from './session/module.ts';
+import { modules } from './session/modules/index.ts';
+import { ServiceDomains } from './session/service-domains.ts';
 import { SessionNode } from './session/session-node.ts';
 
 const log = logger('server');
@@ -209,7 +213,11 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   let s2s: S2sNode | undefined;
   if (runsS2s) {
     const fallbackCertificate = await loadOrCreateCertificate(config.dataDir, hosts.list(), config.c2s.tls);
-    s2s = new S2sNode({ config, bus, subjects, store, hosts, membership: s2sMembers, fallbackCertificate, leases: s2sLeases, leaseTtlMs });
+    // Federation answers for the service domains the enabled modules declare (conference.<domain>, …) beside the hosted ones.
+    const served = new ServedDomains(hosts, new ServiceDomains(new ModuleRegistry(modules, config).services, config, hosts), ...(components ? [components] : []));
+    s2s = new S2sNode({
+      config, bus, subjects, store, served, membership: s2sMembers, fallbackCertificate, leases: s2sLeases, leaseTtlMs, counters: metrics.s2sCounters(),
+    });
     await s2s.start();
   }
 
@@ -302,6 +310,9 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
       mailboxDepth: () => session?.actors.mailboxDepth() ?? 0,
       busPublished: () => bus.published,
       stanzaErrors: stanzaErrorReplies,
+      s2sLinks: () => s2s?.linksUp() ?? { out: 0, in: 0 },
+      s2sQueued: () => s2s?.queued() ?? 0,
+      rooms: () => session?.actors.rooms() ?? { rooms: 0, occupants: 0 },
     };
     const rttTimer = setInterval(() => void bus.rtt().then((s) => metrics.busRtt.set(s), () => {}), 10_000);
     rttTimer.unref();

@@ -19,6 +19,12 @@ export interface GaugeSources {
   busPublished(): number;
   /** Stanza error replies built so far, by condition (libs/errors). */
   stanzaErrors(): ReadonlyMap<string, number>;
+  /** Authenticated server-to-server streams by direction. */
+  s2sLinks(): { out: number; in: number };
+  /** Stanzas waiting for outgoing server streams being set up. */
+  s2sQueued(): number;
+  /** Multi-user chat rooms live on this session process, and their occupants. */
+  rooms(): { rooms: number; occupants: number };
 }
 
 /** The roles this process runs: a metric of a role it does not run is not exported (it would only ever say 0). */
@@ -32,12 +38,16 @@ export const ALL_ROLES: MetricRoles = { c2s: true, session: true, s2s: true };
 
 export class Metrics {
   readonly registry = new Registry();
-  sources: GaugeSources = { connections: () => [], shardsOwned: () => 0, actors: () => 0, mailboxDepth: () => 0, busPublished: () => 0, stanzaErrors: () => new Map() };
+  sources: GaugeSources = {
+    connections: () => [], shardsOwned: () => 0, actors: () => 0, mailboxDepth: () => 0, busPublished: () => 0, stanzaErrors: () => new Map(),
+    s2sLinks: () => ({ out: 0, in: 0 }), s2sQueued: () => 0, rooms: () => ({ rooms: 0, occupants: 0 }),
+  };
   private readonly src = () => this.sources;
   /** Where a metric is exported: this process's registry when it runs the role, nowhere otherwise (it can still be updated). */
   private readonly all: Registry[];
   private readonly c2s: Registry[];
   private readonly session: Registry[];
+  private readonly s2s: Registry[];
 
   readonly buildInfo: Gauge<'version' | 'node' | 'role'>;
   readonly connections: Gauge<'transport' | 'tls'>;
@@ -61,6 +71,12 @@ export class Metrics {
   readonly staleWrites: Counter;
   readonly busRtt: Gauge;
   readonly ready: Gauge;
+  readonly s2sLinks: Gauge<'direction'>;
+  readonly s2sQueued: Gauge;
+  readonly s2sStanzas: Counter<'direction' | 'kind'>;
+  readonly s2sDialbackFailures: Counter<'side'>;
+  readonly mucRooms: Gauge;
+  readonly mucOccupants: Gauge;
 
   // Pre-bound children: the hot path must not look labels up per stanza.
   private readonly inByKind = new Map<string, Counter.Internal>();
@@ -71,7 +87,8 @@ export class Metrics {
     this.all = [this.registry];
     this.c2s = roles.c2s ? this.all : [];
     this.session = roles.session ? this.all : [];
-    const { all, c2s, session } = this;
+    this.s2s = roles.s2s ? this.all : [];
+    const { all, c2s, session, s2s } = this;
     // prom-client adds to a counter only: a total kept elsewhere is added to the counter by its growth since the last scrape.
     const grown = (c: Counter, now: number, last: number): number => {
       if (now > last) c.inc(now - last);
@@ -120,6 +137,45 @@ export class Metrics {
     this.leasesLapsed = new Counter({ name: 'parley_shard_leases_lapsed_total', help: 'Shard leases not renewed in time (a stall, a slow or unreachable Redis): the shard held its traffic until a renewal said whether it was still this process\'s', registers: session });
     this.leasesLost = new Counter({ name: 'parley_shard_leases_lost_total', help: 'Shard leases this process lost (not renewed in time, or taken): it stopped serving those shards', labelNames: ['reason'] as const, registers: session });
     this.staleWrites = new Counter({ name: 'parley_store_stale_writes_total', help: 'Writes the store refused because they carried an older fencing token than the account had seen', registers: session });
+    this.mucRooms = new Gauge({ name: 'parley_muc_rooms', help: 'Multi-user chat rooms live on this session process (their actors in memory)', registers: session,
+      collect: (): void => this.mucRooms.set(this.src().rooms().rooms) });
+    this.mucOccupants = new Gauge({ name: 'parley_muc_occupants', help: 'Occupants of the rooms live on this session process (remote users included)', registers: session,
+      collect: (): void => this.mucOccupants.set(this.src().rooms().occupants) });
+
+    this.s2sLinks = new Gauge({
+      name: 'parley_s2s_links', help: 'Authenticated server-to-server streams, by direction (out: opened by us and established; in: opened by a peer that proved a domain)',
+      labelNames: ['direction'] as const, registers: s2s,
+      collect: () => {
+        const l = this.src().s2sLinks();
+        this.s2sLinks.labels('out').set(l.out);
+        this.s2sLinks.labels('in').set(l.in);
+      },
+    });
+    this.s2sQueued = new Gauge({ name: 'parley_s2s_queued', help: 'Stanzas waiting for outgoing server-to-server streams being set up (each route holds up to s2s.maxQueue)', registers: s2s,
+      collect: (): void => this.s2sQueued.set(this.src().s2sQueued()) });
+    this.s2sStanzas = new Counter({ name: 'parley_s2s_stanzas_total', help: 'Stanzas over server-to-server streams: received from peers (in) and written to them (out), by kind', labelNames: ['direction', 'kind'] as const, registers: s2s });
+    this.s2sDialbackFailures = new Counter({
+      name: 'parley_s2s_dialback_failures_total', help: 'Server dialback that did not authenticate: side="in" a peer\'s key we refused (invalid, or not verifiable), side="out" our key a peer refused',
+      labelNames: ['side'] as const, registers: s2s,
+    });
+    // Present from the start, so a dashboard and an alert see 0 rather than nothing.
+    for (const d of ['in', 'out']) for (const k of ['message', 'presence', 'iq']) this.s2sStanzas.labels(d, k);
+    for (const side of ['in', 'out']) this.s2sDialbackFailures.labels(side);
+  }
+
+  /** What the s2s streams count (services/s2s/context.ts S2sCounters), children bound once. */
+  s2sCounters(): { stanza(direction: 'in' | 'out', kind: string): void; dialbackFailed(side: 'in' | 'out'): void } {
+    const stanzas = new Map<string, Counter.Internal>();
+    const failures = { in: this.s2sDialbackFailures.labels('in'), out: this.s2sDialbackFailures.labels('out') };
+    return {
+      stanza: (direction, kind) => {
+        const key = `${direction} ${kind}`;
+        let c = stanzas.get(key);
+        if (!c) stanzas.set(key, (c = this.s2sStanzas.labels(direction, kind)));
+        c.inc();
+      },
+      dialbackFailed: (side) => failures[side].inc(),
+    };
   }
 
   stanzaIn(kind: string): void {

@@ -225,7 +225,7 @@ export class OutgoingStream {
         return this.unexpected(e);
       case 'wait-dialback':
         if (q.ns === NS_DIALBACK && q.local === 'result' && e.attrs.type !== undefined) return this.dialbackResult(e);
-        if (q.ns === NS_DIALBACK && q.local === 'verify' && e.attrs.type === undefined) return this.conn!.send(verifyAnswer(this.ctx.keys, this.ctx.hosts, e));
+        if (q.ns === NS_DIALBACK && q.local === 'verify' && e.attrs.type === undefined) return this.conn!.send(verifyAnswer(this.ctx.keys, this.ctx.served, e));
         return this.unexpected(e);
       case 'wait-verify':
         if (q.ns === NS_DIALBACK && q.local === 'verify' && e.attrs.type !== undefined) return this.verifyResult(e);
@@ -309,6 +309,7 @@ export class OutgoingStream {
       return this.end(new StreamError('invalid-from', 'the dialback result names other domains'), 'remote-server-not-found', `${this.remote} answered dialback for other domains`);
     }
     if (e.attrs.type !== 'valid') {
+      this.ctx.counters.dialbackFailed('out');
       const why = e.attrs.type === 'error' ? children(child(e, 'error') ?? el('none'))[0]?.name ?? 'error' : e.attrs.type;
       return this.end(undefined, 'remote-server-not-found', `${this.remote} did not accept our dialback key (${why})`);
     }
@@ -343,12 +344,12 @@ export class OutgoingStream {
     if (isStanza(e)) {
       if (!this.bidi) return this.end(new StreamError('unsupported-stanza-type', 'this stream carries stanzas one way only'), 'remote-server-not-found', `${this.remote} sent a stanza on a one-way stream`);
       this.lastUsed = Date.now();
-      const err = this.ctx.inbound(e, (l, r) => l === this.local && r === this.remote);
+      const err = this.ctx.inbound(e, (l, r) => l === this.local && r === this.remote, (r) => (r === this.remote ? this.local : undefined));
       if (err) this.end(err, 'remote-server-not-found', `${this.remote} broke the rules: ${err.message}`);
       return;
     }
     // Peers verify other streams' keys over the stream they already have to us.
-    if (ns === NS_DIALBACK && local === 'verify' && e.attrs.type === undefined) return this.conn!.send(verifyAnswer(this.ctx.keys, this.ctx.hosts, e));
+    if (ns === NS_DIALBACK && local === 'verify' && e.attrs.type === undefined) return this.conn!.send(verifyAnswer(this.ctx.keys, this.ctx.served, e));
   }
 
   // ---- ending ----

@@ -83,6 +83,7 @@ export class Route {
       log.error('cannot serialize a stanza for a remote server', { remote: this.remote, error: e });
       return this.owner.bounce(env, 'internal-server-error', 'the stanza could not be forwarded');
     }
+    this.owner.ctx.counters.stanza('out', env.kind);
     this.stream.send(xml);
   }
 

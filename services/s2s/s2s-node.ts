@@ -7,12 +7,19 @@
 // recipient's actor as an inbound envelope, whose answers come back through
 // the outbound shard.
 //
+// "Local" is every domain served here (libs/accounts/served.ts): the hosted
+// domains and the service domains beside them (conference.<domain>, …), so a
+// room is reached from other servers, and writes to them, like an account.
+// Stanzas for a served domain itself go to that domain's actor like any
+// other, and are answered by the same modules that answer local users.
+//
 //   actor ──parley.s2s.<n>──▶ S2sNode ─▶ Route(local, remote) ─▶ OutgoingStream ─▶ peer
 //   peer ─▶ IncomingStream ─▶ S2sNode.inbound ──parley.shard.<m> (dir in)──▶ actor
 import { createServer, type Server, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { TLSSocket } from 'node:tls';
 import type { HostedDomains } from '../../libs/accounts/hosts.ts';
+import type { ServedDomains } from '../../libs/accounts/served.ts';
 import type { Bus, Subjects } from '../../libs/bus/bus.ts';
 import { envelope, type Envelope, type StanzaKind } from '../../libs/bus/envelope.ts';
 import type { LeaseTable } from '../../libs/cluster/lease.ts';
@@ -26,29 +33,27 @@ import { bareJid, domainPart, hasLocalpart } from '../../libs/jid/split.ts';
 import { logger } from '../../libs/log/index.ts';
 import type { Store } from '../../libs/store/store.ts';
 import { DomainCertificates, type CertificatePair } from '../../libs/tls/index.ts';
-import { child, el, firstElement, type Element } from '../../libs/xml/element.ts';
+import type { Element } from '../../libs/xml/element.ts';
 import { serialize } from '../../libs/xml/serialize.ts';
 import { ShardHost } from '../session/shard-host.ts';
 import { S2sConnection, type ConnectionLimits } from './connection.ts';
-import type { DialbackVerdict, PairCheck, S2sContext } from './context.ts';
+import { NO_COUNTERS, type DialbackVerdict, type PairCheck, type S2sContext, type S2sCounters } from './context.ts';
 import { DialbackKeys, sharedDialbackSecret } from './dialback.ts';
 import { IncomingStream } from './incoming.ts';
 import { listenError } from '../listen-error.ts';
 import { OutgoingStream } from './outgoing.ts';
 import { Route, type RouteOwner } from './route.ts';
-import { envelopeStanza, NS_SERVER } from './stanza.ts';
+import { envelopeStanza, NS_SERVER, wireStanza } from './stanza.ts';
 
 const log = logger('s2s');
-
-const NS_PING = 'urn:xmpp:ping';
-const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
 
 export interface S2sNodeOptions {
   config: Config;
   bus: Bus;
   subjects: Subjects;
   store: Store;
-  hosts: HostedDomains;
+  /** The hosted domains and the service domains beside them. */
+  served: ServedDomains;
   /** The s2s processes (this one included). */
   membership: Membership;
   /** The certificate of domains that have none of their own (the c2s one). */
@@ -58,6 +63,8 @@ export interface S2sNodeOptions {
   /** The leases of the outgoing streams' shards (libs/cluster/lease.ts), and how long one lasts (Infinity: this process alone). */
   leases: LeaseTable;
   leaseTtlMs: number;
+  /** Stanzas and dialback failures, for the metrics endpoint. */
+  counters?: S2sCounters;
 }
 
 /** One stream as tests and operators see it. */
@@ -74,7 +81,8 @@ export interface S2sStreamInfo {
 
 export class S2sNode implements S2sContext, RouteOwner {
   readonly config: Config;
-  readonly hosts: HostedDomains;
+  readonly served: ServedDomains;
+  readonly counters: S2sCounters;
   readonly certs: DomainCertificates;
   readonly limits: ConnectionLimits;
   readonly shards: ShardHost;
@@ -83,6 +91,8 @@ export class S2sNode implements S2sContext, RouteOwner {
   /** Routes whose setup failed recently: until when their stanzas bounce without a new attempt. */
   private readonly failed = new Map<string, { until: number; condition: StanzaErrorCondition; text: string }>();
   private readonly incoming = new Set<IncomingStream>();
+  /** XEP-0288: incoming streams the peer made bidirectional, by the (local, remote) pair they carry our stanzas for. */
+  private readonly bidiStreams = new Map<string, IncomingStream>();
   private readonly verifying = new Set<OutgoingStream>();
   private readonly servers: Server[] = [];
   private sweeper: NodeJS.Timeout | undefined;
@@ -90,7 +100,8 @@ export class S2sNode implements S2sContext, RouteOwner {
 
   constructor(private readonly o: S2sNodeOptions) {
     this.config = o.config;
-    this.hosts = o.hosts;
+    this.served = o.served;
+    this.counters = o.counters ?? NO_COUNTERS;
     const s2s = o.config.s2s;
     this.certs = new DomainCertificates({
       files: s2s.certificates,
@@ -116,6 +127,10 @@ export class S2sNode implements S2sContext, RouteOwner {
 
   get ctx(): S2sContext {
     return this;
+  }
+
+  get hosts(): HostedDomains {
+    return this.served.hosts;
   }
 
   get keys(): DialbackKeys {
@@ -159,10 +174,26 @@ export class S2sNode implements S2sContext, RouteOwner {
       const auths = [...s.pairs.values()];
       out.push({
         direction: 'in', local: s.local, remote: [...s.pairs.keys()].map((p) => p.slice(p.indexOf(' ') + 1)),
-        auth: auths.includes('external') ? 'external' : auths.length ? 'dialback' : 'none', tls: s.secure, bidi: false, state: s.state.name,
+        auth: auths.includes('external') ? 'external' : auths.length ? 'dialback' : 'none', tls: s.secure, bidi: s.bidi, state: s.state.name,
       });
     }
     return out;
+  }
+
+  /** Authenticated streams by direction (an outgoing one established, an incoming one with a pair proven), for the metrics. */
+  linksUp(): { out: number; in: number } {
+    let out = 0;
+    let inbound = 0;
+    for (const r of this.routes.values()) if (r.stream.state.name === 'established') out++;
+    for (const s of this.incoming) if (s.pairs.size > 0 && s.open) inbound++;
+    return { out, in: inbound };
+  }
+
+  /** Stanzas waiting for outgoing streams being set up, for the metrics. */
+  queued(): number {
+    let n = 0;
+    for (const r of this.routes.values()) n += r.queued;
+    return n;
   }
 
   // ================================================================ outbound
@@ -172,17 +203,24 @@ export class S2sNode implements S2sContext, RouteOwner {
     if (env.kind === 'ctl') return;
     const local = domainPart(env.from);
     const remote = domainPart(env.to);
-    if (!this.hosts.has(local)) {
+    if (!this.served.has(local)) {
+      // Nothing served here may speak for that domain, and no peer would accept it from us.
       log.warn('dropped a stanza from a domain not served here', { from: env.from, to: env.to });
       return;
     }
-    if (this.hosts.has(remote)) {
+    if (this.served.has(remote)) {
       // Added at run time after the sender's process looked: it is ours after all.
-      if (hasLocalpart(env.to)) this.o.bus.publish(this.o.subjects.shard(shardOf(bareJid(env.to), this.config.cluster.shards)), { ...env, dir: 'in', origin: '', seq: 0 });
+      const inbound: Envelope = { ...env, dir: 'in', origin: '', seq: 0 };
+      if (this.served.send(remote, inbound) === undefined && (hasLocalpart(env.to) || this.served.isService(remote))) {
+        this.o.bus.publish(this.o.subjects.shard(shardOf(bareJid(env.to), this.config.cluster.shards)), inbound);
+      }
       return;
     }
     if (this.stopping) return this.bounce(env, 'remote-server-timeout', 'the server is shutting down');
     const key = `${local} ${remote}`;
+    // The peer's own stream, made bidirectional, needs no stream of ours (and no dialback callback).
+    const bidi = this.bidiStreams.get(key);
+    if (bidi && bidi.state.name === 'open') return this.writeBidi(bidi, env);
     let route = this.routes.get(key);
     if (!route) {
       // A domain that just failed is not dialled again for every stanza (a presence broadcast would).
@@ -193,6 +231,18 @@ export class S2sNode implements S2sContext, RouteOwner {
       this.routes.set(key, route);
     }
     route.send(env);
+  }
+
+  private writeBidi(stream: IncomingStream, env: Envelope): void {
+    let xml: string;
+    try {
+      xml = wireStanza(env);
+    } catch (e) {
+      log.error('cannot serialize a stanza for a remote server', { remote: stream.remote, error: e });
+      return this.bounce(env, 'internal-server-error', 'the stanza could not be forwarded');
+    }
+    this.counters.stanza('out', env.kind);
+    stream.send(xml);
   }
 
   ended(route: Route): void {
@@ -248,7 +298,7 @@ export class S2sNode implements S2sContext, RouteOwner {
       const fallback = this.certs.defaultContext();
       const tls = new TLSSocket(socket, {
         isServer: true, secureContext: fallback, requestCert: true, rejectUnauthorized: false, ALPNProtocols: ['xmpp-server'],
-        SNICallback: (name, cb) => cb(null, this.hosts.has(name.toLowerCase()) ? this.certs.context(name) : fallback),
+        SNICallback: (name, cb) => cb(null, this.served.has(name.toLowerCase()) ? this.certs.context(name) : fallback),
       });
       const timer = setTimeout(() => tls.destroy(), this.config.s2s.connectTimeoutSeconds * 1000);
       tls.on('error', () => tls.destroy());
@@ -268,7 +318,17 @@ export class S2sNode implements S2sContext, RouteOwner {
   }
 
   private accept(socket: Socket): void {
-    const stream = new IncomingStream(new S2sConnection(socket, this.limits), this, (s) => this.incoming.delete(s));
+    const stream = new IncomingStream(new S2sConnection(socket, this.limits), this, {
+      bidiPair: (s, local, remote) => {
+        // Only the holder of the remote domain's shard sends to it (the others' stanzas never come here).
+        this.bidiStreams.set(`${local} ${remote}`, s);
+        log.debug('incoming stream carries our stanzas too (XEP-0288)', { local, remote });
+      },
+      ended: (s) => {
+        this.incoming.delete(s);
+        for (const [k, b] of this.bidiStreams) if (b === s) this.bidiStreams.delete(k);
+      },
+    });
     this.incoming.add(stream);
   }
 
@@ -278,7 +338,7 @@ export class S2sNode implements S2sContext, RouteOwner {
    * then the recipient's actor applies the same inbound rules as for a local
    * sender.
    */
-  inbound(e: Element, allowed: PairCheck): StreamError | undefined {
+  inbound(e: Element, allowed: PairCheck, localFor: (remote: string) => string | undefined): StreamError | undefined {
     const name = e.name;
     if (name !== 'message' && name !== 'presence' && name !== 'iq') return new StreamError('unsupported-stanza-type', `<${name}/> is not a stanza`);
     const ns = e.attrs.xmlns;
@@ -292,8 +352,17 @@ export class S2sNode implements S2sContext, RouteOwner {
     const to = tryParseJid(e.attrs.to);
     // A malformed 'to' is usually a bad localpart or resource: its domain still says whom it was for.
     const toDomain = to?.domain ?? domainPart(e.attrs.to).toLowerCase();
-    if (!this.hosts.has(toDomain)) return new StreamError('host-unknown', `this server does not serve '${toDomain}'`);
+    if (!this.served.has(toDomain)) {
+      // RFC 6120 §8.3, not §4.9: one stanza astray gets its own error; the stream, which other stanzas share, goes on.
+      // We relay for no one, so there is no route; the error comes from a domain of ours the sender's domain proved itself to.
+      const local = localFor(from.domain);
+      if (local === undefined) return new StreamError('invalid-from', `${from.domain} is not authenticated on this stream`);
+      this.counters.stanza('in', name);
+      this.replyError(e, from, local, new StanzaError('remote-server-not-found', `this server does not serve '${toDomain}' and relays for no one`));
+      return undefined;
+    }
     if (!allowed(toDomain, from.domain)) return new StreamError('invalid-from', `${from.domain} is not authenticated on this stream`);
+    this.counters.stanza('in', name);
     if (!to) {
       this.replyError(e, from, toDomain, new StanzaError('jid-malformed', `'${e.attrs.to}' is not a valid JID`));
       return undefined;
@@ -305,28 +374,13 @@ export class S2sNode implements S2sContext, RouteOwner {
       this.replyError(e, from, to.full, new StanzaError('bad-request', 'an iq needs an id and a type of get, set, result or error'));
       return undefined;
     }
-    if (to.local === '') {
-      this.toServer(e, from, type);
-      return undefined;
-    }
-    this.o.bus.publish(this.o.subjects.shard(shardOf(to.bare, this.config.cluster.shards)), envelope({
-      kind: name, dir: 'in', from: from.full, to: to.full, type, id: e.attrs.id ?? '', xml: serialize(e),
-    }));
+    const env = envelope({ kind: name, dir: 'in', from: from.full, to: to.full, type, id: e.attrs.id ?? '', xml: serialize(e) });
+    // A service with a connection of its own (an external component) takes its stanzas itself.
+    const taken = this.served.send(to.domain, env);
+    if (taken === false) this.replyError(e, from, to.full, new StanzaError('service-unavailable', `${to.domain} is not connected now`));
+    // An account, a room, or a served domain itself (its actor answers with the modules' host handlers).
+    if (taken === undefined) this.o.bus.publish(this.o.subjects.shard(shardOf(to.bare, this.config.cluster.shards)), env);
     return undefined;
-  }
-
-  /** Stanzas for one of our domains itself: pings and disco info are answered, other requests refused. */
-  private toServer(e: Element, from: Jid, type: string): void {
-    if (e.name !== 'iq' || (type !== 'get' && type !== 'set')) return;
-    const payload = firstElement(e);
-    const result = (kids: Element[]) => this.toRemote('iq', el('iq', { type: 'result', id: e.attrs.id, from: e.attrs.to, to: e.attrs.from }, ...kids));
-    if (type === 'get' && payload && child(e, 'ping', NS_PING) === payload) return result([]);
-    if (type === 'get' && payload && child(e, 'query', NS_DISCO_INFO) === payload && !payload.attrs.node) {
-      return result([el('query', { xmlns: NS_DISCO_INFO },
-        el('identity', { category: 'server', type: 'im', name: 'Parley' }),
-        el('feature', { var: NS_DISCO_INFO }), el('feature', { var: NS_PING }))]);
-    }
-    this.replyError(e, from, e.attrs.to ?? '', new StanzaError('service-unavailable'));
   }
 
   /** An error back to a remote sender, from `as` (the address it wrote to, or our domain when that was unreadable). */

@@ -2,13 +2,14 @@
 // passivated when idle (their state is in the store), drained per shard when
 // the shard moves to another process.
 import type { Envelope } from '../../libs/bus/envelope.ts';
-import { bareJid } from '../../libs/jid/split.ts';
+import { bareJid, hasLocalpart } from '../../libs/jid/split.ts';
 import type { Actor } from './actor.ts';
+import { ServerActor } from './server-actor.ts';
 import type { SessionServices } from './services.ts';
 import { UserActor } from './user-actor.ts';
 
-/** An account's actor, or one of a service domain's (a room, the MUC service). */
-type LiveActor = Actor & { readonly hasSessions: boolean };
+/** An account's actor, one of a service domain's (a room, the MUC service), or a served domain's own; `occupants` where it is a room. */
+type LiveActor = Actor & { readonly hasSessions: boolean; readonly occupants?: number };
 
 export class ActorSystem {
   private readonly actors = new Map<string, LiveActor>();
@@ -30,7 +31,9 @@ export class ActorSystem {
     const key = ActorSystem.keyOf(env);
     let a = this.actors.get(key);
     if (!a) {
-      a = this.svc.services.actor(key, shard, this.svc) ?? new UserActor(key, shard, this.svc);
+      a = this.svc.services.actor(key, shard, this.svc)
+        // A served domain itself: what other servers' entities ask the server (services/s2s inbound).
+        ?? (!hasLocalpart(key) && this.svc.hosts.has(key) ? new ServerActor(key, shard, this.svc) : new UserActor(key, shard, this.svc));
       a.gate = this.svc.serving;
       this.actors.set(key, a);
     }
@@ -46,6 +49,18 @@ export class ActorSystem {
     let n = 0;
     for (const a of this.actors.values()) if (a instanceof UserActor && a.hasSessions) n++;
     return n;
+  }
+
+  /** Rooms live here (actors of rooms that exist) and their occupants, for the metrics. */
+  rooms(): { rooms: number; occupants: number } {
+    let rooms = 0;
+    let occupants = 0;
+    for (const a of this.actors.values()) {
+      if (a.occupants === undefined) continue;
+      rooms++;
+      occupants += a.occupants;
+    }
+    return { rooms, occupants };
   }
 
   mailboxDepth(): number {

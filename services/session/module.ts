@@ -5,7 +5,9 @@
 //
 // Handler keys: `${'get'|'set'}/${'host'|'account'}/${xmlns}:${payloadName}`
 //  - host:    the iq is addressed to a served domain — answered by the server
-//             itself, in the sender's actor;
+//             itself, in the sender's actor (a local user), or in the domain's
+//             own actor for another server's entity (services/session/server-actor.ts),
+//             where the request carries no account;
 //  - account: the iq is addressed to a user's bare JID (or has no `to`) —
 //             answered by the server on behalf of that account, in its actor.
 //
@@ -151,10 +153,21 @@ export interface IqRequest {
   account: AccountContext;
 }
 
+/** An iq to a served domain: `account` is the sender's when it is a local user, undefined for another server's entity. */
+export interface HostIqRequest extends Omit<IqRequest, 'account'> {
+  account: AccountContext | undefined;
+}
+
+type IqResult = Element | undefined | void | Promise<Element | undefined | void>;
+
 /** Return the result payload (or nothing for an empty result); throw a StanzaError to refuse. */
-export type IqHandler = (req: IqRequest, ctx: ServerContext) => Element | undefined | void | Promise<Element | undefined | void>;
+export type IqHandler = (req: IqRequest, ctx: ServerContext) => IqResult;
+export type HostIqHandler = (req: HostIqRequest, ctx: ServerContext) => IqResult;
 
 export type IqKey = `${'get' | 'set'}/${'host' | 'account'}/${string}`;
+
+/** Handlers by key: those for a served domain may be asked by another server's entity, with no account. */
+export type IqHandlers = { [K in `${'get' | 'set'}/host/${string}`]?: HostIqHandler } & { [K in `${'get' | 'set'}/account/${string}`]?: IqHandler };
 
 // ---------------------------------------------------------------- filters
 
@@ -361,7 +374,7 @@ export interface XmppModule {
   state?: readonly AccountState<unknown>[];
   /** Collections of the account's scope the module writes but does not load (removed with the account). */
   stored?: readonly string[];
-  iq?: Partial<Record<IqKey, IqHandler>>;
+  iq?: IqHandlers;
   /** Control envelopes by op (stream management's requests from c2s nodes, the module's own timers). */
   control?: Readonly<Record<string, ControlHandler>>;
   /** A service on a subdomain of every served domain, served by its own actors on the shards (services/session/service-domains.ts). */
@@ -374,14 +387,14 @@ export function defineModule(m: XmppModule): XmppModule {
   return m;
 }
 
-/** Account iqs that only the account itself may send (its own lists, storage, settings). */
-export function requireOwner(req: IqRequest): void {
-  if (bareJid(req.from) !== req.account.bare) throw new StanzaError('forbidden', 'only the account itself may do this');
+/** Iqs that only the account itself may send (its own lists, storage, settings); never another server's entity. */
+export function requireOwner(req: HostIqRequest): asserts req is IqRequest {
+  if (!req.account || bareJid(req.from) !== req.account.bare) throw new StanzaError('forbidden', 'only the account itself may do this');
 }
 
 /** The lookup tables the actors use, built once per process from the enabled modules. */
 export class ModuleRegistry implements Disco {
-  private readonly handlers = new Map<string, IqHandler>();
+  private readonly handlers = new Map<string, IqHandler | HostIqHandler>();
   private readonly featureLists: Record<DiscoTarget, string[]> = { host: [], account: [] };
   private readonly formMakers: ((config: Config) => Element[])[] = [];
   private readonly itemMakers: ((config: Config, domain: string) => DiscoItem[])[] = [];
@@ -478,7 +491,12 @@ export class ModuleRegistry implements Disco {
     return i;
   }
 
-  iqHandler(type: string, target: 'host' | 'account', payload: Element): IqHandler | undefined {
+  iqHandler(type: string, target: 'host' | 'account', payload: Element): IqHandler | HostIqHandler | undefined {
     return this.handlers.get(`${type}/${target}/${payload.attrs.xmlns ?? ''}:${payload.name}`);
+  }
+
+  /** A handler for an iq to a served domain, as another server's entity asks it (no account). */
+  hostIqHandler(type: string, payload: Element): HostIqHandler | undefined {
+    return this.handlers.get(`${type}/host/${payload.attrs.xmlns ?? ''}:${payload.name}`) as HostIqHandler | undefined;
   }
 }

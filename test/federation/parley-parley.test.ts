@@ -1,15 +1,18 @@
 // Two Parley deployments (two embedded servers, two domains, one process)
 // federate: dialback between self-signed servers, SASL EXTERNAL with a test
-// CA, the rules a remote server must follow (invalid-from), and the bounces a
-// sender gets when a remote domain cannot be reached.
+// CA, one bidirectional stream (XEP-0288) or one per direction, rooms with
+// occupants from the other server, what a remote entity may ask a server and
+// its accounts, the rules a remote server must follow (invalid-from; a stanza
+// astray is that stanza's error), and the bounces a sender gets when a remote
+// domain cannot be reached.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import {
-  chatBothWays, errorCondition, freePortOn, goOnline, login, messageWithBody, presenceFrom, startParley, subscribeBothWays, testCa, waitUntil, xml,
-  type Parley, type Pki, type User,
+  chatBothWays, createInstantRoom, errorCondition, freePortOn, goOnline, login, messageWithBody, NS_MUC_USER, presenceFrom, startParley, subscribeBothWays, testCa,
+  visitRoom, waitUntil, xml, type Parley, type Pki, type User,
 } from './support.ts';
 
 const HOST = '127.0.0.1';
@@ -33,9 +36,11 @@ describe('two Parley deployments, dialback between self-signed servers', () => {
       listen: { host: HOST, port: pa },
       routes: { 'b.parley.test': `${HOST}:${pb}`, 'silent.test': `${HOST}:${silentPort}`, 'closed.test': `${HOST}:${closedPort}` },
       setupTimeoutSeconds: 3, maxQueue: 3,
-    });
-    b = await startParley('b.parley.test', { listen: { host: HOST, port: pb }, routes: { 'a.parley.test': `${HOST}:${pa}` } });
+    }, { version: { enabled: true } });
+    // The room service of each domain is reached like the domain itself (an SRV record or a route for it).
+    b = await startParley('b.parley.test', { listen: { host: HOST, port: pb }, routes: { 'a.parley.test': `${HOST}:${pa}`, 'conference.a.parley.test': `${HOST}:${pa}` } });
     await a.addUser('alice');
+    await a.addUser('carl');
     await b.addUser('bob');
     alice = await login(HOST, a.port, 'alice@a.parley.test');
     bob = await login(HOST, b.port, 'bob@b.parley.test');
@@ -52,14 +57,58 @@ describe('two Parley deployments, dialback between self-signed servers', () => {
   test('users subscribe to each other, see presence and chat both ways', async () => {
     await subscribeBothWays(alice, 'alice@a.parley.test', bob, 'bob@b.parley.test');
     await chatBothWays(alice, 'alice@a.parley.test', bob, 'bob@b.parley.test', 'dialback');
-    // Each direction has its own stream, authenticated by dialback (the certificates are self-signed).
-    for (const p of [a, b]) {
-      const out = p.streams().find((s) => s.direction === 'out' && s.state === 'established');
-      assert.equal(out?.auth, 'dialback', JSON.stringify(p.streams()));
-      assert.equal(out?.tls, true);
-      const inbound = p.streams().find((s) => s.direction === 'in' && s.auth !== 'none');
-      assert.equal(inbound?.auth, 'dialback', JSON.stringify(p.streams()));
-    }
+    // a wrote first and opened the stream, authenticated by dialback (the certificates are self-signed); b offered
+    // XEP-0288, a asked for it, and b's stanzas went back over that one stream: b opened none of its own.
+    const out = a.streams().find((s) => s.direction === 'out' && s.state === 'established');
+    assert.deepEqual([out?.auth, out?.tls, out?.bidi], ['dialback', true, true], JSON.stringify(a.streams()));
+    const inbound = b.streams().find((s) => s.direction === 'in' && s.auth !== 'none');
+    assert.deepEqual([inbound?.auth, inbound?.bidi], ['dialback', true], JSON.stringify(b.streams()));
+    assert.deepEqual(b.streams().filter((s) => s.direction === 'out'), [], JSON.stringify(b.streams()));
+  });
+
+  test('a room invites a user of the other server, who enters, talks and leaves; the room writes from conference.<domain>', async () => {
+    const room = 'lobby@conference.a.parley.test';
+    await createInstantRoom(alice, room, 'Alice');
+    // XEP-0045 §7.8.2: the room itself sends the invitation, so it opens a stream from its own domain, which b verifies by dialback.
+    await alice.send(xml('message', { to: room }, xml('x', { xmlns: NS_MUC_USER }, xml('invite', { to: 'bob@b.parley.test' }, xml('reason', {}, 'come in')))));
+    const invite = await bob.waitFor((s) => s.is('message') && s.attrs.from === room && s.getChild('x', NS_MUC_USER)?.getChild('invite') !== undefined);
+    assert.equal(invite.getChild('x', NS_MUC_USER)?.getChild('invite')?.attrs.from, 'alice@a.parley.test');
+    const out = a.streams().find((s) => s.direction === 'out' && s.local === 'conference.a.parley.test');
+    assert.deepEqual([out?.auth, out?.remote, out?.state], ['dialback', ['b.parley.test'], 'established'], JSON.stringify(a.streams()));
+    await visitRoom(alice, 'Alice', bob, 'Bob', room, 'parley-room');
+  });
+
+  test('a remote user asks the server what the modules answer: disco#info and #items, version, time, last', async () => {
+    const ask = (to: string, payload: ReturnType<typeof xml>) => bob.xmpp.iqCaller.request(xml('iq', { type: 'get', to }, payload), 10_000);
+    const info = (await ask('a.parley.test', xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }))).getChild('query')!;
+    assert.deepEqual(info.getChildren('identity').map((i) => `${i.attrs.category}/${i.attrs.type}`), ['server/im']);
+    const features = info.getChildren('feature').map((f) => f.attrs.var);
+    for (const f of ['http://jabber.org/protocol/disco#items', 'jabber:iq:version', 'urn:xmpp:time', 'jabber:iq:last', 'urn:xmpp:ping']) assert.ok(features.includes(f), f);
+    const items = (await ask('a.parley.test', xml('query', { xmlns: 'http://jabber.org/protocol/disco#items' }))).getChild('query')!;
+    assert.ok(items.getChildren('item').some((i) => i.attrs.jid === 'conference.a.parley.test'));
+    const service = (await ask('conference.a.parley.test', xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }))).getChild('query')!;
+    assert.ok(service.getChildren('identity').some((i) => i.attrs.category === 'conference' && i.attrs.type === 'text'));
+    const version = (await ask('a.parley.test', xml('query', { xmlns: 'jabber:iq:version' }))).getChild('query')!;
+    assert.equal(version.getChildText('name'), 'Parley');
+    const time = (await ask('a.parley.test', xml('time', { xmlns: 'urn:xmpp:time' }))).getChild('time')!;
+    assert.ok(Math.abs(Date.parse(time.getChildText('utc') ?? '') - Date.now()) < 60_000);
+    const last = (await ask('a.parley.test', xml('query', { xmlns: 'jabber:iq:last' }))).getChild('query')!;
+    assert.ok(Number(last.attrs.seconds) >= 0);
+    // What the server does not answer is a stanza error, not silence; an owner's request from another server is refused.
+    const refused = await ask('a.parley.test', xml('query', { xmlns: 'jabber:iq:register' })).then(() => 'answered', (e: { condition?: string }) => e.condition);
+    assert.ok(refused === 'forbidden' || refused === 'service-unavailable', String(refused));
+  });
+
+  test('an account answers a remote user as RFC 6121 and XEP-0012 say: last activity only to those who see its presence', async () => {
+    const ask = (to: string, payload: ReturnType<typeof xml>) => bob.xmpp.iqCaller.request(xml('iq', { type: 'get', to }, payload), 10_000)
+      .then((r) => r, (e: { condition?: string }) => e.condition ?? 'failed');
+    const subscribed = await ask('alice@a.parley.test', xml('query', { xmlns: 'jabber:iq:last' }));
+    assert.equal(typeof subscribed === 'string' ? subscribed : subscribed.getChild('query')?.attrs.seconds, '0');
+    assert.equal(await ask('carl@a.parley.test', xml('query', { xmlns: 'jabber:iq:last' })), 'forbidden');
+    // Only the account itself changes its data.
+    const set = await bob.xmpp.iqCaller.request(xml('iq', { type: 'set', to: 'carl@a.parley.test' }, xml('vCard', { xmlns: 'vcard-temp' }, xml('FN', {}, 'not carl'))), 10_000)
+      .then(() => 'answered', (e: { condition?: string }) => e.condition);
+    assert.equal(set, 'forbidden');
   });
 
   test('presence changes and going offline reach the other server', async () => {
@@ -126,7 +175,8 @@ describe('two Parley deployments, direct TLS (XEP-0368) and idle streams', () =>
   before(async () => {
     const [pe, pet, pf] = await Promise.all([freePortOn(HOST), freePortOn(HOST), freePortOn(HOST)]);
     // e accepts direct TLS; f reaches it that way (a 'tls://' route, as an _xmpps-server SRV record would).
-    e = await startParley('e.parley.test', { listen: { host: HOST, port: pe }, directTls: { enabled: true, host: HOST, port: pet }, routes: { 'f.parley.test': `${HOST}:${pf}` }, idleSeconds: 1 });
+    // e offers no XEP-0288: f's stream carries f's stanzas only.
+    e = await startParley('e.parley.test', { listen: { host: HOST, port: pe }, directTls: { enabled: true, host: HOST, port: pet }, routes: { 'f.parley.test': `${HOST}:${pf}` }, idleSeconds: 1, bidi: false });
     f = await startParley('f.parley.test', { listen: { host: HOST, port: pf }, routes: { 'e.parley.test': `tls://${HOST}:${pet}` }, idleSeconds: 1 });
     await e.addUser('erin');
     await f.addUser('frank');
@@ -144,7 +194,11 @@ describe('two Parley deployments, direct TLS (XEP-0368) and idle streams', () =>
     await frank.send(xml('message', { to: 'erin@e.parley.test', type: 'chat' }, xml('body', {}, 'over direct TLS')));
     await erin.waitFor(messageWithBody('over direct TLS'));
     const out = f.streams().find((s) => s.direction === 'out');
-    assert.deepEqual([out?.state, out?.tls, out?.auth], ['established', true, 'dialback']);
+    assert.deepEqual([out?.state, out?.tls, out?.auth, out?.bidi], ['established', true, 'dialback', false]);
+    // An answer goes over e's own stream.
+    await erin.send(xml('message', { to: 'frank@f.parley.test', type: 'chat' }, xml('body', {}, 'over a stream of my own')));
+    await frank.waitFor(messageWithBody('over a stream of my own'));
+    assert.equal(e.streams().find((s) => s.direction === 'out')?.bidi, false);
     // idleSeconds is 1: the sweeper (every half of it) closes both ends' streams.
     await waitUntil('idle streams are closed', () => f.streams().length === 0 && e.streams().length === 0, 5000);
     await frank.send(xml('message', { to: 'erin@e.parley.test', type: 'chat' }, xml('body', {}, 'after the idle close')));
@@ -188,10 +242,11 @@ describe('two Parley deployments, SASL EXTERNAL with a test CA', () => {
   test('users subscribe, see presence and chat over streams authenticated by certificate', async () => {
     await subscribeBothWays(carol, 'carol@c.parley.test', dave, 'dave@d.parley.test');
     await chatBothWays(carol, 'carol@c.parley.test', dave, 'dave@d.parley.test', 'external');
-    for (const p of [c, d]) {
-      assert.equal(p.streams().find((s) => s.direction === 'out' && s.state === 'established')?.auth, 'external', JSON.stringify(p.streams()));
-      assert.equal(p.streams().find((s) => s.direction === 'in' && s.auth !== 'none')?.auth, 'external', JSON.stringify(p.streams()));
-    }
+    // One stream, opened by c, both ways (XEP-0288), authenticated by SASL EXTERNAL.
+    const out = c.streams().find((s) => s.direction === 'out' && s.state === 'established');
+    assert.deepEqual([out?.auth, out?.bidi], ['external', true], JSON.stringify(c.streams()));
+    const inbound = d.streams().find((s) => s.direction === 'in' && s.auth !== 'none');
+    assert.deepEqual([inbound?.auth, inbound?.bidi], ['external', true], JSON.stringify(d.streams()));
   });
 
   test('a domain added at run time federates with its own certificate, found on first use and chosen by SNI', async () => {
@@ -240,6 +295,46 @@ describe('two Parley deployments, SASL EXTERNAL with a test CA', () => {
       peer.close();
     }
   });
+
+  test('a stanza to a domain not served here is answered with a stanza error; the stream goes on', async () => {
+    // The peer asks for a bidirectional stream, so the error comes back on it.
+    const evil = pki.issue('evil.test');
+    const peer = await rawPeer(portD, 'evil.test', 'd.parley.test', { cert: readFileSync(evil.cert, 'utf8'), key: readFileSync(evil.key, 'utf8'), ca: readFileSync(pki.caCert, 'utf8') }, true);
+    try {
+      peer.send(`<message from='mallory@evil.test/x' to='someone@elsewhere.test' type='chat' id='astray'><body>astray</body></message>`);
+      const got = await peer.waitFor(/<message[^>]*type=["']error["'][^>]*>.*?<\/message>/s);
+      const error = /<message[^>]*id=["']astray["'][^>]*>.*?<\/message>/s.exec(got)?.[0] ?? '';
+      assert.match(error, /from=["']d\.parley\.test["']/);
+      assert.match(error, /<remote-server-not-found/);
+      assert.doesNotMatch(got, /<stream:error/);
+      peer.send(`<message from='mallory@evil.test/x' to='dave@d.parley.test' type='chat'><body>still here</body></message>`);
+      await dave.waitFor(messageWithBody('still here'));
+    } finally {
+      peer.close();
+    }
+  });
+
+  test('a room stanza from a server that is not the sender\'s domain ends the stream (invalid-from)', async () => {
+    const evil = pki.issue('evil.test');
+    pki.issue('conference.d.parley.test'); // the room service's own certificate, found in s2s.certificateDir
+    const peer = await rawPeer(portD, 'evil.test', 'conference.d.parley.test', { cert: readFileSync(evil.cert, 'utf8'), key: readFileSync(evil.key, 'utf8'), ca: readFileSync(pki.caCert, 'utf8') });
+    const room = 'hall@conference.d.parley.test';
+    try {
+      const owner = dave;
+      await createInstantRoom(owner, room, 'Dave');
+      // Its own user enters the room over the stream.
+      peer.send(`<presence from='mallory@evil.test/x' to='${room}/Mallory'><x xmlns='http://jabber.org/protocol/muc'/></presence>`);
+      await owner.waitFor((s) => s.is('presence') && s.attrs.from === `${room}/Mallory` && s.attrs.type === undefined);
+      // A user of another server, claimed by this one: refused with the stream.
+      peer.send(`<presence from='carol@c.parley.test/x' to='${room}/Carol'><x xmlns='http://jabber.org/protocol/muc'/></presence>`);
+      await peer.waitFor(/<stream:error><invalid-from/);
+      await peer.closed;
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok(!owner.received.some((s) => s.attrs.from === `${room}/Carol`));
+    } finally {
+      peer.close();
+    }
+  });
 });
 
 interface RawPeer {
@@ -250,7 +345,7 @@ interface RawPeer {
 }
 
 /** A server-to-server stream driven by hand: STARTTLS with a client certificate, then SASL EXTERNAL. */
-async function rawPeer(port: number, from: string, to: string, tls: { cert: string; key: string; ca: string }): Promise<RawPeer> {
+async function rawPeer(port: number, from: string, to: string, tls: { cert: string; key: string; ca: string }, bidi = false): Promise<RawPeer> {
   let out = '';
   let socket: Socket | TLSSocket = await new Promise<Socket>((resolve, reject) => {
     const s = createConnection({ port, host: HOST }, () => resolve(s));
@@ -287,6 +382,10 @@ async function rawPeer(port: number, from: string, to: string, tls: { cert: stri
   socket.on('error', () => {});
   socket.write(header);
   await waitFor(/<mechanism>EXTERNAL<\/mechanism>/);
+  if (bidi) {
+    assert.match(out, /<bidi xmlns=["']urn:xmpp:features:bidi["']\/>/);
+    socket.write(`<bidi xmlns='urn:xmpp:bidi'/>`);
+  }
   socket.write(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>${Buffer.from(from).toString('base64')}</auth>`);
   await waitFor(/<success/);
   out = '';

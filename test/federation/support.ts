@@ -258,3 +258,52 @@ export async function addHosts(tag: string, entries: Record<string, string>): Pr
     await withHostsLock(strip);
   };
 }
+
+// ---------------------------------------------------------------- rooms (XEP-0045)
+
+export const NS_MUC = 'http://jabber.org/protocol/muc';
+export const NS_MUC_USER = 'http://jabber.org/protocol/muc#user';
+const NS_MUC_OWNER = 'http://jabber.org/protocol/muc#owner';
+
+export const mucCodes = (s: Stanza): string[] => (s.getChild('x', NS_MUC_USER)?.getChildren('status') ?? []).map((c) => String(c.attrs.code)).sort();
+
+/** Enter a room; resolves with the self-presence (status 110), or throws with the error presence. */
+export async function enterRoom(u: User, room: string, nick: string): Promise<Stanza> {
+  const since = u.received.length;
+  await u.send(xml('presence', { to: `${room}/${nick}` }, xml('x', { xmlns: NS_MUC })));
+  const p = await u.waitFor((s) => s.is('presence') && s.attrs.from === `${room}/${nick}` && (s.attrs.type === 'error' || mucCodes(s).includes('110')), 15_000, since);
+  if (p.attrs.type === 'error') throw new Error(`${u.jid} could not enter ${room}: ${p.toString()}`);
+  return p;
+}
+
+/** Create a room as an instant room (XEP-0045 §10.1.2): enter, then accept the default configuration. */
+export async function createInstantRoom(u: User, room: string, nick: string): Promise<void> {
+  await enterRoom(u, room, nick);
+  await u.xmpp.iqCaller.request(xml('iq', { type: 'set', to: room }, xml('query', { xmlns: NS_MUC_OWNER }, xml('x', { xmlns: 'jabber:x:data', type: 'submit' }))), 15_000);
+}
+
+export const groupchatFrom = (from: string, body: string) => (s: Stanza) =>
+  s.is('message') && s.attrs.type === 'groupchat' && s.attrs.from === from && s.getChildText('body') === body;
+
+/**
+ * The owner is in `room` already; the guest (another server's user, or ours
+ * in another server's room) enters, both talk and see each other's message,
+ * the guest leaves and the owner sees it go.
+ */
+export async function visitRoom(owner: User, ownerNick: string, guest: User, guestNick: string, room: string, tag: string): Promise<void> {
+  const self = await enterRoom(guest, room, guestNick);
+  if (self.attrs.to !== guest.jid) throw new Error(`self-presence to ${self.attrs.to}, not ${guest.jid}`);
+  // Each sees the other in the room.
+  await guest.waitFor((s) => s.is('presence') && s.attrs.from === `${room}/${ownerNick}` && s.attrs.type === undefined, 15_000);
+  await owner.waitFor((s) => s.is('presence') && s.attrs.from === `${room}/${guestNick}` && s.attrs.type === undefined, 15_000);
+  await guest.send(xml('message', { to: room, type: 'groupchat', id: `${tag}-g` }, xml('body', {}, `hello from ${guestNick} (${tag})`)));
+  await owner.waitFor(groupchatFrom(`${room}/${guestNick}`, `hello from ${guestNick} (${tag})`), 15_000);
+  // The guest gets its own message reflected, as every occupant does.
+  await guest.waitFor(groupchatFrom(`${room}/${guestNick}`, `hello from ${guestNick} (${tag})`), 15_000);
+  await owner.send(xml('message', { to: room, type: 'groupchat', id: `${tag}-o` }, xml('body', {}, `welcome, ${guestNick} (${tag})`)));
+  await guest.waitFor(groupchatFrom(`${room}/${ownerNick}`, `welcome, ${guestNick} (${tag})`), 15_000);
+  const since = guest.received.length;
+  await guest.send(xml('presence', { to: `${room}/${guestNick}`, type: 'unavailable' }));
+  await guest.waitFor((s) => s.is('presence') && s.attrs.from === `${room}/${guestNick}` && s.attrs.type === 'unavailable', 15_000, since);
+  await owner.waitFor((s) => s.is('presence') && s.attrs.from === `${room}/${guestNick}` && s.attrs.type === 'unavailable', 15_000);
+}

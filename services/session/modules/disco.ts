@@ -4,13 +4,13 @@
 // service on a subdomain lists it: hostItems).
 import { el, type Element } from '../../../libs/xml/element.ts';
 import { StanzaError } from '../../../libs/errors/index.ts';
-import { defineModule, type DiscoTarget, type IqRequest, type ServerContext } from '../module.ts';
+import { defineModule, type DiscoTarget, type HostIqRequest, type ServerContext } from '../module.ts';
 
 const NS_INFO = 'http://jabber.org/protocol/disco#info';
 const NS_ITEMS = 'http://jabber.org/protocol/disco#items';
 
 function info(target: DiscoTarget, identity: Element) {
-  return (req: IqRequest, ctx: ServerContext): Element => {
+  return (req: HostIqRequest, ctx: ServerContext): Element => {
     if (req.payload.attrs.node) throw new StanzaError('item-not-found', `no node '${req.payload.attrs.node}'`);
     return el('query', { xmlns: NS_INFO }, identity,
       ...ctx.disco.identities(target).map((i) => el('identity', { category: i.category, type: i.type, name: i.name })),
@@ -20,7 +20,7 @@ function info(target: DiscoTarget, identity: Element) {
 }
 
 function items(target: DiscoTarget) {
-  return (req: IqRequest, ctx: ServerContext): Element => {
+  return (req: HostIqRequest, ctx: ServerContext): Element => {
     if (req.payload.attrs.node) throw new StanzaError('item-not-found', `no node '${req.payload.attrs.node}'`);
     const listed = target === 'host' ? ctx.disco.hostItems(req.to) : [];
     return el('query', { xmlns: NS_ITEMS }, ...listed.map((i) => el('item', { jid: i.jid, name: i.name })));

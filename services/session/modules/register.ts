@@ -8,16 +8,16 @@ import { NS_REGISTER } from '../../../libs/accounts/registration.ts';
 import { StanzaError } from '../../../libs/errors/index.ts';
 import { normalizeLocal } from '../../../libs/jid/index.ts';
 import { child, el, text, type Element } from '../../../libs/xml/element.ts';
-import { defineModule, requireOwner, type IqRequest, type ServerContext } from '../module.ts';
+import { defineModule, requireOwner, type HostIqRequest, type ServerContext } from '../module.ts';
 
 const local = (bare: string) => bare.slice(0, bare.indexOf('@'));
 
-function get(req: IqRequest): Element {
+function get(req: HostIqRequest): Element {
   requireOwner(req);
   return el('query', { xmlns: NS_REGISTER }, el('registered'), el('username', {}, local(req.account.bare)), el('password'));
 }
 
-async function set(req: IqRequest, ctx: ServerContext): Promise<undefined> {
+async function set(req: HostIqRequest, ctx: ServerContext): Promise<undefined> {
   requireOwner(req);
   const { registration, auth } = ctx.config;
   if (child(req.payload, 'remove')) {

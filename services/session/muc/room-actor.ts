@@ -106,6 +106,11 @@ export class RoomActor extends MucActor {
     return this.byNick.size > 0;
   }
 
+  /** Occupants now, or undefined while no such room exists (the metrics count rooms by this). */
+  get occupants(): number | undefined {
+    return this.exists ? this.byNick.size : undefined;
+  }
+
   /** Busy until every write has landed too, so a shutdown waits for them (ActorSystem.idle asks this). */
   override get busy(): boolean {
     return super.busy || this.writes.pending || this.listingWrites.pending;
