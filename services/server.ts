@@ -281,6 +281,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     members: () => [...new Set([...sessionMembers.members(), ...c2sMembers.members(), ...(config.s2s.enabled ? s2sMembers.members() : [])])],
   });
   await admin.start();
+  session?.useAdmin(admin);
   let adminHttp: Server | undefined;
   let adminUrl = '';
   if (config.admin.enabled) {

@@ -1,5 +1,5 @@
 // Accounts and hosted domains on top of the store.
-// Keys: {alice@example.com}:account  creds → msgpack(StoredCredentials), created → ms
+// Keys: {alice@example.com}:account  creds → msgpack(StoredCredentials), created → ms, disabled → ms (while disabled)
 //       {$domain:example.com}:users   alice → ''   (the per-domain user index)
 //       {$domains}:list               example.com → msgpack({added})
 import { pack, unpack } from 'msgpackr';
@@ -13,9 +13,26 @@ const EMPTY = new Uint8Array(0);
 export class Accounts {
   constructor(private readonly store: Store, private readonly iterations = 4096) {}
 
-  async credentials(bare: string): Promise<StoredCredentials | undefined> {
-    const v = await this.store.hget(bare, 'account', 'creds');
-    return v ? (unpack(v) as StoredCredentials) : undefined;
+  /** The account's credentials, and whether an administrator disabled it (one read). */
+  async credentials(bare: string): Promise<(StoredCredentials & { disabled?: boolean }) | undefined> {
+    const account = await this.store.hgetall(bare, 'account');
+    const v = account.get('creds');
+    if (!v) return undefined;
+    const creds = unpack(v) as StoredCredentials;
+    return account.has('disabled') ? { ...creds, disabled: true } : creds;
+  }
+
+  /**
+   * Disable an account (it cannot log in until enabled again; live sessions are the caller's to end) or enable it.
+   * False when there is no such account.
+   */
+  async setDisabled(jid: string, disabled: boolean): Promise<boolean> {
+    const j = parseJid(jid);
+    if (!(await this.exists(j.bare))) return false;
+    // Disabling drops the FAST tokens (XEP-0484) too: a client must use its password again, and gets <account-disabled/>.
+    if (disabled) await this.store.batch(j.bare).hset('account', 'disabled', pack(Date.now())).del(FAST_COLLECTION).exec();
+    else await this.store.hdel(j.bare, 'account', 'disabled');
+    return true;
   }
 
   async exists(bare: string): Promise<boolean> {

@@ -327,7 +327,21 @@ export const configSchema = z.object({
     maxAnnounceLength: z.number().int().positive().default(16_384),
     /** Largest request body the API reads, in bytes. */
     maxRequestBytes: z.number().int().positive().default(65_536),
+    /** Ad-hoc commands (XEP-0133): accounts one command may name at once (delete, disable). */
+    maxCommandJids: z.number().int().positive().default(100),
+    /** Ad-hoc commands: forms answered and not yet submitted, per process; past it a new command gets resource-constraint. */
+    maxCommandSessions: z.number().int().positive().default(1000),
+    /** Ad-hoc commands: seconds a form answered stays open for its submission. */
+    commandSessionSeconds: z.number().int().positive().default(600),
+    /** Ad-hoc "active users": online, or last seen (XEP-0012) within this many days. */
+    activeDays: z.number().int().positive().default(30),
   }).default({}),
+
+  /**
+   * Bare JIDs of the server's administrators: they may run the XEP-0133 ad-hoc commands (add, delete, disable users,
+   * passwords, online and active users, announcements, message of the day) on the domain of their account.
+   */
+  admins: z.array(z.string()).default([]),
 
   metrics: z.object({
     /** Serve /metrics, /healthz and /readyz over HTTP. */

@@ -251,6 +251,16 @@ export class ClusterAdmin implements AdminOperations {
     await this.o.accounts.setPassword(j.bare, pw);
   }
 
+  async disableUser(jid: string, disabled: boolean): Promise<void> {
+    const j = ClusterAdmin.account(jid);
+    if (!(await this.o.accounts.setDisabled(j.bare, disabled))) throw new AdminError('not-found', `no account ${j.bare}`);
+    if (!disabled) return;
+    // A kick finds nothing when the account is offline: that is fine, it is disabled all the same.
+    await this.kickSession(j.bare, 'this account has been disabled by an administrator').catch((e: unknown) => {
+      if (!(e instanceof AdminError && e.code === 'not-found')) throw e;
+    });
+  }
+
   async removeUser(jid: string): Promise<void> {
     const j = ClusterAdmin.account(jid);
     if (!(await this.o.accounts.exists(j.bare))) throw new AdminError('not-found', `no account ${j.bare}`);

@@ -153,6 +153,11 @@ export interface AdminOperations {
   setPassword(jid: string, password: string): Promise<void>;
   /** Deletes the account with all its data through its actor (its contacts are told). */
   removeUser(jid: string): Promise<void>;
+  /**
+   * Disables an account (its sessions end with a stream error and it cannot log in: SASL <account-disabled/>)
+   * or enables it again. AdminError not-found when there is no such account.
+   */
+  disableUser(jid: string, disabled: boolean): Promise<void>;
 }
 
 /** Why an operation was refused; HTTP status and XEP-0050 error condition follow from the code. */

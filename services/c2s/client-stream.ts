@@ -4,6 +4,7 @@
 import { inBandRegistration, NS_REGISTER } from '../../libs/accounts/registration.ts';
 import { randomBytesPooled } from '../../libs/auth/random.ts';
 import type { TokenUse } from '../../libs/auth/fast.ts';
+import type { StoredCredentials } from '../../libs/auth/credentials.ts';
 import { createHtSession, createSaslSession, HT_MECHANISMS, isHtMechanism, type ChannelBinding, type SaslSession, type SaslStep } from '../../libs/auth/sasl.ts';
 import { envelope, type Envelope, type StanzaKind } from '../../libs/bus/envelope.ts';
 import { errorReply, StanzaError, StreamError } from '../../libs/errors/index.ts';
@@ -103,6 +104,8 @@ export class ClientStream {
   private standing: Standing | undefined;
   /** The account the current SASL exchange names, once its mechanism has looked it up. */
   private tried = '';
+  /** The account whose credentials were read last is disabled (answered only once its password is proved). */
+  private disabledAccount = false;
   /** A SASL attempt or answer held back by the login throttle. */
   private throttleTimer: NodeJS.Timeout | undefined;
   private readonly csi = new CsiQueue();
@@ -376,11 +379,7 @@ export class ClientStream {
   private auth(e: Element): void {
     const mech = e.attrs.mechanism ?? '';
     this.tried = '';
-    const lookup = (u: string) => {
-      this.tried = `${u}@${this.domain}`;
-      return this.ctx.accounts.credentials(this.tried);
-    };
-    const sasl = this.mechanisms().includes(mech) ? createSaslSession(mech, lookup, { domain: this.domain, channelBindings: this.channelBindings() }) : undefined;
+    const sasl = this.mechanisms().includes(mech) ? createSaslSession(mech, (u) => this.credentialsOf(u), { domain: this.domain, channelBindings: this.channelBindings() }) : undefined;
     if (!sasl) return this.saslFailure('invalid-mechanism', `mechanism '${mech}' is not offered`);
     this.mechanism = mech;
     const body = text(e);
@@ -407,10 +406,7 @@ export class ClientStream {
         }, opts);
       }
     } else if (this.mechanisms().includes(mech)) {
-      sasl = createSaslSession(mech, (u) => {
-        this.tried = `${u}@${this.domain}`;
-        return this.ctx.accounts.credentials(this.tried);
-      }, opts);
+      sasl = createSaslSession(mech, (u) => this.credentialsOf(u), opts);
     }
     if (!sasl) {
       return this.saslFailure('invalid-mechanism', isHtMechanism(mech) && this.fastMechanisms().includes(mech)
@@ -421,6 +417,14 @@ export class ClientStream {
     }
     this.mechanism = mech;
     return this.saslStep(sasl, req.initial, x);
+  }
+
+  /** The credentials a password mechanism checks, noting whether an administrator disabled the account. */
+  private async credentialsOf(user: string): Promise<StoredCredentials | undefined> {
+    this.tried = `${user}@${this.domain}`;
+    const creds = await this.ctx.accounts.credentials(this.tried);
+    this.disabledAccount = creds?.disabled === true;
+    return creds;
   }
 
   private saslResponse(sasl: SaslSession, e: Element, x: Sasl2Exchange | undefined): void {
@@ -460,6 +464,8 @@ export class ClientStream {
       case 'failure':
         return this.authFailed(r.condition, r.text);
       case 'success': {
+        // RFC 6120 §6.5.1, told only to who proved the password (disabling also drops the account's FAST tokens).
+        if (this.disabledAccount) return this.saslFailure('account-disabled', 'this account has been disabled by an administrator');
         this.user = normalizeLocal(r.username);
         this.ctx.metrics.auth(this.mechanism, true);
         if (x) {

@@ -28,6 +28,7 @@ import type { WindowCounters } from '../../libs/cluster/window-counters.ts';
 import { bareJid } from '../../libs/jid/split.ts';
 import type { Subscription } from './im/subscription.ts';
 import type { DomainService } from './service-domains.ts';
+import type { AdminOperations } from '../admin/operations.ts';
 
 export type DiscoTarget = 'host' | 'account';
 
@@ -47,12 +48,15 @@ export interface Disco {
   forms(target: DiscoTarget): Element[];
   /** What disco#items of a served domain lists: the services beside the server. */
   hostItems(domain: string): DiscoItem[];
+  /** disco#items of a node of a served domain (XEP-0050's commands node), for the asker; undefined: no such node. */
+  nodeItems(node: string, req: HostIqRequest, ctx: ServerContext): DiscoItem[] | undefined;
 }
 
 /** An entity in a disco#items answer (XEP-0030 §4.1). */
 export interface DiscoItem {
   readonly jid: string;
   readonly name?: string;
+  readonly node?: string;
 }
 
 export interface ServerContext {
@@ -62,6 +66,8 @@ export interface ServerContext {
   readonly disco: Disco;
   /** Rate counters every process of the deployment shares (in Redis in a cluster, in this process otherwise). */
   readonly rates: WindowCounters;
+  /** The administration operations (services/admin), once the process has them; absent in a CLI's own actors. */
+  admin?: AdminOperations;
 }
 
 /** A roster entry as modules see it (read-only). */
@@ -368,6 +374,8 @@ export interface XmppModule {
     hostForms?(config: Config): Element[];
     /** Entities disco#items of a served domain lists (a service on a subdomain of it). */
     hostItems?(config: Config, domain: string): DiscoItem[];
+    /** disco#items of nodes of a served domain, by node, for the asker. */
+    nodeItems?: Readonly<Record<string, (req: HostIqRequest, ctx: ServerContext) => DiscoItem[]>>;
     identities?: Partial<Record<DiscoTarget, readonly DiscoIdentity[]>>;
   };
   /** Per-account state the module reads or changes; shared by identity with other modules. */
@@ -398,6 +406,7 @@ export class ModuleRegistry implements Disco {
   private readonly featureLists: Record<DiscoTarget, string[]> = { host: [], account: [] };
   private readonly formMakers: ((config: Config) => Element[])[] = [];
   private readonly itemMakers: ((config: Config, domain: string) => DiscoItem[])[] = [];
+  private readonly nodeItemMakers = new Map<string, (req: HostIqRequest, ctx: ServerContext) => DiscoItem[]>();
   private readonly identityLists: Record<DiscoTarget, DiscoIdentity[]> = { host: [], account: [] };
   readonly enabled: readonly XmppModule[];
   /** Distinct state definitions; an actor keeps one value per slot, in this order. */
@@ -424,6 +433,7 @@ export class ModuleRegistry implements Disco {
       }
       if (m.disco?.hostForms) this.formMakers.push(m.disco.hostForms);
       if (m.disco?.hostItems) this.itemMakers.push(m.disco.hostItems);
+      for (const [node, f] of Object.entries(m.disco?.nodeItems ?? {})) this.nodeItemMakers.set(node, f);
       for (const [k, h] of Object.entries(m.iq ?? {})) {
         if (this.handlers.has(k)) throw new Error(`two modules handle ${k}`);
         if (h) this.handlers.set(k, h);
@@ -478,6 +488,10 @@ export class ModuleRegistry implements Disco {
 
   forms(target: DiscoTarget): Element[] {
     return target === 'host' ? this.formMakers.flatMap((f) => f(this.config)) : [];
+  }
+
+  nodeItems(node: string, req: HostIqRequest, ctx: ServerContext): DiscoItem[] | undefined {
+    return this.nodeItemMakers.get(node)?.(req, ctx);
   }
 
   hostItems(domain: string): DiscoItem[] {

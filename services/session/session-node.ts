@@ -17,6 +17,7 @@ import type { Store } from '../../libs/store/store.ts';
 import { MemoryWindowCounters, type WindowCounters } from '../../libs/cluster/window-counters.ts';
 import { ActorSystem } from './actor-system.ts';
 import { nodeSessions } from './directory.ts';
+import type { AdminOperations } from '../admin/operations.ts';
 import { ModuleRegistry } from './module.ts';
 import { ServiceDomains } from './service-domains.ts';
 import { modules } from './modules/index.ts';
@@ -117,6 +118,11 @@ export class SessionNode {
         .catch((e: unknown) => log.warn('waking waiting sessions failed', { shard, error: e })),
     });
     this.router.serveLocally(this.shards);
+  }
+
+  /** The administration operations the modules may call (XEP-0133 ad-hoc commands), once the process has built them. */
+  useAdmin(admin: AdminOperations): void {
+    this.context.admin = admin;
   }
 
   async start(): Promise<void> {

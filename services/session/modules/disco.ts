@@ -21,9 +21,10 @@ function info(target: DiscoTarget, identity: Element) {
 
 function items(target: DiscoTarget) {
   return (req: HostIqRequest, ctx: ServerContext): Element => {
-    if (req.payload.attrs.node) throw new StanzaError('item-not-found', `no node '${req.payload.attrs.node}'`);
-    const listed = target === 'host' ? ctx.disco.hostItems(req.to) : [];
-    return el('query', { xmlns: NS_ITEMS }, ...listed.map((i) => el('item', { jid: i.jid, name: i.name })));
+    const node = req.payload.attrs.node;
+    const listed = node === undefined ? (target === 'host' ? ctx.disco.hostItems(req.to) : []) : target === 'host' ? ctx.disco.nodeItems(node, req, ctx) : undefined;
+    if (!listed) throw new StanzaError('item-not-found', `no node '${node}'`);
+    return el('query', { xmlns: NS_ITEMS, node }, ...listed.map((i) => el('item', { jid: i.jid, node: i.node, name: i.name })));
   };
 }
 

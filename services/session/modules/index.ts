@@ -23,7 +23,8 @@ import push from './push.ts';
 import externalServices from './external-services.ts';
 import reporting from './reporting.ts';
 import strangers from './strangers.ts';
+import adminCommands from './admin-commands.ts';
 
 // strangers comes before the modules whose message hooks archive, copy or notify: a message it refuses or holds reaches none of them.
 export const modules: readonly XmppModule[] = [disco, ping, time, version, last, privacy, blocking, reporting, strangers, vcard, privateStorage, contactAddresses, register, pep,
-  streamManagement, carbons, mam, push, muc, upload, externalServices, components];
+  streamManagement, carbons, mam, push, muc, upload, externalServices, components, adminCommands];
