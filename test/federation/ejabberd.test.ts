@@ -1,12 +1,15 @@
 // Federation with a real ejabberd (Debian's 23.01): users on both servers
 // subscribe to each other, see each other's presence and chat both ways over
 // dialback between self-signed servers; then over SASL EXTERNAL with
-// certificates from a test CA and no dialback anywhere.
+// certificates from a test CA and no dialback anywhere. Over dialback, an
+// ejabberd user enters a Parley room and a Parley user an ejabberd room
+// (mod_muc): each enters, talks and leaves.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startEjabberd, type PeerServer } from './peers.ts';
 import {
-  addHosts, chatBothWays, goOnline, login, presenceFrom, selfSigned, startParley, subscribeBothWays, testCa, testNetwork, xml, type Parley, type User,
+  addHosts, chatBothWays, createInstantRoom, goOnline, login, presenceFrom, selfSigned, startParley, subscribeBothWays, testCa, testNetwork, visitRoom, xml,
+  type Parley, type User,
 } from './support.ts';
 import { tempDir } from '../support/servers.ts';
 
@@ -23,10 +26,14 @@ describe('ejabberd, dialback with self-signed certificates', () => {
   const bobJid = `bob@${EJABBERD.domain}`;
 
   before(async () => {
-    removeHosts = await addHosts('ejabberd-dialback', { [PARLEY.domain]: PARLEY.host, [EJABBERD.domain]: EJABBERD.host });
+    removeHosts = await addHosts('ejabberd-dialback', {
+      [PARLEY.domain]: PARLEY.host, [`conference.${PARLEY.domain}`]: PARLEY.host, [EJABBERD.domain]: EJABBERD.host, [`conference.${EJABBERD.domain}`]: EJABBERD.host,
+    });
     const cert = selfSigned(tempDir('parley-fed-certs'), EJABBERD.domain);
     ejabberd = await startEjabberd({ ...EJABBERD, users: ['bob'], ...cert });
-    parley = await startParley(PARLEY.domain, { listen: { host: PARLEY.host, port: 5269 }, routes: { [EJABBERD.domain]: `${EJABBERD.host}:5269` } });
+    parley = await startParley(PARLEY.domain, {
+      listen: { host: PARLEY.host, port: 5269 }, routes: { [EJABBERD.domain]: `${EJABBERD.host}:5269`, [`conference.${EJABBERD.domain}`]: `${EJABBERD.host}:5269` },
+    });
     await parley.addUser('alice');
     alice = await login('127.0.0.1', parley.port, aliceJid);
     bob = await login(EJABBERD.host, 5222, bobJid);
@@ -74,6 +81,33 @@ describe('ejabberd, dialback with self-signed certificates', () => {
     mark = bob.received.length;
     await bob.send(xml('presence'));
     await bob.waitFor(presenceFrom(aliceJid), 10_000, mark); // we answered ejabberd's probe
+  });
+
+  test('the ejabberd user enters a Parley room, talks in it and leaves', async (t) => {
+    const room = `federated@conference.${PARLEY.domain}`;
+    try {
+      await createInstantRoom(alice, room, 'Alice');
+      await visitRoom(alice, 'Alice', bob, 'Bob', room, 'ejabberd-in-parley');
+    } catch (e) {
+      t.diagnostic(ejabberd.logTail());
+      throw e;
+    }
+    // ejabberd opened a stream to the room service's own domain and proved itself by dialback.
+    const streams = parley.streams();
+    assert.ok(streams.some((s) => s.direction === 'in' && s.local === `conference.${PARLEY.domain}` && s.auth === 'dialback'), JSON.stringify(streams));
+  });
+
+  test('the Parley user enters an ejabberd room, talks in it and leaves', async (t) => {
+    const room = `visited@conference.${EJABBERD.domain}`;
+    try {
+      await createInstantRoom(bob, room, 'Bob');
+      await visitRoom(bob, 'Bob', alice, 'Alice', room, 'parley-in-ejabberd');
+    } catch (e) {
+      t.diagnostic(ejabberd.logTail());
+      throw e;
+    }
+    const streams = parley.streams();
+    assert.ok(streams.some((s) => s.direction === 'in' && s.remote.includes(`conference.${EJABBERD.domain}`) && s.auth === 'dialback'), JSON.stringify(streams));
   });
 });
 

@@ -2,7 +2,8 @@
 // foreground as the current user with its own configuration, data directory
 // and log in a temp dir, on its own loopback address, serving its own domain.
 // They find Parley through /etc/hosts (see support.ts addHosts); Parley finds
-// them through its static routes.
+// them through its static routes. Each runs a multi-user chat service,
+// `conference.<domain>`, reached through the same address.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -97,6 +98,7 @@ modules_enabled = { ${modules.map((m) => `"${m}"`).join(', ')} }
 modules_disabled = { "offline" }
 ssl = { certificate = "${o.cert}", key = "${o.key}"${o.ca ? `, cafile = "${o.ca}"` : ''} }
 VirtualHost "${o.domain}"
+Component "conference.${o.domain}" "muc"
 `;
   writeFileSync(join(dir, 'prosody.cfg.lua'), cfg);
   const accounts = join(dir, 'data', prosodyEncode(o.domain), 'accounts');
@@ -153,6 +155,9 @@ modules:
   mod_roster: {}
   mod_disco: {}
   mod_ping: {}
+  mod_muc:
+    host: "conference.@HOST@"
+    access_create: all
 ${o.secureAuth ? '' : '  mod_s2s_dialback: {}'}
 `;
   const cfgPath = join(dir, 'ejabberd.yml');
