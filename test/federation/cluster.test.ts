@@ -5,7 +5,12 @@
 // y's shard); y connects back to the other one, which verifies the dialback
 // key its sibling issued (the secret is shared through Redis) and hands y's
 // stanzas to the actors. When the owner leaves, the other takes the shard
-// over and opens its own stream.
+// over and opens its own stream. (y offers and asks no XEP-0288 here, so each
+// direction has a stream of its own and the topology above holds.) A user of
+// y enters a room of conference.x: the room's stanzas leave through the s2s
+// process that owns y's shard, from the room service's domain, and y's
+// dialback check of that domain is answered by the other s2s process; y's
+// iqs to x itself are answered by x's session process.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -17,7 +22,9 @@ import { startNats, startRedis, tempDir, type Spawned } from '../support/servers
 import { FAST_CLUSTER } from '../support/parley.ts';
 import { Accounts } from '../../libs/accounts/index.ts';
 import { createRedisStore } from '../../libs/store/redis-store.ts';
-import { chatBothWays, freePortOn, goOnline, login, messageWithBody, PASSWORD, subscribeBothWays, waitUntil, xml, type User } from './support.ts';
+import {
+  chatBothWays, createInstantRoom, freePortOn, goOnline, login, messageWithBody, PASSWORD, subscribeBothWays, visitRoom, waitUntil, xml, type User,
+} from './support.ts';
 
 const HOST = '127.0.0.1';
 const X = 'x.parley.test';
@@ -96,7 +103,7 @@ describe('two Parley clusters federate', () => {
     procs.push(await startProcess(dir, 'y-all', {
       role: 'all', domains: [Y], bus: { kind: 'nats', url: natsY.url }, store: { kind: 'redis', url: redisY.url }, cluster: FAST_CLUSTER,
       c2s: { tcp: { host: HOST, port: yC2sPort, allowPlainOnLoopback: true } },
-      s2s: { enabled: true, shards: S2S_SHARDS, listen: { host: HOST, port: yS2s }, routes: { [X]: `${HOST}:${otherPort}` } },
+      s2s: { enabled: true, shards: S2S_SHARDS, bidi: false, listen: { host: HOST, port: yS2s }, routes: { [X]: `${HOST}:${otherPort}`, [`conference.${X}`]: `${HOST}:${otherPort}` } },
     }));
     owner = yOwner === 's2s-a' ? a : b;
     other = yOwner === 's2s-a' ? b : a;
@@ -127,6 +134,16 @@ describe('two Parley clusters federate', () => {
     assert.ok(!established(other), `only the owner connects to ${Y}:\n${other.log.join('\n')}`);
     // y reached the other process, which checked x's dialback key (issued by its sibling).
     assert.ok(other.log.some((l) => l.includes('incoming stream authenticated') && l.includes(`remote=${Y}`) && l.includes('auth=dialback')), other.log.join('\n'));
+  });
+
+  test('a user of y enters a room of x, talks and leaves; y asks x what its modules answer', async () => {
+    const room = `clustered@conference.${X}`;
+    await createInstantRoom(xena, room, 'Xena');
+    await visitRoom(xena, 'Xena', yuri, 'Yuri', room, 'cluster-room');
+    assert.ok(owner.log.some((l) => l.includes('outgoing stream established') && l.includes(`local=conference.${X}`) && l.includes(`remote=${Y}`)), owner.log.join('\n'));
+    assert.ok(other.log.some((l) => l.includes('incoming stream authenticated') && l.includes(`local=conference.${X}`) && l.includes(`remote=${Y}`)), other.log.join('\n'));
+    const items = await yuri.xmpp.iqCaller.request(xml('iq', { type: 'get', to: X }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#items' })), 10_000);
+    assert.ok(items.getChild('query')?.getChildren('item').some((i) => i.attrs.jid === `conference.${X}`), items.toString());
   });
 
   test("when the owner of y's shard leaves, the other s2s process takes the shard and its own stream", async () => {
