@@ -221,6 +221,17 @@ describe('SASL2, Bind2 and FAST on the wire (embedded)', () => {
     c3.close();
   });
 
+  test('FAST: a new password drops the account\'s tokens', async () => {
+    const ua = randomUUID();
+    const c1 = await open1();
+    const token = tokenOf(await sasl2Scram(c1, 'fastc', PASSWORD, `${userAgent(ua)}<request-token xmlns='${NS_FAST}' mechanism='HT-SHA-256-NONE'/>`))![2];
+    c1.close();
+    await d.server.accounts.setPassword('fastc@localhost', PASSWORD);
+    const c2 = await open1();
+    assert.match(await fastLogin(c2, 'fastc', token, ua), /<not-authorized /);
+    c2.close();
+  });
+
   test('stream management resumed inline; a failed resumption falls back to Bind2 in the same <success/>', async () => {
     const c1 = await open1();
     const s1 = await sasl2Scram(c1, 'resumer', PASSWORD, `<bind xmlns='${NS_BIND2}'><tag>R</tag><enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>`);
