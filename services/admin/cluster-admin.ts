@@ -226,7 +226,14 @@ export class ClusterAdmin implements AdminOperations {
     const { results, unreachable, failed } = await this.gather({ op: 'reload' }, node);
     ClusterAdmin.throwFailures(failed);
     if (node !== undefined && results.length === 0) throw new AdminError('unavailable', `node '${node}' did not answer within ${this.o.config.admin.requestTimeoutMs} ms`);
-    return { nodes: results.map((r) => r.result), unreachable };
+    const nodes = results.map((r) => r.result);
+    // A process whose file is bad changed nothing; the others applied theirs. The answer is an error naming the first.
+    const refused = nodes.filter((n) => n.error !== undefined);
+    if (refused.length) {
+      const why = refused.map((n) => `${n.node}: ${n.error!.replace(/\n\s*/g, '; ')}`).join('; ');
+      throw new AdminError('bad-request', `configuration not reloaded, nothing changed there: ${why}`, { nodes, unreachable });
+    }
+    return { nodes, unreachable };
   }
 
   async listUsers(domain: string): Promise<string[]> {

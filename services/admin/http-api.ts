@@ -131,8 +131,8 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(text);
 }
 
-function sendError(res: ServerResponse, status: number, error: string, message: string, headers: Record<string, string> = {}): void {
-  send(res, status, { error, message }, headers);
+function sendError(res: ServerResponse, status: number, error: string, message: string, headers: Record<string, string> = {}, details: Record<string, unknown> = {}): void {
+  send(res, status, { ...details, error, message }, headers);
 }
 
 function readBody(req: IncomingMessage, max: number): Promise<Body> {
@@ -205,7 +205,7 @@ async function handle(o: AdminApiOptions, req: IncomingMessage, res: ServerRespo
     if (req.method !== 'GET') log.info('admin operation', { event: 'admin', method: req.method, path: url.pathname, address: req.socket.remoteAddress });
     send(res, 200, result);
   } catch (e) {
-    if (e instanceof AdminError) return sendError(res, HTTP_STATUS[e.code], e.code, e.message);
+    if (e instanceof AdminError) return sendError(res, HTTP_STATUS[e.code], e.code, e.message, {}, e.details);
     throw e;
   }
 }

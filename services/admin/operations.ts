@@ -164,7 +164,8 @@ export interface AdminOperations {
 export type AdminErrorCode = 'bad-request' | 'unauthorized' | 'not-found' | 'conflict' | 'unavailable';
 
 export class AdminError extends Error {
-  constructor(readonly code: AdminErrorCode, message: string) {
+  /** `details`: more of the answer, beside the message (a reload refused by some processes: what each did). */
+  constructor(readonly code: AdminErrorCode, message: string, readonly details?: Record<string, unknown>) {
     super(message);
     this.name = 'AdminError';
   }

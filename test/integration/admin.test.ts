@@ -39,7 +39,7 @@ test('administration of a running embedded server: sessions, kick, announce, sta
   writeFileSync(live.cert, readFileSync(a.cert));
   writeFileSync(live.key, readFileSync(a.key));
   const base = {
-    dataDir, domains: ['localhost'], log: { level: 'info' }, metrics: { port: 0 },
+    dataDir, domains: ['localhost'], log: { level: 'info' }, metrics: { port: 0 }, admin: { maxAnnounceLength: 200 },
     // Plain connections are one of the transports listed (the STARTTLS one is the other).
     c2s: { requireTls: false, tcp: { host: '127.0.0.1', port: tcpPort }, http: { enabled: true, host: '127.0.0.1', port: httpPort }, tls: live },
   };
@@ -122,9 +122,9 @@ test('administration of a running embedded server: sessions, kick, announce, sta
     assert.match(text.stdout, /^bob@localhost\/laptop\s+embedded\s+127\.0\.0\.1\s+\S+\s+tcp\s+yes\s+no$/m);
     assert.match(text.stdout, /^alice@localhost\/desk\s+embedded\s+127\.0\.0\.1\s+\S+\s+tcp\s+no\s+yes$/m);
     assert.match(text.stdout, /^# 3 sessions$/m);
-    const elsewhere = await cli('sessions', 'list', '--domain', 'example.org');
-    assert.equal(elsewhere.status, 2);
-    assert.equal(elsewhere.stderr, 'parley: example.org is not a served domain (served: localhost)\n');
+    const elsewhere = await api('GET', '/sessions?domain=example.org');
+    assert.equal(elsewhere.status, 404);
+    assert.equal(elsewhere.body.message, 'example.org is not a served domain (served: localhost)');
   });
 
   await t.test('announce: every online session of the domain receives the headline from the domain', async () => {
@@ -134,9 +134,16 @@ test('administration of a running embedded server: sessions, kick, announce, sta
     for (const c of [alice, bob]) await c.waitFor(/<message[^>]*from=["']localhost["'][^>]*>.*<body>maintenance at 18:00 &lt;UTC&gt;<\/body>/s);
     assert.match(alice.output, /<message[^>]*type=["']headline["']/);
     await carol!.waitFor(/^<message[^>]*from=["']localhost["'][^>]*>.*<body>maintenance at 18:00 &lt;UTC&gt;<\/body>/s);
-    const empty = await cli('announce', '--domain', 'localhost', '--body', '');
-    assert.equal(empty.status, 2);
-    assert.equal(empty.stderr, 'parley: give a body: the announcement cannot be empty\n');
+    const empty = await api('POST', '/announce', { domain: 'localhost', body: ' ' });
+    assert.equal(empty.status, 400);
+    assert.equal(empty.body.message, 'give a body: the announcement cannot be empty');
+    // admin.maxAnnounceLength is 200 here.
+    const long = await api('POST', '/announce', { domain: 'localhost', body: 'x'.repeat(201) });
+    assert.equal(long.status, 400);
+    assert.equal(long.body.message, 'the body is 201 characters, more than admin.maxAnnounceLength (200)');
+    const huge = await api('POST', '/announce', { domain: 'localhost', body: 'x'.repeat(70_000) });
+    assert.equal(huge.status, 400);
+    assert.equal(huge.body.message, 'the request body is larger than admin.maxRequestBytes (65536)');
   });
 
   await t.test('kick: the client sees <policy-violation/> with the text on the wire; a session that does not exist is an error', async () => {
@@ -148,19 +155,19 @@ test('administration of a running embedded server: sessions, kick, announce, sta
     const gone = await cli('sessions', 'kick', 'bob@localhost/laptop');
     assert.equal(gone.status, 2);
     assert.equal(gone.stderr, 'parley: no session of bob@localhost/laptop\n');
-    const malformed = await cli('sessions', 'kick', 'bob@@localhost');
-    assert.equal(malformed.status, 2);
-    assert.match(malformed.stderr, /^parley: malformed JID 'bob@@localhost'/);
-    const list = JSON.parse((await cli('sessions', 'list', '--json')).stdout) as SessionRow[];
+    const malformed = await api('POST', '/sessions/kick', { jid: 'bob@@localhost' });
+    assert.equal(malformed.status, 400);
+    assert.match(String(malformed.body.message), /^malformed JID 'bob@@localhost'/);
+    const list = (await api('GET', '/sessions')).body.sessions as SessionRow[];
     assert.deepEqual(list.map((s) => s.jid).sort(), ['alice@localhost/desk', 'carol@localhost/web']);
   });
 
   await t.test('stats: users online, sessions by transport, login and stanza counts from the live process', async () => {
     for (const id of ['p1', 'p2', 'p3']) alice.send(`<iq type='get' id='${id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`);
     await alice.waitFor(/id=["']p3["']/);
-    const r = await cli('stats', '--json');
-    assert.equal(r.status, 0, r.stderr);
-    const s = JSON.parse(r.stdout) as { usersOnline: number; sessions: number; nodes: Array<{ connections: Record<string, number>; logins: { total: number }; stanzas: { total: number; perSecond: number } }> };
+    const r = await api('GET', '/stats');
+    assert.equal(r.status, 200);
+    const s = r.body as unknown as { usersOnline: number; sessions: number; nodes: Array<{ connections: Record<string, number>; logins: { total: number }; stanzas: { total: number; perSecond: number } }> };
     assert.equal(s.usersOnline, 2);
     assert.equal(s.sessions, 2);
     assert.equal(s.nodes[0].connections.tcp, 1);
@@ -189,13 +196,14 @@ test('administration of a running embedded server: sessions, kick, announce, sta
     loudClient.send('<nonsense/>');
     await loudClient.closed;
     await p.waitForLine(/^\S+ debug c2s: stream error .*condition=unsupported-stanza-type/, mark);
-    const bad = await cli('log-level', 'verbose');
-    assert.equal(bad.status, 2);
-    assert.equal(bad.stderr, 'parley: unknown log level \'verbose\' (one of debug, info, warn, error)\n');
+    const bad = await api('PUT', '/log-level', { level: 'verbose' });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.message, 'unknown log level \'verbose\' (one of debug, info, warn, error)');
     const nowhere = await cli('log-level', 'info', '--node', 'c2s-9');
     assert.equal(nowhere.status, 2);
     assert.equal(nowhere.stderr, 'parley: no live node \'c2s-9\' (live: embedded)\n');
-    assert.equal((await cli('log-level')).stdout, 'embedded\tall\tdebug\ttext\n');
+    const levels = await api('GET', '/log-level');
+    assert.deepEqual(levels.body.nodes, [{ node: 'embedded', role: 'all', logLevel: 'debug', logFormat: 'text' }]);
   });
 
   await t.test('reload: certificate files renewed in place reach new TLS connections; changed keys that need a restart are named', async () => {
@@ -215,20 +223,21 @@ test('administration of a running embedded server: sessions, kick, announce, sta
 
   await t.test('reload of a bad configuration changes nothing and says why', async () => {
     writeFileSync(configFile, `${stringify(base)}\nc2s: { tcp: [\n`);
-    const yaml = await cli('reload', '--url', p.adminUrl);
-    // The command itself reads the file too: give it one it can read, so that the server's answer is what is seen.
+    // The command reads a configuration of its own (here: only where the data directory is), the server its file.
     const cliConfig = join(dir, 'cli.yaml');
     writeFileSync(cliConfig, stringify({ dataDir }));
-    assert.equal(yaml.status, 2);
     const r = await parleyCommand(['reload', '--config', cliConfig]);
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /^parley: embedded: configuration not reloaded, nothing changed: invalid YAML in .*parley\.yaml/);
+    assert.match(r.stderr, /^parley: configuration not reloaded, nothing changed there: embedded: invalid YAML in .*parley\.yaml/);
+    assert.equal(r.stderr.split('\n').length, 2, r.stderr);
     writeFileSync(configFile, stringify({ ...base, c2s: { ...base.c2s, tls: { cert: join(dir, 'missing.crt'), key: live.key } } }));
-    const missing = await parleyCommand(['reload', '--config', cliConfig]);
-    assert.equal(missing.status, 2);
-    assert.match(missing.stderr, /configuration not reloaded, nothing changed: .*missing\.crt/);
+    const missing = await api('POST', '/reload');
+    assert.equal(missing.status, 400);
+    assert.match(String(missing.body.message), /^configuration not reloaded, nothing changed there: embedded: .*missing\.crt/);
+    const [node] = missing.body.nodes as Array<{ error: string; applied: string[] }>;
+    assert.match(node.error, /missing\.crt/);
+    assert.deepEqual(node.applied, []);
     assert.equal(await starttlsCommonName(tcpPort), 'cert-b');
-    assert.equal((await api('GET', '/log-level')).body.nodes instanceof Array, true);
   });
 
   await t.test('SIGHUP re-reads the file: a certificate at new paths, and the log format', async () => {
