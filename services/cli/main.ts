@@ -17,8 +17,6 @@ import type { Metrics } from '../../libs/metrics/index.ts';
 import { ListenError } from '../listen-error.ts';
 import { AdminClientError, adminClient } from '../admin/client.ts';
 import type { AnnounceResult, KickResult, LogLevelResult, NodeInfo, ReloadResult, SessionInfo, Stats } from '../admin/operations.ts';
-import { AdminClientError, adminClient } from '../admin/client.ts';
-import type { AnnounceResult, KickResult, LogLevelResult, NodeInfo, ReloadResult, SessionInfo, Stats } from '../admin/operations.ts';
 import { guardProcess, type ProcessFault } from '../process-faults.ts';
 import { isEmbedded, openConfiguredStore, startServer } from '../server.ts';
 import { PieError, readPieFile, type PieDocument } from '../portability/pie.ts';
@@ -46,17 +44,6 @@ const USAGE = `usage: parley <command> [options]
   reports clear --domain D [--id ID]                forget a domain's reports, or the one with this id
   c2s drain NODE                                    stop a c2s node accepting and close its streams; clients
                                                     resume their sessions on the other nodes (rolling restart)
-
- Administration of a running server (through its admin API; --url URL to name one):
-  sessions list [--domain D] [--json]               the bound sessions: JID, node, address, since, transport, TLS, SM
-  sessions kick JID[/RESOURCE] [--reason TEXT]      close the session(s) with <policy-violation/> and the text
-  stats [--json]                                    users online, sessions per node and transport, logins/s, stanzas/s
-  announce --domain D --body TEXT [--subject S] [--type headline|normal]
-                                                    a message from D to every online session of D
-  log-level [LEVEL] [--node N]                      show, or change at run time, the log level (every process, or N)
-  reload [--node N]                                 re-read the configuration file (as SIGHUP does); says which
-                                                    changed keys need a restart
-  nodes                                             the live processes
 
  Administration of a running server (through its admin API; --url URL to name one):
   sessions list [--domain D] [--json]               the bound sessions: JID, node, address, since, transport, TLS, SM
@@ -560,102 +547,6 @@ async function admin(command: string, sub: string | undefined, arg: string | und
 
 const ADMIN_COMMANDS = new Set(['sessions', 'stats', 'announce', 'log-level', 'reload', 'nodes']);
 
-/** A call to the running server's admin API; an error answer ends the command with its message (4xx: status 2, else 1). */
-async function api<T>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', path: string, body?: unknown): Promise<T> {
-  try {
-    return await adminClient(config(), values.url).call<T>(method, path, body);
-  } catch (e) {
-    if (e instanceof AdminClientError) die(e.message, e.status >= 400 && e.status < 500 ? USAGE_ERROR : 1);
-    throw e;
-  }
-}
-
-function unreachable(nodes: string[]): void {
-  if (nodes.length) process.stderr.write(`parley: no answer from ${nodes.join(', ')}: what they hold is missing\n`);
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n');
-}
-
-const yesNo = (b: boolean) => (b ? 'yes' : 'no');
-
-async function admin(command: string, sub: string | undefined, arg: string | undefined): Promise<void> {
-  switch (command) {
-    case 'sessions': {
-      if (sub === 'list') {
-        const q = values.domain ? `?domain=${encodeURIComponent(values.domain)}` : '';
-        const r = await api<{ sessions: SessionInfo[]; unreachable: string[] }>('GET', `/sessions${q}`);
-        if (values.json) console.log(JSON.stringify(r.sessions, null, 2));
-        else {
-          console.log(table([['JID', 'NODE', 'ADDRESS', 'SINCE', 'TRANSPORT', 'TLS', 'SM'],
-            ...r.sessions.map((s) => [s.jid, s.node, s.address, s.since, s.transport, yesNo(s.tls), yesNo(s.sm)])]));
-          console.log(`# ${r.sessions.length} sessions`);
-        }
-        return unreachable(r.unreachable);
-      }
-      if (sub === 'kick') {
-        if (!arg) die('sessions kick JID[/RESOURCE]');
-        const r = await api<KickResult>('POST', '/sessions/kick', { jid: arg, text: values.reason });
-        for (const s of r.kicked) console.log(`kicked ${s.jid} on ${s.node}`);
-        return unreachable(r.unreachable);
-      }
-      return die(`unknown sessions command '${sub ?? ''}': sessions list|kick`);
-    }
-    case 'stats': {
-      const s = await api<Stats>('GET', '/stats');
-      if (values.json) return console.log(JSON.stringify(s, null, 2));
-      console.log(`users online: ${s.usersOnline}   sessions: ${s.sessions}   logins/s: ${s.loginsPerSecond}   stanzas/s: ${s.stanzasPerSecond}`);
-      console.log(table([['NODE', 'ROLE', 'SESSIONS', 'TCP', 'TLS', 'WS', 'BOSH', 'USERS', 'LOGINS/S', 'STANZAS/S'],
-        ...s.nodes.map((n) => [n.node, n.role, String(n.sessions), String(n.connections.tcp), String(n.connections.tls), String(n.connections.ws),
-          String(n.connections.bosh), String(n.usersOnline), String(n.logins.perSecond), String(n.stanzas.perSecond)])]));
-      console.log(`# rates over the last ${s.nodes[0]?.intervalSeconds ?? 0} s`);
-      return unreachable(s.unreachable);
-    }
-    case 'announce': {
-      if (!values.domain) die('give --domain');
-      if (values.body === undefined) die('give --body');
-      const r = await api<AnnounceResult>('POST', '/announce', { domain: values.domain, body: values.body, subject: values.subject, type: values.type });
-      console.log(`announced to ${r.sessions} sessions of ${r.users} users`);
-      return unreachable(r.unreachable);
-    }
-    case 'log-level': {
-      if (sub === undefined) {
-        if (values.node) die('log-level LEVEL --node N (without LEVEL: every process\'s level)');
-        const r = await api<{ nodes: NodeInfo[] }>('GET', '/log-level');
-        for (const n of r.nodes) console.log(`${n.node}\t${n.role}\t${n.logLevel}\t${n.logFormat}`);
-        return;
-      }
-      const r = await api<LogLevelResult>('PUT', '/log-level', { level: sub, node: values.node });
-      for (const n of r.nodes) console.log(`${n.node}: ${n.previous} -> ${n.level}`);
-      return unreachable(r.unreachable);
-    }
-    case 'reload': {
-      const r = await api<ReloadResult>('POST', '/reload', values.node ? { node: values.node } : {});
-      let failed = false;
-      for (const n of r.nodes) {
-        if (n.error) {
-          failed = true;
-          process.stderr.write(`parley: ${n.node}: configuration not reloaded, nothing changed: ${n.error.replace(/\n\s*/g, '; ')}\n`);
-          continue;
-        }
-        console.log(`${n.node}: applied: ${n.applied.join(', ') || 'none'}; needs a restart: ${n.notApplied.join(', ') || 'none'}${n.certificatesReloaded ? '; certificates re-read' : ''}`);
-      }
-      unreachable(r.unreachable);
-      if (failed) process.exit(USAGE_ERROR);
-      return;
-    }
-    case 'nodes': {
-      const r = await api<{ nodes: NodeInfo[] }>('GET', '/nodes');
-      for (const n of r.nodes) console.log(`${n.node}\t${n.role}`);
-      return;
-    }
-  }
-}
-
-const ADMIN_COMMANDS = new Set(['sessions', 'stats', 'announce', 'log-level', 'reload', 'nodes']);
-
 const [cmd, sub, arg] = positionals;
 if (values.help || cmd === 'help') {
   console.log(USAGE);
@@ -669,7 +560,6 @@ try {
   if (cmd === 'start') await start();
   else if (cmd === 'user') await user(sub, arg);
   else if (cmd === 'domain') await domain(sub, arg);
-  else if (ADMIN_COMMANDS.has(cmd)) await admin(cmd, sub, arg);
   else if (ADMIN_COMMANDS.has(cmd)) await admin(cmd, sub, arg);
   else if (cmd === 'reports') await reports(sub);
   else if (cmd === 'config') {
