@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { startEmbedded, PASSWORD, type Deployment } from '../support/parley.ts';
 import { plainAuth, rawConnect, STREAM_OPEN, type RawClient } from '../support/raw.ts';
 import {
-  elementText, htInitial, htResponder, NS_BIND2, NS_FAST, NS_SASL2, sasl2Scram, tlsExporter, tlsServerEndPoint, userAgent,
+  elementText, htInitial, htResponder, NS_BIND2, NS_FAST, NS_SASL2, sasl2Scram, scramClient, tlsExporter, tlsServerEndPoint, userAgent,
 } from '../support/sasl2.ts';
 import type { RunningServer } from '../../services/server.ts';
 
@@ -277,6 +277,17 @@ describe('SASL2, Bind2 and FAST on the wire (embedded)', () => {
       const c2 = await open(port, true);
       await sasl2Scram(c2, 'tlsuser', PASSWORD, '', { mech: 'SCRAM-SHA-256-PLUS', gs2: 'p=tls-server-end-point,,', cbData: tlsServerEndPoint(c2) });
       c2.close();
+      // RFC 6120 SASL with the same mechanism and binding.
+      const c3 = await open(port, true);
+      const scram = scramClient('SCRAM-SHA-256', 'tlsuser', PASSWORD, 'p=tls-exporter,,', tlsExporter(c3));
+      let at = c3.output.length;
+      c3.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256-PLUS'>${scram.first}</auth>`);
+      const challenge = elementText(await next(c3, at, /<\/challenge>/), 'challenge')!;
+      at = c3.output.length;
+      c3.send(`<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>${scram.final(challenge)}</response>`);
+      const success = await next(c3, at, /<\/success>/);
+      assert.ok(scram.verify(elementText(success, 'success')!), success);
+      c3.close();
     });
 
     test('refused: a channel binding that does not match, an unknown type, and a downgrade (y flag)', async () => {
