@@ -170,3 +170,34 @@ test('an export of a domain that is not served is refused; an existing --out fil
   assert.equal(o.stderr, `parley: cannot write ${existing}: the file exists (give another --out, or remove it)\n`);
   assert.equal(readFileSync(existing, 'utf8'), 'keep me');
 });
+
+test('an account imported after its address was written to shows its roster and offline message at first login', { timeout: 60_000 }, async () => {
+  const dataDir = tempDir('parley-pie-early');
+  const d = await startEmbedded({ dataDir });
+  try {
+    await d.addUser('alice');
+    const alice = await connect(d.ports[0], 'alice');
+    // The address has no account yet: its actor loads, finds none and answers for it.
+    await alice.send(xml('message', { to: 'kim@localhost', type: 'chat', id: 'early' }, xml('body', {}, 'anyone there?')));
+    await alice.waitFor((s) => s.is('message') && s.attrs.type === 'error' && s.attrs.id === 'early');
+    await alice.stop();
+    const file = pieFile(`<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'><user name='kim' password='secret'>
+<query xmlns='jabber:iq:roster'><item jid='alice@localhost' name='Alice' subscription='both'><group>Team</group></item></query>
+<offline-messages><message xmlns='jabber:client' from='alice@localhost' to='kim@localhost' type='chat'><body>moved in</body></message></offline-messages>
+</user></host></server-data>`);
+    const r = await parley(['import', file, '--config', embeddedConfig('', dataDir)]);
+    assert.equal(r.status, 0, r.stderr);
+    const kim = await connect(d.ports[0], 'kim');
+    try {
+      const roster = await kim.xmpp.iqCaller.request(xml('iq', { type: 'get' }, xml('query', { xmlns: 'jabber:iq:roster' })));
+      const items = roster.getChild('query')!.getChildren('item');
+      assert.deepEqual(items.map((i) => [i.attrs.jid, i.attrs.name, i.attrs.subscription, i.getChildText('group')]), [['alice@localhost', 'Alice', 'both', 'Team']]);
+      await kim.send(xml('presence'));
+      await kim.waitFor((s) => s.is('message') && s.getChildText('body') === 'moved in');
+    } finally {
+      await kim.stop();
+    }
+  } finally {
+    await d.stop();
+  }
+});
