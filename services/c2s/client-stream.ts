@@ -1066,7 +1066,8 @@ export class ClientStream {
     const why = this.ctx.unavailable();
     if (why) return { condition: 'internal-server-error', text: why };
     const suffix = randomBytesPooled(4).toString('hex');
-    const res = await this.ctx.bind(this, b.tag ? `${b.tag}.${suffix}` : suffix, b.accountPayloads.map((p) => serialize(p)));
+    // XEP-0386 §3.1's recommended form: the client's tag, '/', an identifier of the server's.
+    const res = await this.ctx.bind(this, b.tag ? `${b.tag}/${suffix}` : suffix, b.accountPayloads.map((p) => serialize(p)));
     if ('condition' in res) return res;
     this.resource = res.resource;
     this.jid = `${this.bare}/${this.resource}`;
