@@ -159,8 +159,8 @@ export class Metrics {
       labelNames: ['side'] as const, registers: s2s,
     });
     // Present from the start, so a dashboard and an alert see 0 rather than nothing.
-    for (const d of ['in', 'out']) for (const k of ['message', 'presence', 'iq']) this.s2sStanzas.labels(d, k);
-    for (const side of ['in', 'out']) this.s2sDialbackFailures.labels(side);
+    for (const d of ['in', 'out']) for (const k of ['message', 'presence', 'iq']) this.s2sStanzas.labels(d, k).inc(0);
+    for (const side of ['in', 'out']) this.s2sDialbackFailures.labels(side).inc(0);
   }
 
   /** What the s2s streams count (services/s2s/context.ts S2sCounters), children bound once. */

@@ -78,6 +78,29 @@ describe('two Parley deployments, dialback between self-signed servers', () => {
     await visitRoom(alice, 'Alice', bob, 'Bob', room, 'parley-room');
   });
 
+  test('the metrics count the links, the stanzas, the rooms and their occupants, and a dialback key that did not verify', async () => {
+    const scrape = async () => (await fetch(`http://127.0.0.1:${a.server.metricsPort()}/metrics`)).text();
+    const value = (text: string, series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    let text = await scrape();
+    assert.ok(value(text, 'parley_s2s_links{direction="out"}') >= 1, text);
+    assert.ok(value(text, 'parley_s2s_stanzas_total{direction="out",kind="presence"}') > 0);
+    assert.ok(value(text, 'parley_s2s_stanzas_total{direction="in",kind="message"}') > 0);
+    assert.equal(value(text, 'parley_s2s_queued'), 0);
+    assert.equal(value(text, 'parley_muc_rooms'), 1); // the lobby, where alice still is
+    assert.equal(value(text, 'parley_muc_occupants'), 1);
+    // Someone claims to be b.parley.test with a key b never issued: b says so when a asks, and a counts it.
+    const before = value(text, 'parley_s2s_dialback_failures_total{side="in"}');
+    const forger = await rawPeer(a.server.s2s!.port(), 'b.parley.test', 'a.parley.test');
+    try {
+      forger.send(`<db:result from='b.parley.test' to='a.parley.test'>${'0'.repeat(64)}</db:result>`);
+      await forger.waitFor(/<db:result[^>]*type=["']invalid["']/);
+    } finally {
+      forger.close();
+    }
+    text = await scrape();
+    assert.equal(value(text, 'parley_s2s_dialback_failures_total{side="in"}'), before + 1);
+  });
+
   test('a remote user asks the server what the modules answer: disco#info and #items, version, time, last', async () => {
     const ask = (to: string, payload: ReturnType<typeof xml>) => bob.xmpp.iqCaller.request(xml('iq', { type: 'get', to }, payload), 10_000);
     const info = (await ask('a.parley.test', xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }))).getChild('query')!;
@@ -344,8 +367,8 @@ interface RawPeer {
   close(): void;
 }
 
-/** A server-to-server stream driven by hand: STARTTLS with a client certificate, then SASL EXTERNAL. */
-async function rawPeer(port: number, from: string, to: string, tls: { cert: string; key: string; ca: string }, bidi = false): Promise<RawPeer> {
+/** A server-to-server stream driven by hand: STARTTLS with a client certificate, then SASL EXTERNAL (without `tls`: STARTTLS only, nothing proven). */
+async function rawPeer(port: number, from: string, to: string, tls?: { cert: string; key: string; ca: string }, bidi = false): Promise<RawPeer> {
   let out = '';
   let socket: Socket | TLSSocket = await new Promise<Socket>((resolve, reject) => {
     const s = createConnection({ port, host: HOST }, () => resolve(s));
@@ -374,13 +397,17 @@ async function rawPeer(port: number, from: string, to: string, tls: { cert: stri
   await waitFor(/<proceed/);
   socket.removeListener('data', onData);
   out = '';
-  const secure = tlsConnect({ socket: socket as Socket, servername: to, cert: tls.cert, key: tls.key, ca: tls.ca });
+  const secure = tlsConnect({ socket: socket as Socket, servername: to, ...(tls ? { cert: tls.cert, key: tls.key, ca: tls.ca } : { rejectUnauthorized: false }) });
   await new Promise<void>((resolve, reject) => { secure.once('secureConnect', resolve); secure.once('error', reject); });
   socket = secure;
   socket.on('data', onData);
   socket.on('close', () => closedResolve());
   socket.on('error', () => {});
   socket.write(header);
+  if (!tls) {
+    await waitFor(/<\/stream:features>|<stream:features\/>/);
+    return { send: (s) => socket.write(s), waitFor, closed, close: () => socket.destroy() };
+  }
   await waitFor(/<mechanism>EXTERNAL<\/mechanism>/);
   if (bidi) {
     assert.match(out, /<bidi xmlns=["']urn:xmpp:features:bidi["']\/>/);

@@ -1,7 +1,8 @@
 // The Grafana dashboard (deploy/grafana) queries only metrics a live process
 // exports: every metric name in its panels' expressions and its variables'
 // queries is in /metrics of an embedded server, so a renamed metric cannot
-// leave a panel empty unnoticed.
+// leave a panel empty unnoticed. The server runs federation too, so the
+// s2s role's metrics are there.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -54,7 +55,7 @@ function exported(text: string): Set<string> {
 }
 
 let d: Deployment & { server: RunningServer };
-before(async () => { d = await startEmbedded(); });
+before(async () => { d = await startEmbedded({ s2s: { enabled: true, listen: { host: '127.0.0.1', port: 0 } } }); });
 after(async () => { await d.stop(); });
 
 test('the names are found in an expression: selectors with matchers, histogram series, label_values', () => {
@@ -80,5 +81,6 @@ test('every metric the Grafana dashboard queries is in a live /metrics', async (
   }
   assert.deepEqual(missing, [], 'metrics the dashboard queries and /metrics lacks');
   for (const n of ['parley_build_info', 'parley_auth_failures_total', 'parley_auth_blocks_total', 'parley_sm_resumptions_total', 'parley_stanza_errors_total',
-    'parley_shard_leases_lapsed_total', 'parley_shard_leases_lost_total']) assert.ok(queried.has(n), `the dashboard has a panel for ${n}`);
+    'parley_shard_leases_lapsed_total', 'parley_shard_leases_lost_total', 'parley_s2s_links', 'parley_s2s_queued', 'parley_s2s_stanzas_total',
+    'parley_s2s_dialback_failures_total', 'parley_muc_rooms', 'parley_muc_occupants']) assert.ok(queried.has(n), `the dashboard has a panel for ${n}`);
 });
