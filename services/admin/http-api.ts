@@ -87,6 +87,15 @@ export const ROUTES: readonly Route[] = [
     },
   },
   {
+    method: 'PUT', path: '/users/{jid}/disabled',
+    handle: async (ops, r) => {
+      const disabled = r.body.disabled;
+      if (typeof disabled !== 'boolean') throw new AdminError('bad-request', 'give disabled: true or false');
+      await ops.disableUser(r.params.jid, disabled);
+      return { jid: r.params.jid, disabled };
+    },
+  },
+  {
     method: 'PUT', path: '/users/{jid}/password',
     handle: async (ops, r) => {
       await ops.setPassword(r.params.jid, optionalString(r.body, 'password') ?? '');

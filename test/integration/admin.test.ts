@@ -281,4 +281,15 @@ test('administration of a running embedded server: sessions, kick, announce, sta
     const wrongMethod = await api('DELETE', '/stats');
     assert.equal(wrongMethod.status, 405);
   });
+
+  await t.test('disabling an account through the API ends its session on the wire; a bad value changes nothing', async () => {
+    const bad = await api('PUT', `/users/${encodeURIComponent('carol@localhost')}/disabled`, { disabled: 'yes' });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.message, 'give disabled: true or false');
+    const r = await api('PUT', `/users/${encodeURIComponent('carol@localhost')}/disabled`, { disabled: true });
+    assert.deepEqual(r.body, { jid: 'carol@localhost', disabled: true });
+    await carol!.waitFor(/<policy-violation xmlns=["']urn:ietf:params:xml:ns:xmpp-streams["']\/><text[^>]*>this account has been disabled by an administrator</);
+    const back = await api('PUT', `/users/${encodeURIComponent('carol@localhost')}/disabled`, { disabled: false });
+    assert.equal(back.status, 200);
+  });
 });
