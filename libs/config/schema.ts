@@ -654,6 +654,12 @@ export const configSchema = z.object({
     confirmEvery: z.number().int().positive().default(32),
     /** What contacts see while a session waits: its last presence ('keep'), or unavailable until it resumes. */
     presenceWhileWaiting: z.enum(['keep', 'unavailable']).default('keep'),
+    /**
+     * A client that closes its stream with stanzas it has not acknowledged is asked for an ack (<r/>) and given this
+     * long to answer before the server closes its side; what it acknowledges is not handed back for delivery again.
+     * 0 closes at once.
+     */
+    closeAckWaitMs: z.number().int().min(0).max(30_000).default(1500),
   }).default({}),
 
   /** XEP-0280 message carbons. */

@@ -88,6 +88,8 @@ export type C2sState =
   | { name: 'wait-bind' }
   | { name: 'binding' }
   | { name: 'established' }
+  /** The client closed its stream with stanzas unacknowledged; we asked (<r/>) and wait a moment for its <a/>. */
+  | { name: 'closing'; timer: NodeJS.Timeout }
   | { name: 'closed' };
 
 export class ClientStream {
@@ -138,7 +140,7 @@ export class ClientStream {
     t.attach({
       open: (attrs) => this.onOpen(attrs),
       stanza: (e) => this.onStanza(e),
-      close: () => this.fail(undefined),
+      close: () => this.onClientClose(),
       error: (err) => this.fail(err),
       disconnected: () => this.onDisconnected(),
       activity: (bytes) => {
@@ -309,6 +311,8 @@ export class ClientStream {
         return this.beforeBind(e);
       case 'established':
         return this.stanza(e);
+      case 'closing':
+        return this.lastAck(s, e);
       case 'closed':
         return;
       default: {
@@ -727,12 +731,44 @@ export class ClientStream {
 
   private onDisconnected(): void {
     this.endReason ??= 'connection lost';
-    this.end(true, false);
+    // A client that closed its stream meant to end the session, even if it left before we closed ours.
+    this.end(true, this.state.name === 'closing');
+  }
+
+  /**
+   * The client closed its stream (XEP-0198 §4). What it has not acknowledged would be handed back and delivered
+   * again (offline storage, the next session), so it is asked once and given `closeAckWaitMs` to answer; a client
+   * that acknowledged everything, or sends no <a/>, is closed as before.
+   */
+  private onClientClose(): void {
+    const wait = this.ctx.config.streamManagement.closeAckWaitMs;
+    if (this.state.name !== 'established' || !this.sm.on || this.sm.written === this.sm.acked || wait === 0) return this.fail(undefined);
+    const timer = setTimeout(() => this.fail(undefined), wait);
+    timer.unref();
+    this.state = { name: 'closing', timer };
+    this.t.send(smElement.r());
+    this.t.readAfterClose?.();
+  }
+
+  /** While closing, only an <a/> means anything: the acknowledged stanzas are done with; all acknowledged, we close. */
+  private lastAck(s: { timer: NodeJS.Timeout }, e: Element): void {
+    if (e.name !== 'a' || e.attrs.xmlns !== NS_SM) return;
+    const h = parseH(e.attrs.h);
+    if (h === undefined) return;
+    const before = this.sm.acked;
+    const n = this.sm.ack(h, Date.now());
+    if (n instanceof StreamError) return this.fail(n, true, true);
+    if (n > before) this.smToActor('sm-ack', { h: n });
+    if (this.sm.acked === this.sm.written) {
+      clearTimeout(s.timer);
+      this.fail(undefined);
+    }
   }
 
   private end(unbind: boolean, closed: boolean, condition?: string): void {
     if (this.state.name === 'closed') return;
     const wasBound = this.jid !== '';
+    if (this.state.name === 'closing') clearTimeout(this.state.timer);
     this.state = { name: 'closed' };
     log.info('stream closed', {
       event: 'stream-close', sid: this.sid, jid: this.jid || undefined, address: this.address, reason: this.endReason ?? 'connection lost', condition,

@@ -30,6 +30,9 @@ export interface TcpPeerOptions {
   sni?: SniLookup;
 }
 
+/** What the elements a client sends after closing its stream are read inside (`readAfterClose`). */
+const AFTER_CLOSE_HEADER = `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>`;
+
 /** Transports with writes waiting for the end of this turn. */
 const corked: TcpTransport[] = [];
 function flushCorked(): void {
@@ -208,6 +211,15 @@ export class TcpTransport implements ClientTransport {
       tls.once('secure', () => resolve());
       tls.once('error', (e) => reject(e));
     });
+  }
+
+  readAfterClose(): void {
+    if (this.closed || !this.events) return;
+    const ev = this.events;
+    // Past its </stream:stream> a client's bytes belong to no document: read them as the children of a stream header
+    // of our own. Nothing read here can open, close or fail a stream; the server closes its side in any case.
+    this.parser = new StreamParser({ streamOpen: () => {}, stanza: (el) => ev.stanza(el), streamClose: () => {}, error: () => {} }, this.limits);
+    this.parser.write(Buffer.from(AFTER_CLOSE_HEADER));
   }
 
   closeStream(error?: StreamError): void {

@@ -43,6 +43,11 @@ export interface ClientTransport {
   startTls(): Promise<void>;
   /** Optionally write an error, close the stream, then the connection. */
   closeStream(error?: StreamError): void;
+  /**
+   * The client closed its stream and the server still waits for its last ack (XEP-0198): go on reading the
+   * elements it sends until closeStream(). A transport that frames each element (WebSocket) reads them anyway.
+   */
+  readAfterClose?(): void;
   /** Stop reading for a while (inbound rate limit). */
   pause(ms: number): void;
 }

@@ -141,6 +141,8 @@ export interface AccountContext {
   terminateSession(resource: string): Promise<void>;
   /** A stanza for the account handled again as if just arrived, past filters and message hooks (what an ended session leaves behind). */
   reroute(d: Delivery): void | Promise<void>;
+  /** A message that session `resource` ended without acknowledging: whether a message hook says its client fetches it elsewhere (`MessageHooks.retrievable`). */
+  retrievable(resource: string, xml: string): boolean;
   /**
    * Work a handler started and does not wait for (a store write being tried again): the actor counts as busy
    * until it settles, so a shard handoff, a passivation or a shutdown waits for it. A rejection is logged with `what`.
@@ -346,6 +348,11 @@ export interface MessageHooks<S> {
   routing?(state: S, account: AccountContext, msg: MessageEvent): void | Promise<void>;
   /** After (carbon copies, push notifications). */
   routed?(state: S, account: AccountContext, msg: MessageEvent): void | Promise<void>;
+  /**
+   * A message session `resource` was given and ended without acknowledging: true when that session's client will
+   * fetch it again by itself (it is in the archive the client reads), so it is not offered again (offline storage).
+   */
+  retrievable?(state: S, account: AccountContext, resource: string, xml: string): boolean;
 }
 
 /** A control envelope for the account's actor that a module handles (from a c2s node, or a timer of its own). */

@@ -1210,6 +1210,12 @@ export class UserActor extends Actor implements AccountContext {
     if (s) await this.endSession(resource, s);
   }
 
+  retrievable(resource: string, xml: string): boolean {
+    const { states, messageSlots } = this.svc.modules;
+    for (const i of messageSlots) if (states[i].messages!.retrievable?.(this.states[i], this, resource, xml)) return true;
+    return false;
+  }
+
   async reroute(d: Delivery): Promise<void> {
     const was = this.replaying;
     this.replaying = true;
@@ -1253,7 +1259,7 @@ export class UserActor extends Actor implements AccountContext {
   }
 
   /** The message hooks from slot `from` on; a promise only when some hook needs one (a chat message costs none otherwise). */
-  private messageHooks(step: keyof MessageHooks<unknown>, msg: MessageEvent, from = 0): void | Promise<void> {
+  private messageHooks(step: 'routing' | 'routed', msg: MessageEvent, from = 0): void | Promise<void> {
     const { states, messageSlots } = this.svc.modules;
     for (let k = from; k < messageSlots.length; k++) {
       const i = messageSlots[k];

@@ -60,6 +60,8 @@ export interface ArchiveState {
   sinceTrim: number;
   /** The last archive write issued (queries wait for it). */
   writes: Promise<void>;
+  /** Resources whose current session queried the archive: their clients catch up from it (`retrievable`). */
+  queriedBy: Set<string>;
 }
 
 export interface ArchivedMessage {
@@ -91,11 +93,17 @@ export const archive = defineAccountState<ArchiveState>({
     const h = data.get(PREFS);
     const set = (k: string) => new Set<string>(h?.get(k) ? (unpack(h.get(k)!) as string[]) : []);
     const d = h?.get('default');
-    return { prefs: { default: d ? (unpack(d) as Default) : ctx.config.mam.default, always: set('always'), never: set('never') }, last: -1, count: 0, sinceTrim: 0, writes: Promise.resolve() };
+    return { prefs: { default: d ? (unpack(d) as Default) : ctx.config.mam.default, always: set('always'), never: set('never') }, last: -1, count: 0, sinceTrim: 0, writes: Promise.resolve(), queriedBy: new Set() };
   },
   messages: {
     routing: (state, account, msg) => archiveMessage(state, account, msg),
+    // What a session ended without acknowledging is offered again only to a client that does not read the archive:
+    // one that queried it during that session fetches the message from there (it carries our stanza id: archived).
+    retrievable: (state, account, resource, xml) => state.queriedBy.has(resource) && carriesOurId(xml, account.bare),
   },
+  // Stream management is listed before this module (modules/index.ts), so its `ended` hook has asked `retrievable`
+  // about the session's unacknowledged messages by the time this one forgets the session.
+  hooks: { ended: (state, _account, resource) => { state.queriedBy.delete(resource); } },
 });
 
 // ---------------------------------------------------------------- archiving
@@ -187,6 +195,13 @@ function append(state: ArchiveState, account: AccountContext, msg: MessageEvent,
     write = write.then(() => store.logTrim(account.bare, ARCHIVE, t)).then((n) => { state.count -= n - counted; });
   }
   state.writes = write.then(() => undefined, (e: unknown) => log.error('archiving failed', { account: account.bare, error: e }));
+}
+
+/** A stanza id this account's archive gave the message (XEP-0359 `by` the account). */
+function carriesOurId(xml: string, bare: string): boolean {
+  if (!xml.includes(NS_SID)) return false;
+  const s = parseFragment(xml);
+  return s.children.some((c) => typeof c !== 'string' && c.name === 'stanza-id' && c.attrs.xmlns === NS_SID && c.attrs.by === bare);
 }
 
 function withoutOurIds(s: Element, bare: string): Element {
@@ -347,6 +362,7 @@ async function query(req: IqRequest): Promise<Element> {
   const q = parseQuery(req.payload, req.account.server.config.mam);
   const page = await runQuery(req.account, q);
   const resource = resourcePart(req.from);
+  req.account.state(archive).queriedBy.add(resource);
   // Results first, then the iq result: both go through the actor in this order.
   for (const m of page.messages) {
     req.account.deliver(resource, { kind: 'message', from: req.account.bare, to: req.from, type: '', xml: resultMessage(req.account, req.from, q.queryId, m), t: 0 });

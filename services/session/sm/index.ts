@@ -140,14 +140,24 @@ function flushHeld(account: AccountContext, resource: string, s: SmSession): voi
   for (const d of held) number(account, resource, s, d);
 }
 
-/** The queue of an ended session, handled once: each message or request routed as if to a resource that just left. */
-async function release(account: AccountContext, s: SmSession): Promise<void> {
+/**
+ * The queue of an ended session, handled once: each message or request routed as if to a resource that just left.
+ * A message the client fetches from the account's archive by itself (`retrievable`) is not offered again: it would
+ * reach that client twice.
+ */
+async function release(account: AccountContext, resource: string, s: SmSession): Promise<void> {
   const left = [...(await readQueue(account, s)), ...s.held];
   s.held = [];
+  let kept = 0;
   for (const d of left) {
     // Presence and results describe a state the next session learns again; messages and requests must not vanish.
+    if (d.kind === 'message' && account.retrievable(resource, typeof d.xml === 'string' ? d.xml : Buffer.from(d.xml).toString('utf8'))) {
+      kept++;
+      continue;
+    }
     if (d.kind === 'message' || (d.kind === 'iq' && (d.type === 'get' || d.type === 'set'))) await account.reroute(withSender(d));
   }
+  if (kept) log.debug('unacknowledged messages left to the archive', { account: account.bare, resource, messages: kept });
   const b = account.server.store.batch(account.bare);
   b.del(queueOf(s.smid));
   await b.exec();
@@ -220,7 +230,7 @@ export const streamManagement = defineAccountState<SmSessions>({
       if (!s) return;
       state.delete(resource);
       account.rulesChanged();
-      await release(account, s);
+      await release(account, resource, s);
       await account.server.store.hdel(account.bare, SM_STATE, resource);
       if (s.detachedAt > 0) await waiting(account, state);
     },
@@ -232,7 +242,7 @@ export const streamManagement = defineAccountState<SmSessions>({
       if (!c || c.sid !== s.sid) {
         // The session is gone (the embedded process restarted, or it ended while its queue was being written).
         state.delete(resource);
-        await release(account, s);
+        await release(account, resource, s);
         await account.server.store.hdel(account.bare, SM_STATE, resource);
         continue;
       }
@@ -261,7 +271,7 @@ async function enable(req: ControlRequest): Promise<void> {
   s.inactive = d.inactive === true;
   const old = state.get(d.resource);
   try {
-    if (old) await release(account, old);
+    if (old) await release(account, d.resource, old);
     state.set(d.resource, s);
     account.rulesChanged();
     if (!(await persist(account, d.resource, s))) throw new Error('the session record could not be stored');
