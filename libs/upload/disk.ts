@@ -39,8 +39,15 @@ const DOMAIN = /^[a-z0-9.-]{1,253}$/;
 export class DiskFiles implements UploadFiles {
   readonly kind = 'disk';
   private key: Buffer | undefined;
+  /** The port the HTTP listener got (configured as 0: any free one). */
+  private listeningPort = 0;
 
-  constructor(readonly dir: string, private readonly baseUrl: () => string) {}
+  constructor(readonly dir: string, private readonly baseUrl: (listeningPort: number) => string) {}
+
+  /** The HTTP listener serves these files on `port`. */
+  served(port: number): void {
+    this.listeningPort = port;
+  }
 
   /** The signing key, made once per data directory (a restart keeps outstanding PUT URLs valid). */
   private signingKey(): Buffer {
@@ -70,7 +77,7 @@ export class DiskFiles implements UploadFiles {
   }
 
   async urls(service: string, slot: Slot): Promise<SlotUrls> {
-    const get = `${this.baseUrl().replace(/\/+$/, '')}${UPLOAD_PATH}/${encodeURIComponent(service)}/${slot.id}/${urlFileName(slot.fileName)}`;
+    const get = `${this.baseUrl(this.listeningPort).replace(/\/+$/, '')}${UPLOAD_PATH}/${encodeURIComponent(service)}/${slot.id}/${urlFileName(slot.fileName)}`;
     const q = new URLSearchParams({ size: String(slot.size), type: slot.contentType, until: String(slot.putUntil),
       sig: this.sign(service, slot.id, slot.fileName, slot.size, slot.contentType, slot.putUntil) });
     return { get, put: `${get}?${q}` };

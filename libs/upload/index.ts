@@ -18,13 +18,23 @@ export function uploadOffered(config: Config): boolean {
   return config.upload.store.kind === 's3' || (config.c2s.http.enabled && config.bus.kind === 'inprocess');
 }
 
-/** Where the disk store's files are reached: the configured URL, else the HTTP listener's public URL or address. */
-export function diskBaseUrl(config: Config): string {
+/**
+ * Where the disk store's files are reached: the configured URL, else the HTTP listener's public URL, else its own
+ * address (`listeningPort`: the port it got when configured with 0).
+ */
+export function diskBaseUrl(config: Config, listeningPort = 0): string {
   const s = config.upload.store;
   if (s.kind === 'disk' && s.url) return s.url;
   if (config.c2s.http.publicUrl) return config.c2s.http.publicUrl;
   const host = config.c2s.http.host.includes(':') ? `[${config.c2s.http.host}]` : config.c2s.http.host;
-  return `${config.c2s.http.tls ? 'https' : 'http'}://${host}:${config.c2s.http.port}`;
+  return `${config.c2s.http.tls ? 'https' : 'http'}://${host}:${listeningPort || config.c2s.http.port}`;
+}
+
+/** Origins a browser must be allowed to connect to for uploads besides the page's own (object storage). */
+export function uploadOrigins(config: Config): string[] {
+  const s = config.upload.store;
+  if (!uploadOffered(config) || s.kind !== 's3') return [];
+  return [s.endpoint ? new URL(s.endpoint).origin : 'https://*.amazonaws.com', ...(s.publicUrl ? [new URL(s.publicUrl).origin] : [])];
 }
 
 export function diskDir(config: Config): string {
@@ -41,7 +51,7 @@ export function uploadFiles(config: Config): Promise<UploadFiles> {
     const u = config.upload;
     const s = u.store;
     f = s.kind === 'disk'
-      ? Promise.resolve(new DiskFiles(diskDir(config), () => diskBaseUrl(config)))
+      ? Promise.resolve(new DiskFiles(diskDir(config), (port) => diskBaseUrl(config, port)))
       : import('./s3.ts').then((m) => new m.S3Files(s, u.slotSeconds, u.fileLifetimeSeconds));
     opened.set(config, f);
   }

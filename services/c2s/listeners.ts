@@ -14,7 +14,7 @@ import { hostMetaRoutes } from './host-meta.ts';
 import { SourceNetworks } from './address.ts';
 import { startHttpServer, type HttpRoute, type HttpServer, type HttpStreamRoute } from './http-server.ts';
 import { uploadRoutes } from './upload-http.ts';
-import { uploadFiles, uploadOffered, type DiskFiles } from '../../libs/upload/index.ts';
+import { uploadFiles, uploadOffered, uploadOrigins, type DiskFiles } from '../../libs/upload/index.ts';
 import type { ProxyPolicy } from './proxy-protocol.ts';
 import type { ClientTransport } from './transport.ts';
 import { webClientRoutes } from './web/index.ts';
@@ -77,10 +77,11 @@ export async function startListeners(h: ListenerHost): Promise<Listeners> {
       });
       routes.push(...bosh.routes());
     }
-    if (c2s.webClient.enabled) routes.push(...webClientRoutes());
+    if (c2s.webClient.enabled) routes.push(...webClientRoutes(uploadOrigins(h.config)));
     const streamRoutes: HttpStreamRoute[] = [];
-    if (uploadOffered(h.config) && h.config.upload.store.kind === 'disk') {
-      const upload = uploadRoutes(await uploadFiles(h.config) as DiskFiles, h.config);
+    const diskFiles = uploadOffered(h.config) && h.config.upload.store.kind === 'disk' ? await uploadFiles(h.config) as DiskFiles : undefined;
+    if (diskFiles) {
+      const upload = uploadRoutes(diskFiles, h.config);
       routes.push(...upload.routes);
       streamRoutes.push(...upload.streamRoutes);
     }
@@ -106,6 +107,7 @@ export async function startListeners(h: ListenerHost): Promise<Listeners> {
       throw listenError('the HTTP listener (WebSocket, BOSH)', 'c2s.http', c2s.http.host, c2s.http.port, await bindProbe(c2s.http.host, c2s.http.port) ?? e);
     });
     port = http.port;
+    diskFiles?.served(port);
   }
 
   return {

@@ -116,4 +116,20 @@ test('administration of a cluster: every process answers for what it holds, any 
     const one = await api(c2s1, 'POST', '/reload', { node: ns });
     assert.deepEqual((one.body.nodes as Array<{ node: string }>).map((n) => n.node), [ns]);
   });
+
+  await t.test('a process that does not answer within admin.requestTimeoutMs is named, beside the answers of the others', async () => {
+    // Stopped, it is still a member until its heartbeat lapses, but answers nothing.
+    c2s2.child.kill('SIGSTOP');
+    try {
+      // Asked at once, before its membership lapses (cluster.memberTtlMs).
+      const started = Date.now();
+      const r = await api(c2s1, 'GET', '/stats');
+      assert.ok(Date.now() - started >= 3000, 'waited admin.requestTimeoutMs');
+      assert.equal(r.status, 200);
+      assert.deepEqual(r.body.unreachable, [n2]);
+      assert.deepEqual((r.body.nodes as Array<{ node: string }>).map((n) => n.node).sort(), [n1, ns].sort());
+    } finally {
+      c2s2.child.kill('SIGCONT');
+    }
+  });
 });

@@ -1,8 +1,10 @@
 // The web client in a real browser (headless Chromium through playwright-core):
 // two pages log in over WebSocket, add each other, see each other's presence
-// and chat. Screenshots go to .test-artifacts/.
+// and chat; one sends a file through the HTTP upload service (XEP-0363) and
+// the other gets a link to the same bytes. Screenshots go to .test-artifacts/.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startEmbedded, PASSWORD, type Deployment } from '../support/parley.ts';
@@ -18,7 +20,7 @@ describe('web client in Chromium', { skip: existsSync(CHROMIUM) ? false : `${CHR
   let base: string;
   before(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
-    d = await startEmbedded({ c2s: { http: { enabled: true, port: 0 }, webClient: { enabled: true } } });
+    d = await startEmbedded({ c2s: { http: { enabled: true, port: 0 }, webClient: { enabled: true } }, upload: { maxFileBytes: 2_000_000 } });
     base = `http://127.0.0.1:${d.server.c2s!.httpPort()}`;
     await d.addUser('webalice');
     await d.addUser('webbob');
@@ -85,6 +87,36 @@ describe('web client in Chromium', { skip: existsSync(CHROMIUM) ? false : `${CHR
       await bob.waitForSelector('#status[data-state="offline"]');
       await alice.waitForSelector('#roster li[data-jid="webbob@localhost"][data-presence="offline"]');
     }
+  });
+
+  test('a file sent through the upload service reaches the other page as a link to the same bytes', async () => {
+    await d.addUser('webcarol');
+    await d.addUser('webdave');
+    const carol = await login('webcarol');
+    const dave = await login('webdave');
+    // The form shows once the page has found the upload service in the server's disco#items.
+    await carol.waitForSelector('#file-form:not([hidden])');
+    await carol.fill('#chat-to', 'webdave@localhost');
+    const bytes = randomBytes(1_500_000);
+    await carol.setInputFiles('#file-input', { name: 'photo from the browser.png', mimeType: 'image/png', buffer: bytes });
+    await carol.click('#file-button');
+    const link = await dave.waitForSelector('#messages .msg.in a');
+    const url = await link.getAttribute('href') ?? '';
+    assert.match(url, new RegExp(`^${base}/upload/upload\\.localhost/[A-Za-z0-9_-]{22}/photo%20from%20the%20browser\\.png$`));
+    assert.equal(await dave.textContent('#messages .msg.in .from'), 'webcarol@localhost');
+    await carol.waitForSelector(`#messages .msg.out a[href="${url}"]`);
+    assert.equal(await carol.textContent('#file-status'), '');
+    const got = await fetch(url);
+    assert.equal(got.headers.get('content-type'), 'image/png');
+    assert.ok(Buffer.from(await got.arrayBuffer()).equals(bytes), 'the same bytes');
+    await dave.screenshot({ path: `${ARTIFACTS}/web-client-file-received.png` });
+
+    // A type the service does not take: the page says why, and nothing is sent.
+    await carol.setInputFiles('#file-input', { name: 'page.html', mimeType: 'text/html', buffer: Buffer.from('<h1>hi</h1>') });
+    await carol.click('#file-button');
+    await carol.waitForFunction(() => /not accepted/.test(document.querySelector('#file-status')?.textContent ?? ''));
+    assert.match(await carol.textContent('#file-status') ?? '', /text\/html/);
+    assert.equal(await dave.locator('#messages .msg.in').count(), 1);
   });
 
   test('the page is served with a restrictive content security policy', async () => {

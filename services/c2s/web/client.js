@@ -1,12 +1,15 @@
 // Parley's small web client: XMPP over WebSocket (RFC 7395) with no library.
 // SASL SCRAM-SHA-256 / SCRAM-SHA-1 through WebCrypto, PLAIN as a fallback;
-// roster (RFC 6121), subscriptions, presence and one-to-one chat.
+// roster (RFC 6121), subscriptions, presence, one-to-one chat, and sending a
+// file through the server's HTTP upload service (XEP-0363).
 'use strict';
 
 const NS = {
   framing: 'urn:ietf:params:xml:ns:xmpp-framing', sasl: 'urn:ietf:params:xml:ns:xmpp-sasl',
   bind: 'urn:ietf:params:xml:ns:xmpp-bind', client: 'jabber:client', roster: 'jabber:iq:roster',
   ping: 'urn:xmpp:ping', stanzas: 'urn:ietf:params:xml:ns:xmpp-stanzas',
+  discoInfo: 'http://jabber.org/protocol/disco#info', discoItems: 'http://jabber.org/protocol/disco#items',
+  upload: 'urn:xmpp:http:upload:0', oob: 'jabber:x:oob', data: 'jabber:x:data',
 };
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&apos;');
@@ -149,7 +152,7 @@ class Xmpp {
 
 // ---- the page ----
 
-const state = { xmpp: null, hasRoster: false, roster: new Map(), presence: new Map(), chats: new Map(), current: '', unread: new Set() };
+const state = { xmpp: null, hasRoster: false, roster: new Map(), presence: new Map(), chats: new Map(), current: '', unread: new Set(), upload: null };
 
 function setStatus(text, s) {
   $('status').textContent = text;
@@ -203,7 +206,17 @@ function renderMessages() {
     div.className = `msg ${m.dir}`;
     div.innerHTML = '<span class="from"></span><span class="body"></span>';
     div.querySelector('.from').textContent = m.dir === 'out' ? 'me' : m.from;
-    div.querySelector('.body').textContent = m.body;
+    // A message that is only a web address (a shared file) is shown as a link; anything else stays text.
+    if (/^https?:\/\/\S+$/.test(m.body)) {
+      const a = document.createElement('a');
+      a.href = m.body;
+      a.textContent = m.body;
+      a.target = '_blank';
+      a.rel = 'noopener noreferrer';
+      div.querySelector('.body').appendChild(a);
+    } else {
+      div.querySelector('.body').textContent = m.body;
+    }
     box.appendChild(div);
   }
   box.scrollTop = box.scrollHeight;
@@ -252,6 +265,7 @@ const handlers = {
       $('roster-note').textContent = 'The server offers no roster: type a JID to chat.';
     }
     state.xmpp.write(`<presence xmlns="${NS.client}"/>`);
+    findUploadService();
   },
   message: (el) => {
     const body = el.getElementsByTagName('body')[0];
@@ -314,6 +328,73 @@ $('add-form').onsubmit = (e) => {
   });
   state.xmpp.write(`<presence xmlns="${NS.client}" to="${esc(jid)}" type="subscribe"/>`);
   $('add-jid').value = '';
+};
+
+// ---- sending a file (XEP-0363) ----
+
+/** The server's upload service: the item of its disco#items with identity store/file; the file form shows once found. */
+async function findUploadService() {
+  const x = state.xmpp;
+  try {
+    const items = await x.iq('get', `<query xmlns="${NS.discoItems}"/>`, x.domain);
+    for (const item of items.getElementsByTagNameNS(NS.discoItems, 'item')) {
+      const jid = item.getAttribute('jid');
+      const info = await x.iq('get', `<query xmlns="${NS.discoInfo}"/>`, jid).catch(() => null);
+      if (!info) continue;
+      const isStore = [...info.getElementsByTagNameNS(NS.discoInfo, 'identity')].some((i) => i.getAttribute('category') === 'store' && i.getAttribute('type') === 'file');
+      const speaks = [...info.getElementsByTagNameNS(NS.discoInfo, 'feature')].some((f) => f.getAttribute('var') === NS.upload);
+      if (!isStore || !speaks) continue;
+      const max = [...info.getElementsByTagNameNS(NS.data, 'field')].find((f) => f.getAttribute('var') === 'max-file-size');
+      state.upload = { jid, maxSize: max ? Number(max.textContent.trim()) : Infinity };
+      $('file-form').hidden = false;
+      return;
+    }
+  } catch { /* no upload service: no file form */ }
+}
+
+const errorText = (el) => {
+  const err = el.getElementsByTagName('error')[0];
+  const text = err?.getElementsByTagNameNS(NS.stanzas, 'text')[0]?.textContent;
+  return text || err?.firstElementChild?.localName || 'refused';
+};
+
+/** Ask for a slot, PUT the file, then send its GET URL as a message (with XEP-0066 out-of-band data, as mobile clients expect). */
+async function sendFile(to, file) {
+  const x = state.xmpp;
+  if (file.size > state.upload.maxSize) throw new Error(`the file is larger than the server accepts (${state.upload.maxSize} bytes)`);
+  const type = file.type || 'application/octet-stream';
+  let res;
+  try {
+    res = await x.iq('get', `<request xmlns="${NS.upload}" filename="${esc(file.name)}" size="${file.size}" content-type="${esc(type)}"/>`, state.upload.jid);
+  } catch (el) {
+    throw new Error(`no upload slot: ${errorText(el)}`);
+  }
+  const put = res.getElementsByTagNameNS(NS.upload, 'put')[0];
+  const get = res.getElementsByTagNameNS(NS.upload, 'get')[0].getAttribute('url');
+  const headers = { 'content-type': type };
+  for (const h of put.getElementsByTagNameNS(NS.upload, 'header')) {
+    if (['authorization', 'cookie', 'expires'].includes(h.getAttribute('name').toLowerCase())) headers[h.getAttribute('name')] = h.textContent;
+  }
+  const r = await fetch(put.getAttribute('url'), { method: 'PUT', body: file, headers });
+  if (!r.ok) throw new Error(`the upload failed (HTTP ${r.status})`);
+  x.write(`<message xmlns="${NS.client}" to="${esc(to)}" type="chat"><body>${esc(get)}</body><x xmlns="${NS.oob}"><url>${esc(get)}</url></x></message>`);
+  addMessage(to, 'me', get, 'out');
+}
+
+$('file-form').onsubmit = async (e) => {
+  e.preventDefault();
+  const to = bare($('chat-to').value.trim()) || state.current;
+  const file = $('file-input').files[0];
+  if (!to || !file || !state.upload) return;
+  state.current = to;
+  $('file-status').textContent = `sending ${file.name}…`;
+  try {
+    await sendFile(to, file);
+    $('file-status').textContent = '';
+    $('file-input').value = '';
+  } catch (err) {
+    $('file-status').textContent = err.message;
+  }
 };
 
 $('open-form').onsubmit = (e) => {
