@@ -1,6 +1,7 @@
 // One client's stream as an explicit state machine (RFC 6120 §4–§7). Every
 // (state, input) pair has one place that answers it; whatever arrives in the
 // wrong state gets a stream error, never silence.
+import { createHash } from 'node:crypto';
 import { inBandRegistration, NS_REGISTER } from '../../libs/accounts/registration.ts';
 import { randomBytesPooled } from '../../libs/auth/random.ts';
 import type { TokenUse } from '../../libs/auth/fast.ts';
@@ -1034,7 +1035,7 @@ export class ClientStream {
       established = r.resumed;
     }
     if (!established && req.bind) {
-      const bound = await this.bindInline(req.bind);
+      const bound = await this.bindInline(req.bind, client);
       if (this.state.name !== 'sasl2-inline') return;
       if (typeof bound !== 'string') {
         this.user = '';
@@ -1098,12 +1099,21 @@ export class ClientStream {
   }
 
   /** XEP-0386: a resource named after the client's tag, bound with what the request enables; the <bound/> that says so. */
-  private async bindInline(b: Bind2Request): Promise<string | { condition: string; text?: string }> {
+  private async bindInline(b: Bind2Request, client: string | undefined): Promise<string | { condition: string; text?: string }> {
     const why = this.ctx.unavailable();
     if (why) return { condition: 'internal-server-error', text: why };
-    const suffix = randomBytesPooled(4).toString('hex');
-    // XEP-0386 §3.1's recommended form: the client's tag, '/', an identifier of the server's.
-    const res = await this.ctx.bind(this, b.tag ? `${b.tag}/${suffix}` : suffix, b.accountPayloads.map((p) => serialize(p)));
+    // XEP-0386 §3.1's recommended form: the client's tag, '/', an identifier of the server's. The identifier is the
+    // same for the same account, client (user-agent id) and tag, so a client that binds again replaces the session it
+    // left behind (c2s.resourceConflict) rather than adding one; a hash, so the user-agent id is not shown.
+    const name = (id: string) => (b.tag ? `${b.tag}/${id}` : id);
+    const random = () => randomBytesPooled(4).toString('hex');
+    const stable = client === undefined ? undefined : createHash('sha256').update(`${this.bare}\0${client}\0${b.tag}`).digest('hex').slice(0, 8);
+    const payloads = b.accountPayloads.map((p) => serialize(p));
+    let res = await this.ctx.bind(this, name(stable ?? random()), payloads);
+    // Where a resource in use is refused rather than taken over, the client still gets a session.
+    if ('condition' in res && res.condition === 'conflict' && stable !== undefined && this.state.name === 'sasl2-inline') {
+      res = await this.ctx.bind(this, name(random()), payloads);
+    }
     if ('condition' in res) return res;
     this.resource = res.resource;
     this.jid = `${this.bare}/${this.resource}`;

@@ -103,6 +103,23 @@ describe('SASL2, Bind2 and FAST on the wire (embedded)', () => {
     other.close();
   });
 
+  test('Bind2: the same client binding again gets the same resource and replaces its earlier session; another client does not', async () => {
+    const ua = randomUUID();
+    const bind = `<bind xmlns='${NS_BIND2}'><tag>Same</tag></bind>`;
+    const c1 = await open1();
+    const jid1 = elementText(await sasl2Scram(c1, 's2b', PASSWORD, userAgent(ua) + bind), 'authorization-identifier');
+    const c2 = await open1();
+    const jid2 = elementText(await sasl2Scram(c2, 's2b', PASSWORD, userAgent(ua) + bind), 'authorization-identifier');
+    assert.equal(jid2, jid1);
+    assert.match(await c1.waitFor(/<\/stream:stream>/), /<stream:error><conflict xmlns="urn:ietf:params:xml:ns:xmpp-streams"\/>/);
+    const c3 = await open1();
+    const jid3 = elementText(await sasl2Scram(c3, 's2b', PASSWORD, userAgent(randomUUID()) + bind), 'authorization-identifier');
+    assert.notEqual(jid3, jid1);
+    assert.doesNotMatch(jid3 ?? '', new RegExp(ua.slice(0, 8)), 'the user-agent id is not shown');
+    c2.close();
+    c3.close();
+  });
+
   test('SASL2 without Bind2: the bare JID, then the features of the authenticated stream, without a restart; legacy bind works', async () => {
     const c = await open1();
     const success = await sasl2Scram(c, 's2b', PASSWORD);
