@@ -44,10 +44,11 @@ const EJABBERD_LIBS = '/usr/lib/x86_64-linux-gnu';
 const bin = (s: string): string => `<<"${s}">>`;
 
 /**
- * ejabberd with SCRAM-stored passwords and no listener: its administration commands (those `ejabberdctl
- * register`, `add_rosteritem`, `set_vcard` and `send_message` run) and `export_piefxis`, called in the node.
+ * ejabberd with no listener, its passwords stored as SCRAM (its default) or in clear: its administration
+ * commands (those `ejabberdctl register`, `add_rosteritem`, `set_vcard` and `send_message` run) and
+ * `export_piefxis`, called in the node.
  */
-async function ejabberdExport(): Promise<string> {
+async function ejabberdExport(passwordFormat: 'scram' | 'plain'): Promise<string> {
   const dir = tempDir('parley-pie-ejabberd');
   const out = join(dir, 'export');
   mkdirSync(out);
@@ -57,7 +58,7 @@ loglevel: info
 log_rotate_count: 0
 listen: []
 auth_method: internal
-auth_password_format: scram
+auth_password_format: ${passwordFormat}
 acl: {}
 access_rules: {}
 modules:
@@ -207,7 +208,7 @@ async function archivedBodies(xmpp: Client, box: Inbox): Promise<string[]> {
 }
 
 test('an ejabberd export_piefxis imports into a running embedded Parley: the original password logs in, the roster, vCard and offline message are on the wire', { timeout: 120_000 }, async () => {
-  const file = await ejabberdExport();
+  const file = await ejabberdExport('scram');
   const dataDir = tempDir('parley-pie-embedded');
   const d = await startEmbedded({ dataDir });
   try {
@@ -239,6 +240,27 @@ test('an ejabberd export_piefxis imports into a running embedded Parley: the ori
     const again = await parley(['import', file, '--config', cfg]);
     assert.equal(again.status, 2);
     assert.equal(again.stderr, `parley: alice@localhost, bob@localhost exist already (import only creates accounts); nothing imported\n`);
+  } finally {
+    await d.stop();
+  }
+});
+
+test('an ejabberd export of clear passwords: they become SCRAM credentials of both kinds, and log in', { timeout: 120_000 }, async () => {
+  const file = await ejabberdExport('plain');
+  assert.match(readFileSync(file.replace(/\.xml$/, `_${DOMAIN}.xml`), 'utf8'), new RegExp(`<user name='alice' password='${ALICE_PASSWORD}'>`));
+  const dataDir = tempDir('parley-pie-embedded');
+  const d = await startEmbedded({ dataDir });
+  try {
+    const cfg = join(dataDir, 'parley.yaml');
+    writeFileSync(cfg, `domains: [${DOMAIN}]\ndataDir: ${JSON.stringify(dataDir)}\nlog: { level: warn }\n`);
+    const r = await parley(['import', file, '--config', cfg]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^alice@localhost: password, 1 contacts, a vCard, 1 offline messages, 0 archived messages\n/m);
+    const exported = await parley(['export', '--config', cfg]);
+    assert.match(exported.stdout, /<user name="alice"><scram-credentials [^>]*mechanism="SCRAM-SHA-1">.*<scram-credentials [^>]*mechanism="SCRAM-SHA-256">/);
+    const alice = await login(d.ports[0], 'alice', ALICE_PASSWORD);
+    assert.equal(await vcardName(alice.xmpp), 'Alice Liddell');
+    await alice.xmpp.stop();
   } finally {
     await d.stop();
   }
