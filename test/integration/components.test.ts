@@ -51,6 +51,14 @@ const digest = (id: string, secret: string) => createHash('sha1').update(id + se
 
 const body = (s: Stanza) => s.getChildText('body');
 
+async function waitUntil(pred: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 function scenarios(name: string, setup: () => Promise<{ d: Deployment; componentPorts: number[] }>): void {
   describe(`external components, ${name}`, () => {
     let d: Deployment;
@@ -88,6 +96,25 @@ function scenarios(name: string, setup: () => Promise<{ d: Deployment; component
         const result = await alice.waitFor((s) => s.is('iq') && s.attrs.id === id);
         assert.equal(result.attrs.type, 'result');
         assert.equal(result.attrs.from, 'echo.localhost');
+      } finally {
+        await echo.stop();
+      }
+    });
+
+    test('a user subscribes to a JID of the component: the component gets the request, its answer reaches the roster', async () => {
+      // Roster pushes go to a resource that asked for the roster (RFC 6121 §2.1.6).
+      await alice.send(xml('iq', { type: 'get', id: 'roster' }, xml('query', { xmlns: 'jabber:iq:roster' })));
+      await alice.waitFor((s) => s.is('iq') && s.attrs.id === 'roster');
+      const echo = await echoComponent(ports[0]);
+      try {
+        await alice.send(xml('presence', { to: 'gateway@echo.localhost', type: 'subscribe' }));
+        await waitUntil(() => echo.received.some((s) => s.is('presence') && s.attrs.type === 'subscribe' && s.attrs.from === 'alice@localhost'));
+        await echo.xmpp.send(xml('presence', { from: 'gateway@echo.localhost', to: 'alice@localhost', type: 'subscribed' }));
+        const push = await alice.waitFor((s) => s.is('iq') && s.attrs.type === 'set'
+          && s.getChild('query')?.getChildren('item').some((i) => i.attrs.jid === 'gateway@echo.localhost' && i.attrs.subscription === 'to') === true);
+        assert.ok(push);
+        await echo.xmpp.send(xml('presence', { from: 'gateway@echo.localhost/gw', to: 'alice@localhost' }));
+        await alice.waitFor((s) => s.is('presence') && s.attrs.from === 'gateway@echo.localhost/gw' && s.attrs.type === undefined);
       } finally {
         await echo.stop();
       }
