@@ -1,8 +1,8 @@
 // The component listener: external components (XEP-0114) connect here, one
 // TCP stream each, and from their handshake on this process takes their
-// domain's stanzas (libs/components) and routes what they send: to an
-// account's or a room's actor, to another component, or to federation, as an
-// inbound stanza from a domain of this server.
+// domain's stanzas (libs/components) and routes what they send: to the actor
+// of an account, a room or a served domain itself, to another component, or
+// to federation, as a stanza from a domain of this server.
 //
 //   component ─▶ ComponentStream ─▶ route ──parley.shard.<n> (dir in)──▶ actor
 //                                         ──parley.component.<domain>──▶ another component
@@ -16,9 +16,8 @@ import type { ComponentDirectory } from '../../libs/components/index.ts';
 import type { Config } from '../../libs/config/schema.ts';
 import { errorReply, StanzaError, StreamError } from '../../libs/errors/index.ts';
 import { tryParseJid, type Jid } from '../../libs/jid/index.ts';
-import { domainPart } from '../../libs/jid/split.ts';
 import { logger } from '../../libs/log/index.ts';
-import { child, el, firstElement, type Element } from '../../libs/xml/element.ts';
+import type { Element } from '../../libs/xml/element.ts';
 import { serialize } from '../../libs/xml/serialize.ts';
 import { listenError } from '../listen-error.ts';
 import { S2sConnection } from '../s2s/connection.ts';
@@ -27,14 +26,12 @@ import { ComponentStream, type ComponentStreamOwner } from './component-stream.t
 
 const log = logger('component');
 
-const NS_PING = 'urn:xmpp:ping';
-
 export interface ComponentListenerOptions {
   config: Config;
   bus: Bus;
   subjects: Subjects;
-  /** The domains this deployment serves to accounts. */
-  hosts: { has(domain: string): boolean };
+  /** Domains whose JIDs are actors on the shards: the hosted domains (accounts, and the domain itself) and the service domains (rooms). */
+  onShards: { has(domain: string): boolean };
   directory: ComponentDirectory;
   /** Some federation process is alive to take stanzas for other servers. */
   s2sAvailable(): boolean;
@@ -127,41 +124,18 @@ export class ComponentListener implements ComponentStreamOwner {
     }
     const env = envelope({ kind, dir: 'in', from: from.full, to: to.full, type, id: e.attrs.id ?? '', xml: serialize(e) });
     const domain = to.domain;
-    const { directory, hosts, bus, subjects, config } = this.o;
+    const { directory, onShards, bus, subjects, config } = this.o;
     if (directory.has(domain)) {
       if (!directory.send(domain, env)) this.bounce(stream, e, new StanzaError('service-unavailable', `the component ${domain} is not connected`));
       return;
     }
-    if (hosts.has(domain)) {
-      if (to.local === '') return this.toServer(stream, e);
-      bus.publish(subjects.shard(shardOf(to.bare, config.cluster.shards)), env);
-      return;
-    }
-    if (this.isRoomService(domain)) {
+    if (onShards.has(domain)) {
+      // The actor of an account, a room, or of a served domain itself (which answers iqs with the modules' host handlers).
       bus.publish(subjects.shard(shardOf(to.bare, config.cluster.shards)), env);
       return;
     }
     if (!config.s2s.enabled || !this.o.s2sAvailable()) return this.bounce(stream, e, new StanzaError('remote-server-not-found', `no route to ${domain}`));
     bus.publish(subjects.s2s(shardOf(domain, config.s2s.shards)), { ...env, dir: 'out' });
-  }
-
-  /** The multi-user chat service of a served domain, whose rooms are actors on the shards. */
-  private isRoomService(domain: string): boolean {
-    const { muc } = this.o.config;
-    const prefix = `${muc.subdomain}.`;
-    return muc.enabled && domain.startsWith(prefix) && this.o.hosts.has(domain.slice(prefix.length));
-  }
-
-  /** A served domain itself: it answers pings; its other services are its accounts'. */
-  private toServer(stream: ComponentStream, e: Element): void {
-    const type = e.attrs.type;
-    if (e.name !== 'iq' || (type !== 'get' && type !== 'set')) return;
-    const payload = firstElement(e);
-    if (type === 'get' && payload && child(e, 'ping', NS_PING) === payload) {
-      stream.send(serialize(el('iq', { type: 'result', id: e.attrs.id, from: e.attrs.to, to: e.attrs.from })));
-      return;
-    }
-    this.bounce(stream, e, new StanzaError('service-unavailable', `${domainPart(e.attrs.to ?? '')} offers components no service but ping`));
   }
 
   /** An error back to the component (never for an error or a result). */

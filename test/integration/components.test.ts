@@ -89,6 +89,13 @@ function scenarios(name: string, setup: () => Promise<{ d: Deployment; component
         const news = await alice.waitFor((s) => s.is('message') && body(s) === 'unprompted');
         assert.equal(news.attrs.from, 'news@echo.localhost');
 
+        // The component asks the served domain itself: answered by the same modules that answer its users.
+        await echo.xmpp.send(xml('iq', { type: 'get', from: 'echo.localhost', to: 'localhost', id: 'ask-server' }, xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' })));
+        await waitUntil(() => echo.received.some((s) => s.is('iq') && s.attrs.id === 'ask-server'));
+        const info = echo.received.find((s) => s.is('iq') && s.attrs.id === 'ask-server')!;
+        assert.equal(info.attrs.type, 'result', info.toString());
+        assert.equal(info.getChild('query')?.getChild('identity')?.attrs.category, 'server');
+
         // An iq to the component's domain itself, answered by the component through @xmpp/component's iq callee.
         echo.xmpp.iqCallee.get('urn:xmpp:ping', 'ping', () => ({}));
         const id = 'ping-component';
