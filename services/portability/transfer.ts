@@ -124,6 +124,11 @@ export async function planImport(docs: ReadonlyArray<{ file: string; doc: PieDoc
   const existing = (await Promise.all(accounts.map(async (a) => ((await store.hget(a.jid, 'account', 'creds')) ? a.jid : undefined)))).filter(Boolean);
   if (existing.length) throw new ImportRefused(`${existing.slice(0, 5).join(', ')}${existing.length > 5 ? ` and ${existing.length - 5} more` : ''} exist${existing.length === 1 ? 's' : ''} already (import only creates accounts)`);
   for (const a of accounts) notes.push(describe(a));
+  const sha1Only = accounts.filter((a) => !a.password && !a.scram['SCRAM-SHA-256']).length;
+  if (sha1Only && config.c2s.saslMechanisms.includes('SCRAM-SHA-256')) {
+    notes.push(`# ${sha1Only} of these accounts have SCRAM-SHA-1 credentials only: a client that chooses SCRAM-SHA-256 cannot log in to them `
+      + 'until their password is set again; leaving SCRAM-SHA-256 out of c2s.saslMechanisms meanwhile lets every client in');
+  }
   return { accounts, notes };
 }
 
