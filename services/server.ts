@@ -257,7 +257,9 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
   let componentListener: ComponentListener | undefined;
   if (runsC2s && components) {
     componentListener = new ComponentListener({
-      config, bus, subjects, hosts, directory: components,
+      config, bus, subjects, directory: components,
+      // What components send to these domains goes to an actor on the shards: an account, a room, a domain itself.
+      onShards: new ServedDomains(hosts, new ServiceDomains(new ModuleRegistry(modules, config).services, config, hosts)),
       s2sAvailable: () => config.s2s.enabled && s2sMembers.members().length > 0,
     });
     await componentListener.start();

@@ -56,14 +56,14 @@ export class Slots {
 
   constructor(private readonly store: Store, readonly service: string) {}
 
-  /** Bytes the owner holds now: every slot granted whose file has not expired. */
-  async used(owner: string, now = Date.now()): Promise<number> {
-    let sum = 0;
+  /** What the owner holds now: every slot granted whose file has not expired, its size and when it expires. */
+  async held(owner: string, now = Date.now()): Promise<{ size: number; expires: number }[]> {
+    const out: { size: number; expires: number }[] = [];
     for (const raw of (await this.store.hgetall(uploadScope(this.service), usedColl(owner))).values()) {
       const [size, expires] = unpack(raw) as [number, number];
-      if (expires > now) sum += size;
+      if (expires > now) out.push({ size, expires });
     }
-    return sum;
+    return out;
   }
 
   /** Record a granted slot, its quota charge and its expiry, in one batch. */

@@ -203,6 +203,11 @@ export function uploadScenarios(get: () => Deployment, target: () => UploadTarge
       assert.equal(f.condition, 'resource-constraint');
       assert.equal(f.type, 'wait');
       assert.match(f.text, /quota/);
+      // <retry stamp/>: when the oldest file expires and leaves room (XEP-0082 UTC).
+      const stamp = f.error.getChild('retry', NS_UPLOAD)?.attrs.stamp as string;
+      assert.match(stamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+      const wait = Date.parse(stamp) - Date.now();
+      assert.ok(wait > 0 && wait <= UPLOAD_LIMITS.fileLifetimeSeconds * 1000, `retry in ${wait} ms`);
       assert.equal(await slotsHeld(get()), before);
       // The quota is the requester's own.
       await slot(other, 'three.bin', 400_000);

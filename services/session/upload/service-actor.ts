@@ -21,6 +21,16 @@ const NS_DISCO_INFO = 'http://jabber.org/protocol/disco#info';
 const NS_DISCO_ITEMS = 'http://jabber.org/protocol/disco#items';
 const NS_PING = 'urn:xmpp:ping';
 
+/** When files held expire enough to free `needed` bytes (oldest first); the sweep may take up to one period more. */
+function roomAt(held: { size: number; expires: number }[], needed: number): number {
+  let freed = 0;
+  for (const h of [...held].sort((a, b) => a.expires - b.expires)) {
+    freed += h.size;
+    if (freed >= needed) return h.expires;
+  }
+  return held.reduce((t, h) => Math.max(t, h.expires), 0);
+}
+
 export class UploadServiceActor extends Actor {
   private readonly slots: Slots;
   /** The served domain this service belongs to (upload.example.com → example.com). */
@@ -68,10 +78,13 @@ export class UploadServiceActor extends Actor {
     if (domainPart(owner) !== this.host || !hasLocalpart(owner)) throw new StanzaError('not-allowed', `only users of ${this.host} may upload here`);
     const want = checkRequest(q, u);
     const now = Date.now();
-    const used = await this.slots.used(owner, now);
+    const held = await this.slots.held(owner, now);
+    const used = held.reduce((n, h) => n + h.size, 0);
     if (used + want.size > u.quotaBytes) {
-      // The file alone fits (checkRequest saw to that); what is held now does not leave room until some of it expires.
-      throw new StanzaError('resource-constraint', `quota reached: ${used} of ${u.quotaBytes} bytes held; files expire ${u.fileLifetimeSeconds} s after upload`, 'wait');
+      // The file alone fits (checkRequest saw to that); what is held now leaves room once enough of it expires.
+      const at = new Date(roomAt(held, used + want.size - u.quotaBytes)).toISOString().replace(/\.\d{3}Z$/, 'Z');
+      throw new StanzaError('resource-constraint', `quota reached: ${used} of ${u.quotaBytes} bytes held; there is room for this file from ${at}`, 'wait', undefined,
+        el('retry', { xmlns: NS_UPLOAD, stamp: at }));
     }
     const slot: Slot = {
       id: unguessable(), owner, size: want.size, contentType: want.contentType, fileName: want.fileName,
