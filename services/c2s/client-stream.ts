@@ -248,9 +248,14 @@ export class ClientStream {
     return this.t.secure ? this.t.channelBindings?.() ?? [] : [];
   }
 
-  private mechanisms(): string[] {
+  /**
+   * The mechanisms a profile offers. The -PLUS ones only in SASL2, where the connection has a binding: RFC 6120 SASL
+   * keeps the list it always had, since clients of it bind with tls-unique (slixmpp 1.8), which TLS 1.3 does not
+   * define (RFC 9266), and would fail where they logged in before; there a 'y' flag is no downgrade either.
+   */
+  private mechanisms(profile: 'sasl' | 'sasl2'): string[] {
     if (!this.tlsSatisfied) return [];
-    const plus = this.channelBindings().length > 0;
+    const plus = profile === 'sasl2' && this.channelBindings().length > 0;
     return this.ctx.config.c2s.saslMechanisms.filter((m) => (m !== 'PLAIN' || this.secretsOk) && (!m.endsWith('-PLUS') || plus));
   }
 
@@ -277,12 +282,13 @@ export class ClientStream {
   private preAuthFeatures(): Element[] {
     const out: Element[] = [];
     if (this.t.canStartTls) out.push(el('starttls', { xmlns: NS_TLS }, this.tlsSatisfied ? undefined : el('required')));
-    const mechs = this.mechanisms();
+    const mechs = this.mechanisms('sasl');
     if (mechs.length) out.push(el('mechanisms', { xmlns: NS_SASL }, ...mechs.map((m) => el('mechanism', {}, m))));
-    if (mechs.length && this.sasl2Offered) {
-      out.push(authenticationFeature({ mechanisms: mechs, bindInline: this.bind2Inline(), sm: this.smOffered, fastMechanisms: this.fastMechanisms() }));
+    const mechs2 = this.sasl2Offered ? this.mechanisms('sasl2') : [];
+    if (mechs2.length) {
+      out.push(authenticationFeature({ mechanisms: mechs2, bindInline: this.bind2Inline(), sm: this.smOffered, fastMechanisms: this.fastMechanisms() }));
     }
-    const bindings = mechs.length ? this.channelBindings() : [];
+    const bindings = mechs2.length ? this.channelBindings() : [];
     if (bindings.length) out.push(el('sasl-channel-binding', { xmlns: NS_SASL_CB }, ...bindings.map((b) => el('channel-binding', { type: b.type })))); // XEP-0440
     const registration = inBandRegistration(this.ctx);
     if (registration.open && this.tlsSatisfied) out.push(registration.feature());
@@ -384,7 +390,7 @@ export class ClientStream {
   private auth(e: Element): void {
     const mech = e.attrs.mechanism ?? '';
     this.tried = '';
-    const sasl = this.mechanisms().includes(mech) ? createSaslSession(mech, (u) => this.credentialsOf(u), { domain: this.domain, channelBindings: this.channelBindings() }) : undefined;
+    const sasl = this.mechanisms('sasl').includes(mech) ? createSaslSession(mech, (u) => this.credentialsOf(u), { domain: this.domain }) : undefined;
     if (!sasl) return this.saslFailure('invalid-mechanism', `mechanism '${mech}' is not offered`);
     this.mechanism = mech;
     const body = text(e);
@@ -410,7 +416,7 @@ export class ClientStream {
           return use?.token;
         }, opts);
       }
-    } else if (this.mechanisms().includes(mech)) {
+    } else if (this.mechanisms('sasl2').includes(mech)) {
       sasl = createSaslSession(mech, (u) => this.credentialsOf(u), opts);
     }
     if (!sasl) {
