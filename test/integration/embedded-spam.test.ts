@@ -136,6 +136,19 @@ describe('spam controls, embedded mode', () => {
       assert.equal(direct.getChild('delay', 'urn:xmpp:delay'), undefined);
     });
 
+    test('a stranger asks for a subscription; the recipient grants it and gets what was held', async () => {
+      const erin = await online(d, 'holde');
+      const frank = await online(d, 'holdf');
+      clients.push(erin, frank);
+      await erin.send(chat(jid('holdf'), 'hi, it is erin'));
+      await erin.send(xml('presence', { to: jid('holdf'), type: 'subscribe' }));
+      await frank.waitFor((s) => s.is('presence') && s.attrs.type === 'subscribe' && s.attrs.from === jid('holde'));
+      assert.equal(frank.received.some((s) => s.is('message')), false, 'the request is seen, the message is not');
+      await frank.send(xml('presence', { to: jid('holde'), type: 'subscribed' }));
+      const m = await frank.waitFor(isMessageWithBody('hi, it is erin'));
+      assert.equal(m.attrs.from?.startsWith(`${jid('holde')}/`), true, m.toString());
+    });
+
     test('held messages survive the recipient being offline and wait in the store', async () => {
       const carol = await online(d, 'holdc');
       await d.addUser('holdd');
