@@ -40,6 +40,8 @@ export interface HttpResponse {
   onAborted(cb: () => void): void;
   /** `close`: end the connection after it (a request body left unread). */
   send(status: number, headers: Record<string, string>, body?: string | Uint8Array, close?: boolean): void;
+  /** The answer to a HEAD request: status and headers, with the Content-Length of the body a GET would get. */
+  head(status: number, headers: Record<string, string>, size: number): void;
   /** A body of `size` bytes written as `chunks` yields them, as fast as the client takes them (files). */
   stream(status: number, headers: Record<string, string>, size: number, chunks: AsyncIterable<Uint8Array>): Promise<void>;
 }
@@ -180,6 +182,17 @@ class Response implements HttpResponse {
   onAborted(cb: () => void): void {
     if (this.aborted) cb();
     else this.abortHandlers.push(cb);
+  }
+
+  head(status: number, headers: Record<string, string>, size: number): void {
+    if (this.done) return;
+    this.done = true;
+    this.abortHandlers = [];
+    this.res.cork(() => {
+      this.res.writeStatus(`${status} ${STATUS[status] ?? 'Unknown'}`);
+      for (const k in headers) this.res.writeHeader(k, headers[k]);
+      this.res.endWithoutBody(size);
+    });
   }
 
   async stream(status: number, headers: Record<string, string>, size: number, chunks: AsyncIterable<Uint8Array>): Promise<void> {

@@ -1,6 +1,7 @@
 // XEP-0363 HTTP file upload, the disk store's half on the HTTP listener: PUT
 // takes the bytes of a slot straight to disk (streamed, the client paused
-// while the disk is behind, never held whole), GET streams them back. A PUT
+// while the disk is behind, never held whole), GET streams them back, HEAD
+// tells their size and type. A PUT
 // is checked against its signed URL (libs/upload/disk.ts) before a byte is
 // written; what does not match the slot is refused with a 4xx and leaves nothing.
 import type { Config } from '../../libs/config/schema.ts';
@@ -88,9 +89,10 @@ function put(files: DiskFiles, maxFileBytes: number): HttpStreamRoute {
   };
 }
 
-function get(files: DiskFiles): HttpRoute {
+/** GET streams a file; HEAD answers its headers alone (clients ask for the size before downloading). */
+function get(files: DiskFiles, method: 'get' | 'head'): HttpRoute {
   return {
-    method: 'get',
+    method,
     path: `${UPLOAD_PATH}/*`,
     handle(req, _body, res) {
       const p = slotPath(req.path);
@@ -98,9 +100,7 @@ function get(files: DiskFiles): HttpRoute {
       void files.reader(p.service, p.id).then(async (f) => {
         if (res.done) return;
         if (!f || f.fileName !== p.fileName) return res.send(404, TEXT, 'no such file (never uploaded, or expired)\n');
-        const stream = f.open();
-        res.onAborted(() => stream.destroy());
-        await res.stream(200, {
+        const headers = {
           'content-type': f.contentType,
           'content-disposition': disposition(f.contentType, f.fileName),
           // A file is shown, never run: no sniffing into HTML, no scripts, no embedding of its origin's other pages.
@@ -108,7 +108,11 @@ function get(files: DiskFiles): HttpRoute {
           'content-security-policy': "default-src 'none'; sandbox",
           'access-control-allow-origin': '*',
           'cache-control': 'private, max-age=86400',
-        }, f.size, stream);
+        };
+        if (method === 'head') return res.head(200, headers, f.size);
+        const stream = f.open();
+        res.onAborted(() => stream.destroy());
+        await res.stream(200, headers, f.size, stream);
       }).catch((e: unknown) => {
         log.warn('serving a file failed', { path: req.path, error: e });
         if (!res.done) res.send(500, TEXT, 'internal error\n');
@@ -133,5 +137,5 @@ function preflight(): HttpRoute {
 
 /** The routes of the disk store, for the HTTP listener. */
 export function uploadRoutes(files: DiskFiles, config: Config): { routes: HttpRoute[]; streamRoutes: HttpStreamRoute[] } {
-  return { routes: [get(files), preflight()], streamRoutes: [put(files, config.upload.maxFileBytes)] };
+  return { routes: [get(files, 'get'), get(files, 'head'), preflight()], streamRoutes: [put(files, config.upload.maxFileBytes)] };
 }

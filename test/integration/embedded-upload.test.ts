@@ -9,11 +9,11 @@ import { freePort } from '../support/servers.ts';
 import { uploadScenarios, UPLOAD_LIMITS } from '../scenarios/upload.ts';
 
 describe('HTTP file upload, embedded mode (disk store)', () => {
-  let d: Deployment & { server: { config: { dataDir: string } } };
+  let d: Deployment & { server: { config: { dataDir: string }; accounts: { add(jid: string, password: string): Promise<unknown> } } };
   let port = 0;
   before(async () => {
     port = await freePort();
-    d = await startEmbedded({ c2s: { http: { enabled: true, host: '127.0.0.1', port } }, upload: UPLOAD_LIMITS });
+    d = await startEmbedded({ domains: ['localhost', 'other.localhost'], c2s: { http: { enabled: true, host: '127.0.0.1', port } }, upload: UPLOAD_LIMITS });
   });
   after(async () => { await d?.stop(); });
 
@@ -23,6 +23,42 @@ describe('HTTP file upload, embedded mode (disk store)', () => {
     return join(d.server.config.dataDir, 'uploads', service, id);
   };
   uploadScenarios(() => d, () => ({ stored: async (url) => existsSync(fileOf(url)) }));
+
+  test('HEAD of a file tells its size and type without the bytes; an unknown slot is 404', async () => {
+    const { slot, putFile } = await import('../scenarios/upload.ts');
+    const { connect } = await import('../support/clients.ts');
+    await d.addUser('headcheck');
+    const c = await connect(d.ports[0], 'headcheck');
+    try {
+      const s = await slot(c, 'h.txt', 11, 'text/plain');
+      assert.equal((await putFile(s.put, Buffer.from('hello world'), 'text/plain')).status, 201);
+      const h = await fetch(s.get, { method: 'HEAD' });
+      assert.equal(h.status, 200);
+      assert.equal(h.headers.get('content-length'), '11');
+      assert.equal(h.headers.get('content-type'), 'text/plain');
+      assert.equal(h.headers.get('x-content-type-options'), 'nosniff');
+      assert.equal((await h.arrayBuffer()).byteLength, 0);
+      const unknown = s.get.replace(/\/[A-Za-z0-9_-]{22}\//, '/AAAAAAAAAAAAAAAAAAAAAA/');
+      assert.equal((await fetch(unknown)).status, 404);
+      assert.equal((await fetch(unknown, { method: 'HEAD' })).status, 404);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  test('a user of another served domain may not use this domain\'s service: not-allowed', async () => {
+    const { requestSlot } = await import('../scenarios/upload.ts');
+    const { connect } = await import('../support/clients.ts');
+    await d.server.accounts.add('guest@other.localhost', 'secret');
+    const c = await connect(d.ports[0], 'guest', { domain: 'other.localhost' });
+    try {
+      const e = await requestSlot(c, { filename: 'a.txt', size: '3', 'content-type': 'text/plain' }).then(
+        (r) => { throw new Error(`granted: ${r.toString()}`); }, (err: { condition?: string }) => err);
+      assert.equal(e.condition, 'not-allowed');
+    } finally {
+      await c.stop();
+    }
+  });
 
   test('GET URLs point at the HTTP listener', async () => {
     const { slot } = await import('../scenarios/upload.ts');
