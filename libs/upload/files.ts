@@ -16,7 +16,6 @@ export interface UploadFiles {
   urls(service: string, slot: Slot): Promise<SlotUrls>;
   /** Delete files of expired slots; a file that never arrived is no error. */
   remove(service: string, slots: readonly { id: string; fileName: string }[]): Promise<void>;
-  close?(): void;
 }
 
 /** A file name as it goes into a URL path: one segment, percent-encoded. */

@@ -54,8 +54,4 @@ export class S3Files implements UploadFiles {
         this.client.send(new DeleteObjectCommand({ Bucket: this.s3.bucket, Key: this.key(service, s.id, s.fileName) }))));
     }
   }
-
-  close(): void {
-    this.client.destroy();
-  }
 }
