@@ -204,6 +204,28 @@ describe('SASL2, Bind2 and FAST on the wire (embedded)', () => {
     c5.close();
   });
 
+  test('FAST: stanzas written right behind <authenticate/> are handled after <success/>, in order; <abort/> ends an exchange', async () => {
+    const ua = randomUUID();
+    const c1 = await open1();
+    const token = tokenOf(await sasl2Scram(c1, 'fasta', PASSWORD, `${userAgent(ua)}<request-token xmlns='${NS_FAST}' mechanism='HT-SHA-256-NONE'/>`))![2];
+    c1.close();
+    const c = await open1();
+    let at = c.output.length;
+    c.send(`<authenticate xmlns='${NS_SASL2}' mechanism='SCRAM-SHA-256'><initial-response>${scramClient('SCRAM-SHA-256', 'fasta', PASSWORD).first}</initial-response></authenticate>`);
+    await next(c, at, /<\/challenge>/);
+    at = c.output.length;
+    c.send(`<abort xmlns='${NS_SASL2}'/>`);
+    assert.match(await next(c, at, /<\/failure>/), /<failure xmlns="urn:xmpp:sasl:2"><aborted xmlns="urn:ietf:params:xml:ns:xmpp-sasl"\/><\/failure>/);
+    at = c.output.length;
+    c.send(`<authenticate xmlns='${NS_SASL2}' mechanism='HT-SHA-256-NONE'><initial-response>${htInitial('fasta', token)}</initial-response>`
+      + `${userAgent(ua)}<fast xmlns='${NS_FAST}'/><bind xmlns='${NS_BIND2}'><tag>Pipe</tag></bind></authenticate>`
+      + `<iq type='get' id='pp1'><ping xmlns='urn:xmpp:ping'/></iq><iq type='get' id='pp2'><ping xmlns='urn:xmpp:ping'/></iq>`);
+    const out = await next(c, at, /id="pp2"/);
+    const success = out.indexOf('</success>');
+    assert.ok(success > 0 && success < out.indexOf('id="pp1"') && out.indexOf('id="pp1"') < out.indexOf('id="pp2"'), out);
+    c.close();
+  });
+
   test('FAST: a token is refused for another account, for another user agent, and for another mechanism; nothing changes', async () => {
     const ua = randomUUID();
     const c1 = await open1();
