@@ -128,6 +128,9 @@ export class ComponentDirectory {
     await this.bus.flush();
     this.held.set(h.conn, h);
     this.announce(h, true);
+    // On the bus server before the component hears it is connected: whoever it then writes to hears of it first
+    // (what the bus server took from one publisher it hands each subscriber in that order).
+    await this.bus.flush();
     return { domain, release: () => this.release(h) };
   }
 
