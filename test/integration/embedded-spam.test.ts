@@ -261,6 +261,11 @@ describe('spam controls, embedded mode', () => {
         xml('item', { jid: 'y@spam.example' }, xml('report', { xmlns: 'urn:xmpp:reporting:1', reason: 'urn:xmpp:reporting:spam' }, xml('text', {}, 'x'.repeat(2001)))))))
         .then(() => undefined, (e: { condition?: string }) => e.condition);
       assert.equal(tooLong, 'not-acceptable');
+      // Beside the items (slixmpp's form) a report must be about the only item.
+      const beside = await bob.xmpp.iqCaller.request(xml('iq', { type: 'set' }, xml('block', 'urn:xmpp:blocking',
+        xml('item', { jid: 'z1@spam.example' }), xml('item', { jid: 'z2@spam.example' }), xml('report', { xmlns: 'urn:xmpp:reporting:0' }, xml('spam')))))
+        .then(() => undefined, (e: { condition?: string }) => e.condition);
+      assert.equal(beside, 'bad-request');
       const list = await bob.xmpp.iqCaller.request(xml('iq', { type: 'get' }, xml('blocklist', 'urn:xmpp:blocking')));
       assert.equal(list.getChild('blocklist')!.getChildren('item').length, 0);
       assert.equal((await cli(config, 'reports', 'list')).stdout.trim(), '# 0 reports');

@@ -11,7 +11,7 @@ import type { Store } from '../../../libs/store/store.ts';
 import { children, el, type Element } from '../../../libs/xml/element.ts';
 import { defineModule, requireOwner, type AccountContext, type IqRequest, type ServerContext } from '../module.ts';
 import { BLOCKLIST, changeRules, PRIVACY, privacyRules, type PrivacyRules } from './privacy-rules.ts';
-import { parseReport, storeReports } from './reporting.ts';
+import { blockReports, storeReports } from './reporting.ts';
 
 export const NS_BLOCKING = 'urn:xmpp:blocking';
 const EMPTY = new Uint8Array(0);
@@ -63,10 +63,7 @@ async function block(req: IqRequest, ctx: ServerContext): Promise<undefined> {
   const jids = requestedJids(req.payload);
   if (jids.length === 0) throw new StanzaError('bad-request', 'a block request names at least one JID');
   // XEP-0377 reports in the items: checked before anything is blocked, kept once the block is.
-  const reports = children(req.payload, 'item').flatMap((item) => {
-    const report = parseReport(item, ctx.config);
-    return report ? [{ jid: parseJid(item.attrs.jid!).full, report }] : [];
-  });
+  const reports = blockReports(req.payload, ctx.config, (j) => parseJid(j).full);
   const added = jids.filter((j) => !rules.blocked.has(j));
   const max = ctx.config.privacy.maxBlockedJids;
   if (rules.blocked.size + added.length > max) {

@@ -36,8 +36,29 @@ export interface SpamReport {
   time: number;
 }
 
-/** The report an item of a block request carries, validated (not yet stored), or undefined. */
-export function parseReport(item: Element, config: Config): Omit<SpamReport, 'id' | 'reporter' | 'jid' | 'time'> | undefined {
+export type ParsedReport = Omit<SpamReport, 'id' | 'reporter' | 'jid' | 'time'>;
+
+/**
+ * The reports of a block request, validated (not yet stored), each with the JID it is about (normalized by
+ * `normalize`). A report sits in the item it is about; some clients (slixmpp's xep_0377 plugin) put it beside the
+ * single item instead, which names its JID as clearly; beside several items it names none (bad-request).
+ */
+export function blockReports(block: Element, config: Config, normalize: (jid: string) => string): { jid: string; report: ParsedReport }[] {
+  const items = children(block, 'item');
+  const out = items.flatMap((item) => {
+    const report = parseReport(item, config);
+    return report ? [{ jid: normalize(item.attrs.jid ?? ''), report }] : [];
+  });
+  const beside = parseReport(block, config);
+  if (beside) {
+    if (items.length !== 1) throw new StanzaError('bad-request', 'a report beside the items of a block must be about its only item: put it inside the item');
+    if (out.length === 0) out.push({ jid: normalize(items[0].attrs.jid ?? ''), report: beside });
+  }
+  return out;
+}
+
+/** The report an element (an item of a block request) carries, validated (not yet stored), or undefined. */
+export function parseReport(item: Element, config: Config): ParsedReport | undefined {
   const r1 = child(item, 'report', NS_REPORTING);
   const r0 = r1 ? undefined : child(item, 'report', NS_REPORTING_0);
   const report = r1 ?? r0;
@@ -62,7 +83,7 @@ export function parseReport(item: Element, config: Config): Omit<SpamReport, 'id
 let lastId = 0;
 
 /** Keep reports of one account for its domain's operator (one batch). */
-export async function storeReports(store: Store, config: Config, reporter: string, reports: { jid: string; report: NonNullable<ReturnType<typeof parseReport>> }[]): Promise<void> {
+export async function storeReports(store: Store, config: Config, reporter: string, reports: { jid: string; report: ParsedReport }[]): Promise<void> {
   if (reports.length === 0) return;
   const domain = domainPart(bareJid(reporter));
   const b = store.batch(reportScope(domain));
