@@ -7,11 +7,17 @@ import { deriveCredentials, type StoredCredentials } from '../auth/credentials.t
 import { FAST_COLLECTION } from '../auth/fast.ts';
 import { parseJid } from '../jid/index.ts';
 import type { Store } from '../store/store.ts';
+import { RegistrationTokens } from './registration-tokens.ts';
 
 const EMPTY = new Uint8Array(0);
 
 export class Accounts {
-  constructor(private readonly store: Store, private readonly iterations = 4096) {}
+  /** Pre-authenticated registration tokens (XEP-0445), in the same store. */
+  readonly registrationTokens: RegistrationTokens;
+
+  constructor(private readonly store: Store, private readonly iterations = 4096) {
+    this.registrationTokens = new RegistrationTokens(store);
+  }
 
   /** The account's credentials, and whether an administrator disabled it (one read). */
   async credentials(bare: string): Promise<(StoredCredentials & { disabled?: boolean }) | undefined> {

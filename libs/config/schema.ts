@@ -425,6 +425,11 @@ export const configSchema = z.object({
   registration: z.object({
     /** Anyone may create an account on the client stream before authenticating (off: accounts come from `parley user add`). */
     open: z.boolean().default(false),
+    /**
+     * Accounts are created in-band only with a registration token an operator made (`parley register-token create`,
+     * XEP-0445): invitation-only registration. On, registration is offered even when `open` is off.
+     */
+    requireToken: z.boolean().default(false),
     /** Registration requests one IP address may make per window, on each connection manager. */
     maxPerIp: z.number().int().positive().default(3),
     windowSeconds: z.number().int().positive().default(3600),

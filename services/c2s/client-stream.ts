@@ -2,7 +2,7 @@
 // (state, input) pair has one place that answers it; whatever arrives in the
 // wrong state gets a stream error, never silence.
 import { createHash } from 'node:crypto';
-import { inBandRegistration, NS_REGISTER } from '../../libs/accounts/registration.ts';
+import { InBandRegistration, inBandRegistration, type RegistrationStream } from '../../libs/accounts/registration.ts';
 import { randomBytesPooled } from '../../libs/auth/random.ts';
 import type { TokenUse } from '../../libs/auth/fast.ts';
 import type { StoredCredentials } from '../../libs/auth/credentials.ts';
@@ -133,6 +133,8 @@ export class ClientStream {
   private relayed = 0;
   private resumeTimer: NodeJS.Timeout | undefined;
   private readonly openedAt = Date.now();
+  /** The registration token this stream presented (XEP-0445), for the account it may create. */
+  private readonly registering: RegistrationStream = {};
   /** Why the stream ended, for the stream-close line, when it is not the stream error's condition. */
   private endReason: string | undefined;
 
@@ -291,7 +293,7 @@ export class ClientStream {
     const bindings = mechs2.length ? this.channelBindings() : [];
     if (bindings.length) out.push(el('sasl-channel-binding', { xmlns: NS_SASL_CB }, ...bindings.map((b) => el('channel-binding', { type: b.type })))); // XEP-0440
     const registration = inBandRegistration(this.ctx);
-    if (registration.open && this.tlsSatisfied) out.push(registration.feature());
+    if (registration.open && this.tlsSatisfied) out.push(...registration.features());
     return out;
   }
 
@@ -368,9 +370,9 @@ export class ClientStream {
     }
     // XEP-0386: a Bind2 request only means something inside <authenticate/>.
     if (e.attrs.xmlns === NS_BIND2) return this.fail(new StreamError('not-authorized', 'authenticate first: a Bind2 request goes inside <authenticate/>'));
-    if (e.name === 'iq' && child(e, 'query', NS_REGISTER) && this.tlsSatisfied) {
+    if (e.name === 'iq' && InBandRegistration.handles(e) && this.tlsSatisfied) {
       // XEP-0077: account creation is the one iq answered before authentication.
-      inBandRegistration(this.ctx).answer(e, this.domain, this.t.remoteAddress).then(
+      inBandRegistration(this.ctx).answer(e, this.domain, this.t.remoteAddress, this.registering).then(
         (reply) => { if (this.state.name !== 'closed') this.t.send(serialize(reply)); },
         (err: unknown) => {
           // The store failed under it: the client hears so and may try again; the stream goes on.

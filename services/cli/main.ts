@@ -3,6 +3,7 @@ import { createWriteStream } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { unpack } from 'msgpackr';
 import { Accounts, Domains } from '../../libs/accounts/index.ts';
+import { parseDuration, type RegistrationToken } from '../../libs/accounts/registration-tokens.ts';
 import { ConfigError, loadConfig, type Config } from '../../libs/config/index.ts';
 import { parseJid } from '../../libs/jid/index.ts';
 import { setLogContext, setLogFormat, setLogLevel } from '../../libs/log/index.ts';
@@ -42,6 +43,12 @@ const USAGE = `usage: parley <command> [options]
                                                     oldest first: id, time, reporter, reported JID, reason,
                                                     stanza ids, text (every served domain without --domain)
   reports clear --domain D [--id ID]                forget a domain's reports, or the one with this id
+  register-token create [--domain D] [--uses N] [--ttl 7d]
+                                                    a token that lets N accounts (default 1) be created in-band on
+                                                    D (default the first served domain) until it expires (90s,
+                                                    30m, 12h, 7d; 0 never); prints it and its xmpp: URI (XEP-0445)
+  register-token list [--domain D]                  the tokens: token, domain, uses taken/allowed, expiry, state
+  register-token revoke TOKEN                       stop accepting a token
   c2s drain NODE                                    stop a c2s node accepting and close its streams; clients
                                                     resume their sessions on the other nodes (rolling restart)
 
@@ -101,6 +108,8 @@ const OPTIONS = {
   subject: { type: 'string' },
   type: { type: 'string' },
   reason: { type: 'string' },
+  uses: { type: 'string' },
+  ttl: { type: 'string' },
 } as const;
 
 function parseCommandLine() {
@@ -407,6 +416,48 @@ function reportLine(domain: string, r: Awaited<ReturnType<typeof storedReports>>
   return [domain, r.id, new Date(r.time).toISOString(), r.reporter, r.jid, r.reason, r.stanzaIds.join(',') || '-', JSON.stringify(r.text)].join('\t');
 }
 
+/** One token as `register-token list` prints it. */
+function tokenLine(t: RegistrationToken, now: number): string {
+  const state = t.used >= t.uses ? 'used up' : t.expiresAt > 0 && now >= t.expiresAt ? 'expired' : 'valid';
+  return `${t.token} ${t.domain} ${t.used}/${t.uses} ${t.expiresAt > 0 ? new Date(t.expiresAt).toISOString() : 'never'} ${state}`;
+}
+
+async function registerToken(sub: string | undefined, arg: string | undefined): Promise<void> {
+  switch (sub) {
+    case 'create': {
+      const uses = values.uses === undefined ? 1 : /^\d+$/.test(values.uses) && Number(values.uses) >= 1 && Number(values.uses) <= 1_000_000 ? Number(values.uses) : die(`--uses needs a number of accounts from 1 to 1000000, not '${values.uses}'`);
+      const ttl = values.ttl === undefined ? 7 * 86_400_000 : parseDuration(values.ttl) ?? die(`--ttl needs a duration such as 90s, 30m, 12h or 7d (0: never), not '${values.ttl}'`);
+      const t = await withStore(async (accounts, d, _store, cfg) => {
+        const domain = values.domain ?? cfg.domains[0] ?? die('register-token create --domain D: no domain is served');
+        await requireServed(domain, cfg, d);
+        return accounts.registrationTokens.create(domain, uses, ttl);
+      });
+      console.log(t.token);
+      console.log(`xmpp:${t.domain}?register;preauth=${t.token}`);
+      console.log(`# ${t.uses} account${t.uses === 1 ? '' : 's'} on ${t.domain}, ${t.expiresAt > 0 ? `until ${new Date(t.expiresAt).toISOString()}` : 'no expiry'}`);
+      return;
+    }
+    case 'list': {
+      const lines = await withStore(async (accounts, d, _store, cfg) => {
+        if (values.domain !== undefined) await requireServed(values.domain, cfg, d);
+        const now = Date.now();
+        const all = await accounts.registrationTokens.list(values.domain);
+        return [...all.map((t) => tokenLine(t, now)), `# ${all.length} tokens`];
+      });
+      for (const l of lines) console.log(l);
+      return;
+    }
+    case 'revoke': {
+      const token = arg ?? die('register-token revoke TOKEN');
+      const gone = await withStore((accounts) => accounts.registrationTokens.revoke(token));
+      if (!gone) die(`no registration token '${token}'`, 1);
+      return console.log(`revoked ${token}`);
+    }
+    default:
+      die(`unknown register-token command '${sub ?? ''}'\n${USAGE}`);
+  }
+}
+
 async function reports(sub: string | undefined): Promise<void> {
   switch (sub) {
     case 'list': {
@@ -562,6 +613,7 @@ try {
   else if (cmd === 'domain') await domain(sub, arg);
   else if (ADMIN_COMMANDS.has(cmd)) await admin(cmd, sub, arg);
   else if (cmd === 'reports') await reports(sub);
+  else if (cmd === 'register-token') await registerToken(sub, arg);
   else if (cmd === 'config') {
     if (sub !== 'check') die(`unknown config command '${sub ?? ''}': config check [--config FILE]`);
     await configCheck();
