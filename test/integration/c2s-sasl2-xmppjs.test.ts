@@ -1,12 +1,17 @@
 // A real client library that speaks SASL2: @xmpp/client 0.14 (xmpp.js) logs
 // in with SASL2 and Bind2, asks for a FAST token, logs in again with it
 // (HT-SHA-256-NONE) in one round trip, and resumes its stream-managed session
-// inline in SASL2 after its connection is cut.
+// inline in SASL2 after its connection is cut; and over WebSocket.
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { testClient, xml, type Stanza } from '../support/clients.ts';
 import { startEmbedded, DOMAIN, PASSWORD, type Deployment } from '../support/parley.ts';
+import type { RunningServer } from '../../services/server.ts';
+import { WebSocket as NodeWebSocket } from 'stanza/platform/index.js';
+
+// @xmpp/websocket uses the WHATWG WebSocket global, which Node 20 has only behind a flag.
+(globalThis as Record<string, unknown>).WebSocket ??= NodeWebSocket;
 
 interface FastToken { mechanism: string; token: string; expiry: string }
 interface Internals {
@@ -22,10 +27,10 @@ interface Internals {
 }
 
 describe('@xmpp/client 0.14 over SASL2, Bind2 and FAST (embedded)', () => {
-  let d: Deployment;
+  let d: Deployment & { server: RunningServer };
   let service: string;
   before(async () => {
-    d = await startEmbedded();
+    d = await startEmbedded({ c2s: { http: { enabled: true, port: 0 } } });
     service = `xmpp://127.0.0.1:${d.ports[0]}`;
     await d.addUser('xjs');
   });
@@ -90,5 +95,18 @@ describe('@xmpp/client 0.14 over SASL2, Bind2 and FAST (embedded)', () => {
     const pong = await second.iqCaller.request(xml('iq', { type: 'get', to: DOMAIN }, xml('ping', { xmlns: 'urn:xmpp:ping' })));
     assert.equal(pong.attrs.type, 'result');
     await second.stop();
+  });
+
+  test('over WebSocket (RFC 7395): SASL2 with Bind2', async () => {
+    const ws = `ws://127.0.0.1:${d.server.c2s!.httpPort()}/xmpp-websocket`;
+    const c = testClient({ service: ws, domain: DOMAIN, username: 'xjs', password: PASSWORD, resource: 'web', sasl2: true } as Parameters<typeof testClient>[0]);
+    const seen: string[] = [];
+    (c as unknown as Internals).on('send', (e) => { seen.push(`> ${e.toString()}`); });
+    const jid = (await c.start()).toString();
+    assert.match(jid, /^xjs@localhost\/web\/[0-9a-f]{8}$/);
+    assert.ok(seen.some((l) => l.startsWith('> <authenticate xmlns="urn:xmpp:sasl:2"')), seen.join('\n'));
+    const pong = await c.iqCaller.request(xml('iq', { type: 'get', to: DOMAIN }, xml('ping', { xmlns: 'urn:xmpp:ping' })));
+    assert.equal(pong.attrs.type, 'result');
+    await c.stop();
   });
 });
