@@ -565,67 +565,6 @@ export const configSchema = z.object({
     actorIdleSeconds: z.number().positive().default(120),
     /** Envelopes queued for one bare JID before further ones are refused with resource-constraint. */
     maxMailbox: z.number().int().positive().default(10_000),
-  /**
-   * XEP-0363 HTTP file upload: the service `<subdomain>.<domain>` of every served domain hands out slots (a URL to
-   * PUT one file to, a URL to GET it from). Offered while enabled and its store can serve: the disk store needs the
-   * HTTP listener (`c2s.http.enabled`) and the embedded mode; object storage (s3) works in both modes.
-   */
-  upload: z.object({
-    enabled: z.boolean().default(true),
-    /** The service of example.com is `<subdomain>.example.com`. */
-    subdomain: z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/).default('upload'),
-    /** The service's name in disco. */
-    name: z.string().default('HTTP File Upload'),
-    /** Largest file one slot may be for, in bytes (announced as max-file-size). */
-    maxFileBytes: z.number().int().positive().default(10 * 1024 * 1024),
-    /** Bytes one account may hold at once: every slot granted counts until its file expires. */
-    quotaBytes: z.number().int().positive().default(100 * 1024 * 1024),
-    /**
-     * Content types a slot may be for (`type/*` allows a whole type, except image/svg+xml, which must be listed by
-     * name); text/html and SVG are left out by default: opened from the upload origin they could run scripts.
-     */
-    allowedContentTypes: z.array(z.string().regex(/^[a-z0-9!#$&^_.+-]+\/(?:\*|[a-z0-9!#$&^_.+-]+)$/)).min(1).default([
-      'image/*', 'audio/*', 'video/*', 'text/plain', 'application/pdf', 'application/zip', 'application/octet-stream',
-    ]),
-    /** Seconds a slot's PUT URL stays valid. */
-    slotSeconds: z.number().int().positive().default(300),
-    /** Seconds a file is kept; the sweep deletes older ones (and what they counted toward the quota). */
-    fileLifetimeSeconds: z.number().int().positive().default(30 * 86_400),
-    /** Seconds between sweeps. */
-    sweepSeconds: z.number().positive().default(3600),
-    /** Longest file name kept in a URL (longer ones are refused with not-acceptable). */
-    maxFileNameLength: z.number().int().positive().default(255),
-    /** Where the files live. */
-    store: z.discriminatedUnion('kind', [
-      z.object({
-        kind: z.literal('disk'),
-        /** Directory of the files; `<dataDir>/uploads` when absent. */
-        dir: z.string().optional(),
-        /** Base URL of the HTTP listener as clients reach it; `c2s.http.publicUrl`, else the listener's own address. */
-        url: z.string().url().optional(),
-      }),
-      z.object({
-        kind: z.literal('s3'),
-        bucket: z.string().min(1),
-        region: z.string().default('us-east-1'),
-        /** An S3-compatible server's URL (MinIO, Ceph, …); AWS when absent. */
-        endpoint: z.string().url().optional(),
-        /** Address objects as endpoint/bucket/key instead of bucket.endpoint/key (most S3-compatible servers want this). */
-        forcePathStyle: z.boolean().default(false),
-        /** Credentials; the AWS SDK's usual chain (environment, profile, instance role) when absent. */
-        accessKeyId: z.string().optional(),
-        secretAccessKey: z.string().optional(),
-        /** Keys of the files start with this. */
-        prefix: z.string().default('upload/'),
-        /**
-         * Base URL where the bucket's objects are readable by anyone (a CDN, a public bucket): GET URLs are then
-         * `<publicUrl>/<key>`; when absent they are presigned, valid for the file's lifetime up to S3's 7 days.
-         */
-        publicUrl: z.string().url().optional(),
-      }),
-    ]).default({ kind: 'disk' }),
-  }).default({}),
-
     /** Timeout for a c2s → actor request (bind). */
     requestTimeoutMs: z.number().int().positive().default(10_000),
     /** A failed store write that must not be lost (a managed session's queue and record, the message archive) is tried again this many times… */
