@@ -163,7 +163,8 @@ export class ClusterAdmin implements AdminOperations {
   async kickSession(jid: string, text?: string): Promise<KickResult> {
     const j = ClusterAdmin.jid(jid);
     if (!j.local) throw new AdminError('bad-request', `'${jid}' names a server, not a user's session`);
-    const reason = text === undefined || text === '' ? ADMIN_KICK_TEXT : String(text).slice(0, 1024);
+    // The text's length is bounded by the request's (admin.maxRequestBytes).
+    const reason = text === undefined || text === '' ? ADMIN_KICK_TEXT : String(text);
     // Every connection manager ends what it holds of this JID (a bare JID: every resource).
     const { results, unreachable, failed } = await this.gather({ op: 'kick', jid: j.full, text: reason });
     ClusterAdmin.throwFailures(failed);

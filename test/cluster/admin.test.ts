@@ -58,14 +58,14 @@ test('administration of a cluster: every process answers for what it holds, any 
     const r = await api(c2s1, 'POST', '/announce', { domain: 'localhost', body: 'cluster maintenance', type: 'normal' });
     assert.equal(r.status, 200);
     assert.deepEqual([r.body.sessions, r.body.users], [2, 2]);
-    for (const c of [alice, bob]) await c.waitFor(/<message[^>]*from=["']localhost["'][^>]*>.*<body>cluster maintenance<\/body>/s);
+    for (const c of [alice, bob]) await c.waitFor(/<message[^>]*from=["']localhost["'][^>]*>.*<body>cluster maintenance<\/body>/s, 15_000);
   });
 
   await t.test('a kick asked of c2s1 closes the stream held by c2s2', async () => {
     const r = await cli(c2s1, 'sessions', 'kick', 'bob@localhost');
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, `kicked bob@localhost/phone on ${n2}\n`);
-    await bob.waitFor(/<stream:error><policy-violation xmlns=["']urn:ietf:params:xml:ns:xmpp-streams["']\/><text[^>]*>the session was ended by an administrator<\/text><\/stream:error>/);
+    await bob.waitFor(/<stream:error><policy-violation xmlns=["']urn:ietf:params:xml:ns:xmpp-streams["']\/><text[^>]*>the session was ended by an administrator<\/text><\/stream:error>/, 15_000);
     await bob.closed;
     const again = await api(c2s1, 'POST', '/sessions/kick', { jid: 'bob@localhost' });
     assert.equal(again.status, 404);

@@ -131,9 +131,9 @@ test('administration of a running embedded server: sessions, kick, announce, sta
     const r = await cli('announce', '--domain', 'localhost', '--body', 'maintenance at 18:00 <UTC>');
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'announced to 3 sessions of 3 users\n');
-    for (const c of [alice, bob]) await c.waitFor(/<message[^>]*from=["']localhost["'][^>]*>.*<body>maintenance at 18:00 &lt;UTC&gt;<\/body>/s);
+    for (const c of [alice, bob]) await c.waitFor(/<message[^>]*from=["']localhost["'][^>]*>.*<body>maintenance at 18:00 &lt;UTC&gt;<\/body>/s, 15_000);
     assert.match(alice.output, /<message[^>]*type=["']headline["']/);
-    await carol!.waitFor(/^<message[^>]*from=["']localhost["'][^>]*>.*<body>maintenance at 18:00 &lt;UTC&gt;<\/body>/s);
+    await carol!.waitFor(/^<message[^>]*from=["']localhost["'][^>]*>.*<body>maintenance at 18:00 &lt;UTC&gt;<\/body>/s, 15_000);
     const empty = await api('POST', '/announce', { domain: 'localhost', body: ' ' });
     assert.equal(empty.status, 400);
     assert.equal(empty.body.message, 'give a body: the announcement cannot be empty');
@@ -150,7 +150,7 @@ test('administration of a running embedded server: sessions, kick, announce, sta
     const r = await cli('sessions', 'kick', 'bob@localhost/laptop', '--reason', 'spamming');
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'kicked bob@localhost/laptop on embedded\n');
-    await bob.waitFor(/<stream:error><policy-violation xmlns=["']urn:ietf:params:xml:ns:xmpp-streams["']\/><text[^>]*>spamming<\/text><\/stream:error>/);
+    await bob.waitFor(/<stream:error><policy-violation xmlns=["']urn:ietf:params:xml:ns:xmpp-streams["']\/><text[^>]*>spamming<\/text><\/stream:error>/, 15_000);
     await bob.closed;
     const gone = await cli('sessions', 'kick', 'bob@localhost/laptop');
     assert.equal(gone.status, 2);
@@ -288,8 +288,15 @@ test('administration of a running embedded server: sessions, kick, announce, sta
     assert.equal(bad.body.message, 'give disabled: true or false');
     const r = await api('PUT', `/users/${encodeURIComponent('carol@localhost')}/disabled`, { disabled: true });
     assert.deepEqual(r.body, { jid: 'carol@localhost', disabled: true });
-    await carol!.waitFor(/<policy-violation xmlns=["']urn:ietf:params:xml:ns:xmpp-streams["']\/><text[^>]*>this account has been disabled by an administrator</);
+    await carol!.waitFor(/<policy-violation xmlns=["']urn:ietf:params:xml:ns:xmpp-streams["']\/><text[^>]*>this account has been disabled by an administrator</, 15_000);
     const back = await api('PUT', `/users/${encodeURIComponent('carol@localhost')}/disabled`, { disabled: false });
     assert.equal(back.status, 200);
+  });
+
+  await t.test('with the server stopped, the command says it cannot reach it', async () => {
+    await p.stop();
+    const r = await cli('stats');
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, `parley: cannot reach the admin API at ${p.adminUrl} (ECONNREFUSED); is the server running?\n`);
   });
 });
