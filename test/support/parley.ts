@@ -98,7 +98,7 @@ export async function clusterMetric(c: Cluster, name: string): Promise<number> {
 
 export const FAST_CLUSTER = { heartbeatMs: 250, memberTtlMs: 1500, handoffTimeoutMs: 3000 };
 
-export async function startCluster(opts: { c2s?: number; session?: number; cluster?: Record<string, unknown>; config?: Record<string, Record<string, unknown>> } = {}): Promise<Cluster> {
+export async function startCluster(opts: { c2s?: number; session?: number; cluster?: Record<string, unknown>; config?: Record<string, unknown> } = {}): Promise<Cluster> {
   const [nats, redis] = await Promise.all([startNats(), startRedis()]);
   const dir = tempDir('parley-cluster');
   const processes: ClusterProcess[] = [];
@@ -113,7 +113,7 @@ export async function startCluster(opts: { c2s?: number; session?: number; clust
       nodeId, role, dataDir: join(dir, nodeId), domains: [DOMAIN], log: { level: 'info' },
       bus: { kind: 'nats', url: nats.url },
       store: { kind: 'redis', url: redis.url },
-      c2s: testC2s(extra.c2s, { host: '127.0.0.1', port }),
+      c2s: testC2s(extra.c2s as Record<string, unknown> | undefined, { host: '127.0.0.1', port }),
       metrics: { port: 0 },
       cluster: { ...FAST_CLUSTER, ...opts.cluster },
       ...config,
