@@ -20,9 +20,9 @@ import { AdminClientError, adminClient } from '../admin/client.ts';
 import type { AnnounceResult, KickResult, LogLevelResult, NodeInfo, ReloadResult, SessionInfo, Stats } from '../admin/operations.ts';
 import { guardProcess, type ProcessFault } from '../process-faults.ts';
 import { isEmbedded, openConfiguredStore, startServer } from '../server.ts';
-import { PieError, readPieFile, type PieDocument } from '../portability/pie.ts';
-import { checkConfig, type Finding } from './config-check.ts';
-import { exportDomains, ImportRefused, planImport, runImport } from '../portability/transfer.ts';
+// Loaded by the commands that use them (`config check`, `export`, `import`), not by every command.
+import type { PieDocument } from '../portability/pie.ts';
+import type { Finding } from './config-check.ts';
 
 const USAGE = `usage: parley <command> [options]
 
@@ -354,6 +354,7 @@ async function domain(sub: string | undefined, arg: string | undefined): Promise
 }
 
 async function exportAccounts(): Promise<void> {
+  const { exportDomains } = await import('../portability/transfer.ts');
   const { count, domains } = await withStore(async (a, d, store, cfg) => {
     let domains: string[];
     if (values.domain !== undefined) {
@@ -389,6 +390,7 @@ async function exportAccounts(): Promise<void> {
 
 async function importAccounts(files: string[]): Promise<void> {
   if (!files.length) die('import FILE [FILE…]');
+  const [{ PieError, readPieFile }, { ImportRefused, planImport, runImport }] = await Promise.all([import('../portability/pie.ts'), import('../portability/transfer.ts')]);
   const docs: Array<{ file: string; doc: PieDocument }> = [];
   for (const file of files) {
     try {
@@ -498,6 +500,7 @@ async function configCheck(): Promise<void> {
     findings = e.message.split('\n').map((line) => ({ level: 'error', text: line.trim() }));
   }
   if (cfg) {
+    const { checkConfig } = await import('./config-check.ts');
     const resolvers = values.resolver?.split(',').map((r) => r.trim()).filter(Boolean);
     findings = [{ level: 'ok', text: `configuration ${values.config ?? process.env.PARLEY_CONFIG ?? '(defaults)'}: role ${cfg.role}, domains ${cfg.domains.join(', ')}` },
       ...await checkConfig(cfg, { resolvers })];
