@@ -12,9 +12,19 @@ import { parse as parseYaml, stringify } from 'yaml';
 import { ROUTES } from '../../services/admin/http-api.ts';
 import { adminApi, parleyCommand, rawTlsLogin, rawWsLogin, startParleyProcess, starttlsCommonName, tokenOf, type ParleyProcess } from '../support/admin.ts';
 import { rawLogin } from '../support/im.ts';
-import type { RawClient } from '../support/raw.ts';
+import { plainAuth, rawConnect, STREAM_OPEN, type RawClient } from '../support/raw.ts';
 import type { RawWs } from '../support/ws-raw.ts';
 import { freePort, tempDir } from '../support/servers.ts';
+
+/** A plain connection that has sent one wrong password and been answered. */
+async function wrongPassword(port: number): Promise<RawClient> {
+  const c = await rawConnect(port);
+  c.send(STREAM_OPEN());
+  await c.waitFor(/<\/stream:features>/);
+  c.send(plainAuth('alice', 'wrong'));
+  await c.waitFor(/<failure/);
+  return c;
+}
 
 async function certificate(dir: string, name: string): Promise<{ cert: string; key: string }> {
   const pems = await generate([{ name: 'commonName', value: name }], {
@@ -210,12 +220,21 @@ test('administration of a running embedded server: sessions, kick, announce, sta
     const b = await certificate(dir, 'cert-b');
     writeFileSync(live.cert, readFileSync(b.cert));
     writeFileSync(live.key, readFileSync(b.key));
-    writeFileSync(configFile, stringify({ ...base, c2s: { ...base.c2s, maxConnections: 500 }, limits: { bytesPerSecond: 500_000 } }));
+    // Before: a wrong password is answered, and the stream stays open for another try (c2s.maxAuthFailures is 3).
+    const before = await wrongPassword(tcpPort);
+    before.send(plainAuth('alice', 'wrong'));
+    await before.waitFor(/<failure[^]*<failure/);
+    before.close();
+    writeFileSync(configFile, stringify({ ...base, c2s: { ...base.c2s, maxConnections: 500, maxAuthFailures: 1 }, limits: { bytesPerSecond: 500_000 } }));
     const r = await cli('reload');
     assert.equal(r.status, 0, r.stderr);
     // log.level: the file says info, the run-time level was debug.
-    assert.equal(r.stdout, 'embedded: applied: log.level, limits.bytesPerSecond; needs a restart: c2s.maxConnections; certificates re-read\n');
+    assert.equal(r.stdout, 'embedded: applied: log.level, c2s.maxAuthFailures, limits.bytesPerSecond; needs a restart: c2s.maxConnections; certificates re-read\n');
     assert.equal(await starttlsCommonName(tcpPort), 'cert-b');
+    // A limit read at each use: now the first failure ends the stream.
+    const after = await wrongPassword(tcpPort);
+    await after.waitFor(/<stream:error><policy-violation xmlns=["']urn:ietf:params:xml:ns:xmpp-streams["']\/><text[^>]*>too many failed authentication attempts/, 15_000);
+    await after.closed;
     // The open session goes on with the certificate it had.
     alice.send(`<iq type='get' id='p4' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`);
     await alice.waitFor(/id=["']p4["']/);
@@ -248,7 +267,7 @@ test('administration of a running embedded server: sessions, kick, announce, sta
     const line = await p.waitForLine(/configuration reloaded/, mark);
     const entry = JSON.parse(line) as Record<string, unknown>;
     // The limit set by the previous reload is back to its default, as the file says now.
-    assert.equal(entry.applied, 'log.format,c2s.tls,limits.bytesPerSecond');
+    assert.equal(entry.applied, 'log.format,c2s.tls,c2s.maxAuthFailures,limits.bytesPerSecond');
     // c2s.maxConnections was never applied: what runs is what the file says again.
     assert.equal(entry.restartNeeded, 'none');
     assert.equal(await starttlsCommonName(tcpPort), 'cert-c');
