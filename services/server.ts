@@ -221,6 +221,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     await s2s.start();
   }
 
+  let componentListener: ComponentListener | undefined;
   let c2s: C2sNode | undefined;
   /** What `parley stats` rates: logins and client stanzas on this process. */
   const activity = new ActivityCounters();
@@ -231,6 +232,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     const resumptions = { success: metrics.smResumptions.labels('success'), failure: metrics.smResumptions.labels('failure') };
     c2s = new C2sNode({
       nodeId, config, bus, subjects, hosts, accounts, store, tls: secureContext(cert),
+      onDrain: () => componentListener?.stop('this node is being drained: reconnect elsewhere'),
       sessionNodes: () => sessionMembers.members(),
       // A cluster counts failed logins in Redis, so that every connection manager throttles the same addresses.
       authCounters: redis && config.store.kind === 'redis' ? new RedisAuthCounters(redis, config.store.keyPrefix) : undefined,
@@ -254,7 +256,6 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     if (c2sMembers instanceof RedisMembership) c2sMembers.onExpiry((expired) => c2s?.membershipExpired(expired));
   }
 
-  let componentListener: ComponentListener | undefined;
   if (runsC2s && components) {
     componentListener = new ComponentListener({
       config, bus, subjects, directory: components,

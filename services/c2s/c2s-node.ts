@@ -47,6 +47,8 @@ export interface C2sNodeOptions {
   authCounters?: AuthCounters;
   /** Where FAST tokens are kept (the deployment's store, so any connection manager accepts them). */
   store: Store;
+  /** What else this process serves that a drain must move too (the external component listener). */
+  onDrain?: () => void;
 }
 
 export class C2sNode implements C2sContext {
@@ -125,7 +127,7 @@ export class C2sNode implements C2sContext {
     this.servers.push(await listenTcp({
       host: config.c2s.tcp.host, port: config.c2s.tcp.port, limits, get tls() { return node.tlsContext; },
       maxConnections: config.c2s.maxConnections, accept: (t) => this.accept(t),
-      proxy, sni: certificates.sni,
+      proxy, sni: certificates.sni, backlog: config.c2s.tcp.backlog,
     }).catch((e: unknown) => {
       throw listenError('the c2s TCP listener', 'c2s.tcp', config.c2s.tcp.host, config.c2s.tcp.port, e);
     }));
@@ -368,6 +370,7 @@ export class C2sNode implements C2sContext {
   drain(): DrainResult {
     this.accepting = false;
     for (const srv of this.servers) srv.close();
+    this.o.onDrain?.();
     const out: DrainResult = { resumable: 0, ended: 0 };
     for (const s of [...this.streams.values()]) {
       if (s.resumable) out.resumable++;

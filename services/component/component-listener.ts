@@ -57,7 +57,7 @@ export class ComponentListener implements ComponentStreamOwner {
     server.maxConnections = maxConnections;
     this.server = await new Promise<Server>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(listen.port, listen.host, () => {
+      server.listen({ port: listen.port, host: listen.host, backlog: listen.backlog }, () => {
         server.removeListener('error', reject);
         resolve(server);
       });
@@ -71,9 +71,10 @@ export class ComponentListener implements ComponentStreamOwner {
     return typeof a === 'object' && a ? a.port : 0;
   }
 
-  stop(): void {
+  /** Stop accepting and close every component's stream (it reconnects, to another process when this one is drained). */
+  stop(text = 'the server is shutting down'): void {
     this.server?.close();
-    for (const s of [...this.streams]) s.fail(new StreamError('system-shutdown', 'the server is shutting down'));
+    for (const s of [...this.streams]) s.fail(new StreamError('system-shutdown', text));
   }
 
   // ================================================================ ComponentStreamOwner

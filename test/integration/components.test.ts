@@ -14,6 +14,7 @@ import { startCluster, startEmbedded, type Cluster, type Deployment } from '../s
 import { rawConnect, type RawClient } from '../support/raw.ts';
 import { freePort } from '../support/servers.ts';
 import { loadConfig } from '../../libs/config/index.ts';
+import { requestDrain } from '../../services/c2s/drain.ts';
 
 const SECRET = 'component-secret-1';
 const COMPONENTS = [
@@ -215,7 +216,7 @@ describe('external components, cluster: a component that moves to another connec
   before(async () => { ({ d, componentPorts: ports } = await componentCluster()); });
   after(async () => { await d?.stop(); });
 
-  test('reachable after reconnecting elsewhere, and after its first node is killed', async () => {
+  test('reachable after reconnecting elsewhere, after its first node is killed, and after its node is drained', async () => {
     await d.addUser('bob');
     const bob = await connect(d.ports[1], 'bob');
     try {
@@ -243,6 +244,23 @@ describe('external components, cluster: a component that moves to another connec
         await bob.waitFor((s) => s.is('message') && body(s) === 'echo: after the kill');
       } finally {
         await four.stop();
+      }
+
+      // A third node, drained (`parley c2s drain`): its component is told to go, and comes back on the second.
+      const port = await freePort();
+      await d.add('c2s', 'c2s-c', { components: { listen: { host: '127.0.0.1', port }, services: COMPONENTS } });
+      const five = await rawComponent(port, 'echo.localhost');
+      five.raw.send(`<handshake>${digest(five.id, SECRET)}</handshake>`);
+      await five.raw.waitFor(/<handshake\/>/);
+      await requestDrain(loadConfig(undefined, {}, { bus: { kind: 'nats', url: d.nats.url }, store: { kind: 'redis', url: d.redis.url } }), 'c2s-c');
+      const out = await five.raw.waitFor(/<\/stream:stream>/);
+      assert.match(out, /<system-shutdown xmlns=['"]urn:ietf:params:xml:ns:xmpp-streams['"]\/><text[^>]*>this node is being drained: reconnect elsewhere<\/text>/);
+      const six = await echoComponent(ports[1]);
+      try {
+        await bob.send(xml('message', { to: 'bot@echo.localhost', type: 'chat' }, xml('body', {}, 'after the drain')));
+        await bob.waitFor((s) => s.is('message') && body(s) === 'echo: after the drain');
+      } finally {
+        await six.stop();
       }
     } finally {
       await bob.stop();
