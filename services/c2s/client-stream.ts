@@ -14,6 +14,7 @@ import { logger } from '../../libs/log/index.ts';
 import { child, el, text, type Element } from '../../libs/xml/element.ts';
 import { serialize } from '../../libs/xml/serialize.ts';
 import { unmapAddress } from './address.ts';
+import { CORE_FEATURES } from '../features.ts';
 import { ADMIN_KICK_CONDITION } from '../admin/kick.ts';
 import type { SessionInfo, SessionTransport } from '../admin/operations.ts';
 import { blockedText, type Standing } from './auth-throttle.ts';
@@ -38,23 +39,13 @@ const yesNo = (b: boolean): 'yes' | 'no' => (b ? 'yes' : 'no');
 const NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl';
 const NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind';
 const NS_SESSION = 'urn:ietf:params:xml:ns:xmpp-session';
-const NS_ROSTERVER = 'urn:xmpp:features:rosterver';
-const NS_PREAPPROVAL = 'urn:xmpp:features:pre-approval';
 
 /**
- * The stream features offered once authenticated, in order: each protocol the
- * server implements that a client learns of here and nowhere else (RFC 6120
- * §4.3.2; the account's session answers roster versioning and pre-approval).
- * `sm`: only where stream management is offered.
+ * The stream features offered once authenticated, in order (RFC 6120 §4.3.2), from the one table of what the server
+ * implements outside its modules (services/features.ts). `sm`: only where stream management is offered.
  */
-export const POST_AUTH_FEATURES: readonly { readonly element: Element; readonly sm?: true }[] = [
-  { element: el('bind', { xmlns: NS_BIND }) }, // RFC 6120 §7
-  { element: el('session', { xmlns: NS_SESSION }, el('optional')) }, // RFC 3921 §3, for clients that still ask
-  { element: el('ver', { xmlns: NS_ROSTERVER }) }, // RFC 6121 §2.6.1
-  { element: el('sub', { xmlns: NS_PREAPPROVAL }) }, // RFC 6121 §3.4.1
-  { element: el('csi', { xmlns: NS_CSI }) }, // XEP-0352
-  { element: el('sm', { xmlns: NS_SM }), sm: true }, // XEP-0198
-];
+export const POST_AUTH_FEATURES: readonly { readonly element: Element; readonly sm?: true }[] =
+  CORE_FEATURES.flatMap((f) => (f.stream ? [{ element: f.stream, sm: f.needsStreamManagement }] : []));
 
 /**
  * What a stream is refused with when its connection manager cannot serve

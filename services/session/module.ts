@@ -27,6 +27,7 @@ import type { HostedDomains } from '../../libs/accounts/hosts.ts';
 import type { WindowCounters } from '../../libs/cluster/window-counters.ts';
 import { bareJid } from '../../libs/jid/split.ts';
 import type { Subscription } from './im/subscription.ts';
+import { coreDiscoFeatures } from '../features.ts';
 import type { DomainService } from './service-domains.ts';
 import type { AdminOperations } from '../admin/operations.ts';
 
@@ -454,6 +455,10 @@ export class ModuleRegistry implements Disco {
       for (const c of m.stored ?? []) stored.add(c);
     }
     this.services = this.enabled.flatMap((m) => (m.service ? [m.service] : []));
+    // What the core implements outside the modules (services/features.ts) is announced beside what they declare.
+    for (const target of ['host', 'account'] as const) {
+      for (const f of coreDiscoFeatures(config, target)) if (!this.featureLists[target].includes(f)) this.featureLists[target].push(f);
+    }
     this.featureLists.host.sort();
     this.featureLists.account.sort();
     this.states = states;

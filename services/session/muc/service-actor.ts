@@ -14,6 +14,19 @@ import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_MUC, NS_PING, NS_RSM } from './stanza
 /** Rooms in one disco#items answer without RSM paging. */
 const MAX_LISTED = 1000;
 
+/** The iq gets the service answers, by the payload's namespace. disco#info announces each. */
+const SERVICE_IQ: Readonly<Record<string, (service: MucServiceActor, q: Element) => Element | undefined | Promise<Element>>> = {
+  [NS_DISCO_INFO]: (service, q) => service.info(q),
+  [NS_DISCO_ITEMS]: (service, q) => service.items(q),
+  [NS_PING]: () => undefined,
+};
+
+/** Namespaces the service answers iq gets of (what its disco#info must announce, at least). */
+export const MUC_SERVICE_IQ_NAMESPACES: readonly string[] = Object.keys(SERVICE_IQ);
+
+/** disco#info of the service (§6.1): the iqs it answers, MUC itself, and RSM paging of its room list (§6.2). */
+const SERVICE_FEATURES = [...MUC_SERVICE_IQ_NAMESPACES, NS_MUC, NS_RSM].sort();
+
 export class MucServiceActor extends MucActor {
   get hasSessions(): boolean {
     return false;
@@ -31,22 +44,21 @@ export class MucServiceActor extends MucActor {
     return this.answer(env, via, async () => {
       if (!q) throw new StanzaError('bad-request', 'an iq get/set carries one payload element');
       const ns = q.attrs.xmlns ?? '';
-      if (env.type === 'get' && ns === NS_DISCO_INFO && q.name === 'query') return this.info(q);
-      if (env.type === 'get' && ns === NS_DISCO_ITEMS && q.name === 'query') return this.items(q);
-      if (env.type === 'get' && ns === NS_PING) return undefined;
+      const answer = env.type === 'get' && Object.hasOwn(SERVICE_IQ, ns) ? SERVICE_IQ[ns] : undefined;
+      if (answer && (ns === NS_PING || q.name === 'query')) return answer(this, q);
       throw new StanzaError('service-unavailable', `${ns} ${q.name} is not supported by the MUC service`);
     });
   }
 
-  private info(q: Element): Element {
+  info(q: Element): Element {
     if (q.attrs.node) throw new StanzaError('item-not-found', `no node '${q.attrs.node}'`);
     return el('query', { xmlns: NS_DISCO_INFO },
       el('identity', { category: 'conference', type: 'text', name: this.svc.config.muc.name }),
-      ...[NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING].sort().map((f) => el('feature', { var: f })));
+      ...SERVICE_FEATURES.map((f) => el('feature', { var: f })));
   }
 
   /** §6.2: the public rooms, sorted by JID; RSM <max/> and <after/> page through a long list. */
-  private async items(q: Element): Promise<Element> {
+  async items(q: Element): Promise<Element> {
     if (q.attrs.node) throw new StanzaError('item-not-found', `no node '${q.attrs.node}'`);
     const rooms = [...(await this.svc.store.hgetall(listingScope(this.jid), 'rooms'))].sort((a, b) => (a[0] < b[0] ? -1 : 1));
     const set = child(q, 'set', NS_RSM);
