@@ -18,6 +18,13 @@ const listener = z.object({
   port: z.number().int().min(0).max(65535),
 });
 
+/**
+ * Connections the kernel queues for a listener before the process accepts them (listen(2)'s backlog). Sized for a
+ * mass reconnect, when every client of a lost node connects within a second or two; Linux caps it at
+ * net.core.somaxconn.
+ */
+const listenBacklog = z.number().int().positive().max(65535).default(4096);
+
 export const configSchema = z.object({
   /** Stable name of this process in the cluster; generated when absent. */
   nodeId: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/).optional(),
@@ -100,6 +107,7 @@ export const configSchema = z.object({
       port: z.number().int().min(0).max(65535).default(5222),
       /** Clients on a loopback address may authenticate on this listener without STARTTLS (tests, a local benchmark). */
       allowPlainOnLoopback: z.boolean().default(false),
+      backlog: listenBacklog,
     }).default({}),
     /**
      * TLS is required before authentication on every listener, loopback included: no SASL mechanism is offered in
@@ -171,6 +179,7 @@ export const configSchema = z.object({
     directTls: listener.extend({
       enabled: z.boolean().default(false),
       port: z.number().int().min(0).max(65535).default(5223),
+      backlog: listenBacklog,
     }).default({}),
     /** HAProxy PROXY protocol (v1 and v2) on the TCP and direct-TLS listeners: the header's source address becomes the client's address. */
     proxyProtocol: z.object({
@@ -272,7 +281,7 @@ export const configSchema = z.object({
    * component listener with a shared secret. The listener runs on the c2s processes only while some component is configured.
    */
   components: z.object({
-    listen: listener.extend({ port: z.number().int().min(0).max(65535).default(5347) }).default({}),
+    listen: listener.extend({ port: z.number().int().min(0).max(65535).default(5347), backlog: listenBacklog }).default({}),
     /** Seconds a connection may take from TCP accept to a successful handshake. */
     handshakeTimeoutSeconds: z.number().positive().default(10),
     /** Open component connections (handshake done or not) one process accepts. */
@@ -624,6 +633,41 @@ export const configSchema = z.object({
     defaultPage: z.number().int().positive().default(50),
     /** Largest page one query returns. */
     maxPage: z.number().int().positive().default(250),
+  }).default({}),
+
+  /**
+   * Where message archives (mam) live. Without `postgres`, in the store: lmdb embedded, Redis in a cluster (in
+   * memory). With it, in PostgreSQL, in a table range-partitioned by archive time; the rest of the state stays in
+   * the store.
+   */
+  archive: z.object({
+    postgres: z.object({
+      /** postgres://user:password@host:port/database */
+      url: z.string().min(1),
+      /** Connections each session process keeps to PostgreSQL. */
+      poolSize: z.number().int().positive().max(1000).default(10),
+      /** The archive table; its partitions are named after it (`<table>_p202612`, `<table>_default`). */
+      table: z.string().regex(/^[a-z_][a-z0-9_]{0,40}$/, 'a lower-case SQL identifier of at most 41 characters').default('message_archive'),
+      /** One partition per day or per month of archive time: retention drops whole partitions. */
+      partition: z.enum(['day', 'month']).default('month'),
+      /** Partitions made ahead of the current one (at start and by the periodic upkeep). */
+      partitionsAhead: z.number().int().min(1).max(366).default(2),
+      /**
+       * Days a partition is kept once its whole range is past: a message goes between this many days and that plus
+       * one partition interval after it was archived. Absent: mam.maxAgeDays; 0 keeps everything.
+       */
+      retentionDays: z.number().min(0).optional(),
+      /** How often one session process of the deployment makes partitions ahead and drops expired ones. */
+      upkeepSeconds: z.number().int().positive().default(3600),
+      /** Rows per INSERT at most. */
+      maxBatch: z.number().int().positive().max(10_000).default(500),
+      /** How long an archived message waits for others to share its INSERT (0: until the next turn of the event loop). */
+      batchMs: z.number().int().min(0).max(1000).default(2),
+      /** How long opening a connection may take. */
+      connectTimeoutMs: z.number().int().positive().default(10_000),
+      /** How long one statement may run before PostgreSQL cancels it. */
+      statementTimeoutMs: z.number().int().positive().default(10_000),
+    }).optional(),
   }).default({}),
 
   /** XEP-0357 push notifications to the app servers clients register. */

@@ -20,6 +20,8 @@ export interface DirectTlsOptions {
   maxConnections: number;
   /** A client must finish its handshake within this (the PROXY header included). */
   handshakeTimeoutMs: number;
+  /** listen(2)'s queue of connections not yet accepted (`c2s.directTls.backlog`). */
+  backlog: number;
   accept(t: TcpTransport): void;
 }
 
@@ -56,7 +58,7 @@ export function listenDirectTls(o: DirectTlsOptions): Promise<Server> {
   server.maxConnections = o.maxConnections;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(o.port, o.host, () => {
+    server.listen({ port: o.port, host: o.host, backlog: o.backlog }, () => {
       server.removeListener('error', reject);
       resolve(server);
     });

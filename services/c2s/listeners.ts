@@ -60,6 +60,7 @@ export async function startListeners(h: ListenerHost): Promise<Listeners> {
       // Read at each connection: `parley reload` may have replaced the certificates.
       host: c2s.directTls.host, port: c2s.directTls.port, limits: h.limits, get tls() { return h.tls!; }, sni: (name) => h.certificates.sni(name),
       proxy: h.proxy, maxConnections: c2s.maxConnections, handshakeTimeoutMs: c2s.authTimeoutSeconds * 1000,
+      backlog: c2s.directTls.backlog,
       accept: (t) => h.accept(t),
     }).catch((e: unknown) => {
       throw listenError('the c2s direct TLS listener', 'c2s.directTls', c2s.directTls.host, c2s.directTls.port, e);

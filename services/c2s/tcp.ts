@@ -258,6 +258,8 @@ export interface TcpListenerOptions {
   proxy?: ProxyPolicy;
   /** Per-domain certificates for STARTTLS. */
   sni?: SniLookup;
+  /** listen(2)'s queue of connections not yet accepted (`c2s.tcp.backlog`). */
+  backlog: number;
   accept(t: TcpTransport): void;
 }
 
@@ -279,7 +281,7 @@ export function listenTcp(opts: TcpListenerOptions): Promise<Server> {
   server.maxConnections = opts.maxConnections;
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port, opts.host, () => {
+    server.listen({ port: opts.port, host: opts.host, backlog: opts.backlog }, () => {
       server.removeListener('error', reject);
       resolve(server);
     });
