@@ -190,10 +190,14 @@ export class NodeAdmin {
     const byKind = this.o.c2s?.connectionsByTransport();
     const connections = byKind ? { tcp: byKind.tcp, tls: byKind.tls, ws: byKind.websocket, bosh: byKind.bosh } : { ...NO_CONNECTIONS };
     const rates = this.rates.rates();
+    const sessions = this.o.c2s?.sessions() ?? [];
+    const sessionsByTransport = { ...NO_CONNECTIONS };
+    for (const s of sessions) sessionsByTransport[s.transport]++;
     return {
       node: this.o.nodeId,
       role: this.o.role,
-      sessions: this.o.c2s?.sessions().length ?? 0,
+      sessions: sessions.length,
+      sessionsByTransport,
       connections,
       usersOnline: this.o.session?.actors.accountsOnline() ?? 0,
       logins: { total: this.o.counters.logins, perSecond: rates.logins },

@@ -52,6 +52,8 @@ export interface NodeStats {
   role: string;
   /** Bound sessions on this process's connections (c2s roles; 0 otherwise). */
   sessions: number;
+  /** Bound sessions by transport (c2s roles). */
+  sessionsByTransport: Record<SessionTransport, number>;
   /** Open connections by transport, bound or not (c2s roles). */
   connections: Record<SessionTransport, number>;
   /** Accounts with at least one session among this process's actors (session roles; a session waiting to be resumed counts). */

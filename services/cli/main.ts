@@ -560,8 +560,8 @@ async function admin(command: string, sub: string | undefined, arg: string | und
       if (values.json) return console.log(JSON.stringify(s, null, 2));
       console.log(`users online: ${s.usersOnline}   sessions: ${s.sessions}   logins/s: ${s.loginsPerSecond}   stanzas/s: ${s.stanzasPerSecond}`);
       console.log(table([['NODE', 'ROLE', 'SESSIONS', 'TCP', 'TLS', 'WS', 'BOSH', 'USERS', 'LOGINS/S', 'STANZAS/S'],
-        ...s.nodes.map((n) => [n.node, n.role, String(n.sessions), String(n.connections.tcp), String(n.connections.tls), String(n.connections.ws),
-          String(n.connections.bosh), String(n.usersOnline), String(n.logins.perSecond), String(n.stanzas.perSecond)])]));
+        ...s.nodes.map((n) => [n.node, n.role, String(n.sessions), String(n.sessionsByTransport.tcp), String(n.sessionsByTransport.tls), String(n.sessionsByTransport.ws),
+          String(n.sessionsByTransport.bosh), String(n.usersOnline), String(n.logins.perSecond), String(n.stanzas.perSecond)])]));
       console.log(`# rates over the last ${s.nodes[0]?.intervalSeconds ?? 0} s`);
       return unreachable(s.unreachable);
     }

@@ -13,11 +13,11 @@ import { ownerOf, shardOf } from '../../libs/cluster/shards.ts';
 import { isMessageWithBody, xml } from '../support/clients.ts';
 import { jid, presenceFrom, rosterGet, befriend } from '../support/im.ts';
 import { startCluster, type Cluster } from '../support/parley.ts';
-import { mobile, multiDeviceScenarios, sleep, streamManagementScenarios } from '../scenarios/mobile.ts';
+import { mobile, multiDeviceScenarios, sleep, streamManagementScenarios, MOBILE_CONFIG } from '../scenarios/mobile.ts';
 
 describe('mobile, cluster (3 c2s + 2 session on NATS and Redis)', () => {
   let c: Cluster;
-  before(async () => { c = await startCluster({ c2s: 3, session: 2 }); });
+  before(async () => { c = await startCluster({ c2s: 3, session: 2, config: MOBILE_CONFIG }); });
   after(async () => { await c?.stop(); });
   streamManagementScenarios(() => c);
   multiDeviceScenarios(() => c);

@@ -36,9 +36,9 @@ describe('two Parley deployments, dialback between self-signed servers', () => {
       listen: { host: HOST, port: pa },
       routes: { 'b.parley.test': `${HOST}:${pb}`, 'silent.test': `${HOST}:${silentPort}`, 'closed.test': `${HOST}:${closedPort}` },
       setupTimeoutSeconds: 3, maxQueue: 3,
-    }, { version: { enabled: true } });
+    }, { version: { enabled: true }, c2s: { http: { enabled: true, host: HOST, port: 0 } } });
     // The room service of each domain is reached like the domain itself (an SRV record or a route for it).
-    b = await startParley('b.parley.test', { listen: { host: HOST, port: pb }, routes: { 'a.parley.test': `${HOST}:${pa}`, 'conference.a.parley.test': `${HOST}:${pa}` } });
+    b = await startParley('b.parley.test', { listen: { host: HOST, port: pb }, routes: { 'a.parley.test': `${HOST}:${pa}`, 'conference.a.parley.test': `${HOST}:${pa}`, 'upload.a.parley.test': `${HOST}:${pa}` } });
     await a.addUser('alice');
     await a.addUser('carl');
     await b.addUser('bob');
@@ -120,6 +120,15 @@ describe('two Parley deployments, dialback between self-signed servers', () => {
     // What the server does not answer is a stanza error, not silence; an owner's request from another server is refused.
     const refused = await ask('a.parley.test', xml('query', { xmlns: 'jabber:iq:register' })).then(() => 'answered', (e: { condition?: string }) => e.condition);
     assert.ok(refused === 'forbidden' || refused === 'service-unavailable', String(refused));
+  });
+
+  test('a remote user sees the upload service but gets no slot: not-allowed, answered over federation', async () => {
+    const ask = (payload: ReturnType<typeof xml>) => bob.xmpp.iqCaller.request(xml('iq', { type: 'get', to: 'upload.a.parley.test' }, payload), 10_000);
+    const info = (await ask(xml('query', { xmlns: 'http://jabber.org/protocol/disco#info' }))).getChild('query')!;
+    assert.ok(info.getChildren('identity').some((i) => i.attrs.category === 'store' && i.attrs.type === 'file'));
+    const refused = await ask(xml('request', { xmlns: 'urn:xmpp:http:upload:0', filename: 'a.txt', size: '3', 'content-type': 'text/plain' }))
+      .then((r) => `answered ${r.toString()}`, (e: { condition?: string }) => e.condition);
+    assert.equal(refused, 'not-allowed');
   });
 
   test('an account answers a remote user as RFC 6121 and XEP-0012 say: last activity only to those who see its presence', async () => {

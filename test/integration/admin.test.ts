@@ -177,9 +177,10 @@ test('administration of a running embedded server: sessions, kick, announce, sta
     await alice.waitFor(/id=["']p3["']/);
     const r = await api('GET', '/stats');
     assert.equal(r.status, 200);
-    const s = r.body as unknown as { usersOnline: number; sessions: number; nodes: Array<{ connections: Record<string, number>; logins: { total: number }; stanzas: { total: number; perSecond: number } }> };
+    const s = r.body as unknown as { usersOnline: number; sessions: number; nodes: Array<{ sessionsByTransport: Record<string, number>; connections: Record<string, number>; logins: { total: number }; stanzas: { total: number; perSecond: number } }> };
     assert.equal(s.usersOnline, 2);
     assert.equal(s.sessions, 2);
+    assert.deepEqual(s.nodes[0].sessionsByTransport, { tcp: 1, tls: 0, ws: 1, bosh: 0 });
     assert.equal(s.nodes[0].connections.tcp, 1);
     assert.equal(s.nodes[0].connections.ws, 1);
     assert.equal(s.nodes[0].logins.total, 3);

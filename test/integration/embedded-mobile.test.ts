@@ -9,11 +9,11 @@ import { isMessageWithBody, xml } from '../support/clients.ts';
 import { befriend, jid, presenceFrom, rosterGet } from '../support/im.ts';
 import { DOMAIN, PASSWORD, startEmbedded, type Deployment } from '../support/parley.ts';
 import { tempDir } from '../support/servers.ts';
-import { mobile, multiDeviceScenarios, sleep, streamManagementScenarios } from '../scenarios/mobile.ts';
+import { MOBILE_CONFIG, mobile, multiDeviceScenarios, sleep, streamManagementScenarios } from '../scenarios/mobile.ts';
 
 describe('mobile, embedded mode', () => {
   let d: Deployment;
-  before(async () => { d = await startEmbedded(); });
+  before(async () => { d = await startEmbedded(MOBILE_CONFIG); });
   after(async () => { await d.stop(); });
   streamManagementScenarios(() => d);
   multiDeviceScenarios(() => d);

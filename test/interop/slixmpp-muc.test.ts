@@ -1,5 +1,7 @@
 // A client nobody here wrote: python3-slixmpp (Debian) and its xep_0045
-// plugin create, configure and use a room, embedded and across a cluster
+// plugin create, configure and use a room, and its xep_0425 moderates a
+// message (xep_0421 occupant ids and xep_0313 reading the room archive
+// alongside), embedded and across a cluster
 // (alice and bob on different connection managers).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,7 +35,16 @@ function check(r: Record<string, unknown>, tag: string): void {
   assert.deepEqual(r.outcasts, [carol]);
   assert.equal(r.bob_owner_list, 'forbidden');
   assert.deepEqual(r.alice_offline, ['Bob', 'Carol']);
-  assert.deepEqual(r.alice_groupchat, ['hello from slixmpp', 'hi alice']);
+  assert.deepEqual(r.alice_groupchat, ['hello from slixmpp', 'hi alice', 'please delete me']);
+  // XEP-0425 through slixmpp's own xep_0425 (the :0 form it speaks).
+  const room = `slix${tag}@conference.localhost`;
+  const m = r.moderated as { bob: { id: string; by: string; reason: string; from: string }[]; carol: unknown[]; target: string };
+  assert.equal(r.carol_moderates, 'forbidden', 'a participant may not moderate');
+  for (const seen of [m.bob, m.carol]) assert.deepEqual(seen, [{ id: m.target, by: `${room}/Alice`, reason: 'spam', from: room }]);
+  const archive = r.archive as Record<string, { body: string | null; retracted_by: string | null; moderated0_by: string | null }>;
+  assert.deepEqual(archive[m.target], { body: null, retracted_by: `${room}/Alice`, moderated0_by: `${room}/Alice` }, 'the archive holds a tombstone');
+  assert.deepEqual(Object.values(archive).map((a) => a.body).filter((b) => b !== null), ['hello from slixmpp', 'hi alice'], 'the other messages stay; the moderated words are gone');
+  assert.equal(r.message_occupant_id, true, 'messages and presence carry the same occupant id');
 }
 
 describe('slixmpp xep_0045, embedded', () => {

@@ -9,6 +9,12 @@ import { DOMAIN, PASSWORD, type Deployment } from '../support/parley.ts';
 import { plainAuth, rawConnect, STREAM_OPEN, type RawClient } from '../support/raw.ts';
 import { befriend, jid, presenceFrom, rosterGet } from '../support/im.ts';
 
+/**
+ * What a deployment for these scenarios needs beyond the defaults: the archive test sends 2,000 messages in seconds
+ * between users who are not contacts, far past the default limit on messages to strangers (spam.strangerRate).
+ */
+export const MOBILE_CONFIG = { spam: { strangerRate: { perAccount: 10_000 } } };
+
 export const NS_SM = 'urn:xmpp:sm:3';
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -239,6 +239,12 @@ export function mucScenarios(deployment: () => Deployment): void {
       assert.ok(!alice.received.some(fromRoom(room, 'Bob')), 'a refused join is seen by nobody in the room');
       const ok = await enter(bob, room, 'Bob', { password: 'sesame' });
       assert.equal(ok.attrs.type, undefined);
+      // A mediated invitation to a password-protected room carries the password (§7.8.2).
+      await bob.send(xml('message', { to: room }, xml('x', NS_MUC_USER, xml('invite', { to: bare(carol) }))));
+      const withPassword = await carol.waitFor((s) => s.is('message') && s.attrs.from === room && s.getChild('x', NS_MUC_USER)?.getChild('invite') !== undefined);
+      assert.equal(withPassword.getChild('x', NS_MUC_USER)!.getChildText('password'), 'sesame');
+      assert.equal(withPassword.getChild('x', NS_MUC_USER)!.getChild('invite')!.attrs.from, bare(bob));
+      assert.equal(withPassword.getChild('x', 'jabber:x:conference')?.attrs.jid, room);
 
       await createRoom(alice, club, 'Alice', { 'muc#roomconfig_membersonly': '1' });
       const refused = await enter(bob, club, 'Bob');
@@ -253,8 +259,14 @@ export function mucScenarios(deployment: () => Deployment): void {
       await bob.send(xml('message', { to: club }, xml('x', NS_MUC_USER, xml('invite', { to: bare(carol) }, xml('reason', {}, 'join us')))));
       const forbidden = await bob.waitFor((s) => s.is('message') && s.attrs.type === 'error');
       assert.equal(errorOf(forbidden), 'forbidden', 'a member may not invite into a members-only room that does not allow it');
+      // Nor may a non-member (who cannot be in the room): forbidden, and the invitee is not made a member.
+      await carol.send(xml('message', { to: club, id: 'self-invite' }, xml('x', NS_MUC_USER, xml('invite', { to: bare(carol) }))));
+      const outsider = await carol.waitFor((s) => s.is('message') && s.attrs.id === 'self-invite' && s.attrs.type === 'error');
+      assert.equal(errorOf(outsider), 'forbidden');
+      assert.equal(errorOf(await enter(carol, club, 'Carol')), 'registration-required', 'refused invitations changed nothing');
+      assert.ok(!carol.received.some((s) => s.is('message') && s.attrs.from === club && s.attrs.type !== 'error' && s.getChild('x', NS_MUC_USER)?.getChild('invite') !== undefined), 'no invitation was passed on');
       await alice.send(xml('message', { to: club }, xml('x', NS_MUC_USER, xml('invite', { to: bare(carol) }, xml('reason', {}, 'join us')))));
-      const inv = await carol.waitFor((s) => s.is('message') && s.attrs.from === club && s.getChild('x', NS_MUC_USER)?.getChild('invite') !== undefined);
+      const inv = await carol.waitFor((s) => s.is('message') && s.attrs.from === club && s.attrs.type !== 'error' && s.getChild('x', NS_MUC_USER)?.getChild('invite') !== undefined);
       assert.equal(inv.getChild('x', NS_MUC_USER)!.getChild('invite')!.attrs.from, bare(alice));
       assert.equal(inv.getChild('x', NS_MUC_USER)!.getChild('invite')!.getChildText('reason'), 'join us');
       const carolIn = await enter(carol, club, 'Carol');
@@ -576,7 +588,14 @@ export function mucScenarios(deployment: () => Deployment): void {
       await enter(bob, room, 'Bob');
       const pong = await alice.xmpp.iqCaller.request(xml('iq', { type: 'get', to: `${room}/Alice` }, xml('ping', 'urn:xmpp:ping')));
       assert.equal(pong.attrs.from, `${room}/Alice`);
+      assert.equal(pong.attrs.type, 'result');
+      assert.ok(!alice.received.some((s) => s.is('iq') && s.attrs.type === 'get' && s.getChild('ping', 'urn:xmpp:ping')), 'the room answers a self-ping itself: the client is not asked');
       assert.equal(await iqError(eve.xmpp.iqCaller.request(xml('iq', { type: 'get', to: `${room}/Alice` }, xml('ping', 'urn:xmpp:ping')))), 'not-acceptable');
+      assert.equal(await iqError(eve.xmpp.iqCaller.request(xml('iq', { type: 'get', to: `${room}/Eve` }, xml('ping', 'urn:xmpp:ping')))), 'not-acceptable', 'not an occupant: not-acceptable, the cue to join again');
+      await bob.send(xml('presence', { to: `${room}/Bob`, type: 'unavailable' }));
+      await alice.waitFor((s) => fromRoom(room, 'Bob')(s) && s.attrs.type === 'unavailable');
+      assert.equal(await iqError(bob.xmpp.iqCaller.request(xml('iq', { type: 'get', to: `${room}/Bob` }, xml('ping', 'urn:xmpp:ping')))), 'not-acceptable', 'after leaving');
+      await enter(bob, room, 'Bob');
       bob.xmpp.on('stanza', (s: Stanza) => {
         if (s.is('iq') && s.attrs.type === 'get' && s.getChild('time', 'urn:xmpp:time')) {
           void bob.send(xml('iq', { type: 'result', id: s.attrs.id, to: s.attrs.from }, xml('time', 'urn:xmpp:time', xml('tzo', {}, '+00:00'))));
@@ -657,6 +676,216 @@ export function mucScenarios(deployment: () => Deployment): void {
       assert.deepEqual(bodies, Array.from({ length: 50 }, (_, i) => `t${total - 50 + i}`), 'the newest, in order');
     } finally {
       await alice.stop();
+    }
+  });
+
+  test('member registration (§7.10): the muc#register form, a reserved nick others cannot take, x-roomuser-item, requests to the owners of a members-only room', async () => {
+    const [alice, bob, carol, dave] = await users('reg', 'regb', 'regc', 'regd');
+    const room = roomJid('reg');
+    const club = roomJid('regclub');
+    const NS_REGISTER = 'jabber:iq:register';
+    const getRegistration = (c: TestClient, r: string) => c.xmpp.iqCaller.request(xml('iq', { type: 'get', to: r }, xml('query', NS_REGISTER)));
+    const register = (c: TestClient, r: string, nick: string | undefined, formType = 'http://jabber.org/protocol/muc#register') =>
+      c.xmpp.iqCaller.request(xml('iq', { type: 'set', to: r }, xml('query', NS_REGISTER, xml('x', { xmlns: NS_DATA, type: 'submit' },
+        xml('field', { var: 'FORM_TYPE' }, xml('value', {}, formType)),
+        nick !== undefined ? xml('field', { var: 'muc#register_roomnick' }, xml('value', {}, nick)) : undefined))));
+    const reservedNick = async (c: TestClient, r: string) => {
+      const res = await c.xmpp.iqCaller.request(xml('iq', { type: 'get', to: r }, xml('query', { xmlns: NS_DISCO_INFO, node: 'x-roomuser-item' })));
+      assert.equal(res.getChild('query')!.attrs.node, 'x-roomuser-item');
+      return res.getChild('query')!.getChild('identity')?.attrs.name;
+    };
+    try {
+      await createRoom(alice, room, 'Alice');
+      const info = await bob.xmpp.iqCaller.request(xml('iq', { type: 'get', to: room }, xml('query', NS_DISCO_INFO)));
+      assert.ok(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === NS_REGISTER), 'the room offers registration');
+      const form = (await getRegistration(bob, room)).getChild('query', NS_REGISTER)!.getChild('x', NS_DATA)!;
+      assert.equal(form.attrs.type, 'form');
+      const fields = form.getChildren('field');
+      assert.equal(fields.find((f) => f.attrs.var === 'FORM_TYPE')?.getChildText('value'), 'http://jabber.org/protocol/muc#register');
+      assert.ok(fields.find((f) => f.attrs.var === 'muc#register_roomnick')?.getChild('required'), 'the nickname is required');
+      assert.equal(await reservedNick(bob, room), undefined, 'no nickname reserved yet');
+
+      // Malformed submissions: the error the spec names, and nothing registered.
+      assert.equal(await iqError(register(bob, room, undefined)), 'not-acceptable');
+      assert.equal(await iqError(register(bob, room, 'Bobby', 'urn:example:other')), 'bad-request');
+      assert.equal(await reservedNick(bob, room), undefined);
+
+      await register(bob, room, 'Bobby');
+      const again = (await getRegistration(bob, room)).getChild('query', NS_REGISTER)!;
+      assert.ok(again.getChild('registered'), 'a registered user is told so');
+      assert.equal(again.getChildText('username'), 'Bobby');
+      assert.equal(await reservedNick(bob, room), 'Bobby');
+      const members = await alice.xmpp.iqCaller.request(xml('iq', { type: 'get', to: room }, xml('query', NS_MUC_ADMIN, xml('item', { affiliation: 'member' }))));
+      assert.deepEqual(members.getChild('query')!.getChildren('item').map((i) => [i.attrs.jid, i.attrs.nick]), [[bare(bob), 'Bobby']], 'in an open room registering makes a member');
+
+      // The reserved nick is bob's alone: entering with it, changing to it, registering it are refused.
+      const taken = await enter(carol, room, 'Bobby');
+      assert.equal(errorOf(taken), 'conflict');
+      assert.equal(await iqError(register(carol, room, 'Bobby')), 'conflict');
+      assert.equal(await reservedNick(carol, room), undefined, 'a refused registration registers nothing');
+      await enter(carol, room, 'Carol');
+      const clash = carol.received.length;
+      await carol.send(xml('presence', { to: `${room}/Bobby` }));
+      const err = await carol.waitFor((s) => carol.received.indexOf(s) >= clash && s.is('presence') && s.attrs.type === 'error');
+      assert.equal(errorOf(err), 'conflict');
+      await sleep(200);
+      assert.ok(!alice.received.some(fromRoom(room, 'Bobby')), 'nobody appeared as Bobby');
+      // A nick someone is using now cannot be registered by another either.
+      assert.equal(await iqError(register(dave, room, 'Carol')), 'conflict');
+      const bobIn = await enter(bob, room, 'Bobby');
+      assert.equal(item(bobIn)?.attrs.affiliation, 'member');
+
+      // Members-only: a non-member's registration is a request to the owners; they grant it with the nick.
+      await createRoom(alice, club, 'Alice', { 'muc#roomconfig_membersonly': '1' });
+      await register(dave, club, 'Dave');
+      const request = await alice.waitFor((s) => s.is('message') && s.attrs.from === club && s.getChild('x', NS_DATA) !== undefined);
+      const asked = Object.fromEntries(request.getChild('x', NS_DATA)!.getChildren('field').map((f) => [f.attrs.var, f.getChildText('value')]));
+      assert.equal(asked.FORM_TYPE, 'http://jabber.org/protocol/muc#register');
+      assert.equal(asked['muc#jid'], bare(dave));
+      assert.equal(asked['muc#register_roomnick'], 'Dave');
+      assert.equal(errorOf(await enter(dave, club, 'Dave')), 'registration-required', 'a request alone lets nobody in');
+      assert.equal(await reservedNick(dave, club), undefined);
+      await alice.xmpp.iqCaller.request(xml('iq', { type: 'set', to: club }, xml('query', NS_MUC_ADMIN, xml('item', { affiliation: 'member', jid: bare(dave), nick: 'Dave' }))));
+      assert.equal(await reservedNick(dave, club), 'Dave', 'granting membership with a nick registers it');
+      const daveIn = await enter(dave, club, 'Dave');
+      assert.equal(item(daveIn)?.attrs.affiliation, 'member');
+      // A banned user may not register.
+      await alice.xmpp.iqCaller.request(xml('iq', { type: 'set', to: room }, xml('query', NS_MUC_ADMIN, xml('item', { affiliation: 'outcast', jid: bare(dave) }))));
+      assert.equal(await iqError(register(dave, room, 'Dave')), 'forbidden');
+    } finally {
+      await stopAll([alice, bob, carol, dave]);
+    }
+  });
+
+  test('message moderation (XEP-0425): a moderator retracts by stanza-id; occupants are told, the archive keeps a tombstone; others are refused', async () => {
+    const [alice, bob, carol] = await users('modr', 'modrb', 'modrc');
+    const room = roomJid('modr');
+    const NS_MODERATE = 'urn:xmpp:message-moderate:1';
+    const NS_RETRACT = 'urn:xmpp:message-retract:1';
+    const moderate = (c: TestClient, id: string, reason?: string) => c.xmpp.iqCaller.request(xml('iq', { type: 'set', to: room },
+      xml('moderate', { xmlns: NS_MODERATE, id }, xml('retract', NS_RETRACT), reason ? xml('reason', {}, reason) : undefined)));
+    const retraction = (id: string) => (s: Stanza) => s.is('message') && s.attrs.from === room && s.getChild('retract', NS_RETRACT)?.attrs.id === id;
+    try {
+      await createRoom(alice, room, 'Alice');
+      await enter(bob, room, 'Bob');
+      await enter(carol, room, 'Carol');
+      const info = await bob.xmpp.iqCaller.request(xml('iq', { type: 'get', to: room }, xml('query', NS_DISCO_INFO)));
+      const features = info.getChild('query')!.getChildren('feature').map((f) => f.attrs.var);
+      for (const f of [NS_MODERATE, 'urn:xmpp:message-moderate:0']) assert.ok(features.includes(f), `room disco#info has ${f}`);
+      for (const b of ['spam', 'fine', 'more spam']) await bob.send(xml('message', { to: room, type: 'groupchat' }, xml('body', {}, b)));
+      const spam = await carol.waitFor(groupchat('spam'));
+      await carol.waitFor(groupchat('more spam'));
+      const spamId: string = spam.getChild('stanza-id', 'urn:xmpp:sid:0')!.attrs.id!;
+      const moreId: string = carol.received.find(groupchat('more spam'))!.getChild('stanza-id', 'urn:xmpp:sid:0')!.attrs.id!;
+
+      assert.equal(await iqError(moderate(carol, spamId)), 'forbidden', 'a participant may not moderate');
+      assert.equal(await iqError(moderate(alice, 'no-such-id')), 'item-not-found');
+      await sleep(200);
+      assert.ok(!carol.received.some(retraction(spamId)), 'a refused moderation is announced to nobody');
+
+      await moderate(alice, spamId, 'off topic');
+      for (const c of [alice, bob, carol]) {
+        const m = await c.waitFor(retraction(spamId));
+        assert.equal(m.attrs.type, 'groupchat');
+        const r = m.getChild('retract', NS_RETRACT)!;
+        assert.equal(r.getChild('moderated', NS_MODERATE)?.attrs.by, `${room}/Alice`);
+        assert.ok(r.getChild('moderated', NS_MODERATE)?.getChild('occupant-id', 'urn:xmpp:occupant-id:0')?.attrs.id, 'the moderator\'s occupant id');
+        assert.equal(r.getChildText('reason'), 'off topic');
+        assert.equal(m.getChild('apply-to', 'urn:xmpp:fasten:0')?.attrs.id, spamId, 'the :0 form rides along');
+      }
+      // The :0 request (inside XEP-0422 apply-to) works too.
+      await alice.xmpp.iqCaller.request(xml('iq', { type: 'set', to: room }, xml('apply-to', { xmlns: 'urn:xmpp:fasten:0', id: moreId },
+        xml('moderate', 'urn:xmpp:message-moderate:0', xml('retract', 'urn:xmpp:message-retract:0')))));
+      await carol.waitFor(retraction(moreId));
+
+      // The archive: tombstones in place of both messages, 'fine' untouched.
+      const res = await carol.xmpp.iqCaller.request(xml('iq', { type: 'set', to: room }, xml('query', { xmlns: NS_MAM, queryid: 'mod' })));
+      assert.equal(res.getChild('fin', NS_MAM)?.attrs.complete, 'true');
+      const archived = carol.received.filter((s) => s.getChild('result', NS_MAM)?.attrs.queryid === 'mod')
+        .map((s) => ({ id: s.getChild('result', NS_MAM)!.attrs.id, m: s.getChild('result', NS_MAM)!.getChild('forwarded')!.getChild('message')! }));
+      const byId = new Map(archived.map((a) => [a.id, a.m]));
+      for (const id of [spamId, moreId]) {
+        const stone = byId.get(id)!;
+        assert.ok(stone, `the archive still has ${id}`);
+        assert.equal(stone.getChild('body'), undefined, 'no body left');
+        assert.equal(stone.attrs.from, `${room}/Bob`);
+        const r = stone.getChild('retracted', NS_RETRACT)!;
+        assert.equal(r.attrs.by, `${room}/Alice`);
+        assert.ok(Date.parse(r.attrs.stamp ?? '') > 0, 'stamped');
+      }
+      assert.equal(byId.get(spamId)!.getChild('retracted', NS_RETRACT)!.getChildText('reason'), 'off topic');
+      assert.ok(archived.some((a) => a.m.getChildText('body') === 'fine'), 'other messages stay');
+      assert.ok(archived.some((a) => a.m.getChild('retract', NS_RETRACT)?.attrs.id === spamId), 'the announcement is archived too');
+      assert.ok(!archived.some((a) => /spam/.test(a.m.toString())), 'the words are gone');
+
+      // Someone entering now gets the tombstones in the history, not the words.
+      const [dave] = await users('modrd');
+      try {
+        await enter(dave, room, 'Dave', { history: { maxstanzas: '20' } });
+        await dave.waitFor((s) => s.is('message') && s.attrs.from === room && s.getChild('subject') !== undefined);
+        const history = dave.received.filter((s) => s.is('message') && s.getChild('delay', 'urn:xmpp:delay'));
+        assert.ok(history.some((s) => s.getChildText('body') === 'fine'));
+        assert.ok(!history.some((s) => s.getChildText('body') === 'spam' || s.getChildText('body') === 'more spam'), 'no moderated words in the history');
+      } finally {
+        await dave.stop();
+      }
+    } finally {
+      await stopAll([alice, bob, carol]);
+    }
+  });
+
+  test('disco#items of a room (§6.5): the occupants for moderators and in a non-anonymous room, nothing for others', async () => {
+    const [alice, bob, eve] = await users('ditm', 'ditmb', 'ditme');
+    const room = roomJid('ditm');
+    const items = async (c: TestClient) => (await c.xmpp.iqCaller.request(xml('iq', { type: 'get', to: room }, xml('query', NS_DISCO_ITEMS))))
+      .getChild('query')!.getChildren('item').map((i) => i.attrs.jid).sort();
+    try {
+      await createRoom(alice, room, 'Alice');
+      await enter(bob, room, 'Bob');
+      assert.deepEqual(await items(alice), [`${room}/Alice`, `${room}/Bob`], 'a moderator sees who is here');
+      assert.deepEqual(await items(bob), [], 'semi-anonymous: a participant gets an empty list');
+      assert.deepEqual(await items(eve), [], 'an outsider gets an empty list');
+      await configure(alice, room, { 'muc#roomconfig_whois': 'anyone' });
+      assert.deepEqual(await items(bob), [`${room}/Alice`, `${room}/Bob`], 'non-anonymous: occupants see each other');
+      assert.deepEqual(await items(eve), [`${room}/Alice`, `${room}/Bob`], 'non-anonymous and open: anyone may look');
+    } finally {
+      await stopAll([alice, bob, eve]);
+    }
+  });
+
+  test('occupant ids (XEP-0421): one stable id per user and room on presence and messages; a client\'s own is replaced', async () => {
+    const [alice, bob] = await users('oid', 'oidb');
+    const room = roomJid('oid');
+    const other = roomJid('oid2');
+    const NS_OID = 'urn:xmpp:occupant-id:0';
+    const ids = (s: Stanza) => s.getChildren('occupant-id', NS_OID).map((o) => o.attrs.id);
+    try {
+      await createRoom(alice, room, 'Alice');
+      const info = await alice.xmpp.iqCaller.request(xml('iq', { type: 'get', to: room }, xml('query', NS_DISCO_INFO)));
+      assert.ok(info.getChild('query')!.getChildren('feature').some((f) => f.attrs.var === NS_OID), 'advertised');
+      await bob.send(xml('presence', { to: `${room}/Bob` }, xml('x', NS_MUC), xml('occupant-id', { xmlns: NS_OID, id: 'forged' })));
+      const seen = await alice.waitFor((s) => fromRoom(room, 'Bob')(s) && s.is('presence'));
+      const [id] = ids(seen);
+      assert.equal(ids(seen).length, 1);
+      assert.ok(id && id !== 'forged', 'the room\'s id, not the client\'s');
+      const self = await bob.waitFor(isSelfPresence(room, 'Bob'));
+      assert.deepEqual(ids(self), [id]);
+      await bob.send(xml('message', { to: room, type: 'groupchat' }, xml('body', {}, 'who am I'), xml('occupant-id', { xmlns: NS_OID, id: 'forged' })));
+      assert.deepEqual(ids(await alice.waitFor(groupchat('who am I'))), [id], 'messages carry the same id');
+      await bob.send(xml('presence', { to: `${room}/Robert` }));
+      assert.deepEqual(ids(await alice.waitFor((s) => fromRoom(room, 'Robert')(s) && s.attrs.type === undefined)), [id], 'a new nick keeps the id');
+      await bob.send(xml('presence', { to: `${room}/Robert`, type: 'unavailable' }));
+      await alice.waitFor((s) => fromRoom(room, 'Robert')(s) && s.attrs.type === 'unavailable');
+      const since = alice.received.length;
+      await enter(bob, room, 'Back');
+      const back = await alice.waitFor((s) => alice.received.indexOf(s) >= since && fromRoom(room, 'Back')(s));
+      assert.deepEqual(ids(back), [id], 'coming back keeps the id');
+      assert.notEqual(ids(alice.received.find(isSelfPresence(room, 'Alice'))!)[0], id, 'another user, another id');
+      await createRoom(alice, other, 'Alice');
+      const there = await enter(bob, other, 'Bob');
+      assert.notEqual(ids(there)[0], id, 'another room, another id: ids do not link rooms');
+    } finally {
+      await stopAll([alice, bob]);
     }
   });
 

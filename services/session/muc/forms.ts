@@ -16,12 +16,15 @@ export interface FormField {
   label?: string;
   values?: readonly string[];
   options?: readonly { value: string; label?: string }[];
+  /** The submitter must fill it in (XEP-0004 <required/>). */
+  required?: boolean;
 }
 
 export function formElement(type: 'form' | 'result', fields: readonly FormField[], title?: string): Element {
   return el('x', { xmlns: NS_DATA, type },
     title ? el('title', {}, title) : undefined,
     ...fields.map((f) => el('field', { var: f.var, type: f.type, label: f.label },
+      f.required ? el('required') : undefined,
       ...(f.values ?? []).map((v) => el('value', {}, v)),
       ...(f.options ?? []).map((o) => el('option', { label: o.label }, el('value', {}, o.value))))));
 }

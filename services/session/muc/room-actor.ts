@@ -25,6 +25,11 @@ import { formElement, hidden, NS_DATA, parseSubmitted, booleanField } from './fo
 import { decodeArchived, encodeArchived, nextArchiveId, parseHistoryRequest, selectHistory, type ArchivedMessage } from './history.ts';
 import { MucActor, viaOf, type Via } from './muc-actor.ts';
 import { WriteQueue } from './write-queue.ts';
+import { moderationAnnouncement, NS_MODERATE_0, NS_MODERATE_1, parseModeration, tombstone, type ModerationRequest } from './moderation.ts';
+import { isOccupantId, newOccupantSalt, NS_OCCUPANT_ID, occupantId, occupantIdXml } from './occupant-id.ts';
+import {
+  NODE_ROOMUSER, NS_REGISTER, parseRegistration, registrationOutcome, registrationQuery, registrationRequest, roomUserItem,
+} from './registration.ts';
 import {
   affiliationAtLeast, checkAffiliationChange, checkRoleChange, defaultRole, isAffiliation, isRole, roleAfterAffiliation,
   roleAtLeast, type Affiliation, type Role,
@@ -68,6 +73,13 @@ export class RoomActor extends MucActor {
   private config: RoomConfig;
   private subject: Subject = { text: '', nick: '', stamp: 0 };
   private readonly affiliations = new Map<string, AffiliationEntry>();
+  /** Registered nicknames (XEP-0045 §7.10) → the bare JID they are reserved for. */
+  private readonly reserved = new Map<string, string>();
+  /** The room's secret salt for XEP-0421 occupant ids, and the ids computed so far. */
+  private salt: Uint8Array = newOccupantSalt();
+  private readonly occupantIds = new Map<string, string>();
+  /** Tombstones of moderated messages (XEP-0425) by archive id, shown in their place. */
+  private readonly retracted = new Map<string, string>();
   private readonly byNick = new Map<string, Occupant>();
   private readonly byJid = new Map<string, Occupant>();
   /** Earlier session ids of occupants whose session moved, for batches still on their way to the old one. */
@@ -145,8 +157,16 @@ export class RoomActor extends MucActor {
     this.locked = locked ? (unpack(locked) as boolean) : false;
     const subject = meta.get('subject');
     if (subject) this.subject = decodeSubject(subject);
-    for (const [bare, raw] of data.get('affiliations') ?? []) this.affiliations.set(bare, decodeAffiliation(raw));
-    const history = kept.map(decodeArchived);
+    const salt = meta.get('salt');
+    if (salt) this.salt = salt;
+    else this.saveSalt(); // a room stored before occupant ids
+    for (const [bare, raw] of data.get('affiliations') ?? []) {
+      const a = decodeAffiliation(raw);
+      this.affiliations.set(bare, a);
+      if (a.nick) this.reserved.set(a.nick, bare);
+    }
+    for (const [id, raw] of data.get('retracted') ?? []) this.retracted.set(id, Buffer.from(raw).toString());
+    const history = kept.map((raw) => this.shown(decodeArchived(raw)));
     this.lastId = history.at(-1)?.id ?? '';
     this.history = this.muc.maxHistory > 0 ? history.slice(-this.muc.maxHistory) : [];
     const stale: Occupant[] = [];
@@ -188,6 +208,11 @@ export class RoomActor extends MucActor {
     this.updateListing();
   }
 
+  private saveSalt(): void {
+    const salt = this.salt;
+    this.writes.batch((b) => b.hset('muc', 'salt', salt));
+  }
+
   /** Public rooms are listed at the service (disco#items); hidden and locked ones are not. */
   private updateListing(): void {
     if (this.exists && !this.locked && this.config.public) {
@@ -202,12 +227,23 @@ export class RoomActor extends MucActor {
     return this.affiliations.get(bare)?.affiliation ?? 'none';
   }
 
-  private setAffiliation(bare: string, a: Affiliation, reason: string): void {
+  /** §7.2.9, §7.10: a registered nickname is for its owner only. */
+  private reservedForOther(nick: string, bare: string): boolean {
+    const owner = this.reserved.get(nick);
+    return owner !== undefined && owner !== bare;
+  }
+
+  /** `nick`: a nickname to register for the user; without it a registered one stays, unless the user loses its affiliation. */
+  private setAffiliation(bare: string, a: Affiliation, reason: string, nick?: string): void {
+    const before = this.affiliations.get(bare)?.nick;
+    const kept = a === 'none' || a === 'outcast' ? undefined : nick ?? before;
+    if (before !== undefined && before !== kept) this.reserved.delete(before);
+    if (kept !== undefined) this.reserved.set(kept, bare);
     if (a === 'none') {
       this.affiliations.delete(bare);
       this.writes.batch((b) => b.hdel('affiliations', bare));
     } else {
-      const entry: AffiliationEntry = { affiliation: a, reason };
+      const entry: AffiliationEntry = { affiliation: a, reason, nick: kept };
       this.affiliations.set(bare, entry);
       const v = encodeAffiliation(entry);
       this.writes.batch((b) => b.hset('affiliations', bare, v));
@@ -220,11 +256,16 @@ export class RoomActor extends MucActor {
     this.config = defaultRoomConfig(this.muc);
     this.subject = { text: '', nick: '', stamp: 0 };
     this.affiliations.clear();
+    this.reserved.clear();
+    this.retracted.clear();
+    this.occupantIds.clear();
+    this.salt = newOccupantSalt();
     this.history = [];
     this.lastId = '';
     this.archiveIds = undefined;
     const created = pack(Date.now());
     this.writes.batch((b) => b.hset('muc', 'created', created));
+    this.saveSalt();
     this.saveConfig();
     this.setAffiliation(owner, 'owner', '');
     log.debug('room created', { room: this.jid, owner });
@@ -237,11 +278,14 @@ export class RoomActor extends MucActor {
     this.config = defaultRoomConfig(this.muc);
     this.subject = { text: '', nick: '', stamp: 0 };
     this.affiliations.clear();
+    this.reserved.clear();
+    this.retracted.clear();
+    this.occupantIds.clear();
     this.history = [];
     this.lastId = '';
     this.archiveIds = undefined;
     this.archiveLength = 0;
-    this.writes.batch((b) => b.del('muc').del('affiliations').del('occupants').del('archive'));
+    this.writes.batch((b) => b.del('muc').del('affiliations').del('occupants').del('archive').del('retracted'));
     this.listingWrites.batch((b) => b.hdel('rooms', this.jid));
   }
 
@@ -249,6 +293,30 @@ export class RoomActor extends MucActor {
 
   private occupantJid(nick: string): string {
     return `${this.jid}/${nick}`;
+  }
+
+  /** XEP-0421: the occupant id of a real bare JID in this room. */
+  private occupantIdOf(bare: string): string {
+    let id = this.occupantIds.get(bare);
+    if (id === undefined) {
+      if (this.occupantIds.size >= 4096) this.occupantIds.clear(); // a cache, not a record
+      this.occupantIds.set(bare, (id = occupantId(this.salt, bare)));
+    }
+    return id;
+  }
+
+  /** A stanza from an occupant as the room passes it on: from its occupant JID, with the room's occupant-id in place of any the client put. */
+  private stampOccupant(stanza: Element, o: Occupant): void {
+    stanza.attrs.from = this.occupantJid(o.nick);
+    delete stanza.attrs.to;
+    stanza.children = stanza.children.filter((c) => !isOccupantId(c));
+    stanza.children.push(el('occupant-id', { xmlns: NS_OCCUPANT_ID, id: this.occupantIdOf(o.bare) }));
+  }
+
+  /** A kept message as it is shown now: its tombstone once moderated. */
+  private shown(m: ArchivedMessage): ArchivedMessage {
+    const stone = this.retracted.get(m.id);
+    return stone === undefined ? m : { ...m, xml: stone };
   }
 
   private grouping(): ReturnType<typeof group> {
@@ -326,7 +394,7 @@ export class RoomActor extends MucActor {
   }
 
   private presenceOf(o: Occupant, seesJid: boolean, codes: readonly number[]): string {
-    return occupantPresence(this.occupantJid(o.nick), '', o.payload, { affiliation: this.affiliationOf(o.bare), role: o.role, jid: seesJid ? o.jid : undefined }, codes);
+    return occupantPresence(this.occupantJid(o.nick), '', o.payload + occupantIdXml(this.occupantIdOf(o.bare)), { affiliation: this.affiliationOf(o.bare), role: o.role, jid: seesJid ? o.jid : undefined }, codes);
   }
 
   /** One stanza about `about` to every other occupant, in the variant each may see (with or without real JIDs). */
@@ -362,7 +430,7 @@ export class RoomActor extends MucActor {
     const gone = o.nick;
     this.writes.batch((b) => b.hdel('occupants', gone));
     const affiliation = opts.affiliation ?? this.affiliationOf(o.bare);
-    const build = (sees: boolean, self: boolean) => occupantPresence(this.occupantJid(o.nick), 'unavailable', opts.payload ?? '',
+    const build = (sees: boolean, self: boolean) => occupantPresence(this.occupantJid(o.nick), 'unavailable', (opts.payload ?? '') + occupantIdXml(this.occupantIdOf(o.bare)),
       { affiliation, role: 'none', jid: sees ? o.jid : undefined, actor: opts.actor, reason: opts.reason },
       self ? [...codes, Status.Self].sort((a, b) => a - b) : codes, opts.extra);
     if (this.broadcasts(o.role)) this.toOthers(o, (sees) => build(sees, false));
@@ -435,6 +503,7 @@ export class RoomActor extends MucActor {
       return refuse(new StanzaError('not-authorized', 'this room needs a password'));
     }
     if (this.byNick.has(nick)) return refuse(new StanzaError('conflict', `the nickname ${nick} is in use`));
+    if (this.reservedForOther(nick, bare)) return refuse(new StanzaError('conflict', `the nickname ${nick} is registered to someone else`));
     if (this.byNick.size >= this.config.maxUsers && !affiliationAtLeast(affiliation, 'admin')) {
       return refuse(new StanzaError('service-unavailable', 'the room is full'));
     }
@@ -468,9 +537,10 @@ export class RoomActor extends MucActor {
   private changeNick(env: Envelope, via: Via | undefined, occ: Occupant, nick: string, stanza: Element): void {
     if (nick.length > this.muc.maxNickLength) return this.bounce(env, via, new StanzaError('not-acceptable', `nicknames are at most ${this.muc.maxNickLength} characters`));
     if (this.byNick.has(nick)) return this.bounce(env, via, new StanzaError('conflict', `the nickname ${nick} is in use`));
+    if (this.reservedForOther(nick, occ.bare)) return this.bounce(env, via, new StanzaError('conflict', `the nickname ${nick} is registered to someone else`));
     const old = occ.nick;
     const affiliation = this.affiliationOf(occ.bare);
-    const gone = (sees: boolean, self: boolean) => occupantPresence(this.occupantJid(old), 'unavailable', '',
+    const gone = (sees: boolean, self: boolean) => occupantPresence(this.occupantJid(old), 'unavailable', occupantIdXml(this.occupantIdOf(occ.bare)),
       { affiliation, role: occ.role, jid: sees ? occ.jid : undefined, nick }, self ? [Status.Self, Status.NickChanged] : [Status.NickChanged]);
     this.byNick.delete(old);
     occ.nick = nick;
@@ -521,8 +591,7 @@ export class RoomActor extends MucActor {
     const body = child(stanza, 'body');
     const subject = child(stanza, 'subject');
     if (subject && !body && !child(stanza, 'thread')) return this.changeSubject(env, via, occ, stanza, text(subject));
-    stanza.attrs.from = this.occupantJid(occ.nick);
-    delete stanza.attrs.to;
+    this.stampOccupant(stanza, occ);
     // XEP-0359: a stanza-id claiming to be ours that we did not add must go.
     stanza.children = stanza.children.filter((c) => typeof c === 'string' || !(c.name === 'stanza-id' && c.attrs.xmlns === NS_SID && c.attrs.by === this.jid));
     const now = Date.now();
@@ -554,8 +623,22 @@ export class RoomActor extends MucActor {
       const drop = this.archiveLength - cap;
       this.archiveLength = cap;
       this.archiveIds?.splice(0, drop);
-      this.writes.run(() => this.svc.store.ltrim(this.jid, 'archive', drop, -1));
+      this.writes.run(() => this.trimArchive(drop));
     }
+  }
+
+  /** Drop the oldest messages, and the tombstones of any among them. */
+  private async trimArchive(drop: number): Promise<void> {
+    await this.svc.store.ltrim(this.jid, 'archive', drop, -1);
+    if (this.retracted.size === 0) return;
+    const [first] = await this.svc.store.lrange(this.jid, 'archive', 0, 0);
+    const oldest = first ? decodeArchived(first).id : undefined;
+    const gone = [...this.retracted.keys()].filter((id) => oldest === undefined || id < oldest);
+    for (const id of gone) this.retracted.delete(id);
+    if (gone.length === 0) return;
+    const b = this.svc.store.batch(this.jid);
+    for (const id of gone) b.hdel('retracted', id);
+    await b.exec();
   }
 
   /** §8.1: a subject change, by a moderator or (if the room allows it) a participant. */
@@ -569,8 +652,7 @@ export class RoomActor extends MucActor {
     this.subject = { text: subject, nick: occ.nick, stamp: Date.now() };
     const v = encodeSubject(this.subject);
     this.writes.batch((b) => b.hset('muc', 'subject', v));
-    stanza.attrs.from = this.occupantJid(occ.nick);
-    delete stanza.attrs.to;
+    this.stampOccupant(stanza, occ);
     const g = this.grouping();
     this.fanout.toGroups(serialize(stanza), g.groups, g.remote);
   }
@@ -585,8 +667,7 @@ export class RoomActor extends MucActor {
     const allowed = pm === 'anyone' || (pm === 'participants' && roleAtLeast(occ.role, 'participant')) || (pm === 'moderators' && occ.role === 'moderator');
     if (!allowed) return this.bounce(env, via, new StanzaError('forbidden', 'private messages are not allowed here'));
     const stanza = parseFragment(env.xml);
-    stanza.attrs.from = this.occupantJid(occ.nick);
-    delete stanza.attrs.to;
+    this.stampOccupant(stanza, occ);
     if (!child(stanza, 'x', NS_MUC_USER)) stanza.children.push(el('x', { xmlns: NS_MUC_USER }));
     this.fanout.toOne(target, [serialize(stanza)]);
   }
@@ -608,10 +689,11 @@ export class RoomActor extends MucActor {
 
   /** §7.8.2 mediated invitation: the room passes it on in its own name, with the inviter's JID. */
   private invite(env: Envelope, via: Via | undefined, occ: Occupant | undefined, invites: Element[]): void {
-    if (!occ) return this.bounce(env, via, new StanzaError('not-acceptable', 'only occupants may invite'));
-    const affiliation = this.affiliationOf(occ.bare);
-    const mayInvite = !this.config.membersOnly || this.config.allowInvites || affiliationAtLeast(affiliation, 'admin');
+    // Who may invite is asked first: a non-member writing to a members-only room learns no more than 'forbidden'.
+    const affiliation = this.affiliationOf(bareJid(env.from));
+    const mayInvite = !this.config.membersOnly || affiliationAtLeast(affiliation, 'admin') || (this.config.allowInvites && occ !== undefined);
     if (!mayInvite) return this.bounce(env, via, new StanzaError('forbidden', 'only admins and owners may invite to this room'));
+    if (!occ) return this.bounce(env, via, new StanzaError('not-acceptable', 'only occupants may invite'));
     const targets: string[] = [];
     for (const i of invites) {
       const j = tryParseJid(i.attrs.to ?? '');
@@ -697,10 +779,16 @@ export class RoomActor extends MucActor {
       if (!q) throw new StanzaError('bad-request', 'an iq get/set carries one payload element');
       this.checkExists(bare);
       const ns = q.attrs.xmlns ?? '';
-      if (ns === NS_DISCO_INFO && get && q.name === 'query') return this.roomInfo(q);
-      if (ns === NS_DISCO_ITEMS && get && q.name === 'query') return el('query', { xmlns: NS_DISCO_ITEMS });
+      if (ns === NS_DISCO_INFO && get && q.name === 'query') return this.roomInfo(q, bare);
+      if (ns === NS_DISCO_ITEMS && get && q.name === 'query') return this.roomItems(q, occ);
       if (ns === NS_PING && get) return undefined;
       const mark = this.failures();
+      if (ns === NS_REGISTER && q.name === 'query') {
+        if (get) return registrationQuery(this.jid, this.registrationOf(bare));
+        return this.register(q, bare, env.from).then(() => this.durable(mark));
+      }
+      const moderation = get ? undefined : parseModeration(q, this.muc.maxSubjectLength);
+      if (moderation) return this.moderate(moderation, occ).then(() => this.durable(mark));
       if (ns === NS_MUC_ADMIN && q.name === 'query') return get ? this.adminGet(q, bare, occ) : this.adminSet(q, bare, occ).then(() => this.durable(mark));
       if (ns === NS_MUC_OWNER && q.name === 'query') return get ? this.ownerGet(bare) : this.ownerSet(q, bare).then(() => this.durable(mark));
       if (ns === NS_MAM && q.name === 'query' && get) {
@@ -741,10 +829,11 @@ export class RoomActor extends MucActor {
   }
 
   /** §6.4 disco#info: identity, features (muc_* for the configuration) and the muc#roominfo form. */
-  private roomInfo(q: Element): Element {
+  private roomInfo(q: Element, bare: string): Element {
+    if (q.attrs.node === NODE_ROOMUSER) return roomUserItem(this.registrationOf(bare));
     if (q.attrs.node) throw new StanzaError('item-not-found', `no node '${q.attrs.node}'`);
-    const features = [NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_SELF_PING, NS_SID, ...configFeatures(this.config)];
-    if (this.config.archive) features.push(NS_MAM);
+    const features = [NS_MUC, NS_DISCO_INFO, NS_DISCO_ITEMS, NS_SELF_PING, NS_SID, NS_OCCUPANT_ID, NS_REGISTER, ...configFeatures(this.config)];
+    if (this.config.archive) features.push(NS_MAM, NS_MODERATE_0, NS_MODERATE_1);
     const form = formElement('result', [
       hidden('FORM_TYPE', NS_MUC_ROOMINFO),
       { var: 'muc#roominfo_description', type: 'text-single', label: 'Description', values: [this.config.description] },
@@ -759,6 +848,95 @@ export class RoomActor extends MucActor {
       form);
   }
 
+  /**
+   * §6.5: the occupants, to those who may know who is here: moderators, and
+   * in a non-anonymous room its occupants (or anyone, if the room is open).
+   * Everyone else gets an empty list. Occupants whose presence the room does
+   * not broadcast are listed to moderators only.
+   */
+  private roomItems(q: Element, occ: Occupant | undefined): Element {
+    if (q.attrs.node) throw new StanzaError('item-not-found', `no node '${q.attrs.node}'`);
+    const moderator = occ?.role === 'moderator';
+    const allowed = moderator || (this.config.whois === 'anyone' && (occ !== undefined || !this.config.membersOnly));
+    const items: Element[] = [];
+    if (allowed) {
+      for (const o of this.byNick.values()) if (moderator || this.broadcasts(o.role)) items.push(el('item', { jid: this.occupantJid(o.nick) }));
+    }
+    return el('query', { xmlns: NS_DISCO_ITEMS }, ...items);
+  }
+
+  // ---------------------------------------------------------------- registration (§7.10)
+
+  private registrationOf(bare: string): string | undefined {
+    return this.affiliations.get(bare)?.nick;
+  }
+
+  /** A submitted registration form: see registration.ts for who becomes what. Refusals change nothing. */
+  private async register(q: Element, bare: string, from: string): Promise<void> {
+    const nick = parseRegistration(q, this.muc.maxNickLength);
+    const affiliation = this.affiliationOf(bare);
+    const outcome = registrationOutcome(affiliation, this.config.membersOnly);
+    if (this.reservedForOther(nick, bare)) throw new StanzaError('conflict', `the nickname ${nick} is registered to someone else`);
+    const present = this.byNick.get(nick);
+    if (present && present.bare !== bare) throw new StanzaError('conflict', `the nickname ${nick} is in use`);
+    if (outcome === 'request') {
+      const request = registrationRequest(this.jid, bare, nick);
+      for (const [jid, a] of this.affiliations) if (affiliationAtLeast(a.affiliation, 'admin')) this.route(jid, withTo(request, jid));
+      return;
+    }
+    if (outcome === 'reserve') {
+      this.setAffiliation(bare, affiliation, this.affiliations.get(bare)?.reason ?? '', nick);
+      return;
+    }
+    this.applyAffiliation(bare, 'member', '', '', nick);
+  }
+
+  // ---------------------------------------------------------------- moderation (XEP-0425)
+
+  /** A moderator retracts a kept message: every occupant is told, the archive keeps a tombstone in its place. */
+  private async moderate(req: ModerationRequest, occ: Occupant | undefined): Promise<void> {
+    if (occ?.role !== 'moderator') throw new StanzaError('forbidden', 'only moderators may moderate messages');
+    if (this.retracted.has(req.id)) return; // already done: nothing more to say
+    const kept = await this.findKept(req.id);
+    if (!kept || kept.nick === '') throw new StanzaError('item-not-found', `no message with stanza-id ${req.id} in this room`);
+    if (this.byNick.get(occ.nick) !== occ || this.retracted.has(req.id)) return;
+    const m = { by: this.occupantJid(occ.nick), byOccupantId: this.occupantIdOf(occ.bare), reason: req.reason, stamp: Date.now() };
+    const stone = tombstone(kept.xml, m);
+    this.retracted.set(req.id, stone);
+    const v = Buffer.from(stone);
+    this.writes.batch((b) => b.hset('retracted', req.id, v));
+    const i = this.history.findIndex((h) => h.id === req.id);
+    if (i >= 0) this.history[i] = { ...this.history[i], xml: stone };
+    // The announcement is kept too, so a client catching up through the archive learns of it.
+    const id = nextArchiveId(this.lastId, m.stamp);
+    this.lastId = id;
+    let xml = moderationAnnouncement(this.jid, req.id, m);
+    if (this.config.archive) xml = `${xml.slice(0, -'</message>'.length)}<stanza-id xmlns="${NS_SID}" id="${id}" by="${escapeAttr(this.jid)}"/></message>`;
+    const g = this.grouping();
+    this.fanout.toGroups(xml, g.groups, g.remote);
+    this.keep({ id, stamp: m.stamp, nick: '', sender: this.jid, xml });
+  }
+
+  /** A kept message by its archive id: from the history in memory, else from the archive. */
+  private async findKept(id: string): Promise<ArchivedMessage | undefined> {
+    const recent = this.history.find((h) => h.id === id);
+    if (recent) return recent;
+    await this.writesDone();
+    const ids = await this.loadArchiveIds();
+    const i = ids.indexOf(id);
+    if (i < 0) return undefined;
+    const [raw] = await this.svc.store.lrange(this.jid, 'archive', i, i);
+    return raw ? decodeArchived(raw) : undefined;
+  }
+
+  private async loadArchiveIds(): Promise<string[]> {
+    if (!this.archiveIds) {
+      const all = await this.svc.store.lrange(this.jid, 'archive', 0, -1);
+      this.archiveIds = all.map((raw) => decodeArchived(raw).id);
+    }
+    return this.archiveIds;
+  }
+
   // ---------------------------------------------------------------- admin (§8, §9)
 
   private adminGet(q: Element, bare: string, occ: Occupant | undefined): Element {
@@ -769,7 +947,7 @@ export class RoomActor extends MucActor {
       if (!affiliationAtLeast(this.affiliationOf(bare), 'admin')) throw new StanzaError('forbidden', 'only admins and owners may see affiliation lists');
       const list: Element[] = [];
       for (const [jid, a] of this.affiliations) {
-        if (a.affiliation === affiliation) list.push(el('item', { affiliation, jid }, a.reason ? el('reason', {}, a.reason) : undefined));
+        if (a.affiliation === affiliation) list.push(el('item', { affiliation, jid, nick: a.nick }, a.reason ? el('reason', {}, a.reason) : undefined));
       }
       return el('query', { xmlns: NS_MUC_ADMIN }, ...list);
     }
@@ -811,9 +989,16 @@ export class RoomActor extends MucActor {
         }
         const current = this.affiliationOf(target);
         checkAffiliationChange(actor.affiliation, current, affiliation, owners);
+        // A grant that names a nick with the jid registers it for the user (§9.3: approving a registration).
+        const register = item.attrs.jid !== undefined && nick ? nick : undefined;
+        if (register !== undefined) {
+          if (!affiliationAtLeast(affiliation, 'member')) throw new StanzaError('bad-request', 'only members, admins and owners have registered nicknames');
+          if (register.length > this.muc.maxNickLength) throw new StanzaError('not-acceptable', `nicknames are at most ${this.muc.maxNickLength} characters`);
+          if (this.reservedForOther(register, target)) throw new StanzaError('conflict', `the nickname ${register} is registered to someone else`);
+        }
         if (current === 'owner' && affiliation !== 'owner') owners--;
         if (current !== 'owner' && affiliation === 'owner') owners++;
-        plan.push(() => this.applyAffiliation(target, affiliation, reason, occ?.nick ?? ''));
+        plan.push(() => this.applyAffiliation(target, affiliation, reason, occ?.nick ?? '', register));
       } else if (role !== undefined) {
         if (!isRole(role)) throw new StanzaError('bad-request', `unknown role '${role}'`);
         if (nick === undefined) throw new StanzaError('bad-request', 'a role change names a nick');
@@ -837,8 +1022,8 @@ export class RoomActor extends MucActor {
     this.broadcastPresence(target);
   }
 
-  private applyAffiliation(bare: string, affiliation: Affiliation, reason: string, actor: string): void {
-    this.setAffiliation(bare, affiliation, reason);
+  private applyAffiliation(bare: string, affiliation: Affiliation, reason: string, actor: string, nick?: string): void {
+    this.setAffiliation(bare, affiliation, reason, nick);
     for (const o of [...this.byNick.values()]) {
       if (o.bare !== bare) continue;
       const role = roleAfterAffiliation(o.role, affiliation, this.config.moderated, this.config.membersOnly);
@@ -917,11 +1102,7 @@ export class RoomActor extends MucActor {
       this.checkArchiveAccess(bare, occ);
       const query = parseArchiveQuery(q, this.jid, this.muc.archiveMaxPage);
       await this.writesDone();
-      if (!this.archiveIds) {
-        const all = await this.svc.store.lrange(this.jid, 'archive', 0, -1);
-        this.archiveIds = all.map((raw) => decodeArchived(raw).id);
-      }
-      const { lo, hi } = queryRange(this.archiveIds, query);
+      const { lo, hi } = queryRange(await this.loadArchiveIds(), query);
       let matching: ArchivedMessage[];
       if (query.withNick === undefined) {
         // Only the page is read: its bounds follow from the range alone.
@@ -929,12 +1110,12 @@ export class RoomActor extends MucActor {
         const from = backwards ? Math.max(lo, hi - query.max) : lo;
         const to = backwards ? hi : Math.min(hi, lo + query.max);
         const rows = to > from ? await this.svc.store.lrange(this.jid, 'archive', from, to - 1) : [];
-        const messages = rows.map(decodeArchived);
+        const messages = rows.map((raw) => this.shown(decodeArchived(raw)));
         const p = { messages, firstIndex: from - lo, count: hi - lo, complete: backwards ? from === lo : to === hi };
         return this.sendArchivePage(env, via, query.queryId, p);
       }
       const rows = hi > lo ? await this.svc.store.lrange(this.jid, 'archive', lo, hi - 1) : [];
-      matching = rows.map(decodeArchived).filter((m) => m.nick === query.withNick);
+      matching = rows.map((raw) => this.shown(decodeArchived(raw))).filter((m) => m.nick === query.withNick);
       return this.sendArchivePage(env, via, query.queryId, page(matching, query));
     } catch (e) {
       this.bounce(env, via, e instanceof StanzaError ? e : new StanzaError('internal-server-error', 'the archive could not be read; try again later'));

@@ -2,9 +2,10 @@
 // Redis every key of a room shares one hash tag):
 //
 //   {room@conference.example.com}:muc           config, subject, locked, created
-//   {room@conference.example.com}:affiliations  bare JID → [affiliation, reason]
+//   {room@conference.example.com}:affiliations  bare JID → [affiliation, reason, registered nick]
 //   {room@conference.example.com}:occupants     nick → [real JID, c2s node, session id, role, presence payload]
 //   {room@conference.example.com}:archive       list of [id, stamp, nick, sender, stanza] (history + XEP-0313)
+//   {room@conference.example.com}:retracted     archive id → tombstone stanza (XEP-0425, shown in place of the message)
 //   {$muc:conference.example.com}:rooms         public rooms: room JID → [name]
 //
 // Occupants are written through like an account's sessions: when the room's
@@ -13,7 +14,7 @@ import { pack, unpack } from 'msgpackr';
 import type { Affiliation, Role } from './roles.ts';
 import type { Target } from './fanout.ts';
 
-export const ROOM_COLLECTIONS = ['muc', 'affiliations', 'occupants'] as const;
+export const ROOM_COLLECTIONS = ['muc', 'affiliations', 'occupants', 'retracted'] as const;
 
 export interface Occupant extends Target {
   nick: string;
@@ -40,15 +41,17 @@ export function decodeOccupant(nick: string, raw: Uint8Array): Occupant {
 export interface AffiliationEntry {
   affiliation: Exclude<Affiliation, 'none'>;
   reason: string;
+  /** The nickname registered with the room (XEP-0045 §7.10), reserved for this user. */
+  nick?: string;
 }
 
 export function encodeAffiliation(a: AffiliationEntry): Uint8Array {
-  return pack([a.affiliation, a.reason]);
+  return pack(a.nick ? [a.affiliation, a.reason, a.nick] : [a.affiliation, a.reason]);
 }
 
 export function decodeAffiliation(raw: Uint8Array): AffiliationEntry {
-  const [affiliation, reason] = unpack(raw) as [AffiliationEntry['affiliation'], string];
-  return { affiliation, reason: reason ?? '' };
+  const [affiliation, reason, nick] = unpack(raw) as [AffiliationEntry['affiliation'], string, string | undefined];
+  return { affiliation, reason: reason ?? '', nick: nick || undefined };
 }
 
 export interface Subject {

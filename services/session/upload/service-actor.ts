@@ -99,9 +99,14 @@ export class UploadServiceActor extends Actor {
       el('get', { url: urls.get }));
   }
 
-  /** Answers go to the requester's account, which delivers them to the session through the session layer. */
-  private send(to: string, xml: string, type: string, id: string): void {
-    this.svc.router.toActor(bareJid(to), envelope({ kind: 'iq', dir: 'in', from: this.jid, to, type, id, xml }));
+  /**
+   * Answers go to the requester's account, which delivers them to the session through the session layer; an
+   * entity of another server (which may ask, and is refused) is answered through federation.
+   */
+  private send(env: Envelope): void {
+    const domain = domainPart(env.to);
+    if (this.svc.hosts.has(domain)) this.svc.router.toActor(bareJid(env.to), env);
+    else this.svc.router.toRemote(domain, { ...env, dir: 'out' });
   }
 
   private bounce(env: Envelope, error: StanzaError): void {
@@ -109,7 +114,7 @@ export class UploadServiceActor extends Actor {
     const r = errorReply(parseFragment(env.xml), error);
     r.attrs.from = this.jid;
     r.attrs.to = env.from;
-    this.svc.router.toActor(bareJid(env.from), envelope({ kind: env.kind, dir: 'in', from: this.jid, to: env.from, type: 'error', id: env.id, xml: serialize(r) }));
+    this.send(envelope({ kind: env.kind, dir: 'in', from: this.jid, to: env.from, type: 'error', id: env.id, xml: serialize(r) }));
   }
 
   private async answer(env: Envelope, handler: () => Promise<Element | undefined>): Promise<void> {
@@ -120,7 +125,8 @@ export class UploadServiceActor extends Actor {
       if (!(e instanceof StanzaError)) log.error('upload request failed', { service: this.jid, from: env.from, error: e });
       return this.bounce(env, e instanceof StanzaError ? e : new StanzaError('internal-server-error', 'the upload service could not complete this; try again later'));
     }
-    this.send(env.from, serialize(el('iq', { type: 'result', id: env.id || undefined, from: this.jid, to: env.from }, r)), 'result', env.id);
+    const xml = serialize(el('iq', { type: 'result', id: env.id || undefined, from: this.jid, to: env.from }, r));
+    this.send(envelope({ kind: 'iq', dir: 'in', from: this.jid, to: env.from, type: 'result', id: env.id, xml }));
   }
 
   protected refuse(env: Envelope, reason: 'overflow' | 'unavailable' | 'failed'): void {
