@@ -43,7 +43,12 @@ test('administration of a cluster: every process answers for what it holds, any 
   raws.push(bob);
 
   await t.test('nodes and sessions, asked of the session process: each c2s lists its own connections', async () => {
-    const nodes = await api(session1, 'GET', '/nodes');
+    // A process started last is seen by the others at their next membership refresh (cluster.heartbeatMs).
+    let nodes = await api(session1, 'GET', '/nodes');
+    for (let i = 0; i < 40 && (nodes.body.nodes as unknown[]).length < 3; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      nodes = await api(session1, 'GET', '/nodes');
+    }
     assert.deepEqual((nodes.body.nodes as Array<{ node: string; role: string }>).map((n) => `${n.node}:${n.role}`), [`${n1}:c2s`, `${n2}:c2s`, `${ns}:session`].sort());
     const r = await cli(session1, 'sessions', 'list', '--json');
     assert.equal(r.status, 0, r.stderr);
