@@ -236,7 +236,7 @@ async function start(): Promise<void> {
     process.stdout.write(`
 Parley is running in one process (embedded bus and store in ${cfg.dataDir}).
   domain:  ${cfg.domains.join(', ')}
-  clients: ${cfg.c2s.tcp.host}:${port} (STARTTLS; plain authentication allowed on loopback)
+  clients: ${cfg.c2s.tcp.host}:${port} (${cfg.c2s.tcp.allowPlainOnLoopback ? 'STARTTLS; plain authentication allowed on loopback' : 'STARTTLS required before authentication'})
   metrics: http://${cfg.metrics.host}:${server.metricsPort()}/metrics
 
 Add a user, in another terminal:
