@@ -23,6 +23,14 @@ const listener = z.object({
  * mass reconnect, when every client of a lost node connects within a second or two; Linux caps it at
  * net.core.somaxconn.
  */
+/** One admission bucket: a steady rate, and how many may come at once on top of it after a quiet spell. */
+const admissionBucket = (ratePerSecond: number, burst: number) => z.object({
+  /** Admitted per second once the burst is spent. */
+  ratePerSecond: z.number().positive().default(ratePerSecond),
+  /** Admitted at once after a quiet spell (the bucket's size). */
+  burst: z.number().int().positive().default(burst),
+}).default({});
+
 const listenBacklog = z.number().int().positive().max(65535).default(4096);
 
 export const configSchema = z.object({
@@ -173,6 +181,23 @@ export const configSchema = z.object({
       /** Addresses and accounts tracked at once in one process (the embedded mode); the oldest are forgotten first. */
       maxTracked: z.number().int().positive().default(100_000),
     }).default({}),
+    /**
+     * Admission control for a mass reconnect: token buckets per process on new streams (the first stream header of
+     * a connection), on logins (SASL success) and on XEP-0198 resumptions. Past a bucket the client is told to come
+     * back (docs/architecture.md, *Admission control*); streams already established never wait on them.
+     */
+    admission: z.object({
+      enabled: z.boolean().default(true),
+      streams: admissionBucket(1000, 5000),
+      logins: admissionBucket(500, 2500),
+      resumptions: admissionBucket(1000, 5000),
+    }).default({}),
+    /**
+     * Where clients reach this very process (`host:port` of its TCP listener), bypassing any load balancer. Given,
+     * the other connection managers send clients here with <see-other-host/> when their own admission is exhausted
+     * and this one has room.
+     */
+    publicAddress: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, 'host, host:port or [IPv6]:port').optional(),
     /** Certificates per domain (PEM files), chosen by TLS SNI on every TLS listener; `tls` above is the fallback. */
     certificates: z.record(z.string(), z.object({ cert: z.string(), key: z.string() })).default({}),
     /** XEP-0368 direct TLS: TLS from the first byte (ALPN 'xmpp-client'), usually on 5223. */

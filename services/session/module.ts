@@ -23,6 +23,7 @@ import { parseFragment } from '../../libs/xml/fragment.ts';
 import { serialize } from '../../libs/xml/serialize.ts';
 import type { Config } from '../../libs/config/schema.ts';
 import type { Bytes, Store } from '../../libs/store/store.ts';
+import type { MessageArchive } from '../../libs/archive/archive.ts';
 import type { HostedDomains } from '../../libs/accounts/hosts.ts';
 import type { WindowCounters } from '../../libs/cluster/window-counters.ts';
 import { bareJid } from '../../libs/jid/split.ts';
@@ -69,6 +70,8 @@ export interface ServerContext {
   readonly rates: WindowCounters;
   /** The administration operations (services/admin), once the process has them; absent in a CLI's own actors. */
   admin?: AdminOperations;
+  /** Message archives outside the store (PostgreSQL, `archive.postgres`), once opened; absent: they live in the store. */
+  archive?: MessageArchive;
 }
 
 /** A roster entry as modules see it (read-only). */

@@ -14,6 +14,7 @@ import { logger } from '../../libs/log/index.ts';
 import { parseFragment } from '../../libs/xml/fragment.ts';
 import { serialize } from '../../libs/xml/serialize.ts';
 import type { Store } from '../../libs/store/store.ts';
+import { openConfiguredArchive } from '../../libs/archive/index.ts';
 import { MemoryWindowCounters, type WindowCounters } from '../../libs/cluster/window-counters.ts';
 import { ActorSystem } from './actor-system.ts';
 import { nodeSessions } from './directory.ts';
@@ -126,6 +127,8 @@ export class SessionNode {
   }
 
   async start(): Promise<void> {
+    // Archives in PostgreSQL (archive.postgres): table and partitions ready before the first message is archived.
+    this.context.archive = await openConfiguredArchive(this.o.config);
     this.o.bus.subscribe(this.o.subjects.session(this.o.membership.self), (env) => (env.op === 'fanout' ? this.fanout(env) : this.toHeldActor(env)));
     await this.o.membership.start();
     this.shards.start();
@@ -231,5 +234,7 @@ export class SessionNode {
     await this.actors.idle();
     await this.shards.stop();
     this.actors.stop();
+    // After the actors: what they archived last is written before the pool closes.
+    await this.context.archive?.close();
   }
 }

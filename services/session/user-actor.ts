@@ -1339,6 +1339,8 @@ export class UserActor extends Actor implements AccountContext {
       if (hasFrom(i.subscription) || i.pendingIn) this.routeSubscription('unsubscribed', jid, serialize(el('presence', { type: 'unsubscribed' })));
     }
     await new Accounts(this.svc.store).remove(this.bare, [...CORE_COLLECTIONS, ...this.svc.modules.ownedCollections]);
+    // An archive kept outside the store (PostgreSQL) goes too.
+    await this.svc.context.archive?.remove(this.bare);
     this.exists = false;
     this.roster.clear();
     this.rosterVer = 0;

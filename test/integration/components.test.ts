@@ -128,6 +128,25 @@ function scenarios(name: string, setup: () => Promise<{ d: Deployment; component
       }
     });
 
+    test('a component enters a room of the served domain and hears its messages', async () => {
+      const room = `components-${name}@conference.localhost`;
+      await alice.send(xml('presence', { to: `${room}/alice` }, xml('x', { xmlns: 'http://jabber.org/protocol/muc' })));
+      await alice.waitFor((s) => s.is('presence') && s.attrs.from === `${room}/alice`);
+      await alice.xmpp.iqCaller.request(xml('iq', { type: 'set', to: room },
+        xml('query', { xmlns: 'http://jabber.org/protocol/muc#owner' }, xml('x', { xmlns: 'jabber:x:data', type: 'submit' }))), 10_000);
+      const echo = await echoComponent(ports[0]);
+      try {
+        await echo.xmpp.send(xml('presence', { from: 'bot@echo.localhost/r', to: `${room}/bot` }, xml('x', { xmlns: 'http://jabber.org/protocol/muc' })));
+        await waitUntil(() => echo.received.some((s) => s.is('presence') && s.attrs.from === `${room}/bot`
+          && s.getChild('x', 'http://jabber.org/protocol/muc#user')?.getChildren('status').some((c) => c.attrs.code === '110') === true));
+        await alice.waitFor((s) => s.is('presence') && s.attrs.from === `${room}/bot`);
+        await alice.send(xml('message', { to: room, type: 'groupchat' }, xml('body', {}, 'hello room')));
+        await waitUntil(() => echo.received.some((s) => s.is('message') && s.attrs.type === 'groupchat' && body(s) === 'hello room' && s.attrs.from === `${room}/alice`));
+      } finally {
+        await echo.stop();
+      }
+    });
+
     test('to a component that is not connected: service-unavailable', async () => {
       await alice.send(xml('message', { to: 'bot@bots.example.net', id: 'nobody-there' }, xml('body', {}, 'anyone?')));
       const err = await alice.waitFor((s) => s.is('message') && s.attrs.id === 'nobody-there');

@@ -19,7 +19,7 @@ function fakeAccount(store: Store, mam: Record<string, unknown> = {}): { account
       return (...a: unknown[]) => { calls++; return (v as (...x: unknown[]) => unknown).apply(target, a); };
     },
   });
-  const account = { bare: 'alice@example.com', server: { config, store: counting }, contact: () => undefined } as unknown as AccountContext;
+  const account = { bare: 'alice@example.com', server: { config, store: counting }, contact: () => undefined, background: () => undefined } as unknown as AccountContext;
   const state = archive.load(new Map(), { account: account.bare, config, sessions: new Map() });
   return { account, state, calls: () => calls };
 }

@@ -5,15 +5,17 @@
 // session — so a delivery from offline storage, a resend after a resumption or
 // a reroute when a session's window closes never archives it again.
 //
-// Storage: the store's ordered log `{bare}:mam` (a sorted set in Redis, a key
-// range in lmdb), keyed by the archive id: a microsecond timestamp, bumped to
-// stay increasing. So `start`/`end`, `after-id`/`before-id` and RSM paging
-// are all id bounds, a page is one range read and a count one range count;
-// only a `with` filter scans, from the page's start until the page is full.
-// An append reads nothing and is not awaited (writes apply in the order
-// issued; a query waits for them): a chat message does not hold the account's
-// mailbox for a disk commit.
+// Storage: a MessageArchive (libs/archive) — the store's ordered log
+// `{bare}:mam` (a sorted set in Redis, a key range in lmdb), or PostgreSQL
+// when `archive.postgres` is configured — keyed by the archive id: a
+// microsecond timestamp, bumped to stay increasing. So `start`/`end`,
+// `after-id`/`before-id` and RSM paging are all id bounds, a page is one range
+// read and a count one range count; a `with` filter is an index in PostgreSQL
+// and a scan of the log in the store. An append reads nothing and is not
+// awaited (writes apply in the order issued; a query waits for them): a chat
+// message does not hold the account's mailbox for a disk commit.
 import { pack, unpack } from 'msgpackr';
+import { ARCHIVE_LOG, storeArchive, type ArchivedMessage, type ArchiveTrim, type MessageArchive } from '../../../libs/archive/index.ts';
 import { StanzaError } from '../../../libs/errors/index.ts';
 import { NS_RSM, parseRsm } from '../rsm.ts';
 import { retriedWrite } from '../retry.ts';
@@ -24,11 +26,10 @@ import { parseFragment } from '../../../libs/xml/fragment.ts';
 import { escapeAttr, serialize } from '../../../libs/xml/serialize.ts';
 import type { Config } from '../../../libs/config/schema.ts';
 import { logger } from '../../../libs/log/index.ts';
-import type { LogRange, LogTrim } from '../../../libs/store/store.ts';
 
 /** Archive appends between two enforcements of the retention limits. */
 const TRIM_STEP = 50;
-import { defineAccountState, defineModule, requireOwner, type AccountContext, type IqRequest, type MessageEvent } from '../module.ts';
+import { defineAccountState, defineModule, requireOwner, type AccountContext, type IqRequest, type MessageEvent, type ServerContext } from '../module.ts';
 
 export const NS_MAM = 'urn:xmpp:mam:2';
 export const NS_SID = 'urn:xmpp:sid:0';
@@ -37,8 +38,9 @@ const NS_DELAY = 'urn:xmpp:delay';
 const NS_DATA = 'jabber:x:data';
 const NS_HINTS = 'urn:xmpp:hints';
 const log = logger('mam');
-/** The account's archive: a store log keyed by archive id (also read by export and import). */
-export const ARCHIVE = 'mam';
+/** The account's archive in the store: a log keyed by archive id (also read by export and import). */
+export const ARCHIVE = ARCHIVE_LOG;
+export { decodeArchived, encodeArchived, type ArchivedMessage } from '../../../libs/archive/index.ts';
 const PREFS = 'mamprefs';
 const SCAN_CHUNK = 200;
 
@@ -64,14 +66,6 @@ export interface ArchiveState {
   queriedBy: Set<string>;
 }
 
-export interface ArchivedMessage {
-  id: number;
-  stamp: number;
-  with: string;
-  dir: 'in' | 'out';
-  xml: string;
-}
-
 export const archiveId = (id: number): string => id.toString(36);
 
 export function parseArchiveId(id: string): number {
@@ -80,11 +74,8 @@ export function parseArchiveId(id: string): number {
   return n;
 }
 
-export const encodeArchived = (m: ArchivedMessage): Uint8Array => pack([m.stamp, m.with, m.dir === 'in' ? 0 : 1, m.xml]);
-export function decodeArchived(id: number, b: Uint8Array): ArchivedMessage {
-  const [stamp, w, dir, xml] = unpack(b) as [number, string, number, string];
-  return { id, stamp, with: w, dir: dir === 0 ? 'in' : 'out', xml };
-}
+/** Where the deployment's archives live: PostgreSQL once opened (`archive.postgres`), else the store. */
+export const archiveOf = (server: ServerContext): MessageArchive => server.archive ?? storeArchive(server.store);
 
 export const archive = defineAccountState<ArchiveState>({
   name: 'mam',
@@ -139,11 +130,11 @@ function archiveMessage(state: ArchiveState, account: AccountContext, msg: Messa
     return;
   }
   if (state.last < 0) {
-    const { store } = account.server;
-    return Promise.all([store.logRange(account.bare, ARCHIVE, { reverse: true, limit: 1 }), store.logCount(account.bare, ARCHIVE)]).then(([[last], count]) => {
+    const engine = archiveOf(account.server);
+    return Promise.all([engine.range(account.bare, { reverse: true, limit: 1 }), engine.count(account.bare, {})]).then(([[last], count]) => {
       if (state.last < 0) {
         state.last = last ? last.id : 0;
-        state.count = count;
+        state.count = count ?? 0;
       }
       append(state, account, msg, peer, spoofed);
     });
@@ -172,15 +163,17 @@ function append(state: ArchiveState, account: AccountContext, msg: MessageEvent,
       msg.rewrite(`${msg.xml.slice(0, end)}${tag}${msg.xml.slice(end)}`);
     }
   }
-  const store = account.server.store;
-  const entry = encodeArchived({ id: seq, stamp: now, with: peer, dir: msg.dir, xml: msg.xml });
-  // Retried (session.storeRetries): the message was delivered, only the archive would lose it.
-  let write: Promise<unknown> = retriedWrite(account, { what: 'archiving a message', write: () => store.logAppend(account.bare, ARCHIVE, seq, entry) });
+  const engine = archiveOf(account.server);
+  const entry: ArchivedMessage = { id: seq, stamp: now, with: peer, dir: msg.dir, xml: msg.xml };
+  // Retried (session.storeRetries): the message was delivered, only the archive would lose it. The same id again
+  // is a no-op in every engine, so a retry after a write that landed unseen keeps one copy.
+  let write: Promise<unknown> = retriedWrite(account, { what: 'archiving a message', write: () => engine.append(account.bare, entry) });
   state.count++;
   const { maxMessages, maxAgeDays } = account.server.config.mam;
-  // Trimmed in steps: at most one trim per TRIM_STEP messages, each dropping only what is over.
-  let trim: LogTrim | undefined;
-  if (maxAgeDays > 0 && ++state.sinceTrim >= TRIM_STEP) {
+  // Trimmed in steps: at most one trim per TRIM_STEP messages, each dropping only what is over. An engine that
+  // expires by age itself (PostgreSQL's partitions) is left to do so.
+  let trim: ArchiveTrim | undefined;
+  if (maxAgeDays > 0 && !engine.expiresByAge && ++state.sinceTrim >= TRIM_STEP) {
     state.sinceTrim = 0;
     trim = { below: (now - maxAgeDays * 86_400_000) * 1000 };
   }
@@ -192,9 +185,11 @@ function append(state: ArchiveState, account: AccountContext, msg: MessageEvent,
   }
   if (trim) {
     const t = trim;
-    write = write.then(() => store.logTrim(account.bare, ARCHIVE, t)).then((n) => { state.count -= n - counted; });
+    write = write.then(() => engine.trim(account.bare, t)).then((n) => { state.count -= n - counted; });
   }
   state.writes = write.then(() => undefined, (e: unknown) => log.error('archiving failed', { account: account.bare, error: e }));
+  // A shard handoff or a passivation waits for it: the next owner reads the archive's last id.
+  account.background(state.writes, 'archiving a message');
 }
 
 /** A stanza id this account's archive gave the message (XEP-0359 `by` the account). */
@@ -282,7 +277,7 @@ const matchesWith = (w: string) => (m: ArchivedMessage): boolean => {
 /** The archive id must name a kept message (RSM paging from it, XEP-0313 after-id/before-id). */
 async function existing(account: AccountContext, id: string): Promise<number> {
   const n = parseArchiveId(id);
-  const [hit] = await account.server.store.logRange(account.bare, ARCHIVE, { after: n - 1, before: n + 1, limit: 1 });
+  const [hit] = await archiveOf(account.server).range(account.bare, { after: n - 1, before: n + 1, limit: 1 });
   if (!hit) throw new StanzaError('item-not-found', `no archived message with id ${id}`);
   return n;
 }
@@ -290,41 +285,44 @@ async function existing(account: AccountContext, id: string): Promise<number> {
 const lower = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.max(a, b));
 const upper = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.min(a, b));
 
-/** One page of the archive for a query: a range read (and counts), or a scan from the page's start with `with`. */
+/** One page of the archive for a query: a range read and counts (a peer's full JID: a scan of that peer's messages). */
 export async function runQuery(account: AccountContext, q: ArchiveQuery): Promise<ArchivePage> {
-  const store = account.server.store;
-  const read = async (r: LogRange) => (await store.logRange(account.bare, ARCHIVE, r)).map((e) => decodeArchived(e.id, e.value));
+  const engine = archiveOf(account.server);
   if (q.ids) {
     const found: ArchivedMessage[] = [];
-    for (const id of q.ids) found.push(...(await read({ after: (await existing(account, id)) - 1, limit: 1 })));
+    for (const id of q.ids) found.push(...(await engine.range(account.bare, { after: (await existing(account, id)) - 1, limit: 1 })));
     return { messages: found.sort((a, b) => a.id - b.id), complete: true };
   }
-  // The result set: time and id filters, as exclusive id bounds (ids are µs stamps).
+  // The result set: time and id filters, as exclusive id bounds (ids are µs stamps), and the peer.
   let after = q.start !== undefined ? q.start * 1000 - 1 : undefined;
   let before = q.end !== undefined ? q.end * 1000 + 1000 : undefined;
   if (q.afterId) after = lower(after, await existing(account, q.afterId));
   if (q.beforeId) before = upper(before, await existing(account, q.beforeId));
-  const set = { after, before };
+  const peer = q.with === undefined ? undefined : bareJid(q.with);
+  const set = { after, before, with: peer };
   // The page within it (RSM).
   const backwards = q.before !== undefined;
   if (q.after) after = lower(after, await existing(account, q.after));
   if (q.before) before = upper(before, await existing(account, q.before));
-  if (q.with === undefined) {
-    const got = await read({ after, before, limit: q.max + 1, reverse: backwards });
+  if (q.with === undefined || resourcePart(q.with) === '') {
+    const got = await engine.range(account.bare, { after, before, with: peer, limit: q.max + 1, reverse: backwards });
     const complete = got.length <= q.max;
     const messages = got.slice(0, q.max);
     if (backwards) messages.reverse();
-    const count = await store.logCount(account.bare, ARCHIVE, set);
-    const firstIndex = messages.length ? await store.logCount(account.bare, ARCHIVE, { after: set.after, before: messages[0].id }) : undefined;
+    const count = await engine.count(account.bare, set);
+    // Counting is left out where the engine would scan for it (a peer filter in the store).
+    const firstIndex = count !== undefined && messages.length ? await engine.count(account.bare, { ...set, before: messages[0].id }) : undefined;
     return { messages, count, firstIndex, complete };
   }
-  // With a peer: scan in chunks from the page's start until one more than a page matched.
+  // A peer's full JID: that peer's messages in chunks from the page's start, until one more than a page matched.
   const match = matchesWith(q.with);
   const messages: ArchivedMessage[] = [];
   let more = false;
   let cursor = backwards ? before : after;
   for (;;) {
-    const chunk = await read(backwards ? { after, before: cursor, limit: SCAN_CHUNK, reverse: true } : { after: cursor, before, limit: SCAN_CHUNK });
+    const chunk = await engine.range(account.bare, backwards
+      ? { after, before: cursor, with: peer, limit: SCAN_CHUNK, reverse: true }
+      : { after: cursor, before, with: peer, limit: SCAN_CHUNK });
     for (const m of chunk) {
       if (!match(m)) continue;
       if (messages.length === q.max) { more = true; break; }
@@ -412,6 +410,11 @@ export default defineModule({
   disco: { account: [NS_MAM, `${NS_MAM}#extended`, NS_SID] },
   state: [archive],
   stored: [ARCHIVE],
+  // PostgreSQL's partitions: made ahead, dropped past retention (nothing to do for an archive in the store).
+  periodic: {
+    everyMs: (config) => (config.archive.postgres?.upkeepSeconds ?? 3600) * 1000,
+    run: async (ctx) => void (await ctx.archive?.maintain?.(Date.now())),
+  },
   iq: {
     'get/account/urn:xmpp:mam:2:query': (req) => { requireOwner(req); return searchForm(); },
     'set/account/urn:xmpp:mam:2:query': query,

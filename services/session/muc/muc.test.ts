@@ -1,5 +1,6 @@
 // Unit tests of the room's pure parts: archive ids, history selection, the
-// configuration form, permissions, and the fan-out batch format (both halves).
+// configuration form, permissions, the fan-out batch format (both halves),
+// registration, moderation requests and tombstones, occupant ids.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { StanzaError } from '../../../libs/errors/index.ts';
@@ -13,6 +14,10 @@ import { RoomFanout, withTo, OP_ROOM_FANOUT, OP_ROOM_UNDELIVERED, MAX_TARGETS, r
 import { nextArchiveId, selectHistory, withDelay, type ArchivedMessage } from './history.ts';
 import { checkAffiliationChange, checkRoleChange, roleAfterAffiliation } from './roles.ts';
 import { applyConfigForm, defaultRoomConfig } from './room-config.ts';
+import { parseModeration, tombstone } from './moderation.ts';
+import { newOccupantSalt, occupantId } from './occupant-id.ts';
+import { parseRegistration, registrationOutcome } from './registration.ts';
+import { decodeAffiliation, encodeAffiliation } from './state.ts';
 
 const muc = configSchema.parse({}).muc;
 const condition = (f: () => unknown): string | undefined => {
@@ -129,4 +134,53 @@ test('fan-out: one envelope per node and per MAX_TARGETS sessions; the c2s write
   assert.deepEqual(readBatch(back[0].env.data as RoomFanoutData, back[0].env.xml), {
     sids: ['z'], stanzas: ['<presence from="r@c/é"/>', '<message from="r@c" type="groupchat"><subject/></message>'],
   });
+});
+
+test('registration: the form is read strictly; who registering makes what', () => {
+  const q = (fields: Record<string, string>, type = 'submit') => el('query', { xmlns: 'jabber:iq:register' }, el('x', { xmlns: 'jabber:x:data', type },
+    ...Object.entries(fields).map(([k, v]) => el('field', { var: k }, el('value', {}, v)))));
+  const FT = 'http://jabber.org/protocol/muc#register';
+  assert.equal(parseRegistration(q({ FORM_TYPE: FT, 'muc#register_roomnick': 'thirdwitch' }), 20), 'thirdwitch');
+  assert.equal(condition(() => parseRegistration(q({ FORM_TYPE: FT }), 20)), 'not-acceptable', 'the nickname is required');
+  assert.equal(condition(() => parseRegistration(q({ FORM_TYPE: FT, 'muc#register_roomnick': 'x'.repeat(21) }), 20)), 'not-acceptable');
+  assert.equal(condition(() => parseRegistration(q({ 'muc#register_roomnick': 'a' }), 20)), 'bad-request', 'FORM_TYPE is required');
+  assert.equal(condition(() => parseRegistration(q({ FORM_TYPE: FT, 'muc#register_roomnick': 'a' }, 'form'), 20)), 'bad-request');
+  assert.equal(condition(() => parseRegistration(el('query', { xmlns: 'jabber:iq:register' }), 20)), 'bad-request');
+  assert.equal(registrationOutcome('none', false), 'join');
+  assert.equal(registrationOutcome('none', true), 'request', 'members-only: only the owners let someone in');
+  assert.equal(registrationOutcome('member', true), 'reserve');
+  assert.equal(registrationOutcome('owner', false), 'reserve');
+  assert.equal(condition(() => registrationOutcome('outcast', false)), 'forbidden');
+  assert.deepEqual(decodeAffiliation(encodeAffiliation({ affiliation: 'member', reason: '', nick: 'n' })), { affiliation: 'member', reason: '', nick: 'n' });
+  assert.deepEqual(decodeAffiliation(encodeAffiliation({ affiliation: 'admin', reason: 'r' })), { affiliation: 'admin', reason: 'r', nick: undefined });
+});
+
+test('moderation: both request forms; a tombstone keeps the ids and drops every word', () => {
+  const v1 = el('moderate', { xmlns: 'urn:xmpp:message-moderate:1', id: 'abc' }, el('retract', { xmlns: 'urn:xmpp:message-retract:1' }), el('reason', {}, 'spam'));
+  assert.deepEqual(parseModeration(v1, 100), { id: 'abc', reason: 'spam' });
+  const v0 = el('apply-to', { xmlns: 'urn:xmpp:fasten:0', id: 'def' }, el('moderate', { xmlns: 'urn:xmpp:message-moderate:0' }, el('retract', { xmlns: 'urn:xmpp:message-retract:0' })));
+  assert.deepEqual(parseModeration(v0, 100), { id: 'def', reason: '' });
+  assert.equal(parseModeration(el('apply-to', { xmlns: 'urn:xmpp:fasten:0', id: 'x' }), 100), undefined, 'an apply-to without moderate is something else');
+  assert.equal(parseModeration(el('query', { xmlns: 'jabber:iq:version' }), 100), undefined);
+  assert.equal(condition(() => parseModeration(el('moderate', { xmlns: 'urn:xmpp:message-moderate:1' }, el('retract', { xmlns: 'urn:xmpp:message-retract:1' })), 100)), 'bad-request', 'no id');
+  assert.equal(condition(() => parseModeration(el('moderate', { xmlns: 'urn:xmpp:message-moderate:1', id: 'a' }), 100)), 'bad-request', 'no retract');
+  assert.equal(condition(() => parseModeration(el('moderate', { xmlns: 'urn:xmpp:message-moderate:1', id: 'a' }, el('retract', { xmlns: 'urn:xmpp:message-retract:1' }), el('reason', {}, 'x'.repeat(101))), 100)), 'not-acceptable');
+  const kept = '<message from="r@c/bob" type="groupchat" id="m1"><body>secret words</body><html xmlns="http://jabber.org/protocol/xhtml-im"><body>secret words</body></html>'
+    + '<occupant-id xmlns="urn:xmpp:occupant-id:0" id="o1"/><stanza-id xmlns="urn:xmpp:sid:0" id="abc" by="r@c"/></message>';
+  const stone = parseFragment(tombstone(kept, { by: 'r@c/mod', byOccupantId: 'o2', reason: 'spam', stamp: Date.UTC(2026, 0, 1) }));
+  assert.ok(!tombstone(kept, { by: 'r@c/mod', byOccupantId: 'o2', reason: '', stamp: 0 }).includes('secret'), 'no word survives');
+  assert.deepEqual(stone.attrs, { from: 'r@c/bob', type: 'groupchat', id: 'm1' });
+  const names = stone.children.map((c) => (typeof c === 'string' ? c : `${c.name} ${c.attrs.xmlns}`));
+  assert.deepEqual(names, ['retracted urn:xmpp:message-retract:1', 'moderated urn:xmpp:message-moderate:0', 'occupant-id urn:xmpp:occupant-id:0', 'stanza-id urn:xmpp:sid:0']);
+  const retracted = stone.children[0] as { attrs: Record<string, string> };
+  assert.deepEqual({ by: retracted.attrs.by, stamp: retracted.attrs.stamp }, { by: 'r@c/mod', stamp: '2026-01-01T00:00:00.000Z' });
+});
+
+test('occupant ids: stable for one salt and JID, different across JIDs and rooms', () => {
+  const a = newOccupantSalt();
+  const b = newOccupantSalt();
+  assert.equal(occupantId(a, 'u@x'), occupantId(a, 'u@x'));
+  assert.notEqual(occupantId(a, 'u@x'), occupantId(a, 'v@x'));
+  assert.notEqual(occupantId(a, 'u@x'), occupantId(b, 'u@x'));
+  assert.match(occupantId(a, 'u@x'), /^[A-Za-z0-9_-]{22}$/);
 });
