@@ -230,10 +230,12 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     const authFailures = metrics.authFailures;
     const authBlocks = { started: metrics.authBlocks.labels('started'), refused: metrics.authBlocks.labels('refused') };
     const resumptions = { success: metrics.smResumptions.labels('success'), failure: metrics.smResumptions.labels('failure') };
+    const admissionRefused = { stream: metrics.admissionRefused.labels('stream'), login: metrics.admissionRefused.labels('login'), resumption: metrics.admissionRefused.labels('resumption') };
     c2s = new C2sNode({
       nodeId, config, bus, subjects, hosts, accounts, store, tls: secureContext(cert),
       onDrain: () => componentListener?.stop('this node is being drained: reconnect elsewhere'),
       sessionNodes: () => sessionMembers.members(),
+      c2sNodes: () => c2sMembers.members(),
       // A cluster counts failed logins in Redis, so that every connection manager throttles the same addresses.
       authCounters: redis && config.store.kind === 'redis' ? new RedisAuthCounters(redis, config.store.keyPrefix) : undefined,
       metrics: {
@@ -249,6 +251,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
         authFailed: () => authFailures.inc(),
         authBlocked: (event) => authBlocks[event].inc(),
         resumption: (ok) => resumptions[ok ? 'success' : 'failure'].inc(),
+        admissionRefused: (what) => admissionRefused[what].inc(),
       },
     });
     await c2s.start();
