@@ -43,6 +43,7 @@ import { ModuleRegistry } from './session/module.ts';
 import { modules } from './session/modules/index.ts';
 import { ServiceDomains } from './session/service-domains.ts';
 import { SessionNode } from './session/session-node.ts';
+import { uploadHeldBack } from '../libs/upload/index.ts';
 
 const log = logger('server');
 
@@ -333,6 +334,8 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     ...(s2s ? { s2s: `${config.s2s.listen.host}:${s2s.port()}` } : {}),
     ...(adminUrl ? { admin: adminUrl } : {}),
     ...(componentListener ? { components: `${config.components.listen.host}:${componentListener.port()}` } : {}),
+    // An enabled upload service that cannot be offered says why once, here.
+    ...(session && config.upload.enabled && uploadHeldBack(config) ? { upload: `off: ${uploadHeldBack(config)}` } : {}),
     metrics: http ? `${config.metrics.host}:${(http.address() as { port: number }).port}` : 'off' });
 
   let stopped = false;
