@@ -100,6 +100,28 @@ export function smCloseScenarios(deployment: () => Deployment, waitMs: number): 
     for (const c of [again, bob]) c.close();
   });
 
+  test('a client that acknowledges, then closes: no <r/>, closed at once, nothing stored offline', async () => {
+    const [a, b] = names('smcq');
+    await deployment().addUser(a);
+    await deployment().addUser(b);
+    const bob = await login(port(1), b, 'desk', false);
+    const alice = await login(port(0), a, 'phone', true);
+    const ids = await deliver(bob, alice, `${a}@${DOMAIN}/phone`, 'acked', 2);
+    const t0 = Date.now();
+    const before = alice.output.length;
+    alice.send(`<a xmlns='${NS_SM}' h='${handled(alice)}'/></stream:stream>`);
+    await alice.waitFor(/<\/stream:stream>\s*$/);
+    await alice.closed;
+    assert.ok(Date.now() - t0 < waitMs, 'closed without waiting');
+    assert.doesNotMatch(alice.output.slice(before), /<r xmlns/, 'nothing left to ask about');
+    await sleep(200);
+    assert.equal(await offline(deployment(), `${a}@${DOMAIN}`), 0);
+    const again = await login(port(0), a, 'phone', false);
+    await sleep(500);
+    for (const id of ids) assert.equal(copies(again, id), 0, `${id} is not delivered again`);
+    for (const c of [again, bob]) c.close();
+  });
+
   test('a client that closes and never answers (libstrophe): each message comes back once, with its first delay stamp and stanza id', async () => {
     const [a, b] = names('smcn');
     await deployment().addUser(a);
