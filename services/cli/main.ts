@@ -31,6 +31,8 @@ const USAGE = `usage: parley <command> [options]
   user passwd JID [--password PW]                   change a password
   user del JID                                      delete an account with all its data, telling its contacts
                                                     (embedded mode: stop the server first)
+  user disable|enable JID                           stop an account logging in (its sessions end) or let it again
+                                                    (through the running server's admin API)
   user list DOMAIN                                  list a domain's accounts
   user roster JID                                   a user's contacts: JID, subscription, name, groups
   user blocks JID                                   a user's block list
@@ -284,6 +286,13 @@ async function user(sub: string | undefined, arg: string | undefined): Promise<v
       const { existed } = await removeAccountThroughActor(cfg, parseJid(arg).bare, () => openConfiguredStore(cfg));
       if (!existed) die(`no account ${arg}`);
       return console.log(`deleted ${arg} and all its data; its contacts were told`);
+    }
+    case 'disable':
+    case 'enable': {
+      // Through the running server: its sessions must end, on whichever process holds them.
+      if (!arg) die(`user ${sub} JID`);
+      await api('PUT', `/users/${encodeURIComponent(arg)}/disabled`, { disabled: sub === 'disable' });
+      return console.log(sub === 'disable' ? `disabled ${arg}: its sessions ended; it cannot log in until enabled` : `enabled ${arg}`);
     }
     case 'roster':
       if (!arg) die('user roster JID');

@@ -313,6 +313,18 @@ test('administration of a running embedded server: sessions, kick, announce, sta
     assert.equal(back.status, 200);
   });
 
+  await t.test('parley user disable|enable: one line each, a missing account is an error', async () => {
+    const off = await cli('user', 'disable', 'carol@localhost');
+    assert.equal(off.status, 0, off.stderr);
+    assert.equal(off.stdout, 'disabled carol@localhost: its sessions ended; it cannot log in until enabled\n');
+    const on = await cli('user', 'enable', 'carol@localhost');
+    assert.equal(on.status, 0, on.stderr);
+    assert.equal(on.stdout, 'enabled carol@localhost\n');
+    const missing = await cli('user', 'disable', 'nobody@localhost');
+    assert.equal(missing.status, 2);
+    assert.equal(missing.stderr, 'parley: no account nobody@localhost\n');
+  });
+
   await t.test('with the server stopped, the command says it cannot reach it', async () => {
     await p.stop();
     const r = await cli('stats');
