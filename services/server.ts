@@ -43,6 +43,7 @@ import { ModuleRegistry } from './session/module.ts';
 import { modules } from './session/modules/index.ts';
 import { ServiceDomains } from './session/service-domains.ts';
 import { SessionNode } from './session/session-node.ts';
+import { uploadHeldBack } from '../libs/upload/index.ts';
 
 const log = logger('server');
 
@@ -230,10 +231,12 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     const authFailures = metrics.authFailures;
     const authBlocks = { started: metrics.authBlocks.labels('started'), refused: metrics.authBlocks.labels('refused') };
     const resumptions = { success: metrics.smResumptions.labels('success'), failure: metrics.smResumptions.labels('failure') };
+    const admissionRefused = { stream: metrics.admissionRefused.labels('stream'), login: metrics.admissionRefused.labels('login'), resumption: metrics.admissionRefused.labels('resumption') };
     c2s = new C2sNode({
       nodeId, config, bus, subjects, hosts, accounts, store, tls: secureContext(cert),
       onDrain: () => componentListener?.stop('this node is being drained: reconnect elsewhere'),
       sessionNodes: () => sessionMembers.members(),
+      c2sNodes: () => c2sMembers.members(),
       // A cluster counts failed logins in Redis, so that every connection manager throttles the same addresses.
       authCounters: redis && config.store.kind === 'redis' ? new RedisAuthCounters(redis, config.store.keyPrefix) : undefined,
       metrics: {
@@ -249,6 +252,7 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
         authFailed: () => authFailures.inc(),
         authBlocked: (event) => authBlocks[event].inc(),
         resumption: (ok) => resumptions[ok ? 'success' : 'failure'].inc(),
+        admissionRefused: (what) => admissionRefused[what].inc(),
       },
     });
     await c2s.start();
@@ -330,6 +334,8 @@ export async function startServer(config: Config, options: ServerOptions = {}): 
     ...(s2s ? { s2s: `${config.s2s.listen.host}:${s2s.port()}` } : {}),
     ...(adminUrl ? { admin: adminUrl } : {}),
     ...(componentListener ? { components: `${config.components.listen.host}:${componentListener.port()}` } : {}),
+    // An enabled upload service that cannot be offered says why once, here.
+    ...(session && config.upload.enabled && uploadHeldBack(config) ? { upload: `off: ${uploadHeldBack(config)}` } : {}),
     metrics: http ? `${config.metrics.host}:${(http.address() as { port: number }).port}` : 'off' });
 
   let stopped = false;

@@ -43,4 +43,6 @@ export class Subjects {
   component(domain: string): string { return `${this.prefix}.component.${domain}`; }
   /** Where the holders of component connections announce them (libs/components). */
   components(): string { return `${this.prefix}.components`; }
+  /** Where connection managers announce their public address and whether they have room (services/c2s/admission). */
+  admission(): string { return `${this.prefix}.admission`; }
 }

@@ -43,10 +43,12 @@ export class StreamError extends Error {
     this.name = 'StreamError';
   }
 
+  /** see-other-host carries its address as the condition's own text (RFC 6120 §4.9.3.19), not as a <text/>. */
   toElement(): Element {
+    const seeOther = this.condition === 'see-other-host';
     return el('stream:error', {},
-      el(this.condition, { xmlns: NS_STREAMS }),
-      this.text ? el('text', { xmlns: NS_STREAMS, 'xml:lang': 'en' }, this.text) : undefined,
+      el(this.condition, { xmlns: NS_STREAMS }, seeOther ? this.text : undefined),
+      this.text && !seeOther ? el('text', { xmlns: NS_STREAMS, 'xml:lang': 'en' }, this.text) : undefined,
       this.detail);
   }
 }

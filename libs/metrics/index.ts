@@ -57,6 +57,7 @@ export class Metrics {
   readonly authFailures: Counter;
   readonly authBlocks: Counter<'event'>;
   readonly smResumptions: Counter<'result'>;
+  readonly admissionRefused: Counter<'what'>;
   readonly stanzaErrors: Counter<'condition'>;
   readonly shardsOwned: Gauge;
   readonly actors: Gauge;
@@ -127,6 +128,7 @@ export class Metrics {
     this.auth = new Counter({ name: 'parley_auth_total', help: 'SASL outcomes', labelNames: ['mechanism', 'result'] as const, registers: c2s });
     this.authFailures = new Counter({ name: 'parley_auth_failures_total', help: 'Failed logins counted by the login throttle (each one an `auth failed` log line)', registers: c2s });
     this.authBlocks = new Counter({ name: 'parley_auth_blocks_total', help: 'Login throttle blocks: event="started" when an address is blocked, event="refused" for each attempt refused because its address is blocked', labelNames: ['event'] as const, registers: c2s });
+    this.admissionRefused = new Counter({ name: 'parley_admission_refused_total', help: 'Refused by admission control (c2s.admission): what="stream" (a new stream, sent elsewhere or told to retry), "login" (a SASL success answered temporary-auth-failure), "resumption" (a XEP-0198 resumption answered <failed><resource-constraint/>)', labelNames: ['what'] as const, registers: c2s });
     this.smResumptions = new Counter({ name: 'parley_sm_resumptions_total', help: 'Stream management resumptions (XEP-0198): result="success", or "failure" when the client got <failed/>', labelNames: ['result'] as const, registers: c2s });
     this.routingLatency = new Histogram({ name: 'parley_routing_seconds', help: 'From receipt of a stanza from a client to its delivery to a client', buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: c2s });
 

@@ -14,8 +14,15 @@ export { DiskFiles, UPLOAD_PATH, type FileWriter, type PutGrant } from './disk.t
  * listener, and one process (the embedded mode): in a cluster a file written on one node would be missing on the others.
  */
 export function uploadOffered(config: Config): boolean {
-  if (!config.upload.enabled) return false;
-  return config.upload.store.kind === 's3' || (config.c2s.http.enabled && config.bus.kind === 'inprocess');
+  return config.upload.enabled && uploadHeldBack(config) === undefined;
+}
+
+/** Why an enabled upload service is not offered (for the start-up line), or undefined when it is. */
+export function uploadHeldBack(config: Config): string | undefined {
+  if (config.upload.store.kind === 's3') return undefined;
+  if (config.bus.kind !== 'inprocess') return 'the disk store serves the embedded mode only; a cluster needs upload.store.kind s3';
+  if (!config.c2s.http.enabled) return 'the disk store needs the HTTP listener (c2s.http.enabled)';
+  return undefined;
 }
 
 /**

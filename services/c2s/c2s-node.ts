@@ -14,6 +14,7 @@ import { ownerOf, shardOf } from '../../libs/cluster/shards.ts';
 import type { Config } from '../../libs/config/schema.ts';
 import { StreamError, type StanzaErrorCondition, type StreamErrorCondition } from '../../libs/errors/index.ts';
 import { logger } from '../../libs/log/index.ts';
+import { Admission, AdmissionPeers, BUSY_TEXT, type AdmissionAnnouncement, type AdmissionKind } from './admission.ts';
 import { AuthThrottle, MemoryAuthCounters, type AuthCounters } from './auth-throttle.ts';
 import { loadDomainCertificates, type DomainCertificates } from './certificates.ts';
 import type { SessionInfo } from '../admin/operations.ts';
@@ -47,6 +48,8 @@ export interface C2sNodeOptions {
   authCounters?: AuthCounters;
   /** Where FAST tokens are kept (the deployment's store, so any connection manager accepts them). */
   store: Store;
+  /** The live connection managers (admission: only those are offered to clients sent elsewhere); undefined: any heard of. */
+  c2sNodes?: () => readonly string[];
   /** What else this process serves that a drain must move too (the external component listener). */
   onDrain?: () => void;
 }
@@ -74,6 +77,11 @@ export class C2sNode implements C2sContext {
   /** Streams with client stanzas not yet confirmed by their actor, and the timer that watches them. */
   private readonly unconfirmed = new Set<ClientStream>();
   private confirmSweeper: NodeJS.Timeout | undefined;
+  /** Token buckets on new streams, logins and resumptions (admission.ts). */
+  readonly admission: Admission;
+  private readonly peers: AdmissionPeers;
+  private admissionSub: Subscription | undefined;
+  private announcer: NodeJS.Timeout | undefined;
 
   /** The fallback certificate and the per-domain ones; replaced whole by reloadCertificates(). */
   private tlsContext: SecureContext | undefined;
@@ -90,6 +98,36 @@ export class C2sNode implements C2sContext {
     this.authThrottle = new AuthThrottle(throttle, o.authCounters ?? new MemoryAuthCounters(throttle.maxTracked),
       { failed: () => o.metrics.authFailed?.(), blocked: () => o.metrics.authBlocked?.('started') });
     this.fastTokens = new FastTokens(o.store, o.config.c2s.fast);
+    this.admission = new Admission(o.config.c2s.admission, (what) => o.metrics.admissionRefused?.(what));
+    // An announcement is trusted for three heartbeats: a killed node is forgotten within that.
+    this.peers = new AdmissionPeers(o.nodeId, 3 * o.config.cluster.heartbeatMs);
+  }
+
+  admit(what: AdmissionKind): boolean {
+    return this.admission.admit(what);
+  }
+
+  /**
+   * A new stream past this node's bucket goes to a peer that announced room
+   * (RFC 6120 §4.9.3.19 see-other-host), only over TCP: its address is a TCP
+   * listener's, and a direct-TLS, WebSocket or BOSH client would reach it the
+   * wrong way. Otherwise it is told to retry later: resource-constraint (§4.9.3.17,
+   * "the server lacks the system resources necessary to service the stream"),
+   * rather than policy-violation, which would blame the client.
+   */
+  busy(transport: ClientTransport['kind']): StreamError {
+    const elsewhere = transport === 'tcp' ? this.peers.withRoom(this.o.c2sNodes?.()) : undefined;
+    if (elsewhere) return new StreamError('see-other-host', elsewhere);
+    return new StreamError('resource-constraint', BUSY_TEXT);
+  }
+
+  /** Tell the other connection managers where clients reach us and whether we have room (with c2s.publicAddress). */
+  private announce(): void {
+    const address = this.config.c2s.publicAddress;
+    if (!address) return;
+    const room = this.accepting && !this.unavailable() && this.streams.size < this.config.c2s.maxConnections * 0.9 && this.admission.hasRoom();
+    const data: AdmissionAnnouncement = { node: this.nodeId, address, room };
+    this.o.bus.publish(this.o.subjects.admission(), envelope({ kind: 'ctl', dir: 'deliver', op: 'admission', sid: '', data }));
   }
 
   get connections(): number {
@@ -98,6 +136,11 @@ export class C2sNode implements C2sContext {
 
   async start(): Promise<void> {
     this.sub = this.o.bus.subscribe(this.o.subjects.c2s(this.o.nodeId), (env) => this.fromBus(env));
+    this.admissionSub = this.o.bus.subscribe(this.o.subjects.admission(), (env) => this.peers.heard(env.data as AdmissionAnnouncement));
+    if (this.config.c2s.publicAddress) {
+      this.announcer = setInterval(() => this.announce(), this.config.cluster.heartbeatMs);
+      this.announcer.unref();
+    }
     await this.o.bus.flush();
     const { config } = this;
     const limits = { maxStanzaBytes: config.limits.maxStanzaBytes, maxDepth: config.limits.maxDepth, maxAttributes: config.limits.maxAttributes };
@@ -414,6 +457,8 @@ export class C2sNode implements C2sContext {
     this.accepting = false;
     if (this.sweeper) clearInterval(this.sweeper);
     if (this.confirmSweeper) clearInterval(this.confirmSweeper);
+    if (this.announcer) clearInterval(this.announcer);
+    this.admissionSub?.unsubscribe();
     for (const srv of this.servers) srv.close();
     for (const s of [...this.streams.values()]) s.fail(new StreamError(condition, 'the server is shutting down'));
     this.listeners?.stop();

@@ -17,6 +17,7 @@ import { unmapAddress } from './address.ts';
 import { CORE_FEATURES } from '../features.ts';
 import { ADMIN_KICK_CONDITION } from '../admin/kick.ts';
 import type { SessionInfo, SessionTransport } from '../admin/operations.ts';
+import { BUSY_TEXT } from './admission.ts';
 import { blockedText, type Standing } from './auth-throttle.ts';
 import type { C2sContext } from './context.ts';
 import { CsiQueue, NS_CSI } from './csi.ts';
@@ -124,10 +125,12 @@ export class ClientStream {
   private relayed = 0;
   private resumeTimer: NodeJS.Timeout | undefined;
   private readonly openedAt = Date.now();
-  /** The registration token this stream presented (XEP-0445), for the account it may create. */
+  /** What this stream presented for in-band registration (a XEP-0445 token), kept until it registers. */
   private readonly registering: RegistrationStream = {};
   /** Why the stream ended, for the stream-close line, when it is not the stream error's condition. */
   private endReason: string | undefined;
+  /** Admission control let this connection's first stream in (later headers, after STARTTLS or SASL, pass). */
+  private admitted = false;
 
   constructor(private readonly t: ClientTransport, private readonly ctx: C2sContext) {
     this.sm = new StreamManagement(ctx.config.streamManagement, ctx.config.bus.kind !== 'inprocess');
@@ -193,6 +196,10 @@ export class ClientStream {
     if (attrs.xmlns !== undefined && attrs.xmlns !== NS_CLIENT) return this.fail(new StreamError('invalid-namespace', 'the content namespace must be jabber:client'));
     if (attrs.version === undefined || !attrs.version.startsWith('1.')) return this.fail(new StreamError('unsupported-version', 'XMPP 1.0 streams only'));
 
+    if (!this.admitted) {
+      if (!this.ctx.admit('stream')) return this.fail(this.ctx.busy(this.t.kind));
+      this.admitted = true;
+    }
     if (!this.authenticated) {
       if (this.standing === undefined && this.ctx.authThrottle.enabled) {
         // One read per connection: a blocked address is refused here, before anything costs.
@@ -470,6 +477,12 @@ export class ClientStream {
       case 'success': {
         // RFC 6120 §6.5.1, told only to who proved the password (disabling also drops the account's FAST tokens).
         if (this.disabledAccount) return this.saslFailure('account-disabled', 'this account has been disabled by an administrator');
+        // SASL2 with an inline resumption takes its resumption token first: refused, the whole login is (nothing changes).
+        if (x?.req.resume && this.smOffered && !this.ctx.admit('resumption')) {
+          this.ctx.metrics.resumption?.(false);
+          return this.loginBusy();
+        }
+        if (!this.ctx.admit('login')) return this.loginBusy();
         this.user = normalizeLocal(r.username);
         this.ctx.metrics.auth(this.mechanism, true);
         if (x) {
@@ -508,6 +521,20 @@ export class ClientStream {
       if (wait > 0) this.throttleTimer = setTimeout(answer, wait);
       else answer();
     }).catch(this.broken('counting a failed login'));
+  }
+
+  /**
+   * A login past admission control: the credentials were right, but the
+   * answer is RFC 6120 §6.5.11 temporary-auth-failure ("advisable for the
+   * initiating entity to try again later") with a text that says so. It is
+   * not the client's failure: neither the login throttle nor
+   * c2s.maxAuthFailures counts it, and the stream stays open for the retry.
+   */
+  private loginBusy(): void {
+    this.t.send(this.profile === 'sasl2' ? sasl2Failure('temporary-auth-failure', BUSY_TEXT)
+      : serialize(el('failure', { xmlns: NS_SASL }, el('temporary-auth-failure'), el('text', { 'xml:lang': 'en' }, BUSY_TEXT))));
+    this.state = { name: 'wait-auth' };
+    this.held = [];
   }
 
   private saslFailure(condition: string, textMsg?: string): void {
@@ -888,6 +915,11 @@ export class ClientStream {
     }
     const why = this.ctx.unavailable();
     if (why) return this.fail(unavailableError(why));
+    if (!this.ctx.admit('resumption')) {
+      // The session waits on untouched: the client tries again (on this stream or another) and loses nothing.
+      this.ctx.metrics.resumption?.(false);
+      return this.t.send(smElement.failed('resource-constraint', BUSY_TEXT));
+    }
     this.bare = `${this.user}@${this.domain}`;
     // The resumption is checked by the actor of the account this stream authenticated: another account's id is unknown there.
     this.state = { name: 'binding' };

@@ -4,9 +4,11 @@ import type { FastTokens } from '../../libs/auth/fast.ts';
 import type { HostedDomains } from '../../libs/accounts/hosts.ts';
 import type { Envelope } from '../../libs/bus/envelope.ts';
 import type { Config } from '../../libs/config/schema.ts';
-import type { StanzaErrorCondition } from '../../libs/errors/index.ts';
+import type { StanzaErrorCondition, StreamError } from '../../libs/errors/index.ts';
 import type { AuthThrottle } from './auth-throttle.ts';
+import type { AdmissionKind } from './admission.ts';
 import type { ClientStream } from './client-stream.ts';
+import type { ClientTransport } from './transport.ts';
 
 /** `inline`: how each inline payload of the request went, in order (user-actor.ts InlineOutcome). */
 export type BindResult = { resource: string; inline: InlineOutcome[] } | { condition: StanzaErrorCondition; text?: string };
@@ -23,6 +25,8 @@ export interface C2sMetrics {
   authBlocked?(event: 'started' | 'refused'): void;
   /** A stream management resumption answered: <resumed/> (true) or <failed/> (false). */
   resumption?(ok: boolean): void;
+  /** Admission control refused a new stream, a login or a resumption (admission.ts). */
+  admissionRefused?(what: AdmissionKind): void;
 }
 
 export interface C2sContext {
@@ -42,6 +46,10 @@ export interface C2sContext {
   readonly fastTokens: FastTokens;
   /** Why no session can be bound or resumed through this node now (no session process, no bus…), or undefined. */
   unavailable(): string | undefined;
+  /** Whether one more new stream, login or resumption may go ahead now (admission.ts); a refusal is counted. */
+  admit(what: AdmissionKind): boolean;
+  /** The stream error for a new stream refused by admission: <see-other-host/> to a peer with room, or <resource-constraint/>. */
+  busy(transport: ClientTransport['kind']): StreamError;
   /** This connection manager's node id (where answers to this stream's requests come). */
   readonly nodeId: string;
   /** The stream has client stanzas its actor has not confirmed yet: call its confirmTick() until it says done. */

@@ -22,7 +22,7 @@ describe('HTTP file upload, embedded mode (disk store)', () => {
     const [, , service, id] = new URL(url).pathname.split('/');
     return join(d.server.config.dataDir, 'uploads', service, id);
   };
-  uploadScenarios(() => d, () => ({ stored: async (url) => existsSync(fileOf(url)) }));
+  uploadScenarios(() => d, () => ({ stored: async (url) => existsSync(fileOf(url)), putOnce: true }));
 
   test('HEAD of a file tells its size and type without the bytes; an unknown slot is 404', async () => {
     const { slot, putFile } = await import('../scenarios/upload.ts');

@@ -79,7 +79,10 @@ export interface Cluster extends Deployment {
   nats: Spawned;
   redis: Spawned;
   processes: ClusterProcess[];
-  /** Start one more process of a role; `config` goes over the generated configuration (e.g. another store URL). */
+  /**
+   * Start one more process of a role; `config` goes over the generated configuration (e.g. another store URL). Its
+   * `c2s` section is merged into the generated one, and its `c2s.tcp.port`, when given, is the port listened on.
+   */
   add(role: 'c2s' | 'session', nodeId?: string, config?: Record<string, unknown>): Promise<ClusterProcess>;
   kill(p: ClusterProcess, signal?: NodeJS.Signals): Promise<void>;
 }
@@ -105,7 +108,8 @@ export async function startCluster(opts: { c2s?: number; session?: number; clust
   let seq = 0;
 
   const add = async (role: 'c2s' | 'session', nodeId = `${role}${++seq}`, config: Record<string, unknown> = {}): Promise<ClusterProcess> => {
-    const port = role === 'c2s' ? await freePort() : 0;
+    const own = config.c2s as { tcp?: { port?: number } } | undefined;
+    const port = role === 'c2s' ? own?.tcp?.port ?? await freePort() : 0;
     const file = join(dir, `${nodeId}.yaml`);
     const extra = opts.config ?? {};
     writeFileSync(file, stringify({
@@ -113,10 +117,10 @@ export async function startCluster(opts: { c2s?: number; session?: number; clust
       nodeId, role, dataDir: join(dir, nodeId), domains: [DOMAIN], log: { level: 'info' },
       bus: { kind: 'nats', url: nats.url },
       store: { kind: 'redis', url: redis.url },
-      c2s: testC2s(extra.c2s as Record<string, unknown> | undefined, { host: '127.0.0.1', port }),
       metrics: { port: 0 },
       cluster: { ...FAST_CLUSTER, ...opts.cluster },
       ...config,
+      c2s: testC2s({ ...(extra.c2s as Record<string, unknown> | undefined), ...own }, { host: '127.0.0.1', port }),
     }));
     const child = spawn(process.execPath, ['bin/parley.mjs', 'start', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_TLS_REJECT_UNAUTHORIZED: '0' } });
     const p: ClusterProcess = { role, nodeId, port, metricsPort: 0, child, log: [] };
