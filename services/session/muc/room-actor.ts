@@ -899,7 +899,8 @@ export class RoomActor extends MucActor {
     if (this.retracted.has(req.id)) return; // already done: nothing more to say
     const kept = await this.findKept(req.id);
     if (!kept || kept.nick === '') throw new StanzaError('item-not-found', `no message with stanza-id ${req.id} in this room`);
-    if (this.byNick.get(occ.nick) !== occ || this.retracted.has(req.id)) return;
+    if (this.retracted.has(req.id)) return;
+    if (this.byNick.get(occ.nick) !== occ) throw new StanzaError('forbidden', 'only moderators may moderate messages, and you left the room');
     const m = { by: this.occupantJid(occ.nick), byOccupantId: this.occupantIdOf(occ.bare), reason: req.reason, stamp: Date.now() };
     const stone = tombstone(kept.xml, m);
     this.retracted.set(req.id, stone);
