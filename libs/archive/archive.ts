@@ -47,8 +47,8 @@ export interface MessageArchive {
   readonly expiresByAge: boolean;
   /**
    * Keep a message. Idempotent: appending the same id to the same archive again (a retried write) keeps
-   * one copy. Appends of one process land in the order issued; a read of an archive waits for the
-   * appends issued to it before.
+   * one copy. Appends may land out of order (their ids are given beforehand, so order is kept by id); a read of
+   * an archive in this process waits for every append issued to it before.
    */
   append(archive: string, m: ArchivedMessage): Promise<void>;
   /** Messages within the bounds, oldest first (newest first with `reverse`), at most `limit`. */

@@ -72,6 +72,18 @@ export function partitionEnd(suffix: string): number | undefined {
   return day === undefined ? Date.UTC(y, mo + 1, 1) : Date.UTC(y, mo, day + 1);
 }
 
+/**
+ * A connection that always has an error listener: PostgreSQL ending it (a restart, pg_terminate_backend) while
+ * it is being opened or between the pool's own listeners emits 'error' with no one to hear it otherwise, which
+ * ends the process. The pool and the query under way still get the error; this only keeps it from being unheard.
+ */
+class ListenedClient extends pg.Client {
+  constructor(config?: string | pg.ClientConfig) {
+    super(config);
+    this.on('error', (e) => log.debug('a PostgreSQL connection failed', { error: e }));
+  }
+}
+
 export class PostgresArchive implements MessageArchive {
   readonly kind = 'postgres';
   readonly expiresByAge: boolean;
@@ -81,8 +93,11 @@ export class PostgresArchive implements MessageArchive {
   private timer: NodeJS.Immediate | NodeJS.Timeout | undefined;
   /** Batches under way. */
   private readonly inFlight = new Set<Promise<void>>();
-  /** The last append issued per archive, until it settles (reads of that archive wait for it). */
-  private readonly lastAppend = new Map<string, Promise<void>>();
+  /**
+   * Appends not yet settled, per archive, and the reads waiting for them: batches run on several connections and
+   * may commit out of order, so a read waits for every append to its archive issued before it, not only the last.
+   */
+  private readonly unsettled = new Map<string, { appends: number; readers: (() => void)[] }>();
   /** INSERT statements sent and rows in them (the bench reads these). */
   readonly stats = { inserts: 0, rows: 0 };
   private closed = false;
@@ -93,7 +108,7 @@ export class PostgresArchive implements MessageArchive {
     this.expiresByAge = o.retentionDays > 0;
     this.pool = new pg.Pool({
       connectionString: o.url, max: o.poolSize, connectionTimeoutMillis: o.connectTimeoutMs,
-      statement_timeout: o.statementTimeoutMs, application_name: 'parley-archive',
+      statement_timeout: o.statementTimeoutMs, application_name: 'parley-archive', Client: ListenedClient,
     });
     // An idle connection that breaks is dropped by the pool; without a listener its error would end the process.
     this.pool.on('error', (e) => log.warn('an idle PostgreSQL connection failed', { error: e }));
@@ -173,9 +188,16 @@ export class PostgresArchive implements MessageArchive {
     const p = new Promise<void>((resolve, reject) => { this.queue.push({ archive, m, resolve, reject }); });
     if (this.queue.length >= this.o.maxBatch) this.flush();
     else if (this.timer === undefined) this.timer = this.o.batchMs > 0 ? setTimeout(() => this.flush(), this.o.batchMs) : setImmediate(() => this.flush());
-    this.lastAppend.set(archive, p);
-    const forget = () => { if (this.lastAppend.get(archive) === p) this.lastAppend.delete(archive); };
-    p.then(forget, forget);
+    const u = this.unsettled.get(archive);
+    if (u) u.appends++;
+    else this.unsettled.set(archive, { appends: 1, readers: [] });
+    const settle = () => {
+      const v = this.unsettled.get(archive)!;
+      if (--v.appends > 0) return;
+      this.unsettled.delete(archive);
+      for (const r of v.readers) r();
+    };
+    p.then(settle, settle);
     return p;
   }
 
@@ -226,10 +248,10 @@ export class PostgresArchive implements MessageArchive {
 
   /** Reads of an archive see the appends issued to it before (a failed one is its writer's to report). */
   private async settled(archive: string): Promise<void> {
-    const p = this.lastAppend.get(archive);
-    if (p === undefined) return;
+    const u = this.unsettled.get(archive);
+    if (u === undefined) return;
     if (this.timer !== undefined) this.flush();
-    await p.catch(() => undefined);
+    await new Promise<void>((resolve) => u.readers.push(resolve));
   }
 
   private where(archive: string, b: ArchiveBounds): { sql: string; values: unknown[] } {

@@ -14,6 +14,7 @@
 // and a scan of the log in the store. An append reads nothing and is not
 // awaited (writes apply in the order issued; a query waits for them): a chat
 // message does not hold the account's mailbox for a disk commit.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pack, unpack } from 'msgpackr';
 import { ARCHIVE_LOG, storeArchive, type ArchivedMessage, type ArchiveTrim, type MessageArchive } from '../../../libs/archive/index.ts';
 import { StanzaError } from '../../../libs/errors/index.ts';
@@ -130,16 +131,38 @@ function archiveMessage(state: ArchiveState, account: AccountContext, msg: Messa
     return;
   }
   if (state.last < 0) {
-    const engine = archiveOf(account.server);
-    return Promise.all([engine.range(account.bare, { reverse: true, limit: 1 }), engine.count(account.bare, {})]).then(([[last], count]) => {
+    return readTail(account).then(({ last, count }) => {
       if (state.last < 0) {
-        state.last = last ? last.id : 0;
-        state.count = count ?? 0;
+        state.last = last;
+        state.count = count;
       }
       append(state, account, msg, peer, spoofed);
     });
   }
   append(state, account, msg, peer, spoofed);
+}
+
+/**
+ * The archive's last id and size, read once per activation. Tried again like a
+ * write (session.storeRetries); an archive that stays unreadable does not stop
+ * the message: numbering goes on from the clock, which is past every id unless
+ * the clocks of two processes disagree (logged).
+ */
+async function readTail(account: AccountContext): Promise<{ last: number; count: number }> {
+  const engine = archiveOf(account.server);
+  const { storeRetries, storeRetryDelayMs } = account.server.config.session;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const [[last], count] = await Promise.all([engine.range(account.bare, { reverse: true, limit: 1 }), engine.count(account.bare, {})]);
+      return { last: last ? last.id : 0, count: count ?? 0 };
+    } catch (e) {
+      if (attempt >= storeRetries) {
+        log.error('the archive could not be read; numbering from the clock', { account: account.bare, error: e });
+        return { last: 0, count: 0 };
+      }
+      await sleep(storeRetryDelayMs * 2 ** attempt);
+    }
+  }
 }
 
 /**
