@@ -1,5 +1,5 @@
 // XEP-0215 in a cluster: a user on each connection manager asks for TURN credentials (answered by whichever session
-// process owns the account) and Debian's coturn allocates a relay with each; a user of another domain is refused.
+// process owns the account) and Debian's coturn allocates a relay with each.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NS_EXTDISCO } from '../../services/session/modules/external-services.ts';
