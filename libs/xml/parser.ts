@@ -49,8 +49,15 @@ class FastSaxes extends SaxesParser<SaxOptions> {
     slots.errorHandler = undefined;
     slots.endHandler = undefined;
     slots.readyHandler = undefined;
+    // The table holds unbound methods, the same for every parser: one copy for all of them.
+    sharedStateTable ??= slots.stateTable;
+    slots.stateTable = sharedStateTable;
   }
 }
+let sharedStateTable: unknown;
+
+/** Stands for the attributes saxes collected once the element is read: saxes reads them no more, nor do we. */
+const READ_ATTRIBUTES: Record<string, string> = Object.freeze(Object.create(null) as Record<string, string>);
 
 // Bytes that are not UTF-8 end the stream (RFC 6120 §11.6). Each read is
 // decoded in one shot, which Node does on its fast path (TextDecoder's
@@ -363,7 +370,12 @@ export class StreamParser {
 
   private onOpenTag(tag: SaxesTagPlain): void {
     const attrs = this.attrs;
+    // saxes keeps the tag, with its own copy of the attributes, while the element is open (the stream header: for
+    // the stream's life) and after it closed: an idle stream need not hold either.
+    tag.attributes = READ_ATTRIBUTES;
     if (!this.opened) {
+      // The header's name is a slice of the whole first read, which it would keep alive.
+      if (tag.name === 'stream:stream') tag.name = 'stream:stream';
       this.opened = true;
       this.handler.streamOpen(tag.name, attrs);
       if (this.resetRequested) throw ABORT;

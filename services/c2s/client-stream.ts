@@ -27,7 +27,7 @@ import {
   type Bind2Request, type Sasl2Request,
 } from './sasl2.ts';
 import { NS_SM, parseH, smElement, StreamManagement } from './stream-management.ts';
-import type { ClientTransport } from './transport.ts';
+import type { ClientTransport, StreamEvents } from './transport.ts';
 
 const log = logger('c2s');
 
@@ -85,6 +85,20 @@ export type C2sState =
   | { name: 'closing'; timer: NodeJS.Timeout }
   | { name: 'closed' };
 
+/**
+ * What the transport tells a stream, as methods of one small object: six arrow functions per connection would each
+ * cost a closure, a context and (named by the loader) a property table of its own.
+ */
+class TransportEvents implements StreamEvents {
+  constructor(private readonly s: ClientStream) {}
+  open(attrs: Record<string, string>): void { this.s['onOpen'](attrs); }
+  stanza(e: Element): void { this.s['onStanza'](e); }
+  close(): void { this.s['onClientClose'](); }
+  error(err: StreamError): void { this.s['fail'](err); }
+  disconnected(): void { this.s['onDisconnected'](); }
+  activity(bytes?: number): number { return this.s['onActivity'](bytes); }
+}
+
 export class ClientStream {
   readonly sid = randomBytesPooled(12).toString('base64url');
   state: C2sState = { name: 'wait-stream' };
@@ -134,23 +148,19 @@ export class ClientStream {
 
   constructor(private readonly t: ClientTransport, private readonly ctx: C2sContext) {
     this.sm = new StreamManagement(ctx.config.streamManagement, ctx.config.bus.kind !== 'inprocess');
-    t.attach({
-      open: (attrs) => this.onOpen(attrs),
-      stanza: (e) => this.onStanza(e),
-      close: () => this.onClientClose(),
-      error: (err) => this.fail(err),
-      disconnected: () => this.onDisconnected(),
-      activity: (bytes) => {
-        const now = Date.now();
-        this.lastActive = now;
-        this.pinged = false;
-        return bytes ? this.shape(now, bytes) : 0;
-      },
-    });
+    t.attach(new TransportEvents(this));
     this.authTimer = setTimeout(() => this.fail(new StreamError('connection-timeout', 'no session was established in time')),
       ctx.config.c2s.authTimeoutSeconds * 1000);
     this.authTimer.unref();
     log.info('stream opened', { event: 'stream-open', sid: this.sid, address: this.address, transport: TRANSPORT_NAMES[t.kind], tls: yesNo(t.secure) });
+  }
+
+  /** Bytes arrived: the client is in contact; how long to hold them (the inbound rate). */
+  private onActivity(bytes: number | undefined): number {
+    const now = Date.now();
+    this.lastActive = now;
+    this.pinged = false;
+    return bytes ? this.shape(now, bytes) : 0;
   }
 
   /** A bound session as the administration operations list it (services/admin). */

@@ -5,7 +5,8 @@ import type { ChannelBinding } from '../../libs/auth/sasl.ts';
 import { tlsChannelBindings } from './channel-binding.ts';
 import { StreamError } from '../../libs/errors/index.ts';
 import { logger } from '../../libs/log/index.ts';
-import { StreamParser, type StreamParserLimits } from '../../libs/xml/parser.ts';
+import { StreamParser, type StreamParserHandler, type StreamParserLimits } from '../../libs/xml/parser.ts';
+import type { Element } from '../../libs/xml/element.ts';
 import { serialize, startTag } from '../../libs/xml/serialize.ts';
 import { readProxyHeader, type ProxyPolicy } from './proxy-protocol.ts';
 import type { ClientTransport, StreamEvents } from './transport.ts';
@@ -33,6 +34,25 @@ export interface TcpPeerOptions {
 /** What the elements a client sends after closing its stream are read inside (`readAfterClose`). */
 const AFTER_CLOSE_HEADER = `<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>`;
 
+/**
+ * What the parser reports, forwarded to the stream's events as methods of one small object: four arrow functions
+ * per connection would each cost a closure, a context and (named by the loader) a property table of its own.
+ */
+class ParserEvents implements StreamParserHandler {
+  constructor(private readonly ev: StreamEvents) {}
+  streamOpen(_name: string, attrs: Record<string, string>): void { this.ev.open(attrs); }
+  stanza(el: Element): void { this.ev.stanza(el); }
+  streamClose(): void { this.ev.close(); }
+  error(err: StreamError): void { this.ev.error(err); }
+}
+
+/** The transport reading a socket: the socket's listeners are shared by every connection and find it here. */
+const TRANSPORT = Symbol('transport');
+type TransportSocket = Socket & { [TRANSPORT]?: TcpTransport };
+function onSocketData(this: TransportSocket, chunk: Buffer): void { this[TRANSPORT]?.received(chunk); }
+function onSocketError(this: Socket): void { this.destroy(); }
+function onSocketClose(this: TransportSocket): void { this[TRANSPORT]?.socketClosed(this); }
+
 /** Transports with writes waiting for the end of this turn. */
 const corked: TcpTransport[] = [];
 function flushCorked(): void {
@@ -58,7 +78,8 @@ export class TcpTransport implements ClientTransport {
   private pausedUntil = 0;
   private resumeTimer: NodeJS.Timeout | undefined;
   private closed = false;
-  private readonly onData = (chunk: Buffer) => {
+  /** A read from the socket. */
+  received(chunk: Buffer): void {
     const wait = this.events?.activity(chunk.length) ?? 0;
     if (wait <= 0) return this.parse(chunk);
     // Over the rate: stop reading and parse this chunk (at most one socket read) later.
@@ -67,7 +88,14 @@ export class TcpTransport implements ClientTransport {
       this.parse(chunk);
       if (!this.closed) this.socket.resume();
     }, wait).unref();
-  };
+  }
+
+  /** A socket of this transport closed; the plain socket under a TLS upgrade is not the connection's end. */
+  socketClosed(socket: Socket): void {
+    if (this.socket !== socket) return;
+    this.closed = true;
+    this.events?.disconnected();
+  }
 
   /** A throw while handling this client's input (a bug) ends this stream, not the process. */
   private parse(chunk: Buffer): void {
@@ -122,23 +150,14 @@ export class TcpTransport implements ClientTransport {
   }
 
   private newParser(): StreamParser {
-    const ev = this.events!;
-    return new StreamParser({
-      streamOpen: (_name, attrs) => ev.open(attrs),
-      stanza: (el) => ev.stanza(el),
-      streamClose: () => ev.close(),
-      error: (err) => ev.error(err),
-    }, this.limits);
+    return new StreamParser(new ParserEvents(this.events!), this.limits);
   }
 
-  private wire(socket: Socket): void {
-    socket.on('data', this.onData);
-    socket.on('error', () => socket.destroy());
-    socket.on('close', () => {
-      if (this.socket !== socket) return; // the plain socket under a TLS upgrade
-      this.closed = true;
-      this.events?.disconnected();
-    });
+  private wire(socket: TransportSocket): void {
+    socket[TRANSPORT] = this;
+    socket.on('data', onSocketData);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
   }
 
   openStream(attrs: Record<string, string>): void {
@@ -193,7 +212,7 @@ export class TcpTransport implements ClientTransport {
   startTls(): Promise<void> {
     this.flush(); // <proceed/> goes out in the clear, before the handshake
     const plain = this.socket;
-    plain.removeListener('data', this.onData);
+    plain.removeListener('data', onSocketData);
     // Whatever plaintext followed <starttls/> in the same read must never be
     // processed (STARTTLS command injection): resetting mid-chunk discards it.
     this.parser?.reset();
