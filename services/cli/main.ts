@@ -8,6 +8,7 @@ import { ConfigError, loadConfig, type Config } from '../../libs/config/index.ts
 import { parseJid } from '../../libs/jid/index.ts';
 import { setLogContext, setLogFormat, setLogLevel } from '../../libs/log/index.ts';
 import type { Store } from '../../libs/store/store.ts';
+import type { MessageArchive } from '../../libs/archive/archive.ts';
 import { requestDrain } from '../c2s/drain.ts';
 import { removeAccountThroughActor } from '../session/admin.ts';
 import { decodeItem } from '../session/im/roster.ts';
@@ -362,6 +363,17 @@ async function domain(sub: string | undefined, arg: string | undefined): Promise
   }
 }
 
+/** The archive engine of the configuration while `fn` runs: PostgreSQL with archive.postgres, else undefined (the store's). */
+async function withArchive<T>(cfg: Config, fn: (archive: MessageArchive | undefined) => Promise<T>): Promise<T> {
+  const { openConfiguredArchive } = await import('../../libs/archive/index.ts');
+  const archive = await openConfiguredArchive(cfg);
+  try {
+    return await fn(archive);
+  } finally {
+    await archive?.close();
+  }
+}
+
 async function exportAccounts(): Promise<void> {
   const { exportDomains } = await import('../portability/transfer.ts');
   const { count, domains } = await withStore(async (a, d, store, cfg) => {
@@ -390,7 +402,7 @@ async function exportAccounts(): Promise<void> {
       die(`cannot write ${values.out}: ${code === 'EEXIST' ? 'the file exists (give another --out, or remove it)' : code === 'ENOENT' ? 'no such directory' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`);
     }
     const write = (chunk: string) => new Promise<void>((resolve, reject) => out.write(chunk, (e) => (e ? reject(e) : resolve())));
-    const count = await exportDomains(store, domains, (domain) => a.list(domain), write);
+    const count = await withArchive(cfg, (archive) => exportDomains(store, domains, (domain) => a.list(domain), write, archive));
     if (out !== process.stdout) await new Promise<void>((resolve) => out.end(resolve));
     return { count, domains };
   });
@@ -412,7 +424,7 @@ async function importAccounts(files: string[]): Promise<void> {
   const { count, notes } = await withStore(async (_, d, store, cfg) => {
     try {
       const plan = await planImport(docs, store, cfg, (domain) => notServed(domain, cfg, d));
-      return { count: await runImport(plan, store, cfg), notes: plan.notes };
+      return { count: await withArchive(cfg, (archive) => runImport(plan, store, cfg, archive)), notes: plan.notes };
     } catch (e) {
       if (e instanceof ImportRefused) die(`${e.message}; nothing imported`);
       throw e;

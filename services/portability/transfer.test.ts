@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { connect, xml } from '../../test/support/clients.ts';
 import { PASSWORD, startCluster, startEmbedded } from '../../test/support/parley.ts';
 import { tempDir } from '../../test/support/servers.ts';
+import { createDatabase } from '../../test/support/postgres.ts';
 
 const BIN = join(import.meta.dirname, '../../bin/parley.mjs');
 
@@ -199,5 +200,31 @@ test('an account imported after its address was written to shows its roster and 
     }
   } finally {
     await d.stop();
+  }
+});
+
+test('with archive.postgres, import writes the archive into PostgreSQL and export reads it back from there', { timeout: 60_000 }, async () => {
+  const db = await createDatabase();
+  try {
+    const cfg = embeddedConfig(`archive: { postgres: { url: ${JSON.stringify(db.url)} } }\n`);
+    const archived = (id: string, stamp: string, from: string, to: string, body: string) =>
+      `<result xmlns='urn:xmpp:mam:2' id='${id}'><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='${stamp}'/>`
+      + `<message xmlns='jabber:client' from='${from}' to='${to}' type='chat'><body>${body}</body></message></forwarded></result>`;
+    const file = pieFile(`<?xml version='1.0'?>\n<server-data xmlns='urn:xmpp:pie:0'><host jid='localhost'><user name='dora' password='secret'>`
+      + `<archive xmlns='urn:xmpp:pie:0#mam'>${archived('a1', '2026-11-01T10:00:00Z', 'eve@example.org/x', 'dora@localhost', 'first')}`
+      + `${archived('a2', '2026-11-01T10:05:00Z', 'dora@localhost/phone', 'eve@example.org', 'second')}</archive></user></host></server-data>`);
+    const imported = await parley(['import', file, '--config', cfg]);
+    assert.equal(imported.status, 0, imported.stderr);
+    const rows = await db.query<{ peer: string; dir: number; stamp: string }>('SELECT peer, dir, stamp FROM message_archive WHERE archive = $1 ORDER BY id', ['dora@localhost']);
+    assert.deepEqual(rows.rows, [
+      { peer: 'eve@example.org', dir: 0, stamp: String(Date.parse('2026-11-01T10:00:00Z')) },
+      { peer: 'eve@example.org', dir: 1, stamp: String(Date.parse('2026-11-01T10:05:00Z')) },
+    ]);
+    const exported = await parley(['export', '--domain', 'localhost', '--config', cfg]);
+    assert.equal(exported.status, 0, exported.stderr);
+    assert.match(exported.stdout, /<body>first<\/body>[\s\S]*<body>second<\/body>/);
+    assert.match(exported.stdout, /stamp="2026-11-01T10:05:00.000Z"/);
+  } finally {
+    await db.drop();
   }
 });

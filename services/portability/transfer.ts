@@ -18,7 +18,8 @@ import { el, type Element } from '../../libs/xml/element.ts';
 import { parseFragment } from '../../libs/xml/fragment.ts';
 import { serialize } from '../../libs/xml/serialize.ts';
 import { decodeItem, encodeItem, type RosterItem } from '../session/im/roster.ts';
-import { ARCHIVE, archiveId, decodeArchived, encodeArchived } from '../session/modules/mam.ts';
+import { storeArchive, type ArchivedMessage, type MessageArchive } from '../../libs/archive/index.ts';
+import { ARCHIVE, archiveId, encodeArchived } from '../session/modules/mam.ts';
 import { FIELD as VCARD_FIELD, VCARD } from '../session/modules/vcard.ts';
 import { compact, hostClose, hostOpen, PIE_HEAD, PIE_TAIL, userXml, type PieAccount, type PieDocument } from './pie.ts';
 
@@ -34,7 +35,7 @@ export class ImportRefused extends Error {}
 // ---------------------------------------------------------------- export
 
 /** One account as an XEP-0227 <user/>. */
-async function readAccount(store: Store, bare: string): Promise<PieAccount> {
+async function readAccount(store: Store, archived: MessageArchive, bare: string): Promise<PieAccount> {
   const data = await store.load(bare, ['account', 'roster', VCARD]);
   const account = data.get('account');
   const credsRaw = account?.get('creds');
@@ -49,9 +50,8 @@ async function readAccount(store: Store, bare: string): Promise<PieAccount> {
   const offline = (await store.lrange(bare, 'offline', 0, -1)).map((raw) => asClientStanza(parseFragment(raw)));
   const archive: PieAccount['archive'] = [];
   for (let after: number | undefined; ;) {
-    const page = await store.logRange(bare, ARCHIVE, { after, limit: ARCHIVE_CHUNK });
-    for (const e of page) {
-      const m = decodeArchived(e.id, e.value);
+    const page = await archived.range(bare, { after, limit: ARCHIVE_CHUNK });
+    for (const m of page) {
       archive.push({ id: archiveId(m.id), stamp: m.stamp, message: asClientStanza(parseFragment(m.xml)) });
     }
     if (page.length < ARCHIVE_CHUNK) break;
@@ -71,15 +71,18 @@ function asClientStanza(s: Element): Element {
   return s.attrs.xmlns ? s : { ...s, attrs: { xmlns: NS_CLIENT, ...s.attrs } };
 }
 
-/** Write the accounts of `domains` as one XEP-0227 document; resolves to how many accounts were written. */
+/**
+ * Write the accounts of `domains` as one XEP-0227 document; resolves to how many accounts were written. Archives
+ * are read from `archived` (PostgreSQL with archive.postgres), by default the store's.
+ */
 export async function exportDomains(store: Store, domains: readonly string[], listAccounts: (domain: string) => Promise<string[]>,
-  write: (chunk: string) => Promise<void>): Promise<number> {
+  write: (chunk: string) => Promise<void>, archived: MessageArchive = storeArchive(store)): Promise<number> {
   let n = 0;
   await write(PIE_HEAD);
   for (const domain of domains) {
     await write(hostOpen(domain));
     for (const bare of await listAccounts(domain)) {
-      await write(userXml(await readAccount(store, bare)));
+      await write(userXml(await readAccount(store, archived, bare)));
       n++;
     }
     await write(hostClose);
@@ -156,8 +159,8 @@ function describe(a: PieAccount): string {
   return `${a.jid}: ${parts.join(', ')}${lost.length ? `; not carried over: ${lost.join('; ')}` : ''}`;
 }
 
-/** Write a checked plan; resolves to how many accounts were created. */
-export async function runImport(plan: ImportPlan, store: Store, config: Config): Promise<number> {
+/** Write a checked plan (archives into `archived`, by default the store's); resolves to how many accounts were created. */
+export async function runImport(plan: ImportPlan, store: Store, config: Config, archived: MessageArchive = storeArchive(store)): Promise<number> {
   // Credentials from clear passwords first: the slow part, and one that can refuse (SASLprep) before any write.
   const creds = new Map<string, Partial<StoredCredentials>>();
   for (const a of plan.accounts) {
@@ -173,21 +176,26 @@ export async function runImport(plan: ImportPlan, store: Store, config: Config):
   }
   let n = 0;
   for (const a of plan.accounts) {
-    await writeAccount(store, a, creds.get(a.jid)!);
+    await writeAccount(store, archived, a, creds.get(a.jid)!);
     n++;
   }
   return n;
 }
 
-async function writeAccount(store: Store, a: PieAccount, creds: Partial<StoredCredentials>): Promise<void> {
+async function writeAccount(store: Store, archived: MessageArchive, a: PieAccount, creds: Partial<StoredCredentials>): Promise<void> {
   const bare = a.jid;
   const at = bare.lastIndexOf('@');
   // The archive first, in chunks (it can be large): the account does not exist until its credentials land.
   const entries = archiveEntries(a);
   for (let i = 0; i < entries.length; i += ARCHIVE_CHUNK) {
-    const b = store.batch(bare);
-    for (const e of entries.slice(i, i + ARCHIVE_CHUNK)) b.logAppend(ARCHIVE, e.id, e.value);
-    await b.exec();
+    const chunk = entries.slice(i, i + ARCHIVE_CHUNK);
+    if (archived.kind === 'store') {
+      const b = store.batch(bare);
+      for (const m of chunk) b.logAppend(ARCHIVE, m.id, encodeArchived(m));
+      await b.exec();
+    } else {
+      await Promise.all(chunk.map((m) => archived.append(bare, m)));
+    }
   }
   const b = store.batch(bare);
   for (const i of a.roster) {
@@ -219,7 +227,7 @@ function stored(m: Element): Element {
  * (round trip) that matches its stamp is kept, so references to it stay true; any other is replaced, and a
  * message received gets this archive's stanza id in place of the old server's.
  */
-function archiveEntries(a: PieAccount): Array<{ id: number; value: Uint8Array }> {
+function archiveEntries(a: PieAccount): ArchivedMessage[] {
   const withIds = a.archive.map((m) => {
     const parsed = /^[0-9a-z]{1,11}$/.test(m.id) ? Number.parseInt(m.id, 36) : NaN;
     const own = Number.isSafeInteger(parsed) && Math.abs(parsed / 1000 - m.stamp) < 1000;
@@ -236,6 +244,6 @@ function archiveEntries(a: PieAccount): Array<{ id: number; value: Uint8Array }>
       const kept = message.children.filter((c) => typeof c === 'string' || !(c.name === 'stanza-id' && c.attrs.xmlns === NS_SID && c.attrs.by === a.jid));
       message = { ...message, children: [...kept, el('stanza-id', { xmlns: NS_SID, by: a.jid, id: archiveId(seq) })] };
     }
-    return { id: seq, value: encodeArchived({ id: seq, stamp: m.stamp, with: peer, dir, xml: serialize(message) }) };
+    return { id: seq, stamp: m.stamp, with: peer, dir, xml: serialize(message) };
   });
 }
