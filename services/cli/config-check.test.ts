@@ -10,6 +10,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import { freePort, startNats, startRedis, tempDir } from '../../test/support/servers.ts';
+import { createDatabase } from '../../test/support/postgres.ts';
 
 const BIN = join(import.meta.dirname, '../../bin/parley.mjs');
 const DAY = 86_400_000;
@@ -216,4 +217,22 @@ test('a configuration that does not load is reported as an error line, exit stat
   const r = await parley(['config', 'check', '--config', file]);
   assert.equal(r.status, 1);
   assert.equal(r.stdout, `error invalid configuration in ${file}: unknown key 'logg' (did you mean 'log'?)\n1 error, 0 warnings\n`);
+});
+
+test("the archive's PostgreSQL: one that answers is ok, one that does not is an error naming the URL without its password", async () => {
+  const db = await createDatabase();
+  const closed = await freePort(); // nothing listens there
+  try {
+    const up = await configFile(`role: session\narchive: { postgres: { url: "${db.url}" } }\n`);
+    const ok = await parley(['config', 'check', '--config', up]);
+    assert.match(ok.stdout, new RegExp(`^ok {4}archive\\.postgres\\.url: PostgreSQL at ${db.url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} answers$`, 'm'));
+    const down = await configFile(`role: session\narchive: { postgres: { url: "postgres://parley:secret@127.0.0.1:${closed}/parley" } }\n`);
+    const r = await parley(['config', 'check', '--config', down]);
+    assert.equal(r.status, 1, r.stdout);
+    assert.deepEqual(lines(r, 'error').filter((l) => l.includes('archive')), [
+      `error archive.postgres.url: PostgreSQL at postgres://parley:***@127.0.0.1:${closed}/parley is not reachable: connect ECONNREFUSED 127.0.0.1:${closed}`,
+    ]);
+  } finally {
+    await db.drop();
+  }
 });

@@ -2,7 +2,8 @@
 // finding one line with its level. Certificates and keys (readable, matching,
 // in date, covering each served domain), the DNS SRV records clients and
 // servers look up, the listeners' ports, and — for a cluster — NATS and Redis
-// answering. Every network probe is one attempt with a short timeout.
+// answering, and the archive's PostgreSQL when one is configured. Every
+// network probe is one attempt with a short timeout.
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { Resolver } from 'node:dns/promises';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
@@ -364,6 +365,22 @@ async function probeRedis(address: string, defaultPort: number, timeoutMs: numbe
   }
 }
 
+/** One connection to the archive's PostgreSQL and a `SELECT 1`; undefined when it answers, else why not. */
+async function probePostgres(url: string, timeoutMs: number): Promise<string | undefined> {
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs, application_name: 'parley-config-check' });
+  client.on('error', () => undefined); // the query's own rejection is the answer
+  try {
+    await withTimeout(client.connect().then(() => client.query('SELECT 1')), timeoutMs + 500);
+    return undefined;
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    return err.message || err.code || String(e);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 async function checkEngines(cfg: Config, timeoutMs: number): Promise<Finding[]> {
   const probes: Array<Promise<Finding>> = [];
   if (cfg.bus.kind === 'nats') {
@@ -386,6 +403,12 @@ async function checkEngines(cfg: Config, timeoutMs: number): Promise<Finding[]> 
         ? { level: 'error', text: `${t.key}: Redis at ${redactUrl(t.address)} is not reachable: ${why}` }
         : { level: 'ok', text: `${t.key}: Redis at ${redactUrl(t.address)} answers` }));
     }
+  }
+  const archive = cfg.archive.postgres;
+  if (archive && cfg.role !== 'c2s' && cfg.role !== 's2s') {
+    probes.push(probePostgres(archive.url, timeoutMs).then((why) => why
+      ? { level: 'error', text: `archive.postgres.url: PostgreSQL at ${redactUrl(archive.url)} is not reachable: ${why}` }
+      : { level: 'ok', text: `archive.postgres.url: PostgreSQL at ${redactUrl(archive.url)} answers` }));
   }
   return Promise.all(probes);
 }
