@@ -12,8 +12,10 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 let init: WorkerInit | null = null;
 const conns: XmppConn[] = [];
-const counters: Counters = { online: 0, failed: 0, sent: 0, received: 0, disconnects: 0 };
-setInterval(() => post({ type: 'progress', counters: { ...counters } }), 1000);
+const counters: Counters = { online: 0, failed: 0, sent: 0, received: 0, disconnects: 0, pings: 0 };
+/** Pings answered by streams already logged out, so the total never goes down. */
+let pingsOfClosed = 0;
+setInterval(() => post({ type: 'progress', counters: { ...counters, pings: pingsOfClosed + conns.reduce((n, c) => n + c.pingsAnswered, 0) } }), 1000);
 
 const live = (): XmppConn[] => conns.filter((c) => !c.closed);
 
@@ -37,7 +39,11 @@ async function login(cmd: Extract<Command, { type: 'login' }>): Promise<Reply> {
       await c.login();
       record(hist, (performance.now() - t0) * 1000);
       ok++; counters.online++;
-      c.onClose = () => { counters.online--; counters.disconnects++; };
+      c.onClose = () => {
+        counters.online--; counters.disconnects++;
+        // The first few say why (the scale bench asserts there are none).
+        if (counters.disconnects <= 5) console.error(`bench worker ${cfg.endpoint.localAddress ?? ''}: ${c.jid} disconnected: ${c.closeReason || 'closed'}`);
+      };
       conns.push(c);
     } catch (e) {
       failed++; counters.failed++;
@@ -105,7 +111,8 @@ async function step(
 }
 
 async function chat(cmd: Extract<Command, { type: 'chat' }>): Promise<Reply> {
-  const l = live();
+  // Pairs of neighbouring users, not of logins that happened to finish together: rosters seeded by index stay meaningful.
+  const l = live().sort((a, b) => a.index - b.index);
   const pad = 'x'.repeat(cmd.payload);
   const senders: Array<{ conn: XmppConn; make: (ts: number) => string }> = [];
   for (let j = 0; j + 1 < l.length; j += 2) {
@@ -149,21 +156,25 @@ async function presence(cmd: Extract<Command, { type: 'presence' }>): Promise<Re
   }, () => performance.now() - last > 1000);
 }
 
-async function logout(): Promise<Reply> {
+async function logout(count?: number): Promise<Reply> {
   let closed = 0;
-  const l = live();
+  const l = count === undefined ? live() : live().slice(0, count);
   for (let i = 0; i < l.length; i += 500) {
     await Promise.all(l.slice(i, i + 500).map(async (c) => { c.onClose = null; await c.logout(); closed++; }));
   }
+  const gone = new Set(l);
+  for (const c of l) pingsOfClosed += c.pingsAnswered;
+  const kept = count === undefined ? [] : conns.filter((c) => !gone.has(c));
   conns.length = 0;
-  counters.online = 0;
-  return { type: 'logout', closed };
+  conns.push(...kept);
+  counters.online = live().length;
+  return { type: 'logout', closed, users: l.map((c) => c.index) };
 }
 
 async function handle(msg: WorkerInit | Command): Promise<void> {
   try {
     if (msg.type === 'init') { init = msg; post({ type: 'ready' }); return; }
-    const reply = msg.type === 'login' ? await login(msg) : msg.type === 'chat' ? await chat(msg) : msg.type === 'presence' ? await presence(msg) : await logout();
+    const reply = msg.type === 'login' ? await login(msg) : msg.type === 'chat' ? await chat(msg) : msg.type === 'presence' ? await presence(msg) : await logout(msg.count);
     post(reply);
   } catch (e) {
     post({ type: 'fatal', message: (e as Error).stack ?? String(e) });

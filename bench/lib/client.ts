@@ -192,6 +192,8 @@ export type Matcher = (buf: string) => Found | number | null;
 export class XmppConn {
   closed = false;
   closeReason = '';
+  /** Server pings (XEP-0199) answered on this stream. */
+  pingsAnswered = 0;
   /** Called for each benchmark token received once logged in. */
   onToken: ((conn: XmppConn, token: string) => void) | null = null;
   onClose: ((conn: XmppConn) => void) | null = null;
@@ -319,6 +321,7 @@ export class XmppConn {
       const start = s.lastIndexOf('<iq', p);
       const tag = start >= 0 ? s.slice(start, s.indexOf('>', start) + 1) : '';
       const id = attr(tag, 'id');
+      if (id && attr(tag, 'type') === 'get') this.pingsAnswered++;
       if (id && attr(tag, 'type') === 'get') this.sendStanza(`<iq${this.ns} type='result' id='${id}'${attr(tag, 'from') ? ` to='${attr(tag, 'from')}'` : ''}/>`);
       p = s.indexOf('urn:xmpp:ping', p + 1);
     }

@@ -27,14 +27,29 @@ export async function busPublished(urls: readonly string[]): Promise<number> {
   return total;
 }
 
-/** `INFO cpu commandstats` over one short-lived connection (inline command, RESP bulk reply). */
-export function redisInfo(hostPort: string, timeoutMs = 5000): Promise<{ commands: Record<string, number>; cpuMs: number }> {
+/** `INFO cpu commandstats` over one short-lived connection: calls per command and Redis' CPU time. */
+export async function redisInfo(hostPort: string, timeoutMs = 5000): Promise<{ commands: Record<string, number>; cpuMs: number }> {
+  const text = await redisInfoText(hostPort, 'cpu commandstats', timeoutMs);
+  const cpu = (k: string): number => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(text)?.[1] ?? 0);
+  return { commands: parseCommandStats(text), cpuMs: (cpu('used_cpu_user') + cpu('used_cpu_sys')) * 1000 };
+}
+
+/** Redis' `used_memory` (bytes its allocator holds for data and buffers) from `INFO memory`. */
+export async function redisUsedMemory(hostPort: string, timeoutMs = 5000): Promise<number> {
+  const text = await redisInfoText(hostPort, 'memory', timeoutMs);
+  const m = /^used_memory:(\d+)/m.exec(text);
+  if (!m) throw new Error(`redis ${hostPort}: no used_memory in INFO memory`);
+  return Number(m[1]);
+}
+
+/** `INFO <sections>` over one short-lived connection (inline command, RESP bulk reply). */
+function redisInfoText(hostPort: string, sections: string, timeoutMs: number): Promise<string> {
   const i = hostPort.lastIndexOf(':');
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host: hostPort.slice(0, i), port: Number(hostPort.slice(i + 1)) });
     const timer = setTimeout(() => { sock.destroy(); reject(new Error(`redis ${hostPort}: no answer to INFO in ${timeoutMs} ms`)); }, timeoutMs);
     let buf = Buffer.alloc(0);
-    sock.on('connect', () => sock.write('INFO cpu commandstats\r\n'));
+    sock.on('connect', () => sock.write(`INFO ${sections}\r\n`));
     sock.on('error', (e) => { clearTimeout(timer); reject(new Error(`redis ${hostPort}: ${e.message}`)); });
     sock.on('data', (b: Buffer) => {
       buf = Buffer.concat([buf, b]);
@@ -45,9 +60,7 @@ export function redisInfo(hostPort: string, timeoutMs = 5000): Promise<{ command
       if (buf.length < nl + 2 + len) return;
       clearTimeout(timer);
       sock.end();
-      const text = buf.toString('utf8', nl + 2, nl + 2 + len);
-      const cpu = (k: string): number => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(text)?.[1] ?? 0);
-      resolve({ commands: parseCommandStats(text), cpuMs: (cpu('used_cpu_user') + cpu('used_cpu_sys')) * 1000 });
+      resolve(buf.toString('utf8', nl + 2, nl + 2 + len));
     });
   });
 }

@@ -15,7 +15,7 @@ export class Pool {
   /** Set when a worker died: later commands fail at once instead of hanging. */
   private dead: Array<string | null>;
   private constructor(private readonly handles: Handle[]) {
-    this.counters = handles.map(() => ({ online: 0, failed: 0, sent: 0, received: 0, disconnects: 0 }));
+    this.counters = handles.map(() => ({ online: 0, failed: 0, sent: 0, received: 0, disconnects: 0, pings: 0 }));
     this.waiting = handles.map(() => null);
     this.dead = handles.map(() => null);
   }
@@ -65,7 +65,7 @@ export class Pool {
   }
 
   total(): Counters {
-    const t: Counters = { online: 0, failed: 0, sent: 0, received: 0, disconnects: 0 };
+    const t: Counters = { online: 0, failed: 0, sent: 0, received: 0, disconnects: 0, pings: 0 };
     for (const c of this.counters) for (const k of Object.keys(t) as Array<keyof Counters>) t[k] += c[k];
     return t;
   }

@@ -16,10 +16,11 @@ export type Command =
   | { type: 'login'; users: number[]; concurrency: number; roster: boolean; presence: boolean; timeoutMs: number; smRequestEvery: number; saltOnly?: boolean }
   | { type: 'chat'; step: number; rate: number; durationMs: number; timeoutMs: number; payload: number }
   | { type: 'presence'; step: number; rate: number; durationMs: number; timeoutMs: number }
-  | { type: 'logout' };
+  /** Closes every stream, or only the first `count` open ones (their users are in the reply, to log in again). */
+  | { type: 'logout'; count?: number };
 
 /** Cumulative per-worker counters, sent once a second for the progress line. */
-export interface Counters { online: number; failed: number; sent: number; received: number; disconnects: number }
+export interface Counters { online: number; failed: number; sent: number; received: number; disconnects: number; pings: number }
 
 export interface LoginReply { type: 'login'; ok: number; failed: number; errors: string[]; hist: string }
 export interface StepReply {
@@ -46,7 +47,7 @@ export interface StepReply {
   /** From one of our <r/> to the <a h/> covering everything sent before it (µs). */
   requestHist: string;
 }
-export type Reply = { type: 'ready' } | LoginReply | StepReply | { type: 'logout'; closed: number } | { type: 'progress'; counters: Counters } | { type: 'fatal'; message: string };
+export type Reply = { type: 'ready' } | LoginReply | StepReply | { type: 'logout'; closed: number; users: number[] } | { type: 'progress'; counters: Counters } | { type: 'fatal'; message: string };
 
 /** Wall-clock microseconds, comparable across worker threads and processes on one host. */
 export const nowUs = (): number => Math.round((performance.timeOrigin + performance.now()) * 1000);

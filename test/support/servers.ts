@@ -77,6 +77,8 @@ export async function startAll<T extends { stop(): Promise<void> }>(starts: Arra
 export interface Spawned {
   port: number;
   url: string;
+  /** The running process's id (undefined while stopped): benchmarks read its memory and CPU from /proc. */
+  readonly pid: number | undefined;
   /** SIGTERM, wait for exit, remove the temp dir. */
   stop(): Promise<void>;
   /** SIGKILL (a crash); the temp dir stays for restart(). */
@@ -154,6 +156,7 @@ async function spawnServer(opts: {
   return {
     port: opts.port,
     url: opts.url,
+    get pid() { return (proc as ChildProcess | null)?.pid; },
     async stop() {
       await halt('SIGTERM');
       rmSync(opts.dir, { recursive: true, force: true });
