@@ -138,6 +138,9 @@ export async function startChaosCluster(opts: { namespace?: boolean } = {}): Pro
       c2s: { tcp: { host: '127.0.0.1', port: 0, allowPlainOnLoopback: true } },
       metrics: { host: '127.0.0.1', port: 0 },
       cluster: CLUSTER,
+      // Each pair exchanges 5–10 messages a second between users who are not contacts: past the default limit on
+      // messages to strangers (spam.strangerRate), which is not what these cases test.
+      spam: { strangerRate: { enabled: false } },
     };
   };
   const cluster: ChaosCluster = {
