@@ -9,6 +9,9 @@ import { createDatabase } from '../../test/support/postgres.ts';
 import type { ArchivedMessage, MessageArchive } from './archive.ts';
 import { partitionEnd, partitionSpan, PostgresArchive, type PostgresArchiveOptions } from './postgres-archive.ts';
 import { StoreArchive } from './store-archive.ts';
+import { openConfiguredArchive } from './index.ts';
+import { loadConfig } from '../config/index.ts';
+import { freePort } from '../../test/support/servers.ts';
 
 const DAY = 86_400_000;
 const pgOptions = (url: string, o: Partial<PostgresArchiveOptions> = {}): PostgresArchiveOptions => ({
@@ -132,4 +135,18 @@ test('partition spans: months and days in UTC, named so that upkeep reads their 
   assert.deepEqual(day, { from: Date.UTC(2028, 1, 29), to: Date.UTC(2028, 2, 1), suffix: '20280229' });
   assert.equal(partitionEnd(day.suffix), day.to);
   assert.equal(partitionEnd('default'), undefined);
+});
+
+test('configuration: archive.postgres is optional; a table name that is not a plain SQL identifier is refused; PostgreSQL that does not answer stops start-up naming the key, not the password', async () => {
+  assert.equal(loadConfig(undefined, {}, {}).archive.postgres, undefined, 'archives stay in the store by default');
+  const c = loadConfig(undefined, {}, { mam: { maxAgeDays: 90 }, archive: { postgres: { url: 'postgres://x@127.0.0.1/db' } } }).archive.postgres!;
+  assert.deepEqual([c.poolSize, c.partition, c.partitionsAhead, c.retentionDays, c.maxBatch, c.batchMs], [10, 'month', 2, undefined, 500, 2]);
+  assert.throws(() => loadConfig(undefined, {}, { archive: { postgres: { url: 'postgres://x@127.0.0.1/db', table: 'archive; DROP TABLE x' } } }), /table/);
+  const port = await freePort();
+  const cfg = loadConfig(undefined, {}, { archive: { postgres: { url: `postgres://parley:hunter2@127.0.0.1:${port}/db`, connectTimeoutMs: 2000 } } });
+  await assert.rejects(openConfiguredArchive(cfg), (e: Error) => {
+    assert.match(e.message, /^the PostgreSQL archive \(archive\.postgres\.url\) could not be prepared: .*ECONNREFUSED/);
+    assert.doesNotMatch(e.message, /hunter2/);
+    return true;
+  });
 });
