@@ -113,6 +113,9 @@ export interface ScaleSummary {
   pingsAnswered: number;
   /** Redis used_memory per account stored (credentials and a roster of `contacts`), and its growth per online user. */
   redisBytesPerAccount: number;
+  /** The same split: an account without roster, and one roster item. */
+  redisBytesPerAccountAlone: number;
+  redisBytesPerRosterItem: number;
   redisBytesPerOnlineUser: number;
   busPerLogin: number | null;
   redisCommandsPerLogin: number | null;
@@ -170,7 +173,9 @@ export function offlineContacts(u: number, n: number, count: number): number[] {
   return Array.from({ length: count }, (_, d) => n + 1 + ((Math.floor((u - 1) / 2) + d) % m));
 }
 
-async function seed(c: Cluster, n: number, contacts: number, step: number): Promise<number> {
+interface Seeded { accounts: number; rosterItems: number; bytesPerAccount: number; bytesPerRosterItem: number }
+
+async function seed(c: Cluster, n: number, contacts: number, step: number): Promise<Seeded> {
   const creds = pack(await deriveCredentials(PASSWORD, 4096));
   const empty = new Uint8Array(0);
   const half = Math.floor(contacts / 2);
@@ -185,18 +190,27 @@ async function seed(c: Cluster, n: number, contacts: number, step: number): Prom
   }
   const item = encodeItem({ ...emptyItem(), subscription: 'both', inRoster: true });
   const total = n + offline;
-  for (let i = 1; i <= total; i += 500) {
-    await Promise.all(Array.from({ length: Math.min(500, total - i + 1) }, async (_, k) => {
-      const u = i + k;
-      await c.store.hset(`${PREFIX}${u}@${DOMAIN}`, 'account', 'creds', creds);
-      await c.store.hset(`$domain:${DOMAIN}`, 'users', `${PREFIX}${u}`, empty);
-      const b = c.store.batch(`${PREFIX}${u}@${DOMAIN}`);
-      for (const v of rosters.get(u) ?? []) b.hset('roster', `${PREFIX}${v}@${DOMAIN}`, item);
-      await b.exec();
-    }));
-  }
-  return total;
+  const each = async (f: (u: number) => Promise<unknown>): Promise<void> => {
+    for (let i = 1; i <= total; i += 500) await Promise.all(Array.from({ length: Math.min(500, total - i + 1) }, (_, k) => f(i + k)));
+  };
+  // Accounts, then rosters: Redis' memory is read in between, to tell an account's fixed cost from a contact's.
+  const mem0 = await redisUsedMemory(redisAt(c));
+  await each(async (u) => {
+    await c.store.hset(`${PREFIX}${u}@${DOMAIN}`, 'account', 'creds', creds);
+    await c.store.hset(`$domain:${DOMAIN}`, 'users', `${PREFIX}${u}`, empty);
+  });
+  const mem1 = await redisUsedMemory(redisAt(c));
+  let items = 0;
+  await each(async (u) => {
+    const b = c.store.batch(`${PREFIX}${u}@${DOMAIN}`);
+    for (const v of rosters.get(u) ?? []) { b.hset('roster', `${PREFIX}${v}@${DOMAIN}`, item); items++; }
+    await b.exec();
+  });
+  const mem2 = await redisUsedMemory(redisAt(c));
+  return { accounts: total, rosterItems: items, bytesPerAccount: Math.round((mem1 - mem0) / total), bytesPerRosterItem: Math.round((mem2 - mem1) / Math.max(1, items)) };
 }
+
+const redisAt = (c: Cluster): string => c.redis.url.replace(/^redis:\/\//, '');
 
 export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleResult> {
   const o: ScaleOptions = { ...SCALE_DEFAULTS, ...opts };
@@ -230,16 +244,15 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
     const allPids = ROLES.flatMap((r) => pids[r]);
     const rss = (): Record<Role, number> => Object.fromEntries(ROLES.map((r) => [r, rssBytes(pids[r])])) as Record<Role, number>;
     const cpu = (): Record<Role, number> => Object.fromEntries(ROLES.map((r) => [r, cpuMs(pids[r])])) as Record<Role, number>;
-    const redisAt = c.redis.url.replace(/^redis:\/\//, '');
     const metricsUrls = c.processes.map((p) => `http://127.0.0.1:${p.metricsPort}/metrics`);
-    const counters = (): Promise<ServerCounters> => readCounters(metricsUrls, redisAt);
+    const counters = (): Promise<ServerCounters> => readCounters(metricsUrls, redisAt(c));
     const samples = Object.fromEntries(ROLES.map((r) => [r, [] as Array<[number, number]>])) as Record<Role, Array<[number, number]>>;
     const sampler = setInterval(() => { const m = rss(); for (const r of ROLES) samples[r].push([round((performance.now() - t0) / 1000, 1), mib(m[r])]); }, 1000);
 
-    const memEmpty = await redisUsedMemory(redisAt);
+    const memEmpty = await redisUsedMemory(redisAt(c));
     log(`seeding ${o.connections} online users and their offline contacts, ${o.contacts} contacts each`);
-    const accounts = await seed(c, o.connections, o.contacts, step);
-    const memSeeded = await redisUsedMemory(redisAt);
+    const seeded = await seed(c, o.connections, o.contacts, step);
+    const memSeeded = await redisUsedMemory(redisAt(c));
     log(`${W} generator processes from 127.0.0.${o.sourceBase}…`);
     pool = await Pool.start(Array.from({ length: W }, (_, w) => ({
       type: 'init' as const, id: w, domain: DOMAIN, prefix: PREFIX, password: PASSWORD, mech: 'SCRAM-SHA-256' as const,
@@ -251,7 +264,7 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
     const srv0 = cpuMs(allPids);
     await sleep(o.settleSeconds * 1000);
     const rssBefore = rss();
-    const background = await measureBackground(metricsUrls, redisAt, 3000);
+    const background = await measureBackground(metricsUrls, redisAt(c), 3000);
 
     const progress = (label: string): (() => void) => {
       const timer = setInterval(() => {
@@ -292,7 +305,7 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
     if (loginResult.failed) throw new Error(`${loginResult.failed} logins failed: ${loginResult.errors.join('; ')}`);
     await sleep(o.settleSeconds * 1000);
     const rssAfter = rss();
-    const memAfterLogin = await redisUsedMemory(redisAt);
+    const memAfterLogin = await redisUsedMemory(redisAt(c));
 
     // Hold: nothing sent; the c2s pings every stream silent for pingIntervalSeconds.
     log(`holding ${loginResult.ok} connections for ${o.holdSeconds} s (server pings every ${o.pingIntervalSeconds} s of silence)`);
@@ -300,7 +313,7 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
     const hold = await measured(async () => { const stop = progress('hold'); await sleep(o.holdSeconds * 1000); stop(); }, () => loginResult.ok * o.holdSeconds);
     const held = p.total();
     const rssEnd = rss();
-    const memEnd = await redisUsedMemory(redisAt);
+    const memEnd = await redisUsedMemory(redisAt(c));
     if (held.disconnects || held.online !== loginResult.ok) throw new Error(`${held.disconnects} connections dropped during the hold (${held.online} of ${loginResult.ok} online)`);
 
     let chat: ScaleResult['details']['chat'] = null;
@@ -356,7 +369,8 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
       connections: n, failed: loginResult.failed, c2s: o.c2s, sessions: o.sessions, contacts: o.contacts,
       loginsPerSec: Math.round(n / (loginResult.ms / 1000)), loginP50Ms: loginResult.latency.p50Ms, loginP99Ms: loginResult.latency.p99Ms,
       holdSeconds: o.holdSeconds, disconnects: held.disconnects, pingsAnswered: held.pings - pings0,
-      redisBytesPerAccount: Math.round((memSeeded - memEmpty) / accounts), redisBytesPerOnlineUser: Math.round((memAfterLogin - memSeeded) / n),
+      redisBytesPerAccount: Math.round((memSeeded - memEmpty) / seeded.accounts), redisBytesPerAccountAlone: seeded.bytesPerAccount,
+      redisBytesPerRosterItem: seeded.bytesPerRosterItem, redisBytesPerOnlineUser: Math.round((memAfterLogin - memSeeded) / n),
       busPerLogin: login.counted.busNetPerMsg, redisCommandsPerLogin: login.counted.redisNetPerMsg,
       busPerRelogin: relogin?.busNetPerMsg ?? null, redisCommandsPerRelogin: relogin?.redisNetPerMsg ?? null,
       busPerMessage: chat?.busNetPerMsg ?? null, redisCommandsPerMessage: chat?.redisNetPerMsg ?? null,
@@ -398,7 +412,7 @@ export function printScale(r: ScaleResult): void {
     const f = r.details.roles[role];
     console.log(`${role.padEnd(8)}  ${String(f.processes).padStart(5)}  ${`${f.rssBeforeMiB}→${f.rssAfterLoginMiB}`.padStart(20)}  ${String(f.bytesPerConnection).padStart(10)}  ${String(f.cpuMsPerLogin).padStart(12)}  ${String(f.cpuMsPerRelogin).padStart(10)}  ${String(f.idleCpuUsPerConnSec).padStart(14)}  ${String(f.cpuUsPerMessage).padStart(6)}  ${String(f.cpuUsPerPresence).padStart(11)}`);
   }
-  console.log(`redis: ${s.redisBytesPerAccount} B per account stored, +${s.redisBytesPerOnlineUser} B per online user; ` +
+  console.log(`redis: ${s.redisBytesPerAccount} B per account stored (${s.redisBytesPerAccountAlone} without roster, ${s.redisBytesPerRosterItem} per roster item), +${s.redisBytesPerOnlineUser} B per online user; ` +
     `per login ${s.busPerLogin} bus msgs, ${s.redisCommandsPerLogin} Redis commands (reconnect: ${s.busPerRelogin}, ${s.redisCommandsPerRelogin}); ` +
     `per chat msg ${s.busPerMessage}, ${s.redisCommandsPerMessage}; per presence change ${s.busPerPresence}, ${s.redisCommandsPerPresence} (fan-out ${s.presenceFanOut}); ` +
     `idle per connection·s ${s.idleBusPerConnSec} bus, ${s.idleRedisPerConnSec} Redis`);

@@ -158,7 +158,10 @@ async function presence(cmd: Extract<Command, { type: 'presence' }>): Promise<Re
 
 async function logout(count?: number): Promise<Reply> {
   let closed = 0;
-  const l = count === undefined ? live() : live().slice(0, count);
+  // A part is taken evenly over the streams (every k-th), so that its users' contacts stay online.
+  const all = live();
+  const every = count === undefined ? 1 : Math.max(1, Math.floor(all.length / Math.max(1, count)));
+  const l = count === undefined ? all : all.filter((_, i) => i % every === 0).slice(0, count);
   for (let i = 0; i < l.length; i += 500) {
     await Promise.all(l.slice(i, i + 500).map(async (c) => { c.onClose = null; await c.logout(); closed++; }));
   }

@@ -16,7 +16,7 @@ export type Command =
   | { type: 'login'; users: number[]; concurrency: number; roster: boolean; presence: boolean; timeoutMs: number; smRequestEvery: number; saltOnly?: boolean }
   | { type: 'chat'; step: number; rate: number; durationMs: number; timeoutMs: number; payload: number }
   | { type: 'presence'; step: number; rate: number; durationMs: number; timeoutMs: number }
-  /** Closes every stream, or only the first `count` open ones (their users are in the reply, to log in again). */
+  /** Closes every stream, or `count` of them spread evenly (their users are in the reply, to log in again). */
   | { type: 'logout'; count?: number };
 
 /** Cumulative per-worker counters, sent once a second for the progress line. */
