@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { firstLimit, plan, scaledByReach, unitCosts } from './capacity.ts';
+import { firstLimit, plan, scaledByReach, unitCosts, withContactSlope } from './capacity.ts';
 import { tempDir } from '../test/support/servers.ts';
 
 const role = (bytesPerConnection: number, idleCpuUsPerConnSec: number, cpuUsPerMessage: number, cpuUsPerPresence: number, cpuMsPerRelogin: number) =>
@@ -97,4 +97,17 @@ test('capacity: the command prints both plans from a result file, and refuses a 
   const bad = spawnSync(process.execPath, ['--import', 'tsx', 'bench/capacity.ts', g], { encoding: 'utf8' });
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /no scale result/);
+});
+
+test('capacity: a second result with 100 contacts turns the session memory into a fixed part and a part per contact', () => {
+  const wide = structuredClone(SCALE);
+  wide.summary.contacts = 100;
+  wide.details.roles.session.bytesPerConnection = 90_000; // 50,000 at 20 contacts → 500 B per contact
+  const u = withContactSlope(unitCosts(SCALE), wide);
+  assert.equal(u.sessionBytesPerContact, 500);
+  // 50,000 + 500·(100 − 20) = 90,000 B per user × 1M = 83.82 GiB → 11 processes of 8 GiB; CPU still asks for 29.
+  const p = plan(u, 1_000_000);
+  assert.equal(p.roles.session.memoryGiB, 83.82);
+  assert.equal(p.roles.session.processes, 29);
+  assert.equal(p.roles.session.limitedBy, 'cpu');
 });

@@ -1,7 +1,8 @@
 // A capacity plan from measured unit costs: reads bench result files (a
-// `scale` result is required; `login`, `chat` and `presence` results are
-// printed beside it as cross-checks) and sizes a deployment for a number of
-// concurrent users under a traffic model.
+// `scale` result is required, a second one with another roster size is
+// optional; `login`, `chat` and `presence` results are printed beside it as
+// cross-checks) and sizes a deployment for a number of concurrent users
+// under a traffic model.
 //
 //   node --import tsx bench/capacity.ts bench/results/scale-parley-cluster-*.json [more results…] [--users 1000000,10000000] [--json]
 //
@@ -62,6 +63,11 @@ export interface UnitCosts {
   loginOnlineContacts: number;
   redisBytesPerAccountAlone: number;
   redisBytesPerRosterItem: number;
+  /**
+   * What a session's memory grows by per roster contact, from a second scale result with another roster size;
+   * null with one result, and then a session's memory is taken to grow in proportion to its contacts (an upper bound).
+   */
+  sessionBytesPerContact: number | null;
   redisBytesPerOnlineUser: number;
   busPerMessage: number; busPerPresence: number; busPerLogin: number; idleBusPerConnSec: number;
   redisCommandsPerMessage: number; redisCommandsPerPresence: number; redisCommandsPerLogin: number; idleRedisPerConnSec: number;
@@ -100,6 +106,7 @@ export function unitCosts(r: ResultFile, source = 'scale result'): UnitCosts {
     // A reconnect's contacts are all online (its neighbours stayed); a cold login sees about half of them come later.
     loginOnlineContacts: relogin ? contacts / 2 : contacts / 4,
     redisBytesPerAccountAlone: num(s.redisBytesPerAccountAlone, 'redisBytesPerAccountAlone'),
+    sessionBytesPerContact: null,
     redisBytesPerRosterItem: num(s.redisBytesPerRosterItem, 'redisBytesPerRosterItem'),
     redisBytesPerOnlineUser: Math.max(0, num(s.redisBytesPerOnlineUser, 'redisBytesPerOnlineUser')),
     busPerMessage: num(s.busPerMessage, 'busPerMessage'), busPerPresence: num(s.busPerPresence, 'busPerPresence'),
@@ -107,6 +114,14 @@ export function unitCosts(r: ResultFile, source = 'scale result'): UnitCosts {
     redisCommandsPerMessage: num(s.redisCommandsPerMessage, 'redisCommandsPerMessage'), redisCommandsPerPresence: num(s.redisCommandsPerPresence, 'redisCommandsPerPresence'),
     redisCommandsPerLogin: num(relogin ? s.redisCommandsPerRelogin : s.redisCommandsPerLogin, 'redisCommandsPerLogin'), idleRedisPerConnSec: num(s.idleRedisPerConnSec, 'idleRedisPerConnSec'),
   };
+}
+
+/** A second scale result with another roster size: the session's memory per contact, the slope between the two. */
+export function withContactSlope(u: UnitCosts, other: ResultFile): UnitCosts {
+  const o = unitCosts(other);
+  if (o.measuredContacts === u.measuredContacts) return u;
+  const slope = (o.roles.session.bytesPerConnection - u.roles.session.bytesPerConnection) / (o.measuredContacts - u.measuredContacts);
+  return { ...u, sessionBytesPerContact: Math.max(0, Math.round(slope)) };
 }
 
 /**
@@ -166,7 +181,11 @@ export function plan(u: UnitCosts, users: number, traffic: TrafficModel = TRAFFI
     const cores = coresBy.idle + coresBy.messages + coresBy.presence + coresBy.reconnects;
     // Memory that grows with the roster: the session holds it, Redis stores it; c2s and NATS hold none of it.
     let bytesPerUser = c.bytesPerConnection;
-    if (role === 'session') bytesPerUser *= Math.max(1, traffic.contacts / u.measuredContacts);
+    if (role === 'session') {
+      bytesPerUser = u.sessionBytesPerContact === null
+        ? bytesPerUser * Math.max(1, traffic.contacts / u.measuredContacts)
+        : bytesPerUser + u.sessionBytesPerContact * (traffic.contacts - u.measuredContacts);
+    }
     if (role === 'redis') bytesPerUser = u.redisBytesPerAccountAlone + traffic.contacts * u.redisBytesPerRosterItem + u.redisBytesPerOnlineUser;
     const memoryGiB = (bytesPerUser * users) / GiB;
     roles[role] = { cores: r2(cores), coresBy: { idle: r2(coresBy.idle), messages: r2(coresBy.messages), presence: r2(coresBy.presence), reconnects: r2(coresBy.reconnects) }, memoryGiB: r2(memoryGiB), processes: 0, limitedBy: 'cpu' };
@@ -240,9 +259,11 @@ async function main(): Promise<void> {
   const { values, positionals } = parseArgs({ allowPositionals: true, options: { users: { type: 'string', default: '1000000,10000000' }, json: { type: 'boolean', default: false } } });
   if (!positionals.length) throw new Error('usage: node --import tsx bench/capacity.ts SCALE.json [LOGIN.json CHAT.json PRESENCE.json] [--users 1000000,10000000] [--json]');
   const files = positionals.map((f) => ({ f, r: JSON.parse(readFileSync(f, 'utf8')) as ResultFile }));
-  const scale = files.find((x) => x.r.scenario === 'scale');
-  if (!scale) throw new Error('no scale result among the files (bench/scale.ts writes one)');
-  const u = unitCosts(scale.r, scale.f);
+  // The first scale result gives the unit costs; a second with another roster size gives the session's memory per contact.
+  const scales = files.filter((x) => x.r.scenario === 'scale');
+  if (!scales.length) throw new Error('no scale result among the files (bench/scale.ts writes one)');
+  let u = unitCosts(scales[0].r, scales[0].f);
+  for (const other of scales.slice(1)) u = withContactSlope(u, other.r);
   const plans = values.users!.split(',').map((x) => plan(u, Number(x)));
   if (values.json) { console.log(JSON.stringify({ unitCosts: u, plans }, null, 2)); return; }
   console.log(`unit costs from ${u.source} (${fmt(u.measuredConnections)} connections, ${u.measuredContacts} contacts, pings every ${u.pingIntervalSeconds} s)`);
@@ -250,6 +271,7 @@ async function main(): Promise<void> {
     const c = u.roles[role];
     console.log(`  ${role.padEnd(8)} ${fmt(c.bytesPerConnection)} B/conn, idle ${c.idleCpuUsPerConnSec} µs/conn·s, ${c.cpuUsPerMessage} µs/msg, ${c.cpuUsPerPresence} µs/presence (fan-out ${u.presenceFanOut}), ${c.cpuMsPerLogin} ms/login`);
   }
+  if (u.sessionBytesPerContact !== null) console.log(`  session memory per roster contact: ${u.sessionBytesPerContact} B (from ${scales.map((x) => x.f).join(' and ')})`);
   for (const { f, r } of files) {
     if (r.scenario === 'scale') continue;
     const s = r.summary;

@@ -160,7 +160,9 @@ const mib = (b: number): number => round(b / 2 ** 20, 1);
 
 /** Online contacts of online user u (1…n): ±1…±4 and ±step — neighbours on other c2s, and one on the same worker (the chat partner). */
 export function onlineContacts(u: number, n: number, step: number, count: number): number[] {
-  const offsets = [1, 2, 3, 4, step, 5, 6, 7, 8, 9, 10].filter((d, i, a) => a.indexOf(d) === i).slice(0, Math.ceil(count / 2));
+  const offsets = [1, 2, 3, 4, step];
+  for (let d = 5; offsets.length < Math.ceil(count / 2); d++) if (d !== step) offsets.push(d);
+  offsets.length = Math.min(offsets.length, Math.ceil(count / 2));
   const out = new Set<number>();
   const ring = (x: number): number => (((x % n) + n) % n) + 1;
   for (const d of offsets) for (const v of [ring(u - 1 + d), ring(u - 1 - d)]) if (v !== u) out.add(v);
