@@ -2,6 +2,7 @@
 // phone in a pocket), what it need not see at once is held and collapsed —
 // the newest presence per sender replaces the older one — and flushed, in
 // order, when it turns active or when something urgent must go out.
+import { emptyMap, filledMap } from '../../libs/lazy/index.ts';
 import type { Envelope } from '../../libs/bus/envelope.ts';
 
 export const NS_CSI = 'urn:xmpp:csi:0';
@@ -23,8 +24,8 @@ function canWait(env: Envelope): boolean {
 export class CsiQueue {
   inactive = false;
   private held: Envelope[] = [];
-  /** sender → index in `held` of its latest held presence */
-  private presenceAt = new Map<string, number>();
+  /** sender → index in `held` of its latest held presence; the shared empty Map (libs/lazy) while none is held */
+  private presenceAt: ReadonlyMap<string, number> = emptyMap();
   /** Stanzas collapsed away while inactive (what CSI saved). */
   collapsed = 0;
 
@@ -38,7 +39,7 @@ export class CsiQueue {
         this.collapsed++;
         return true;
       }
-      this.presenceAt.set(env.from, this.held.length);
+      (this.presenceAt = filledMap(this.presenceAt)).set(env.from, this.held.length);
     }
     this.held.push(env);
     return true;
@@ -48,7 +49,7 @@ export class CsiQueue {
   drain(): Envelope[] {
     const out = this.held;
     this.held = [];
-    this.presenceAt.clear();
+    this.presenceAt = emptyMap();
     return out;
   }
 

@@ -11,6 +11,7 @@
 // dies, a NATS server restarts), so what is not confirmed in time is sent
 // again and the actor drops what it already has. `<a h/>` only ever reports
 // what the actor confirmed, never what was merely forwarded.
+import { emptyMap, filledMap } from '../../libs/lazy/index.ts';
 import type { Envelope } from '../../libs/bus/envelope.ts';
 import type { Config } from '../../libs/config/schema.ts';
 import { NS_STANZAS, StreamError } from '../../libs/errors/index.ts';
@@ -86,23 +87,25 @@ export class StreamManagement {
   /**
    * Per sending session (services/session/tracked.ts), the number of the last tracked message written to this
    * client. A new owner of the account asks for it (`sm-delivered?`): what its predecessor delivered, but could not
-   * store before a failover, must not be applied and delivered again.
+   * store before a failover, must not be applied and delivered again. The shared empty Map (libs/lazy) until then.
    */
-  readonly delivered = new Map<string, number>();
+  delivered: ReadonlyMap<string, number> = emptyMap();
 
   /** A tracked message from session `src`, number `n`, was written to the client. */
   noteDelivered(src: string, n: number): void {
     const cur = this.delivered.get(src);
     if (cur !== undefined && cur >= n) return;
-    if (cur === undefined && this.delivered.size >= MAX_DELIVERED_SOURCES) {
+    const delivered = filledMap(this.delivered);
+    this.delivered = delivered;
+    if (cur === undefined && delivered.size >= MAX_DELIVERED_SOURCES) {
       // The longest-quiet sender goes (insertion order: re-inserted on every update below).
-      for (const k of this.delivered.keys()) {
-        this.delivered.delete(k);
+      for (const k of delivered.keys()) {
+        delivered.delete(k);
         break;
       }
     }
-    this.delivered.delete(src);
-    this.delivered.set(src, n);
+    delivered.delete(src);
+    delivered.set(src, n);
   }
 
   /** `resendable`: the bus can lose what is sent (NATS); false in one process. */

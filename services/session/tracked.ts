@@ -5,6 +5,7 @@
 // session, is a mark in the account's `seen` hash, written with the
 // application's own writes (same turn, same connection: they land together),
 // so a new owner of the account after a crash still knows.
+import { emptyMap, filledMap } from '../../libs/lazy/index.ts';
 import { pack, unpack } from 'msgpackr';
 import type { Track } from '../../libs/bus/envelope.ts';
 import type { Bytes } from '../../libs/store/store.ts';
@@ -27,7 +28,14 @@ export const DELIVERED_WAIT_MS = 1000;
 export type SeenVerdict = 'apply' | 'again' | 'gap';
 
 export class SeenMarks {
-  private readonly marks = new Map<string, number>();
+  /** The shared empty Map until a first mark (libs/lazy): most accounts receive no tracked message. */
+  private marks: ReadonlyMap<string, number> = emptyMap();
+
+  private marksForWrite(): Map<string, number> {
+    const m = filledMap(this.marks);
+    this.marks = m;
+    return m;
+  }
 
   /** Read the stored marks; those older than `maxAgeMs` (their session can no longer send again) are returned to delete. */
   load(stored: Map<string, Bytes> | undefined, maxAgeMs: number, now: number): string[] {
@@ -42,7 +50,7 @@ export class SeenMarks {
         continue;
       }
       if (now - at > maxAgeMs) stale.push(src);
-      else this.marks.set(src, n);
+      else this.marksForWrite().set(src, n);
     }
     return stale;
   }
@@ -60,7 +68,7 @@ export class SeenMarks {
 
   /** Mark `n` applied; the value to store. */
   applied(src: string, n: number, now: number): Bytes {
-    this.marks.set(src, n);
+    this.marksForWrite().set(src, n);
     return pack([n, now]);
   }
 

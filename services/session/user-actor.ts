@@ -3,6 +3,7 @@
 // the inbound rules to what is sent to the account (RFC 6120 §10, RFC 6121).
 // Everything for one account runs here, one envelope at a time, which is what
 // keeps the subscription state machine free of races.
+import { emptyMap, filledMap } from '../../libs/lazy/index.ts';
 import { pack, unpack } from 'msgpackr';
 import { Accounts } from '../../libs/accounts/index.ts';
 import { envelope, type Envelope, type StanzaKind, type Track } from '../../libs/bus/envelope.ts';
@@ -82,10 +83,18 @@ export interface BindRequest {
 /** How each inline payload of a bind went: applied, or the stanza error it met. */
 export type InlineOutcome = { ok: true } | { ok: false; condition: string; text?: string };
 
+/** An iq a module sent (query()), awaiting its answer. */
+interface PendingQuery {
+  to: string;
+  onReply: (reply: Element) => void | Promise<void>;
+}
+
 export class UserActor extends Actor implements AccountContext {
   private exists = false;
   readonly sessions = new Map<string, SessionEntry>();
-  private readonly roster = new Map<string, RosterItem>();
+  // The roster and the queries in flight hold the shared empty Map (libs/lazy) until their first entry: an account
+  // without contacts or module queries pays no table for them; writes go through rosterForWrite() / queriesForWrite().
+  private roster: ReadonlyMap<string, RosterItem> = emptyMap();
   /** What this account applied of other accounts' stream-managed sessions' messages, and the last write of a mark. */
   private readonly seen = new SeenMarks();
   private lastMark: Promise<unknown> = Promise.resolve();
@@ -98,7 +107,7 @@ export class UserActor extends Actor implements AccountContext {
   private offlineCount = 0;
   private pushSeq = 0;
   /** Iqs the modules sent (query()) awaiting their answer, by id; bounded, oldest dropped. */
-  private readonly queries = new Map<string, { to: string; onReply: (reply: Element) => void | Promise<void> }>();
+  private queries: ReadonlyMap<string, PendingQuery> = emptyMap();
   /** One value per module state definition (ModuleRegistry.states order). */
   private states: unknown[] = [];
   /** Filters with something to enforce; empty for an account without rules, so its stanzas skip filtering. */
@@ -118,6 +127,18 @@ export class UserActor extends Actor implements AccountContext {
 
   constructor(readonly bare: string, shard: number, private readonly svc: SessionServices) {
     super(bare, shard, svc.config.session.maxMailbox);
+  }
+
+  private rosterForWrite(): Map<string, RosterItem> {
+    const m = filledMap(this.roster);
+    this.roster = m;
+    return m;
+  }
+
+  private queriesForWrite(): Map<string, PendingQuery> {
+    const m = filledMap(this.queries);
+    this.queries = m;
+    return m;
   }
 
   get hasSessions(): boolean {
@@ -157,7 +178,7 @@ export class UserActor extends Actor implements AccountContext {
     const ver = account?.get('rosterver');
     this.rosterVer = ver ? (unpack(ver) as number) : 0;
     this.offlineCount = offline;
-    for (const [jid, raw] of data.get('roster') ?? []) this.roster.set(jid, decodeItem(raw));
+    for (const [jid, raw] of data.get('roster') ?? []) this.rosterForWrite().set(jid, decodeItem(raw));
     const gone: [string, SessionEntry][] = [];
     const sids = new Map<string, string>();
     for (const [resource, raw] of data.get('sessions') ?? []) {
@@ -347,8 +368,8 @@ export class UserActor extends Actor implements AccountContext {
     const [data, offline] = await Promise.all([this.svc.store.load(this.bare, ['account', 'roster']), this.svc.store.llen(this.bare, 'offline')]);
     const ver = data.get('account')?.get('rosterver');
     this.rosterVer = ver ? (unpack(ver) as number) : 0;
-    this.roster.clear();
-    for (const [jid, raw] of data.get('roster') ?? []) this.roster.set(jid, decodeItem(raw));
+    this.roster = emptyMap();
+    for (const [jid, raw] of data.get('roster') ?? []) this.rosterForWrite().set(jid, decodeItem(raw));
     this.offlineCount = offline;
   }
 
@@ -854,10 +875,10 @@ export class UserActor extends Actor implements AccountContext {
     const before = this.roster.get(jid);
     const b = this.svc.store.batch(this.bare);
     if (keep) {
-      this.roster.set(jid, item);
+      this.rosterForWrite().set(jid, item);
       b.hset('roster', jid, encodeItem(item));
     } else {
-      this.roster.delete(jid);
+      this.rosterForWrite().delete(jid);
       b.hdel('roster', jid);
     }
     if (push) {
@@ -870,8 +891,8 @@ export class UserActor extends Actor implements AccountContext {
     } catch (e) {
       // Not stored: memory goes back to what the store holds, and the caller's sender hears the error.
       if (this.roster.get(jid) === (keep ? item : undefined)) {
-        if (before) this.roster.set(jid, before);
-        else this.roster.delete(jid);
+        if (before) this.rosterForWrite().set(jid, before);
+        else this.rosterForWrite().delete(jid);
       }
       if (push && this.rosterVer === ver) this.rosterVer--;
       throw e;
@@ -972,7 +993,7 @@ export class UserActor extends Actor implements AccountContext {
     const stanza = parseFragment(env.xml);
     const q = this.queries.get(stanza.attrs.id ?? '');
     if (!q || q.to !== env.from) return;
-    this.queries.delete(stanza.attrs.id ?? '');
+    this.queriesForWrite().delete(stanza.attrs.id ?? '');
     return q.onReply(stanza);
   }
 
@@ -1099,8 +1120,8 @@ export class UserActor extends Actor implements AccountContext {
 
   query(to: string, payload: Element, onReply: (reply: Element) => void | Promise<void>): void {
     const id = `q${++this.pushSeq}`;
-    if (this.queries.size >= 256) this.queries.delete(this.queries.keys().next().value!);
-    this.queries.set(id, { to, onReply });
+    if (this.queries.size >= 256) this.queriesForWrite().delete(this.queries.keys().next().value!);
+    this.queriesForWrite().set(id, { to, onReply });
     this.sendStanza(el('iq', { type: 'get', id, from: this.bare, to }, payload));
   }
 
@@ -1342,7 +1363,7 @@ export class UserActor extends Actor implements AccountContext {
     // An archive kept outside the store (PostgreSQL) goes too.
     await this.svc.context.archive?.remove(this.bare);
     this.exists = false;
-    this.roster.clear();
+    this.roster = emptyMap();
     this.rosterVer = 0;
     this.offlineCount = 0;
     const empty = new Map<string, Map<string, Uint8Array>>();

@@ -50,7 +50,7 @@ async function blocklist(req: IqRequest): Promise<Element> {
   const resource = resourcePart(req.from);
   const sid = account.sessionId(resource);
   if (sid !== undefined && rules.blockInterest.get(resource) !== sid) {
-    rules.blockInterest.set(resource, sid);
+    rules.blockInterestForWrite().set(resource, sid);
     await account.server.store.hset(account.bare, PRIVACY, `blockpush:${resource}`, pack(sid));
   }
   return itemList('blocklist', rules.blocked);
@@ -74,7 +74,7 @@ async function block(req: IqRequest, ctx: ServerContext): Promise<undefined> {
       const b = ctx.store.batch(account.bare);
       for (const j of added) b.hset(BLOCKLIST, j, EMPTY);
       await b.exec();
-      for (const j of added) rules.blocked.add(j);
+      for (const j of added) rules.blockedForWrite().add(j);
     });
   }
   pushToInterested(account, rules, itemList('block', jids));
@@ -96,7 +96,7 @@ async function unblock(req: IqRequest, ctx: ServerContext): Promise<undefined> {
       if (jids.length === 0) b.del(BLOCKLIST);
       else for (const j of removed) b.hdel(BLOCKLIST, j);
       await b.exec();
-      for (const j of removed) rules.blocked.delete(j);
+      for (const j of removed) rules.blockedForWrite().delete(j);
     });
   }
   pushToInterested(account, rules, itemList('unblock', jids));

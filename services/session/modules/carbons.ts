@@ -4,6 +4,7 @@
 // the account's actor, so a managed session numbers and keeps it like any
 // other). Enabled resources are kept in the account's `carbons` hash, so a
 // session process that takes over the account knows them.
+import { emptySet, filledSet } from '../../../libs/lazy/index.ts';
 import { StanzaError } from '../../../libs/errors/index.ts';
 import { bareJid, resourcePart } from '../../../libs/jid/split.ts';
 import { child, el, type Element } from '../../../libs/xml/element.ts';
@@ -17,26 +18,33 @@ const NS_MUC_USER = 'http://jabber.org/protocol/muc#user';
 const CARBONS = 'carbons';
 const EMPTY = new Uint8Array(0);
 
-/** Resources with carbons enabled. */
-export const carbonResources = defineAccountState<Set<string>>({
+/** Resources with carbons enabled: the shared empty Set (libs/lazy) until one enables them. */
+interface CarbonsState {
+  on: ReadonlySet<string>;
+}
+
+export const carbonResources = defineAccountState<CarbonsState>({
   name: 'carbons',
   collections: [CARBONS],
   // A resource whose session is no longer listed was left over by a process that died; it is not enabled.
-  load: (data, ctx) => new Set([...(data.get(CARBONS)?.keys() ?? [])].filter((r) => ctx.sessions.has(r))),
+  load(data, ctx) {
+    const on = [...(data.get(CARBONS)?.keys() ?? [])].filter((r) => ctx.sessions.has(r));
+    return { on: on.length ? new Set(on) : emptySet() };
+  },
   hooks: {
     async ended(state, account, resource) {
-      if (state.delete(resource)) await account.server.store.hdel(account.bare, CARBONS, resource);
+      if (state.on.has(resource) && filledSet(state.on).delete(resource)) await account.server.store.hdel(account.bare, CARBONS, resource);
     },
   },
   messages: {
     routed(state, account, msg) {
-      if (state.size === 0 || !copied(msg)) return;
+      if (state.on.size === 0 || !copied(msg)) return;
       if (msg.dir === 'out') {
         const from = resourcePart(msg.from);
-        for (const r of state) if (r !== from) copy(account, r, 'sent', msg);
+        for (const r of state.on) if (r !== from) copy(account, r, 'sent', msg);
       } else if (msg.delivered.length > 0) {
         // A message stored offline reached no resource: nobody is there to be copied.
-        for (const r of state) if (!msg.delivered.includes(r)) copy(account, r, 'received', msg);
+        for (const r of state.on) if (!msg.delivered.includes(r)) copy(account, r, 'received', msg);
       }
     },
   },
@@ -69,9 +77,9 @@ async function enable(req: IqRequest): Promise<undefined> {
   const resource = resourcePart(req.from);
   if (!resource) throw new StanzaError('bad-request', 'carbons are enabled per resource');
   const state = req.account.state(carbonResources);
-  if (!state.has(resource)) {
+  if (!state.on.has(resource)) {
     await req.account.server.store.hset(req.account.bare, CARBONS, resource, EMPTY);
-    state.add(resource);
+    (state.on = filledSet(state.on)).add(resource);
   }
   return undefined;
 }
@@ -80,7 +88,7 @@ async function disable(req: IqRequest): Promise<undefined> {
   requireOwner(req);
   const resource = resourcePart(req.from);
   const state = req.account.state(carbonResources);
-  if (state.delete(resource)) await req.account.server.store.hdel(req.account.bare, CARBONS, resource);
+  if (state.on.has(resource) && filledSet(state.on).delete(resource)) await req.account.server.store.hdel(req.account.bare, CARBONS, resource);
   return undefined;
 }
 

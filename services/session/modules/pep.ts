@@ -10,6 +10,7 @@
 // (loaded) remembers which full JIDs (own resources and contacts' resources
 // whose presence reached the account) advertise which caps, so an actor that
 // is reactivated still knows whom to notify.
+import { deleteFrom, emptyMap, filledMap } from '../../../libs/lazy/index.ts';
 import { randomUUID } from 'node:crypto';
 import { pack, unpack } from 'msgpackr';
 import { StanzaError, type StanzaErrorCondition } from '../../../libs/errors/index.ts';
@@ -58,11 +59,12 @@ interface Interest {
 }
 
 interface PepState {
-  nodes: Map<string, NodeMeta>;
+  // Each the shared empty Map (libs/lazy) until its first entry: most accounts publish nothing.
+  nodes: ReadonlyMap<string, NodeMeta>;
   /** Full JID → what it advertised: own resources and contacts' resources. */
-  peers: Map<string, Interest>;
+  peers: ReadonlyMap<string, Interest>;
   /** Caps being asked for, by key: when asked and what waits for the answer. */
-  asking: Map<string, { since: number; then: (() => Promise<void>)[] }>;
+  asking: ReadonlyMap<string, { since: number; then: (() => Promise<void>)[] }>;
 }
 
 /** XEP-0060 errors carry a pubsub#errors condition beside the RFC 6120 one. */
@@ -91,14 +93,14 @@ export const pepState = defineAccountState<PepState>({
   name: 'pep',
   collections: [NODES, CAPS],
   load(data) {
-    const nodes = new Map<string, NodeMeta>();
-    for (const [node, raw] of data.get(NODES) ?? []) nodes.set(node, decodeMeta(raw));
-    const peers = new Map<string, Interest>();
+    let nodes = emptyMap<string, NodeMeta>();
+    for (const [node, raw] of data.get(NODES) ?? []) (nodes = filledMap(nodes)).set(node, decodeMeta(raw));
+    let peers = emptyMap<string, Interest>();
     for (const [jid, raw] of data.get(CAPS) ?? []) {
       const [hash, node, ver] = unpack(raw) as [string, string, string];
-      peers.set(jid, { caps: { hash, node, ver } });
+      (peers = filledMap(peers)).set(jid, { caps: { hash, node, ver } });
     }
-    return { nodes, peers, asking: new Map() };
+    return { nodes, peers, asking: emptyMap() };
   },
   hooks: {
     available(state, account, resource, initial, presence) {
@@ -129,13 +131,13 @@ async function tracked(state: PepState, account: AccountContext, full: string, p
   }
   if (before && capsKey(before.caps) === capsKey(caps) && !arrived) return;
   const interest: Interest = { caps };
-  state.peers.set(full, interest);
+  (state.peers = filledMap(state.peers)).set(full, interest);
   if (!before || capsKey(before.caps) !== capsKey(caps)) await account.server.store.hset(account.bare, CAPS, full, pack([caps.hash, caps.node, caps.ver]));
   await resolve(state, account, full, interest, arrived ? () => sendLastItems(state, account, full) : undefined);
 }
 
 async function untrack(state: PepState, account: AccountContext, full: string): Promise<void> {
-  if (!state.peers.delete(full)) return;
+  if (!deleteFrom(state.peers, full)) return;
   await account.server.store.hdel(account.bare, CAPS, full);
 }
 
@@ -152,11 +154,11 @@ async function resolve(state: PepState, account: AccountContext, full: string, i
     if (then) asked.then.push(then);
     return;
   }
-  state.asking.set(key, { since: Date.now(), then: then ? [then] : [] });
+  (state.asking = filledMap(state.asking)).set(key, { since: Date.now(), then: then ? [then] : [] });
   const { node, ver, hash } = interest.caps;
   account.query(full, el('query', { xmlns: NS_INFO, node: `${node}#${ver}` }), async (reply) => {
     const waiting = state.asking.get(key);
-    state.asking.delete(key);
+    deleteFrom(state.asking, key);
     const query = reply.attrs.type === 'result' ? child(reply, 'query', NS_INFO) : undefined;
     if (!query) return;
     const features = children(query, 'feature').map((f) => f.attrs.var ?? '');
@@ -316,7 +318,7 @@ async function publish(req: IqRequest, ctx: ServerContext, pub: Element): Promis
   b.hset(ITEMS, itemField(node, id), bytes);
   for (const d of dropped) b.hdel(ITEMS, itemField(node, d));
   await b.exec();
-  state.nodes.set(node, next);
+  (state.nodes = filledMap(state.nodes)).set(node, next);
   meta = next;
   await notify(state, account, node, meta, el('items', { node }, item));
   return el('pubsub', { xmlns: NS_PUBSUB }, el('publish', { node }, el('item', { id })));
@@ -337,7 +339,7 @@ async function retract(req: IqRequest, ctx: ServerContext, r: Element): Promise<
   b.hset(NODES, node, encodeMeta(next));
   for (const i of ids) b.hdel(ITEMS, itemField(node, i));
   await b.exec();
-  state.nodes.set(node, next);
+  (state.nodes = filledMap(state.nodes)).set(node, next);
   if (r.attrs.notify === 'true' || r.attrs.notify === '1') {
     await notify(state, account, node, next, el('items', { node }, ...ids.map((id) => el('retract', { id }))));
   }
@@ -390,7 +392,7 @@ async function ownerSet(req: IqRequest, ctx: ServerContext): Promise<undefined> 
     b.hdel(NODES, node);
     for (const i of meta.ids) b.hdel(ITEMS, itemField(node, i));
     await b.exec();
-    state.nodes.delete(node);
+    deleteFrom(state.nodes, node);
     await notify(state, account, node, meta, el('delete', { node }));
     return undefined;
   }
@@ -401,7 +403,7 @@ async function ownerSet(req: IqRequest, ctx: ServerContext): Promise<undefined> 
     b.hset(NODES, node, encodeMeta(next));
     for (const d of dropped) b.hdel(ITEMS, itemField(node, d));
     await b.exec();
-    state.nodes.set(node, next);
+    (state.nodes = filledMap(state.nodes)).set(node, next);
     return undefined;
   }
   throw new PubsubError('feature-not-implemented', 'unsupported', `'${v.name}' is not supported by this PEP service`, { feature: v.name });

@@ -49,12 +49,12 @@ function nsPerCheck(rules: PrivacyRules, peer: string, resource = ''): number {
 
 function rulesWith(o: { blocked?: number; listItems?: number; group?: boolean }): PrivacyRules {
   const r = new PrivacyRules();
-  for (let i = 0; i < (o.blocked ?? 0); i++) r.blocked.add(`spam${i}@example.org`);
+  for (let i = 0; i < (o.blocked ?? 0); i++) r.blockedForWrite().add(`spam${i}@example.org`);
   if (o.listItems !== undefined) {
     const items = jidItems(o.listItems);
     if (o.group) items.push({ type: 'group', value: 'Work', allow: false, order: 1_000_000, mask: MESSAGE });
     items.push({ type: 'jid', value: 'target@example.org', allow: false, order: 2_000_000, mask: MESSAGE });
-    r.lists.set('big', new CompiledList(items));
+    r.listsForWrite().set('big', new CompiledList(items));
     r.defaultList = 'big';
   }
   r.recount();

@@ -72,7 +72,7 @@ test('subscription items use the roster; a JID outside it counts as none', () =>
   const list = new CompiledList([item('subscription', 'both', true, 1, MESSAGE), item('subscription', 'none', false, 2, MESSAGE)]);
   assert.ok(list.usesRoster);
   const rules = new PrivacyRules();
-  rules.lists.set('l', list);
+  rules.listsForWrite().set('l', list);
   rules.defaultList = 'l';
   rules.recount();
   const r = roster({ 'friend@x': { subscription: 'both', groups: [] }, 'fan@x': { subscription: 'from', groups: [] } });
@@ -83,10 +83,10 @@ test('subscription items use the roster; a JID outside it counts as none', () =>
 
 test('the block list comes before any list and blocks every class', () => {
   const rules = new PrivacyRules();
-  rules.lists.set('allow-all', new CompiledList([item('', '', true, 1)]));
+  rules.listsForWrite().set('allow-all', new CompiledList([item('', '', true, 1)]));
   rules.defaultList = 'allow-all';
-  rules.blocked.add('spam.example');
-  rules.blocked.add('eve@example.com');
+  rules.blockedForWrite().add('spam.example');
+  rules.blockedForWrite().add('eve@example.com');
   rules.recount();
   for (const bit of [MESSAGE, IQ, PRESENCE_IN, PRESENCE_OUT, OTHER]) {
     assert.equal(rules.decide(bit, 'bot7@spam.example/x', '', noRoster), 'blocked');
@@ -97,14 +97,14 @@ test('the block list comes before any list and blocks every class', () => {
 
 test('active lists are per resource; the account as a whole uses the default unless resources differ', () => {
   const rules = new PrivacyRules();
-  rules.lists.set('deny-bob', new CompiledList([item('jid', 'bob@x', false, 1)]));
-  rules.lists.set('open', new CompiledList([item('', '', true, 1)]));
+  rules.listsForWrite().set('deny-bob', new CompiledList([item('jid', 'bob@x', false, 1)]));
+  rules.listsForWrite().set('open', new CompiledList([item('', '', true, 1)]));
   rules.defaultList = 'open';
   rules.recount();
   assert.ok(rules.hasRules);
   assert.equal(rules.perSession, false);
   assert.equal(rules.decide(MESSAGE, 'bob@x/1', '', noRoster), 'allow');
-  rules.active.set('phone', { sid: 's1', list: 'deny-bob' });
+  rules.activeForWrite().set('phone', { sid: 's1', list: 'deny-bob' });
   rules.recount();
   assert.equal(rules.perSession, true);
   assert.equal(rules.decide(MESSAGE, 'bob@x/1', 'phone', noRoster), 'denied');

@@ -18,6 +18,7 @@
 //                     blockpush:<resource> → msgpack(sid)        (asked for the block list)
 // Session fields carry the session id, so a field left by a session that
 // ended without its actor (a process crash) never applies to a new session.
+import { emptyMap, emptySet, filledMap, filledSet } from '../../../libs/lazy/index.ts';
 import { pack, unpack } from 'msgpackr';
 import { StanzaError } from '../../../libs/errors/index.ts';
 import { el, type Element } from '../../../libs/xml/element.ts';
@@ -149,13 +150,39 @@ export type Roster = Pick<AccountContext, 'contact'>;
 
 /** One account's rules as its actor holds them. */
 export class PrivacyRules {
-  readonly blocked = new Set<string>();
-  readonly lists = new Map<string, CompiledList>();
+  // Most accounts have no rules: until the first entry each collection is the shared empty one (libs/lazy), and
+  // writes go through the *ForWrite() methods.
+  blocked: ReadonlySet<string> = emptySet();
+  lists: ReadonlyMap<string, CompiledList> = emptyMap();
   defaultList = '';
   /** Resource → the active list it chose; absent: the default list applies. */
-  readonly active = new Map<string, SessionChoice>();
+  active: ReadonlyMap<string, SessionChoice> = emptyMap();
   /** Resource → session id of resources that asked for the block list (they get pushes). */
-  readonly blockInterest = new Map<string, string>();
+  blockInterest: ReadonlyMap<string, string> = emptyMap();
+
+  blockedForWrite(): Set<string> {
+    const s = filledSet(this.blocked);
+    this.blocked = s;
+    return s;
+  }
+
+  listsForWrite(): Map<string, CompiledList> {
+    const m = filledMap(this.lists);
+    this.lists = m;
+    return m;
+  }
+
+  activeForWrite(): Map<string, SessionChoice> {
+    const m = filledMap(this.active);
+    this.active = m;
+    return m;
+  }
+
+  blockInterestForWrite(): Map<string, string> {
+    const m = filledMap(this.blockInterest);
+    this.blockInterest = m;
+    return m;
+  }
   /** Resources whose active list differs from the default (bare-JID deliveries are then checked per session). */
   private overrides = 0;
 
@@ -251,18 +278,18 @@ export const privacyRules = defineAccountState<PrivacyRules>({
   collections: [PRIVACY, BLOCKLIST],
   load(data, ctx) {
     const rules = new PrivacyRules();
-    for (const jid of data.get(BLOCKLIST)?.keys() ?? []) rules.blocked.add(jid);
+    for (const jid of data.get(BLOCKLIST)?.keys() ?? []) rules.blockedForWrite().add(jid);
     for (const [field, raw] of data.get(PRIVACY) ?? []) {
-      if (field.startsWith('list:')) rules.lists.set(field.slice(5), new CompiledList(decodeItems(raw)));
+      if (field.startsWith('list:')) rules.listsForWrite().set(field.slice(5), new CompiledList(decodeItems(raw)));
       else if (field === 'default') rules.defaultList = unpack(raw) as string;
       else if (field.startsWith('active:')) {
         const resource = field.slice(7);
         const [sid, list] = unpack(raw) as [string, string];
-        if (ctx.sessions.get(resource) === sid && rules.lists.has(list)) rules.active.set(resource, { sid, list });
+        if (ctx.sessions.get(resource) === sid && rules.lists.has(list)) rules.activeForWrite().set(resource, { sid, list });
       } else if (field.startsWith('blockpush:')) {
         const resource = field.slice(10);
         const sid = unpack(raw) as string;
-        if (ctx.sessions.get(resource) === sid) rules.blockInterest.set(resource, sid);
+        if (ctx.sessions.get(resource) === sid) rules.blockInterestForWrite().set(resource, sid);
       }
     }
     if (rules.defaultList !== '' && !rules.lists.has(rules.defaultList)) rules.defaultList = '';
@@ -279,8 +306,8 @@ export const privacyRules = defineAccountState<PrivacyRules>({
   },
   hooks: {
     async ended(rules, account, resource) {
-      const hadActive = rules.active.delete(resource);
-      const hadInterest = rules.blockInterest.delete(resource);
+      const hadActive = rules.activeForWrite().delete(resource);
+      const hadInterest = rules.blockInterestForWrite().delete(resource);
       if (!hadActive && !hadInterest) return;
       rules.recount();
       account.rulesChanged();

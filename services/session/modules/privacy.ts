@@ -107,8 +107,8 @@ async function set(req: IqRequest, ctx: ServerContext): Promise<undefined> {
       await changeRules(account, rules, async () => {
         if (name) {
           await store.hset(account.bare, PRIVACY, `active:${resource}`, pack([sid, name]));
-          rules.active.set(resource, { sid, list: name });
-        } else if (rules.active.delete(resource)) {
+          rules.activeForWrite().set(resource, { sid, list: name });
+        } else if (rules.activeForWrite().delete(resource)) {
           await store.hdel(account.bare, PRIVACY, `active:${resource}`);
         }
       });
@@ -152,7 +152,7 @@ async function editList(req: IqRequest, ctx: ServerContext, rules: PrivacyRules,
   const inUse = rules.defaultList === name || [...rules.active.values()].some((c) => c.list === name);
   const write = async () => {
     await ctx.store.hset(req.account.bare, PRIVACY, `list:${name}`, encodeItems(items));
-    rules.lists.set(name, compiled);
+    rules.listsForWrite().set(name, compiled);
   };
   if (inUse) await changeRules(req.account, rules, write);
   else await write();
@@ -169,8 +169,8 @@ async function removeList(req: IqRequest, rules: PrivacyRules, name: string): Pr
     const b = account.server.store.batch(account.bare).hdel(PRIVACY, `list:${name}`);
     if (rules.active.get(me)?.list === name) b.hdel(PRIVACY, `active:${me}`);
     await b.exec();
-    rules.lists.delete(name);
-    if (rules.active.get(me)?.list === name) rules.active.delete(me);
+    rules.listsForWrite().delete(name);
+    if (rules.active.get(me)?.list === name) rules.activeForWrite().delete(me);
   });
 }
 

@@ -7,6 +7,7 @@
 // through federation. What it says is configurable (push.include) and by
 // default only that something arrived: app servers and the phone makers'
 // push services behind them learn nothing of whom or what.
+import { deleteFrom, emptyMap, filledMap } from '../../../libs/lazy/index.ts';
 import { pack, unpack } from 'msgpackr';
 import { StanzaError } from '../../../libs/errors/index.ts';
 import { tryParseJid } from '../../../libs/jid/index.ts';
@@ -40,22 +41,30 @@ function decode(b: Uint8Array): PushRegistration {
   return { jid, node, options, resource, pending: 0 };
 }
 
-export const pushRegistrations = defineAccountState<Map<string, PushRegistration>>({
+/** The account's registrations by key: the shared empty Map (libs/lazy) until a first one. */
+interface PushState {
+  registrations: ReadonlyMap<string, PushRegistration>;
+}
+
+export const pushRegistrations = defineAccountState<PushState>({
   name: 'push',
   collections: [PUSH],
-  load: (data) => new Map([...(data.get(PUSH) ?? [])].map(([k, v]) => [k, decode(v)])),
+  load(data) {
+    const stored = data.get(PUSH);
+    return { registrations: stored?.size ? new Map([...stored].map(([k, v]) => [k, decode(v)])) : emptyMap() };
+  },
   hooks: {
     available(state, _account, resource) {
-      for (const r of state.values()) if (r.resource === resource) r.pending = 0;
+      for (const r of state.registrations.values()) if (r.resource === resource) r.pending = 0;
     },
   },
   messages: {
     routed(state, account, msg) {
-      if (state.size === 0 || msg.dir !== 'in') return;
+      if (state.registrations.size === 0 || msg.dir !== 'in') return;
       const type = msg.type === '' ? 'normal' : msg.type;
       if ((type !== 'chat' && type !== 'normal') || !child(msg.stanza(), 'body')) return;
       const waiting = (r: string) => (account.state(streamManagement).get(r)?.detachedAt ?? 0) > 0;
-      for (const reg of state.values()) {
+      for (const reg of state.registrations.values()) {
         // Stored offline: every device; delivered: only the devices whose session waits to be resumed.
         if (msg.delivered.length === 0 || (msg.delivered.includes(reg.resource) && waiting(reg.resource))) notify(account, reg, msg);
       }
@@ -89,13 +98,13 @@ async function enable(req: IqRequest): Promise<undefined> {
   const { jid, node } = target(req.payload, true);
   const state = req.account.state(pushRegistrations);
   const k = key(jid, node);
-  if (!state.has(k) && state.size >= req.account.server.config.push.maxRegistrations) {
+  if (!state.registrations.has(k) && state.registrations.size >= req.account.server.config.push.maxRegistrations) {
     throw new StanzaError('resource-constraint', `at most ${req.account.server.config.push.maxRegistrations} push registrations per account`);
   }
   const form = child(req.payload, 'x', NS_DATA);
   const reg: PushRegistration = { jid, node, options: form ? serialize(form) : '', resource: resourcePart(req.from), pending: 0 };
   await req.account.server.store.hset(req.account.bare, PUSH, k, encode(reg));
-  state.set(k, reg);
+  (state.registrations = filledMap(state.registrations)).set(k, reg);
   return undefined;
 }
 
@@ -103,10 +112,10 @@ async function disable(req: IqRequest): Promise<undefined> {
   requireOwner(req);
   const { jid, node } = target(req.payload, false);
   const state = req.account.state(pushRegistrations);
-  for (const [k, r] of [...state]) {
+  for (const [k, r] of [...state.registrations]) {
     if (r.jid !== jid || (node !== '' && r.node !== node)) continue;
     await req.account.server.store.hdel(req.account.bare, PUSH, k);
-    state.delete(k);
+    deleteFrom(state.registrations, k);
   }
   return undefined;
 }

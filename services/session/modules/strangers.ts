@@ -16,6 +16,7 @@
 //    account gets, so the sender learns nothing ('drop').
 // The server's own service domains (rooms) and entities without a localpart
 // are never strangers.
+import { deleteFrom, emptyMap, filledMap } from '../../../libs/lazy/index.ts';
 import { pack, unpack } from 'msgpackr';
 import { StanzaError } from '../../../libs/errors/index.ts';
 import { bareJid, domainPart, hasLocalpart } from '../../../libs/jid/split.ts';
@@ -43,7 +44,7 @@ export interface StrangerState {
   windowEnds: number;
   sent: number;
   /** Held messages by store field (`<sender bare>\0<sequence>`, so a sender's are together and in order). */
-  held: Map<string, HeldMessage>;
+  held: ReadonlyMap<string, HeldMessage>;
 }
 
 let sequence = 0;
@@ -52,10 +53,11 @@ export const strangerState = defineAccountState<StrangerState>({
   name: 'strangers',
   collections: [HELD],
   load: (data) => {
-    const held = new Map<string, HeldMessage>();
+    // The shared empty Map (libs/lazy) until a first message is held: most accounts hold none.
+    let held = emptyMap<string, HeldMessage>();
     for (const [k, v] of data.get(HELD) ?? []) {
       const [from, xml] = unpack(v) as [string, string];
-      held.set(k, { from, xml });
+      (held = filledMap(held)).set(k, { from, xml });
     }
     return { windowEnds: 0, sent: 0, held };
   },
@@ -154,7 +156,7 @@ async function hold(state: StrangerState, account: AccountContext, msg: MessageE
   const field = `${peer}\u0000${String(Date.now() * 1000 + (sequence++ % 1000)).padStart(20, '0')}`;
   const held = { from: msg.from, xml: serialize(stanza) };
   await account.server.store.hset(account.bare, HELD, field, pack([held.from, held.xml]));
-  state.held.set(field, held);
+  (state.held = filledMap(state.held)).set(field, held);
   msg.keep();
 }
 
@@ -168,7 +170,7 @@ async function release(state: StrangerState, account: AccountContext, contact: s
   await b.exec();
   for (const f of fields) {
     const { xml } = state.held.get(f)!;
-    state.held.delete(f);
+    deleteFrom(state.held, f);
     account.sendStanza(parseFragment(xml));
   }
 }
