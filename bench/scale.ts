@@ -85,12 +85,12 @@ export interface RoleFigures {
   rssEndOfHoldMiB: number;
   /** RSS growth from before the logins to after them, per connection (one connection per user: also per online user). */
   bytesPerConnection: number;
-  /** CPU time per login during the cold login phase, and per login during the reconnects (contacts online). */
+  /** CPU time per login during the cold login phase, and per login during the reconnects (contacts online; net of the held connections' cost). */
   cpuMsPerLogin: number;
   cpuMsPerRelogin: number | null;
   /** CPU while the connections are held (pings, acks, heartbeats), µs per connection per second. */
   idleCpuUsPerConnSec: number;
-  /** CPU per chat message and per presence change, µs (background included). */
+  /** CPU per chat message and per presence change, µs, net of what the held connections cost meanwhile. */
   cpuUsPerMessage: number | null;
   cpuUsPerPresence: number | null;
 }
@@ -147,7 +147,9 @@ export interface ScaleResult {
     hold: Counted;
     chat: (Counted & { received: number; p99Ms: number }) | null;
     presence: (Counted & { notifications: number; p99Ms: number }) | null;
+    /** Before the logins (no connection), and during the hold (the idle cost, taken off the later phases). */
     background: Background;
+    holdBackground: Background;
     redisUsedMemory: { empty: number; seeded: number; afterLogin: number; endOfHold: number };
     rssSamplesMiB: Record<Role, Array<[number, number]>>;
   };
@@ -276,13 +278,23 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
       return () => clearInterval(timer);
     };
     /** Runs `body` between two readings of the counters and the CPU per role. */
-    const measured = async <T>(body: () => Promise<T>, ops: (value: T) => number): Promise<{ value: T; counted: Counted; cpu: Record<Role, number> }> => {
+    /**
+     * Runs `body` between two readings of the counters and the CPU per role. Counts are taken net of `bg` (a rate a
+     * second) and the CPU net of `idleCpu` (ms a second per role): after the hold, what the held connections cost
+     * anyway (pings through the actors) is not put on the messages, presence changes and reconnects.
+     */
+    let idleCpu: Record<Role, number> = { c2s: 0, session: 0, nats: 0, redis: 0 };
+    let bg: Background = background;
+    const measured = async <T>(body: () => Promise<T>, ops: (value: T) => number): Promise<{ value: T; counted: Counted; cpu: Record<Role, number>; raw: [ServerCounters, ServerCounters] }> => {
       const [a, ca, ta] = [await counters(), cpu(), performance.now()];
       const value = await body();
       const [b, cb] = [await counters(), cpu()];
       const seconds = (performance.now() - ta) / 1000;
       const n = ops(value);
-      return { value, counted: { ops: n, seconds: round(seconds, 1), ...perMessage(a, b, n, seconds, background) }, cpu: Object.fromEntries(ROLES.map((r) => [r, cb[r] - ca[r]])) as Record<Role, number> };
+      return {
+        value, raw: [a, b], counted: { ops: n, seconds: round(seconds, 1), ...perMessage(a, b, n, seconds, bg) },
+        cpu: Object.fromEntries(ROLES.map((r) => [r, Math.max(0, cb[r] - ca[r] - idleCpu[r] * seconds)])) as Record<Role, number>,
+      };
     };
     const loginUsers = async (users: number[][], label: string) => {
       const stop = progress(label);
@@ -314,6 +326,16 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
     const pings0 = p.total().pings;
     const hold = await measured(async () => { const stop = progress('hold'); await sleep(o.holdSeconds * 1000); stop(); }, () => loginResult.ok * o.holdSeconds);
     const held = p.total();
+    // From here the held connections' own traffic is the background.
+    {
+      const [a, b] = hold.raw;
+      const secs = hold.counted.seconds;
+      bg = {
+        busPerSec: a.bus !== null && b.bus !== null ? (b.bus - a.bus) / secs : null,
+        redisPerSec: a.redis && b.redis ? Object.fromEntries(Object.entries(b.redis).map(([k, v]) => [k, (v - (a.redis?.[k] ?? 0)) / secs])) : null,
+      };
+      idleCpu = Object.fromEntries(ROLES.map((r) => [r, hold.cpu[r] / secs])) as Record<Role, number>;
+    }
     const rssEnd = rss();
     const memEnd = await redisUsedMemory(redisAt(c));
     if (held.disconnects || held.online !== loginResult.ok) throw new Error(`${held.disconnects} connections dropped during the hold (${held.online} of ${loginResult.ok} online)`);
@@ -390,7 +412,7 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
       generator: { workers: W, workerMode: 'process', cpuPct: round(((genCpu() - gen0) / wallMs) * 100, 1), serverCpuPct: round(((cpuMs(allPids) - srv0) / wallMs) * 100, 1), wallMs: Math.round(wallMs), loadavg1: round(loadavg()[0], 2) },
       summary,
       details: {
-        roles, login: { ...login.counted, latency: loginResult.latency, errors: loginResult.errors }, relogin, hold: hold.counted, chat, presence, background,
+        roles, login: { ...login.counted, latency: loginResult.latency, errors: loginResult.errors }, relogin, hold: hold.counted, chat, presence, background, holdBackground: bg,
         redisUsedMemory: { empty: memEmpty, seeded: memSeeded, afterLogin: memAfterLogin, endOfHold: memEnd }, rssSamplesMiB: samples,
       },
       files: { json: `${base}.json`, svg: `${base}.svg` },
