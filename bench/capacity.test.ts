@@ -43,42 +43,43 @@ test('capacity: 1 million users from fixed unit costs', () => {
   // 1M users: a message every 60 s, a presence change every 600 s, a reconnect every 1,800 s.
   assert.deepEqual(p.rates, { messagesPerSec: 16_667, presencePerSec: 1_667, loginsPerSec: 556 });
   assert.deepEqual(p.perOp, { presenceFanOut: 51, loginReach: 50 });
-  // c2s: idle 10 µs·1M = 10 cores; msgs 100 µs·16,667/s = 1.67; presence 1,100 µs·1,667/s = 1.83;
-  // login 2,000 + 20·2·(50 − 10) = 3,600 µs·556/s = 2.0 → 15.5 cores → 26 processes at 0.6 core (10 by connections).
-  assert.deepEqual(p.roles.c2s.coresBy, { idle: 10, messages: 1.67, presence: 1.83, reconnects: 2 });
-  assert.equal(p.roles.c2s.cores, 15.5);
-  assert.equal(p.roles.c2s.processes, 26);
+  // c2s: idle 10 µs measured with pings every 20 s, planned every 60 s: 10/3 µs·1M = 3.33 cores; msgs 100 µs·16,667/s
+  // = 1.67; presence 1,100 µs·1,667/s = 1.83; login 2,000 + 20·2·(50 − 10) = 3,600 µs·556/s = 2.0 → 8.83 cores →
+  // 15 processes at 0.6 core (10 by connections).
+  assert.deepEqual(p.roles.c2s.coresBy, { idle: 3.33, messages: 1.67, presence: 1.83, reconnects: 2 });
+  assert.equal(p.roles.c2s.cores, 8.83);
+  assert.equal(p.roles.c2s.processes, 15);
   assert.equal(p.roles.c2s.limitedBy, 'cpu');
   assert.equal(p.roles.c2s.memoryGiB, 18.63);
-  // session: 17.28 cores → 29 by CPU; 50 KB × (100 / 20 contacts) × 1M = 232.83 GiB → 30 processes of 8 GiB.
-  assert.equal(p.roles.session.cores, 17.28);
+  // session: 1.67 + 3.33 + 2,700 µs·1,667/s + 8,000 µs·556/s = 13.94 cores → 24 by CPU; 50 KB × (100 / 20 contacts) × 1M = 232.83 GiB → 30 processes of 8 GiB.
+  assert.equal(p.roles.session.cores, 13.94);
   assert.equal(p.roles.session.memoryGiB, 232.83);
   assert.equal(p.roles.session.processes, 30);
   assert.equal(p.roles.session.limitedBy, 'memory');
-  // NATS: 2.16 cores, under one 8-core server: the 3-server minimum.
-  assert.equal(p.roles.nats.cores, 2.16);
+  // NATS: 1.49 cores, under one 8-core server: the 3-server minimum.
+  assert.equal(p.roles.nats.cores, 1.49);
   assert.equal(p.roles.nats.processes, 3);
   assert.equal(p.roles.nats.limitedBy, 'minimum');
-  // Redis: 2.99 cores → 5 shards by CPU; 200 + 100·60 + 2,000 = 8,200 B per user = 7.64 GiB.
-  assert.equal(p.roles.redis.cores, 2.99);
+  // Redis: 1.66 cores → 3 shards by CPU; 200 + 100·60 + 2,000 = 8,200 B per user = 7.64 GiB.
+  assert.equal(p.roles.redis.cores, 1.66);
   assert.equal(p.redis.dataGiB, 7.64);
-  assert.equal(p.redis.shards, 5);
+  assert.equal(p.redis.shards, 3);
   assert.equal(p.roles.redis.limitedBy, 'cpu');
-  // bus: 0.05·1M + 3·16,667 + 12·(51/11)·1,667 + 30·556; Redis: 0.1·1M + 0 + 1·1,667 + 20·556.
-  assert.equal(p.bus.messagesPerSec, 209_394);
-  assert.equal(p.redis.commandsPerSec, 112_778);
+  // bus: 0.05/3·1M + 3·16,667 + 12·(51/11)·1,667 + 30·556; Redis: 0.1/3·1M + 0 + 1·1,667 + 20·556.
+  assert.equal(p.bus.messagesPerSec, 176_061);
+  assert.equal(p.redis.commandsPerSec, 46_111);
   // archive: 1,440 messages a day, each kept for sender and recipient, 300 B.
   assert.equal(p.archive.bytesPerUserPerDay, 864_000);
   assert.equal(p.archive.gibPerDay, 804.66);
-  assert.deepEqual(firstLimit(p), { role: 'c2s', by: 'idle', cores: 10 });
+  assert.deepEqual(firstLimit(p), { role: 'session', by: 'presence', cores: 4.5 });
 });
 
 test('capacity: ten times the users is ten times every rate and memory', () => {
   const u = unitCosts(SCALE);
   const [a, b] = [plan(u, 1_000_000), plan(u, 10_000_000)];
   assert.equal(b.rates.messagesPerSec, 166_667);
-  assert.equal(b.roles.c2s.cores, 155);
-  assert.equal(b.roles.c2s.processes, Math.ceil(155 / 0.6));
+  assert.equal(b.roles.c2s.cores, 88.33);
+  assert.equal(b.roles.c2s.processes, 148);
   assert.equal(b.archive.gibPerDay, Math.round(a.archive.bytesPerUserPerDay * 1e7 / 2 ** 30 * 100) / 100);
   assert.equal(b.redis.dataGiB, 76.37);
 });
@@ -91,7 +92,7 @@ test('capacity: the command prints both plans from a result file, and refuses a 
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, /^1,000,000 concurrent users: 16,667 msgs\/s/m);
   assert.match(ok.stdout, /^10,000,000 concurrent users: 166,667 msgs\/s/m);
-  assert.match(ok.stdout, /Redis Cluster: 5 primary shards of 1\.53 GiB/);
+  assert.match(ok.stdout, /Redis Cluster: 3 primary shards of 2\.55 GiB/);
   const g = join(dir, 'login.json');
   writeFileSync(g, JSON.stringify({ scenario: 'login', summary: {} }));
   const bad = spawnSync(process.execPath, ['--import', 'tsx', 'bench/capacity.ts', g], { encoding: 'utf8' });
@@ -105,9 +106,9 @@ test('capacity: a second result with 100 contacts turns the session memory into 
   wide.details.roles.session.bytesPerConnection = 90_000; // 50,000 at 20 contacts → 500 B per contact
   const u = withContactSlope(unitCosts(SCALE), wide);
   assert.equal(u.sessionBytesPerContact, 500);
-  // 50,000 + 500·(100 − 20) = 90,000 B per user × 1M = 83.82 GiB → 11 processes of 8 GiB; CPU still asks for 29.
+  // 50,000 + 500·(100 − 20) = 90,000 B per user × 1M = 83.82 GiB → 11 processes of 8 GiB; CPU still asks for 24.
   const p = plan(u, 1_000_000);
   assert.equal(p.roles.session.memoryGiB, 83.82);
-  assert.equal(p.roles.session.processes, 29);
+  assert.equal(p.roles.session.processes, 24);
   assert.equal(p.roles.session.limitedBy, 'cpu');
 });

@@ -8,7 +8,7 @@
 //
 // Every cost comes from the scale result (one cluster, every process counted
 // per role); the model only multiplies and adds:
-//   CPU per role  = idle·users + msg·rate + presence(fan-out)·rate + login(contacts)·rate
+//   CPU per role  = idle·users·(measured ping interval ÷ planned) + msg·rate + presence(fan-out)·rate + login(contacts)·rate
 //   memory        = bytes per connection (c2s), per user (session), Redis per account + per roster item + per online user
 // A presence change's and a login's cost grow with the online contacts they
 // reach: the slope per notification comes from two measured points, a chat
@@ -30,9 +30,14 @@ export interface TrafficModel {
   onlineShare: number;
   /** Archived message size; each message is archived for its sender and its recipient. */
   messageBytes: number;
+  /**
+   * The c2s keepalive (c2s.pingIntervalSeconds, 60 by default). A held connection's own cost is its pings (through
+   * the actor on a managed stream), so the idle figures measured at a shorter interval are scaled by the ratio.
+   */
+  pingIntervalSeconds: number;
 }
 
-export const TRAFFIC: TrafficModel = { messageEverySeconds: 60, presenceEverySeconds: 600, reconnectEverySeconds: 1800, contacts: 100, onlineShare: 0.5, messageBytes: 300 };
+export const TRAFFIC: TrafficModel = { messageEverySeconds: 60, presenceEverySeconds: 600, reconnectEverySeconds: 1800, contacts: 100, onlineShare: 0.5, messageBytes: 300, pingIntervalSeconds: 60 };
 
 /** How the plan is packed onto machines. */
 export interface Sizing {
@@ -166,6 +171,7 @@ export function plan(u: UnitCosts, users: number, traffic: TrafficModel = TRAFFI
   // A presence change reaches its online contacts and the sender's own session; a login probes and is answered by
   // the online contacts and broadcasts to them: twice the reach, measured at loginOnlineContacts.
   const presenceFanOut = online + 1;
+  const idleScale = u.pingIntervalSeconds / traffic.pingIntervalSeconds;
   const roles = {} as Record<Role, RolePlan>;
   for (const role of ROLES) {
     const c = u.roles[role];
@@ -173,7 +179,7 @@ export function plan(u: UnitCosts, users: number, traffic: TrafficModel = TRAFFI
     const perDelivery = u.presenceFanOut > 1 ? Math.max(0, (c.cpuUsPerPresence - c.cpuUsPerMessage) / (u.presenceFanOut - 1)) : 0;
     const loginUs = c.cpuMsPerLogin * 1000 + perDelivery * 2 * Math.max(0, online - u.loginOnlineContacts);
     const coresBy = {
-      idle: (c.idleCpuUsPerConnSec * users) / 1e6,
+      idle: (c.idleCpuUsPerConnSec * idleScale * users) / 1e6,
       messages: (c.cpuUsPerMessage * rates.messagesPerSec) / 1e6,
       presence: (presenceUs * rates.presencePerSec) / 1e6,
       reconnects: (loginUs * rates.loginsPerSec) / 1e6,
@@ -209,9 +215,9 @@ export function plan(u: UnitCosts, users: number, traffic: TrafficModel = TRAFFI
   const shardsByMemory = Math.ceil(rd.memoryGiB / sizing.redisShardGiB);
   rd.processes = Math.max(3, shardsByCpu, shardsByMemory);
   rd.limitedBy = rd.processes === 3 && shardsByCpu < 3 && shardsByMemory < 3 ? 'minimum' : shardsByCpu >= shardsByMemory ? 'cpu' : 'memory';
-  const busPerSec = u.idleBusPerConnSec * users + u.busPerMessage * rates.messagesPerSec
+  const busPerSec = u.idleBusPerConnSec * idleScale * users + u.busPerMessage * rates.messagesPerSec
     + u.busPerPresence * (presenceFanOut / u.presenceFanOut) * rates.presencePerSec + u.busPerLogin * rates.loginsPerSec;
-  const redisPerSec = u.idleRedisPerConnSec * users + u.redisCommandsPerMessage * rates.messagesPerSec
+  const redisPerSec = u.idleRedisPerConnSec * idleScale * users + u.redisCommandsPerMessage * rates.messagesPerSec
     + u.redisCommandsPerPresence * rates.presencePerSec + u.redisCommandsPerLogin * rates.loginsPerSec;
   // Every message is kept twice, in the sender's archive and the recipient's.
   const archivePerUserDay = (86_400 / traffic.messageEverySeconds) * 2 * traffic.messageBytes;
