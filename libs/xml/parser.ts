@@ -2,7 +2,7 @@
 // complete depth-1 element as a light Element tree, and the stream close.
 // Namespaces are not resolved: `xmlns` / `xmlns:p` stay plain attributes and
 // names keep their prefix, which is all XMPP routing needs and much cheaper.
-import { SaxesParser, type SaxesTagPlain } from 'saxes';
+import { SaxesParser, type EventName, type SaxesTagPlain } from 'saxes';
 import { StreamError, type StreamErrorCondition } from '../errors/index.ts';
 import type { Element } from './element.ts';
 
@@ -33,7 +33,7 @@ type SaxOptions = { xmlns: false; fragment: false };
 // slower. Declaring the slots up front with named stores keeps it in fast mode.
 // The names are saxes 6 internals: should they change, this is only slower.
 class FastSaxes extends SaxesParser<SaxOptions> {
-  constructor() {
+  constructor(readonly owner: StreamParser) {
     super({ xmlns: false, fragment: false });
     const slots = this as unknown as Record<string, unknown>;
     slots.xmldeclHandler = undefined;
@@ -123,6 +123,18 @@ function lastSignificant(s: string): number {
   }
   return -1;
 }
+
+/** The handlers saxes calls with itself as `this`, one set for every parser. */
+const SAX_HANDLERS: ReadonlyArray<[EventName, (this: FastSaxes, arg: never) => void]> = [
+  ['xmldecl', function (this: FastSaxes, d: { encoding?: string }) { this.owner['onXmlDecl'](d.encoding); }],
+  ['opentagstart', function (this: FastSaxes, t: { name: string }) { this.owner['onOpenTagStart'](t.name); }],
+  ['attribute', function (this: FastSaxes, a: { name: string; value: string }) { this.owner['onAttribute'](a.name, a.value); }],
+  ['opentag', function (this: FastSaxes, t: SaxesTagPlain) { this.owner['onOpenTag'](t); }],
+  ['cdata', function (this: FastSaxes, t: string) { this.owner['onText'](t); }],
+  ['comment', function (this: FastSaxes) { this.owner['restricted']('comments are not allowed'); }],
+  ['processinginstruction', function (this: FastSaxes) { this.owner['restricted']('processing instructions are not allowed'); }],
+  ['doctype', function (this: FastSaxes) { this.owner['restricted']('DTDs are not allowed'); }],
+];
 
 export class StreamParser {
   private readonly handler: StreamParserHandler;
@@ -252,17 +264,12 @@ export class StreamParser {
 
   private init(): void {
     if (this.sax === undefined) {
-      const sax = new FastSaxes();
-      sax.on('xmldecl', (d) => this.onXmlDecl(d.encoding));
-      sax.on('opentagstart', (t) => this.onOpenTagStart(t.name));
-      sax.on('attribute', (a) => this.onAttribute(a.name, a.value));
-      sax.on('opentag', (t) => this.onOpenTag(t));
-      sax.on('closetag', () => this.onCloseTag());
+      const sax = new FastSaxes(this);
+      // saxes calls most handlers as its own methods: those are shared by every parser (SAX_HANDLERS); it calls
+      // the text, close-tag and error handlers detached too, so they are this parser's own.
+      for (const [event, handler] of SAX_HANDLERS) sax.on(event, handler as never);
       sax.on('text', (t) => this.onText(t));
-      sax.on('cdata', (t) => this.onText(t));
-      sax.on('comment', () => this.restricted('comments are not allowed'));
-      sax.on('processinginstruction', () => this.restricted('processing instructions are not allowed'));
-      sax.on('doctype', () => this.restricted('DTDs are not allowed'));
+      sax.on('closetag', () => this.onCloseTag());
       sax.on('error', (e) => this.onSaxError(e));
       this.sax = sax;
     } else {

@@ -127,6 +127,7 @@ export class ClientStream {
   private early: Envelope[] = [];
   /** Stanzas that arrived while an async step was pending (pipelining clients). */
   private held: Element[] = [];
+  /** Dropped once cleared: a cleared timer kept here would hold its closure for the stream's life. */
   private authTimer: NodeJS.Timeout | undefined;
   /** When the client last sent anything; the node's sweeper pings the silent ones. */
   lastActive = Date.now();
@@ -588,7 +589,8 @@ export class ClientStream {
         this.resource = res.resource;
         this.jid = `${this.bare}/${this.resource}`;
         this.state = { name: 'established' };
-        if (this.authTimer) clearTimeout(this.authTimer);
+        clearTimeout(this.authTimer);
+        this.authTimer = undefined;
         this.t.send(serialize(el('iq', { type: 'result', id: e.attrs.id }, el('bind', { xmlns: NS_BIND }, el('jid', {}, this.jid)))));
         this.logLogin(false);
       }
@@ -811,7 +813,8 @@ export class ClientStream {
       event: 'stream-close', sid: this.sid, jid: this.jid || undefined, address: this.address, reason: this.endReason ?? 'connection lost', condition,
       duration: Math.round((Date.now() - this.openedAt) / 100) / 10,
     });
-    if (this.authTimer) clearTimeout(this.authTimer);
+    clearTimeout(this.authTimer);
+    this.authTimer = undefined;
     if (this.throttleTimer) clearTimeout(this.throttleTimer);
     if (this.resumeTimer) clearTimeout(this.resumeTimer);
     this.ctx.ended(this, wasBound && unbind, this.resource, closed);
@@ -1034,7 +1037,8 @@ export class ClientStream {
     this.sm.reset(Number(d.h));
     this.sm.written = Number(d.acked);
     this.sm.acked = Number(d.acked);
-    if (this.authTimer) clearTimeout(this.authTimer);
+    clearTimeout(this.authTimer);
+    this.authTimer = undefined;
     this.ctx.metrics.resumption?.(true);
     this.logLogin(true);
     return smElement.resumed(String(d.previd), this.sm.handled);
@@ -1096,7 +1100,8 @@ export class ClientStream {
       return this.releaseHeld();
     }
     this.state = { name: 'established' };
-    if (this.authTimer) clearTimeout(this.authTimer);
+    clearTimeout(this.authTimer);
+    this.authTimer = undefined;
     const early = this.early;
     this.early = [];
     for (const env of early) this.deliver(env);
