@@ -14,6 +14,7 @@
 // was applied, so a lost message stops those after it until it comes again.
 // What a client without stream management sends is not tracked: it travels
 // once (at most once, in order).
+import { deleteFrom, emptyMap, filledMap } from '../../../libs/lazy/index.ts';
 import type { Envelope } from '../../../libs/bus/envelope.ts';
 import { logger } from '../../../libs/log/index.ts';
 import type { AccountContext } from '../module.ts';
@@ -60,17 +61,17 @@ export function admit(account: AccountContext, resource: string, s: SmSession, n
 /** A message of stanza `n` goes to account `to` as `env`: number it in the session's chain to that account and keep it. */
 export function routed(s: SmSession, n: number, env: Envelope, to: string): void {
   const prev = s.chains.get(to) ?? (s.chainsKnown ? 0 : -1);
-  s.chains.set(to, n);
+  (s.chains = filledMap(s.chains)).set(to, n);
   env.track = [s.smid, n, prev];
-  s.pending.set(n, { to, env, sentAt: Date.now() });
+  (s.pending = filledMap(s.pending)).set(n, { to, env, sentAt: Date.now() });
 }
 
 /** The recipient's actor applied (and stored) message `n`. */
 export function routeConfirmed(account: AccountContext, resource: string, s: SmSession, n: number, persist: PersistSession): void {
   const p = s.pending.get(n);
   if (p === undefined) return;
-  s.pending.delete(n);
-  s.heard.set(p.to, Date.now());
+  deleteFrom(s.pending, n);
+  (s.heard = filledMap(s.heard)).set(p.to, Date.now());
   confirm(account, resource, s, false, persist);
 }
 
@@ -99,7 +100,7 @@ export function confirmRequested(account: AccountContext, resource: string, s: S
  */
 function resendRoutes(account: AccountContext, s: SmSession, olderThanMs: number): void {
   if (s.pending.size === 0) {
-    s.heard.clear();
+    s.heard = emptyMap();
     return;
   }
   const now = Date.now();

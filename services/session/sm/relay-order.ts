@@ -5,12 +5,15 @@
 // a gap waits, briefly: the caller gives the gap up after a timeout, and a
 // late stanza is still let through (out of order, never dropped).
 
+import { emptyMap, filledMap } from '../../../libs/lazy/index.ts';
+
 export class RelayOrder<T> {
   /** The connection the sequence is of; '' until the first relay (state loaded from the store). */
   private sid: string;
   /** Sequence expected next. */
   private next: number;
-  private readonly waiting = new Map<number, T>();
+  /** The shared empty Map (libs/lazy) while nothing waits, which is nearly always. */
+  private waiting: ReadonlyMap<number, T> = emptyMap();
   /** A gap timer is armed (the caller's). */
   timer = false;
 
@@ -35,12 +38,21 @@ export class RelayOrder<T> {
       out.push(item); // late: its gap was given up on
       return out;
     }
-    this.waiting.set(seq, item);
-    while (this.waiting.has(this.next)) {
-      out.push(this.waiting.get(this.next)!);
-      this.waiting.delete(this.next++);
+    if (seq === this.next && this.waiting.size === 0) {
+      // In order, nothing waiting: the usual case, which needs no Map.
+      this.next++;
+      out.push(item);
+      return out;
     }
-    if (this.waiting.size > this.maxWaiting) out.push(...this.giveUp());
+    const waiting = filledMap(this.waiting);
+    this.waiting = waiting;
+    waiting.set(seq, item);
+    while (waiting.has(this.next)) {
+      out.push(waiting.get(this.next)!);
+      waiting.delete(this.next++);
+    }
+    if (waiting.size === 0) this.waiting = emptyMap();
+    else if (waiting.size > this.maxWaiting) out.push(...this.giveUp());
     return out;
   }
 
@@ -49,7 +61,7 @@ export class RelayOrder<T> {
     if (this.waiting.size === 0) return [];
     const seqs = [...this.waiting.keys()].sort((a, b) => a - b);
     const out = seqs.map((n) => this.waiting.get(n)!);
-    this.waiting.clear();
+    this.waiting = emptyMap();
     this.next = seqs[seqs.length - 1] + 1;
     return out;
   }

@@ -7,6 +7,7 @@
 // resumption id and survives every resumption. Neither collection is the
 // embedded mode's in-memory `sessions`: a queue outlives a crash of the
 // process, and what it held is routed again when the account next activates.
+import { emptyMap } from '../../../libs/lazy/index.ts';
 import { pack, unpack } from 'msgpackr';
 import type { Envelope, StanzaKind } from '../../../libs/bus/envelope.ts';
 import type { Delivery } from '../module.ts';
@@ -32,12 +33,13 @@ export interface SmSession {
    */
   confirmed: number;
   stored: number;
+  // pending, heard and chains: the shared empty Map (libs/lazy) until the session routes a message to another account.
   /** Messages routed to other accounts and not yet confirmed by their actors, by the client's number. */
-  pending: Map<number, PendingRoute>;
+  pending: ReadonlyMap<number, PendingRoute>;
   /** Per recipient account with messages pending, when it last confirmed one (a recipient still confirming is not resent to). */
-  heard: Map<string, number>;
+  heard: ReadonlyMap<string, number>;
   /** Per recipient account, the number of the last message routed to it (its `prev`); `chainsKnown` false after a reactivation. */
-  chains: Map<string, number>;
+  chains: ReadonlyMap<string, number>;
   chainsKnown: boolean;
   /** The c2s asked for a confirmation up to this number. */
   barrier: number;
@@ -70,7 +72,7 @@ export interface PendingRoute {
 export type SmSessions = Map<string, SmSession>;
 
 export function newSession(smid: string, sid: string, node: string, resumable: boolean, max: number): SmSession {
-  return { smid, sid, node, resumable, max, handled: 0, confirmed: 0, stored: 0, pending: new Map(), heard: new Map(), chains: new Map(), chainsKnown: true, barrier: 0, gapAskedAt: 0,
+  return { smid, sid, node, resumable, max, handled: 0, confirmed: 0, stored: 0, pending: emptyMap(), heard: emptyMap(), chains: emptyMap(), chainsKnown: true, barrier: 0, gapAskedAt: 0,
     out: 0, acked: 0, detachedAt: 0, inactive: false, held: [], writes: Promise.resolve(), checking: false, relays: new RelayOrder(sid) };
 }
 
