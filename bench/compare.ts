@@ -50,7 +50,7 @@ const httpPort = Number(values['http-port']);
 /** Headline metrics: [scenario, key, higher is better]. */
 const METRICS: Array<[string, string, boolean]> = [
   ['login', 'loginsPerSec', true], ['login', 'serverCpuMsPerLogin', false], ['login', 'p50Ms', false], ['login', 'p99Ms', false],
-  ['idle', 'bytesPerConn', false], ['idle', 'rssAfterMiB', false],
+  ['idle', 'bytesPerConn', false], ['idle', 'bytesPerConnEach', false], ['idle', 'rssAfterMiB', false],
   ['chat', 'maxSustainedRate', true], ['chat', 'p99AtMaxMs', false],
   ['chat', 'p50AtFirstMs', false], ['chat', 'p99AtFirstMs', false], ['chat', 'serverCpuUsPerMsgAtFirst', false],
   ...(values.sm ? [['chat', 'ackP50AtFirstMs', false], ['chat', 'ackP99AtFirstMs', false]] as Array<[string, string, boolean]> : []),
