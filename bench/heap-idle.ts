@@ -1,5 +1,6 @@
 // Where the memory of one idle, logged-in user goes, per server process:
 //   node --import tsx bench/heap-idle.ts [--target parley|parley-cluster] [--users 2000] [--sm] [--top 25] [--keep]
+//     [--root DIR (that checkout's server)]
 // Starts a fresh server (the bench peer, every Node process with --heapsnapshot-signal), takes a heap snapshot of
 // each Node process, logs the users in (bench/lib/pool.ts, as the idle scenario), waits, snapshots again, and
 // prints per process the V8 heap's growth per user, grouped by what V8 calls each object (constructor, closure,
@@ -12,14 +13,14 @@ import { Ctx, runScenario, sleep, type ScenarioOutput } from './lib/run.ts';
 import { PEERS } from './peers/index.ts';
 
 const { values } = parseArgs({
-  options: { ...OPTION_SPEC, target: { type: 'string', default: 'parley' }, top: { type: 'string', default: '25' }, 'http-port': { type: 'string', default: '15280' }, keep: { type: 'boolean', default: false } },
+  options: { ...OPTION_SPEC, target: { type: 'string', default: 'parley' }, top: { type: 'string', default: '25' }, 'http-port': { type: 'string', default: '15280' }, root: { type: 'string', default: '' }, keep: { type: 'boolean', default: false } },
 });
 const users = Number(values.users ?? 2000) || 2000;
 const top = Number(values.top);
 const port = process.argv.includes('--port') ? Number(values.port) : 15222;
 const make = PEERS[values.target];
 if (!make?.name.startsWith('parley')) throw new Error(`--target parley or parley-cluster, not ${values.target}`);
-const peer = make({ users, port, httpPort: Number(values['http-port']), keep: true, nodeArgs: ['--heapsnapshot-signal=SIGUSR2'] });
+const peer = make({ users, port, httpPort: Number(values['http-port']), root: values.root, keep: true, nodeArgs: ['--heapsnapshot-signal=SIGUSR2'] });
 const started = await peer.start();
 
 const cmdline = (pid: number): string => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
