@@ -150,7 +150,7 @@ export class StreamParser {
   private inWrite = false;
   private resetRequested = false;
   private stack: Element[] = []; // open elements of the current stanza
-  private attrs: Record<string, string> = {}; // of the start tag being read
+  private attrs: Record<string, string> = READ_ATTRIBUTES; // of the start tag being read
   private nattrs = 0;
   private tagName = '';
   private pending = NONE;
@@ -167,7 +167,10 @@ export class StreamParser {
 
   constructor(handler: StreamParserHandler, limits?: Partial<StreamParserLimits>) {
     this.handler = handler;
-    this.limits = { ...DEFAULT_LIMITS, ...limits };
+    // Every stream of a listener is given the same complete limits: keep that object rather than a copy each.
+    this.limits = limits && limits.maxStanzaBytes !== undefined && limits.maxDepth !== undefined && limits.maxAttributes !== undefined
+      ? limits as StreamParserLimits
+      : { ...DEFAULT_LIMITS, ...limits };
     this.init();
   }
 
@@ -377,6 +380,7 @@ export class StreamParser {
 
   private onOpenTag(tag: SaxesTagPlain): void {
     const attrs = this.attrs;
+    this.attrs = READ_ATTRIBUTES; // the element has them; an idle stream need not keep the last ones (nor the read they slice)
     // saxes keeps the tag, with its own copy of the attributes, while the element is open (the stream header: for
     // the stream's life) and after it closed: an idle stream need not hold either.
     tag.attributes = READ_ATTRIBUTES;

@@ -141,7 +141,7 @@ export class ClientStream {
   private resumeTimer: NodeJS.Timeout | undefined;
   private readonly openedAt = Date.now();
   /** What this stream presented for in-band registration (a XEP-0445 token), kept until it registers. */
-  private readonly registering: RegistrationStream = {};
+  private registering: RegistrationStream | undefined;
   /** Why the stream ended, for the stream-close line, when it is not the stream error's condition. */
   private endReason: string | undefined;
   /** Admission control let this connection's first stream in (later headers, after STARTTLS or SASL, pass). */
@@ -381,7 +381,7 @@ export class ClientStream {
     if (e.attrs.xmlns === NS_BIND2) return this.fail(new StreamError('not-authorized', 'authenticate first: a Bind2 request goes inside <authenticate/>'));
     if (e.name === 'iq' && InBandRegistration.handles(e) && this.tlsSatisfied) {
       // XEP-0077: account creation is the one iq answered before authentication.
-      inBandRegistration(this.ctx).answer(e, this.domain, this.t.remoteAddress, this.registering).then(
+      inBandRegistration(this.ctx).answer(e, this.domain, this.t.remoteAddress, this.registering ??= {}).then(
         (reply) => { if (this.state.name !== 'closed') this.t.send(serialize(reply)); },
         (err: unknown) => {
           // The store failed under it: the client hears so and may try again; the stream goes on.
