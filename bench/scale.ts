@@ -241,6 +241,7 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
     },
   });
   let pool: Pool | null = null;
+  let died = (): string[] => [];
   try {
     const pidsOf = (role: Role): number[] => role === 'nats' ? [c.nats.pid ?? 0] : role === 'redis' ? [c.redis.pid ?? 0]
       : c.processes.filter((p) => p.role === role).map((p) => p.child.pid ?? 0);
@@ -251,7 +252,14 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
     const metricsUrls = c.processes.map((p) => `http://127.0.0.1:${p.metricsPort}/metrics`);
     const counters = (): Promise<ServerCounters> => readCounters(metricsUrls, redisAt(c));
     const samples = Object.fromEntries(ROLES.map((r) => [r, [] as Array<[number, number]>])) as Record<Role, Array<[number, number]>>;
-    const sampler = setInterval(() => { const m = rss(); for (const r of ROLES) samples[r].push([round((performance.now() - t0) / 1000, 1), mib(m[r])]); }, 1000);
+    const sampler = setInterval(() => {
+      const gone = c.processes.find((x) => x.child.exitCode !== null || x.child.signalCode !== null);
+      if (gone) return; // reported by the phase that notices it
+      const m = rss();
+      for (const r of ROLES) samples[r].push([round((performance.now() - t0) / 1000, 1), mib(m[r])]);
+    }, 1000);
+    died = () => c.processes.filter((x) => x.child.exitCode !== null || x.child.signalCode !== null)
+      .map((x) => `${x.nodeId} exited (${x.child.exitCode ?? x.child.signalCode}): ${x.log.slice(-8).join(' | ')}`);
 
     const memEmpty = await redisUsedMemory(redisAt(c));
     log(`seeding ${o.connections} online users and their offline contacts, ${o.contacts} contacts each`);
@@ -421,6 +429,11 @@ export async function runScale(opts: Partial<ScaleOptions> = {}): Promise<ScaleR
     writeFileSync(result.files.svg, lineChart({ title: `RSS per role — ${n} connections, ${o.c2s} c2s, ${o.sessions} session`, xLabel: 'seconds', yLabel: 'RSS (MiB)' },
       ROLES.map((r) => ({ name: r, points: samples[r] }))));
     return result;
+  } catch (e) {
+    // A server process that died says why in its last lines; the others' warnings and errors tell the rest.
+    const why = died();
+    const warnings = c.processes.flatMap((x) => x.log.filter((l) => /\b(warn|error)\b/i.test(l)).slice(-3).map((l) => `[${x.nodeId}] ${l}`));
+    throw new Error([(e as Error).message, ...why, ...warnings].join('\n'));
   } finally {
     pool?.close();
     await c.stop();
