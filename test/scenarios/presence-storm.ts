@@ -80,7 +80,8 @@ export async function presenceStorm(d: Deployment, opts: StormOptions): Promise<
     while (next < users) {
       const i = next++;
       const port = d.ports[i % d.ports.length];
-      const c = await rawLogin(port, name(i), 'r');
+      // A login waits behind the presence its contacts' logins fan out (200 contacts × 50 in flight): give it time.
+      const c = await rawLogin(port, name(i), 'r', 30_000);
       c.send(`<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq><presence/>`);
       clients[i] = c;
     }

@@ -19,22 +19,22 @@ export const rosterPush = (contact: string, pred: (item: Stanza) => boolean = ()
 };
 
 /** Authenticate on a raw socket (PLAIN over loopback) and restart the stream; not yet bound. */
-export async function rawAuthenticated(port: number, user: string): Promise<RawClient> {
+export async function rawAuthenticated(port: number, user: string, timeoutMs = 5000): Promise<RawClient> {
   const c = await rawConnect(port);
   c.send(STREAM_OPEN());
-  await c.waitFor(/<\/stream:features>/);
+  await c.waitFor(/<\/stream:features>/, timeoutMs);
   c.send(plainAuth(user, PASSWORD));
-  await c.waitFor(/<success/);
+  await c.waitFor(/<success/, timeoutMs);
   c.send(STREAM_OPEN());
-  await c.waitFor(/urn:ietf:params:xml:ns:xmpp-bind/);
+  await c.waitFor(/urn:ietf:params:xml:ns:xmpp-bind/, timeoutMs);
   return c;
 }
 
 /** Log in on a raw socket (PLAIN over loopback) and bind a resource. */
-export async function rawLogin(port: number, user: string, resource: string): Promise<RawClient> {
-  const c = await rawAuthenticated(port, user);
+export async function rawLogin(port: number, user: string, resource: string, timeoutMs = 5000): Promise<RawClient> {
+  const c = await rawAuthenticated(port, user, timeoutMs);
   c.send(`<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${resource}</resource></bind></iq>`);
-  await c.waitFor(/<jid>/);
+  await c.waitFor(/<jid>/, timeoutMs);
   return c;
 }
 
