@@ -7,8 +7,9 @@
 // the reconnections each message reaches the account exactly once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DOMAIN, PASSWORD, type Deployment } from '../support/parley.ts';
-import { plainAuth, rawConnect, STREAM_OPEN, type RawClient } from '../support/raw.ts';
+import { rawLogin } from '../support/im.ts';
+import { DOMAIN, type Deployment } from '../support/parley.ts';
+import type { RawClient } from '../support/raw.ts';
 
 const NS_SM = 'urn:xmpp:sm:3';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -18,15 +19,7 @@ const names = (p: string): [string, string] => { seq++; return [`${p}a${seq}`, `
 
 /** Logged in, bound to `resource`, available; with stream management enabled when `sm`. */
 async function login(port: number, user: string, resource: string, sm: boolean): Promise<RawClient> {
-  const c = await rawConnect(port);
-  c.send(STREAM_OPEN());
-  await c.waitFor(/<\/stream:features>/);
-  c.send(plainAuth(user, PASSWORD));
-  await c.waitFor(/<success/);
-  c.send(STREAM_OPEN());
-  await c.waitFor(/<bind xmlns/);
-  c.send(`<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${resource}</resource></bind></iq>`);
-  await c.waitFor(/<jid>/);
+  const c = await rawLogin(port, user, resource);
   if (sm) {
     c.send(`<enable xmlns='${NS_SM}' resume='true'/>`);
     await c.waitFor(/<enabled /);
