@@ -9,6 +9,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { ConfigMap, Service } from 'kubernetes-models/v1';
 
 const DIR = new URL('../../deploy/kubernetes/', import.meta.url);
 
@@ -215,4 +218,48 @@ test('the checks catch what they look for', () => {
   const mismatch = deploymentDoc('parley-c2s', 'c2s', []);
   obj(obj(mismatch.value).spec).selector = { matchLabels: { app: 'session' } };
   assert.match(check([mismatch]).join('\n'), /matchLabels does not match the pod template's labels/);
+});
+
+// The Kubernetes API schemas themselves (the kubernetes-models package's JSON schemas, the OpenAPI definitions
+// kubeconform checks against): every required field present, every field of the right type.
+const MODELS: Record<string, (value: Obj) => { validate(): void }> = {
+  'apps/v1 Deployment': (v) => new Deployment(v as ConstructorParameters<typeof Deployment>[0]),
+  'policy/v1 PodDisruptionBudget': (v) => new PodDisruptionBudget(v as ConstructorParameters<typeof PodDisruptionBudget>[0]),
+  'v1 Service': (v) => new Service(v as ConstructorParameters<typeof Service>[0]),
+  'v1 ConfigMap': (v) => new ConfigMap(v as ConstructorParameters<typeof ConfigMap>[0]),
+};
+
+function schemaProblems(docs: Doc[]): string[] {
+  const problems: string[] = [];
+  for (const d of docs) {
+    const v = obj(d.value);
+    const key = `${str(v.apiVersion)} ${str(v.kind)}`;
+    const make = MODELS[key];
+    if (!make) {
+      problems.push(`${d.where}: no schema here for ${key}`);
+      continue;
+    }
+    try {
+      make(v).validate();
+    } catch (e) {
+      problems.push(`${d.where}: ${key}: ${(e as Error).message}`);
+    }
+  }
+  return problems;
+}
+
+test('every manifest validates against the Kubernetes API schema of its kind', () => {
+  const { docs } = load();
+  assert.ok(docs.length >= 5, `manifests read: ${docs.length}`);
+  assert.deepEqual(schemaProblems(docs), []);
+});
+
+test('the schema check catches a missing required field and a wrong type', () => {
+  const good = deploymentDoc('parley-c2s', 'c2s', [{ name: 'metrics', containerPort: 9464 }]);
+  assert.deepEqual(schemaProblems([good]), []);
+  const noSelector = deploymentDoc('parley-c2s', 'c2s', [{ name: 'metrics', containerPort: 9464 }]);
+  delete obj(obj(noSelector.value).spec).selector;
+  assert.equal(schemaProblems([noSelector]).length, 1);
+  const wrongType = deploymentDoc('parley-c2s', 'c2s', [{ name: 'metrics', containerPort: 'ninety' as unknown as number }]);
+  assert.equal(schemaProblems([wrongType]).length, 1);
 });
