@@ -207,13 +207,19 @@ async function archivedBodies(xmpp: Client, box: Inbox): Promise<string[]> {
     .map((s) => s.getChild('result')!.getChild('forwarded')!.getChild('message')!.getChildText('body') ?? '');
 }
 
-test('an ejabberd export_piefxis imports into a running embedded Parley: the original password logs in, the roster, vCard and offline message are on the wire', { timeout: 120_000 }, async () => {
-  const file = await ejabberdExport('scram');
+/** A running embedded server and a configuration file naming its data directory, for `parley` commands beside it. */
+async function embeddedWithConfigFile(): Promise<{ d: Awaited<ReturnType<typeof startEmbedded>>; cfg: string }> {
   const dataDir = tempDir('parley-pie-embedded');
   const d = await startEmbedded({ dataDir });
+  const cfg = join(dataDir, 'parley.yaml');
+  writeFileSync(cfg, `domains: [${DOMAIN}]\ndataDir: ${JSON.stringify(dataDir)}\nlog: { level: warn }\n`);
+  return { d, cfg };
+}
+
+test('an ejabberd export_piefxis imports into a running embedded Parley: the original password logs in, the roster, vCard and offline message are on the wire', { timeout: 120_000 }, async () => {
+  const file = await ejabberdExport('scram');
+  const { d, cfg } = await embeddedWithConfigFile();
   try {
-    const cfg = join(dataDir, 'parley.yaml');
-    writeFileSync(cfg, `domains: [${DOMAIN}]\ndataDir: ${JSON.stringify(dataDir)}\nlog: { level: warn }\n`);
     const r = await parley(['import', file, '--config', cfg]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^alice@localhost: SCRAM-SHA-1 credentials, 1 contacts, a vCard, 1 offline messages, 0 archived messages; not carried over: SCRAM-SHA-256 login until the password is set again/m);
@@ -249,11 +255,8 @@ test('an ejabberd export_piefxis imports into a running embedded Parley: the ori
 test('an ejabberd export of clear passwords: they become SCRAM credentials of both kinds, and log in', { timeout: 120_000 }, async () => {
   const file = await ejabberdExport('plain');
   assert.match(readFileSync(file.replace(/\.xml$/, `_${DOMAIN}.xml`), 'utf8'), new RegExp(`<user name='alice' password='${ALICE_PASSWORD}'>`));
-  const dataDir = tempDir('parley-pie-embedded');
-  const d = await startEmbedded({ dataDir });
+  const { d, cfg } = await embeddedWithConfigFile();
   try {
-    const cfg = join(dataDir, 'parley.yaml');
-    writeFileSync(cfg, `domains: [${DOMAIN}]\ndataDir: ${JSON.stringify(dataDir)}\nlog: { level: warn }\n`);
     const r = await parley(['import', file, '--config', cfg]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^alice@localhost: password, 1 contacts, a vCard, 1 offline messages, 0 archived messages\n/m);
